@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := offline-wheels/constraints-cpu.txt
+
+.PHONY: install demo test test-fast lint docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
+	# PyPI's torchvision does not load beside the CPU torch build, and Unsloth refuses to import with it.
+	$(BIN)/python -m pip uninstall --yes torchvision
+	touch $(STAMP)
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	bash scripts/test.sh
+
+test-fast: install
+	$(BIN)/python -m pytest -m "unit and not postgres" -q
+
+lint: install
+	$(BIN)/ruff check appliance tests bench scripts
+
+docs: install
+	$(BIN)/cog -r docs/cli.md
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

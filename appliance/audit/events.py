@@ -1,0 +1,75 @@
+"""What an audit event is, and its canonical bytes.
+
+Canonical form (version 1), the bytes a Merkle leaf covers: the UTF-8 JSON array
+[1, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
+ outcome, reason, correlation_id, details] with no whitespace (separators "," and ":") and non-ASCII
+characters written as themselves; `details` is itself a string holding the details object as JSON with
+sorted keys and the same separators. The standalone verifier in the evidence pack rebuilds these bytes
+from the exported events the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+OUTCOMES = ("ok", "denied", "error")
+COLUMNS = ("seq", "event_id", "ts", "actor", "actor_role", "auth_method", "action", "object_type", "object_id",
+           "object_sha256", "outcome", "reason", "correlation_id", "details")
+
+# Keys that must never reach the audit trail: an event's details are evidence, not a secret store.
+_SECRET_KEY = re.compile(r"pass(word|phrase)|secret|token(?!_id)|private", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: str
+    role: str
+    auth: str  # password, session, token, bootstrap, system
+
+
+SYSTEM = Actor("system", "system", "local")
+
+
+@dataclass(frozen=True)
+class Event:
+    action: str
+    object_type: str
+    object_id: str
+    outcome: str = "ok"
+    reason: str = ""
+    object_sha256: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {self.outcome!r}")
+        bad = [k for k in _walk_keys(self.details) if _SECRET_KEY.search(k)]
+        if bad:
+            raise ValueError(f"audit details must not carry secrets: {bad}")
+
+
+def _walk_keys(value: Any):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _walk_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_keys(v)
+
+
+_DETAILS = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_ROW = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def details_text(details: dict[str, Any]) -> str:
+    return _DETAILS.encode(details)
+
+
+def canonical(row: tuple | list) -> bytes:
+    """Canonical bytes of an event row in COLUMNS order (details already as text)."""
+    return _ROW.encode([FORMAT_VERSION, *row]).encode("utf-8")

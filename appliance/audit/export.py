@@ -1,0 +1,77 @@
+"""The evidence pack: everything an auditor needs to verify the trail alone, in one zip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import text
+
+from appliance.audit.events import COLUMNS
+from appliance.audit.log import last_checkpoint
+from appliance.errors import InputError
+
+README = """# Audit evidence pack
+
+Exported by the appliance at {exported_at}; {events} events; newest signed checkpoint covers {covered} events.
+
+| file | what |
+| --- | --- |
+| events.jsonl | every audit event, one JSON object a line, in sequence order, with its recorded leaf hash |
+| checkpoints.json | signed tree heads (RFC 6962 Merkle roots) over the first N events |
+| audit-keys.json | the public audit keys (PEM), with their status; revoked keys are not trusted |
+| verify_audit.py | a standalone verifier (Python 3.9+, `cryptography`) |
+| manifest.sha256 | sha256 of every other file |
+
+## How to verify
+
+With the appliance:    appliance audit verify                    (on the appliance itself)
+Without the appliance: python3 verify_audit.py THIS.zip [--checkpoint KEPT-CHECKPOINT.json]
+
+Pass a checkpoint you kept elsewhere (write-once media, another system) with --checkpoint: it proves the log
+was not truncated or rewritten since then, even by someone holding the appliance's keys. Exit status 0 means
+every event, every checkpoint and every signature holds; otherwise the first bad sequence number is printed.
+The canonical form that each leaf hash covers is described at the top of verify_audit.py.
+"""
+
+
+def export_pack(engine, out: Path) -> dict:
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise InputError(f"{out}: the evidence pack is a .zip file")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: no such directory")
+    files: dict[str, bytes] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event ORDER BY seq")).all()
+        files["events.jsonl"] = "".join(
+            json.dumps(dict(zip((*COLUMNS, "leaf_hash"), r, strict=True)), ensure_ascii=False) + "\n"
+            for r in rows).encode("utf-8")
+        cps = conn.execute(text("SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint "
+                                "ORDER BY tree_size")).all()
+        files["checkpoints.json"] = json.dumps(
+            [{"format": "appliance audit checkpoint v1", "tree_size": int(c[0]), "root": c[1], "ts": c[2],
+              "key_id": c[3], "signature": c[4]} for c in cps], indent=1).encode()
+        keys = conn.execute(text("SELECT key_id, status, public_pem, created_at, revoked_at FROM signing_key "
+                                 "WHERE purpose = 'audit' ORDER BY created_at")).all()
+        files["audit-keys.json"] = json.dumps(
+            [{"key_id": k[0], "status": k[1], "public_pem": k[2], "created_at": k[3], "revoked_at": k[4]}
+             for k in keys], indent=1).encode()
+        last = last_checkpoint(conn)
+    from datetime import UTC, datetime
+
+    summary = {"events": len(rows), "checkpoints": len(cps), "covered": last.tree_size if last else 0,
+               "exported_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    files["verify_audit.py"] = resources.files("appliance").joinpath("data/verify_audit.py").read_bytes()
+    files["README.md"] = README.format(**summary).encode()
+    files["manifest.sha256"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+                                       for name, data in sorted(files.items())).encode()
+    tmp = out.with_name(f".{out.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    tmp.replace(out)
+    return {**summary, "path": str(out)}

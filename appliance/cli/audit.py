@@ -1,0 +1,107 @@
+"""`appliance audit ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.identity.roles import require
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail (officer, admin)."""
+
+
+@audit.command("verify")
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path),
+              help="A checkpoint exported earlier: proves no truncation or rewrite since.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
+    """Recompute every event's hash and the Merkle tree; check every signed checkpoint. Exit 0 only if all holds."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import record_alone
+    from appliance.audit.verify import read_checkpoint_file, verify_log
+
+    ctx = app.ctx
+    require(ctx, "audit.verify", "audit", "log")
+    exported = read_checkpoint_file(checkpoint_file) if checkpoint_file else None
+    report = verify_log(app.engine, exported)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        for problem in report.problems:
+            click.echo(f"FAIL: {problem}")
+        if report.ok:
+            click.echo(f"OK: {report.events} events, {report.checkpoints_checked} checkpoint comparisons, "
+                       f"tree head {report.root}")
+        elif report.first_bad_seq is not None:
+            click.echo(f"first bad sequence number: {report.first_bad_seq}")
+    record_alone(ctx, Event("audit.verify", "audit", "log", outcome="ok" if report.ok else "error",
+                            reason="; ".join(report.problems)[:500],
+                            details={"events": report.events, "first_bad_seq": report.first_bad_seq}))
+    if not report.ok:
+        raise SystemExit(4)
+
+
+@audit.command("checkpoint")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the checkpoint JSON.")
+@pass_app
+def audit_checkpoint(app: App, out: Path) -> None:
+    """Sign a checkpoint of the log as it is now and export it, for anchoring elsewhere."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import checkpoint_now, record_alone
+    from appliance.errors import InputError
+    from appliance.fsutil import atomic_write_bytes
+
+    ctx = app.ctx
+    require(ctx, "audit.checkpoint", "audit", "log")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: no such directory")
+    cp = checkpoint_now(ctx)
+    atomic_write_bytes(out, (json.dumps(cp.as_dict(), indent=1) + "\n").encode(), mode=0o644)
+    record_alone(ctx, Event("audit.checkpoint", "audit", str(cp.tree_size), details={"root": cp.root}))
+    click.echo(f"checkpoint: {cp.tree_size} events, root {cp.root}, written to {out}")
+
+
+@audit.command("log")
+@click.option("--since", help="Only events at or after this UTC time (ISO 8601, e.g. 2026-11-28 or 2026-11-28T10:00).")
+@click.option("--actor", help="Only events by this user.")
+@click.option("--action", help="Only this action (e.g. user.login); a trailing * matches a prefix.")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def audit_log(app: App, since: str | None, actor: str | None, action: str | None, limit: int,
+              as_json: bool) -> None:
+    """Show audit events, newest last."""
+    from appliance.audit.query import search
+
+    require(app.ctx, "audit.read", "audit", "log")
+    events = search(app.engine, since=since, actor=actor, action=action, limit=limit)
+    if as_json:
+        emit_json(events)
+        return
+    for e in events:
+        obj = f"{e['object_type']}:{e['object_id']}"
+        why = f" ({e['reason']})" if e["reason"] else ""
+        click.echo(f"{e['seq']:>7}  {e['ts'][:19]}  {e['actor']:<16} {e['action']:<22} {e['outcome']:<6} {obj}{why}")
+
+
+@audit.command("export")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The evidence pack, F.zip.")
+@pass_app
+def audit_export(app: App, out: Path) -> None:
+    """Write an evidence pack: events, checkpoints, public keys, a standalone verifier and a README."""
+    from appliance.audit.events import Event
+    from appliance.audit.export import export_pack
+    from appliance.audit.log import record_alone
+
+    ctx = app.ctx
+    require(ctx, "audit.export", "audit", "log")
+    summary = export_pack(app.engine, out)
+    record_alone(ctx, Event("audit.export", "audit", str(out.name), details={"events": summary["events"]}))
+    click.echo(f"evidence pack: {summary['events']} events, {summary['checkpoints']} checkpoints -> {out}")

@@ -1,0 +1,125 @@
+"""`appliance models ...` and `appliance chat`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.identity.roles import require
+
+
+@cli.group()
+def models() -> None:
+    """Register and inspect base models."""
+
+
+def _model_dict(model, files=None) -> dict:
+    data = model.model_dump()
+    if files is not None:
+        data["files"] = [{"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in files]
+    return data
+
+
+@models.command("import")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--embedded", metavar="NAME", help="Import a model shipped with the appliance (smollm2).")
+@click.option("--name", help="Registry name (default: the embedded name, or the file or folder name).")
+@click.option("--hf-copy", is_flag=True, help="For a GGUF file: also write a safetensors copy for training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
+@pass_app
+def models_import(app: App, path: Path | None, embedded: str | None, name: str | None, hf_copy: bool,
+                  as_json: bool) -> None:
+    """Import a base model: --embedded NAME, a GGUF file, or a Hugging Face folder (safetensors only).
+
+    Every file is copied under APPLIANCE_HOME/models/NAME and its sha256 recorded. Pickle weights,
+    symlinks leaving the source and incomplete folders are refused.
+    """
+    from appliance.models import registry
+
+    if (path is None) == (embedded is None):
+        raise click.UsageError("give either PATH or --embedded NAME")
+    if embedded is not None:
+        result = registry.import_embedded(app.ctx, embedded, name)
+    else:
+        result = registry.import_path(app.ctx, path, name, hf_copy=hf_copy)
+    m = result.model
+    if as_json:
+        emit_json({**_model_dict(m), "created": result.created})
+        return
+    verb = "imported" if result.created else "already registered"
+    click.echo(f"{verb}: {m.name} ({m.architecture or 'unknown architecture'}, {m.total_bytes / 1e6:.0f} MB, "
+               f"sha256 {m.digest[:16]}...)")
+    if m.gguf_file:
+        click.echo(f"  llama.cpp: {m.gguf_file}")
+    if m.hf_dir:
+        click.echo(f"  training:  {m.hf_dir}/ (safetensors)")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def models_list(app: App, as_json: bool) -> None:
+    """List registered base models."""
+    from appliance.models import registry
+
+    require(app.ctx, "read", "model", "*")
+    found = registry.list_models(app.engine)
+    if as_json:
+        emit_json([_model_dict(m) for m in found])
+        return
+    if not found:
+        click.echo("no models registered")
+    for m in found:
+        forms = "+".join(f for f, present in (("gguf", m.gguf_file), ("hf", m.hf_dir)) if present)
+        click.echo(f"{m.name:<24} {m.architecture or '-':<20} {forms:<8} {m.total_bytes / 1e6:>8.0f} MB  "
+                   f"{m.digest[:16]}  {m.origin}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def models_show(app: App, name: str, as_json: bool) -> None:
+    """Show one model with every file and its sha256."""
+    from appliance.models import registry
+
+    require(app.ctx, "read", "model", name)
+    m, files = registry.get_model(app.engine, name)
+    if as_json:
+        emit_json(_model_dict(m, files))
+        return
+    for key, value in _model_dict(m).items():
+        click.echo(f"{key:<14} {value}")
+    click.echo("files:")
+    for f in files:
+        click.echo(f"  {f.sha256}  {f.size:>12}  {f.relpath}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--system", help="A system message.")
+@click.option("--max-tokens", default=128, show_default=True, type=click.IntRange(1, 8192))
+@click.option("--json", "as_json", is_flag=True, help="Print the completion and token counts as JSON.")
+@pass_app
+def chat(app: App, model: str, prompt: str, system: str | None, max_tokens: int, as_json: bool) -> None:
+    """One chat completion from a registered model through llama.cpp (greedy), digest checked first."""
+    from appliance.models import registry
+    from appliance.serve import llamacpp
+
+    require(app.ctx, "serve.query", "model", model)
+    record, files = registry.get_model(app.engine, model)
+    gguf = llamacpp.verified_gguf(app.settings, record, files)
+    llm = llamacpp.load(app.settings, gguf)
+    result = llamacpp.chat(llm, record.name, prompt, system=system, max_tokens=max_tokens)
+    if as_json:
+        emit_json({"model": result.model, "text": result.text, "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens, "seconds": round(result.seconds, 3)})
+        return
+    click.echo(result.text)
+    click.echo(f"[{result.model}: {result.completion_tokens} tokens in {result.seconds:.2f} s, "
+               f"{result.tokens_per_second:.0f} tokens/s]", err=True)
+
+

@@ -1,0 +1,159 @@
+"""Settings: APPLIANCE_HOME, an optional `appliance.toml` inside it, and every path derived from them.
+
+Validation fails closed: unknown keys are rejected, every error is reported at once, and a broken file
+never falls back to defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from appliance.errors import ConfigError
+
+CONFIG_FILE = "appliance.toml"
+SQLITE_FILE = "appliance.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSection(_Strict):
+    url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under the home when unset")
+
+
+class LlamaSection(_Strict):
+    n_threads: int | None = Field(default=None, ge=1, le=1024, description="CPU threads; all cores when unset")
+    n_ctx: int = Field(default=2048, ge=256, le=1_048_576, description="context length for llama.cpp")
+
+
+class KeysSection(_Strict):
+    passphrase_file: str | None = Field(
+        default=None, description="file holding the passphrase that encrypts private keys at rest "
+                                  "(or APPLIANCE_KEY_PASSPHRASE / APPLIANCE_KEY_PASSPHRASE_FILE)")
+
+
+class AuditSection(_Strict):
+    checkpoint_every: int = Field(default=1000, ge=1, le=10_000_000, description="sign a checkpoint every N events")
+    checkpoint_minutes: int = Field(default=60, ge=1, le=525_600, description="... or when the last is this old")
+
+
+class IdentitySection(_Strict):
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    min_password_length: int = Field(default=12, ge=8, le=1024)
+    lockout_attempts: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+
+
+class FileSettings(_Strict):
+    """What `appliance.toml` may contain."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    database: DatabaseSection = DatabaseSection()
+    llama: LlamaSection = LlamaSection()
+    keys: KeysSection = KeysSection()
+    audit: AuditSection = AuditSection()
+    identity: IdentitySection = IdentitySection()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    file: FileSettings
+    database_url: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the same filesystem as the home, so finished work is renamed into place."""
+        return self.home / "tmp"
+
+    @property
+    def owned_dirs(self) -> tuple[Path, ...]:
+        return (self.home, self.models_dir, self.datasets_dir, self.runs_dir, self.artifacts_dir,
+                self.keys_dir, self.logs_dir, self.tmp_dir)
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _format_validation_error(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {msg}")
+    count = len(parts)
+    return f"{source}: {count} error{'s' if count != 1 else ''}: " + "; ".join(parts)
+
+
+def read_config_file(path: Path) -> FileSettings:
+    """Parse and validate one `appliance.toml`; every problem in it is reported in one ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return FileSettings()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    try:
+        return FileSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(str(path), exc)) from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings for this process: APPLIANCE_HOME (default ./var), its appliance.toml, and the environment."""
+    env = os.environ if env is None else env
+    home_value = env.get("APPLIANCE_HOME", "").strip()
+    home = Path(home_value).expanduser() if home_value else Path.cwd() / "var"
+    home = Path(os.path.abspath(home))
+    file_settings = read_config_file(home / CONFIG_FILE) if home.is_dir() else FileSettings()
+    url = env.get("APPLIANCE_DATABASE_URL", "").strip() or file_settings.database.url
+    if url is None:
+        url = f"sqlite:///{home / SQLITE_FILE}"
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        scheme = url.split(":", 1)[0]
+        raise ConfigError(f"database URL must be sqlite:/// or postgresql+psycopg://, got scheme {scheme!r}")
+    return Settings(home=home, file=file_settings, database_url=url, env=dict(env))

@@ -1,0 +1,240 @@
+"""Numbered, append-only schema migrations.
+
+Each migration is a list of portable SQL statements (SQLite and PostgreSQL). Applied migrations are
+recorded with a checksum of their text, so an edited old migration is detected: history is only ever
+extended by appending a new number, never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from appliance.errors import StorageError
+
+
+@dataclass(frozen=True)
+class PerDialect:
+    """A statement that differs between SQLite and PostgreSQL (triggers, mostly)."""
+
+    sqlite: str
+    postgresql: str
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    statements: tuple[str | PerDialect, ...]
+
+    @property
+    def checksum(self) -> str:
+        parts = [s if isinstance(s, str) else f"{s.sqlite}\n--\n{s.postgresql}" for s in self.statements]
+        return hashlib.sha256("\n;\n".join(parts).encode()).hexdigest()
+
+    def sql_for(self, dialect: str) -> list[str]:
+        return [s if isinstance(s, str) else getattr(s, dialect) for s in self.statements]
+
+
+def _append_only(table: str) -> tuple[PerDialect, ...]:
+    """Triggers that refuse UPDATE and DELETE on an audit table. Verification never relies on them."""
+    return (
+        PerDialect(
+            sqlite=f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                   f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
+            postgresql=f"CREATE TRIGGER {table}_no_update BEFORE UPDATE OR DELETE ON {table} "
+                       "FOR EACH ROW EXECUTE FUNCTION appliance_append_only()",
+        ),
+        PerDialect(
+            sqlite=f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+                   f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
+            postgresql=f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION appliance_append_only()",
+        ),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "base model registry", (
+        """CREATE TABLE base_model (
+            id VARCHAR(32) PRIMARY KEY,
+            name VARCHAR(128) NOT NULL UNIQUE,
+            source VARCHAR(32) NOT NULL,
+            origin TEXT NOT NULL,
+            architecture VARCHAR(64),
+            gguf_file TEXT,
+            hf_dir TEXT,
+            digest VARCHAR(64) NOT NULL,
+            source_digest VARCHAR(64) NOT NULL,
+            total_bytes BIGINT NOT NULL,
+            imported_at VARCHAR(32) NOT NULL,
+            imported_by VARCHAR(128) NOT NULL
+        )""",
+        """CREATE TABLE model_file (
+            model_id VARCHAR(32) NOT NULL REFERENCES base_model(id) ON DELETE RESTRICT,
+            relpath TEXT NOT NULL,
+            sha256 VARCHAR(64) NOT NULL,
+            size BIGINT NOT NULL,
+            PRIMARY KEY (model_id, relpath)
+        )""",
+    )),
+    Migration(2, "users, sessions, tokens, keys, audit trail", (
+        """CREATE TABLE app_user (
+            id VARCHAR(32) PRIMARY KEY,
+            name VARCHAR(64) NOT NULL UNIQUE,
+            role VARCHAR(16) NOT NULL,
+            password_hash TEXT NOT NULL,
+            disabled BOOLEAN NOT NULL DEFAULT FALSE,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until VARCHAR(32),
+            created_at VARCHAR(32) NOT NULL,
+            created_by VARCHAR(64) NOT NULL
+        )""",
+        """CREATE TABLE auth_session (
+            id VARCHAR(32) PRIMARY KEY,
+            user_id VARCHAR(32) NOT NULL REFERENCES app_user(id),
+            secret_hash VARCHAR(64) NOT NULL,
+            os_user VARCHAR(64) NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            expires_at VARCHAR(32) NOT NULL,
+            revoked_at VARCHAR(32)
+        )""",
+        """CREATE TABLE api_token (
+            id VARCHAR(32) PRIMARY KEY,
+            user_id VARCHAR(32) NOT NULL REFERENCES app_user(id),
+            secret_hash VARCHAR(64) NOT NULL,
+            adapters TEXT,
+            created_at VARCHAR(32) NOT NULL,
+            created_by VARCHAR(64) NOT NULL,
+            expires_at VARCHAR(32),
+            revoked_at VARCHAR(32)
+        )""",
+        """CREATE TABLE signing_key (
+            key_id VARCHAR(64) PRIMARY KEY,
+            purpose VARCHAR(16) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            public_pem TEXT NOT NULL,
+            private_file TEXT NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            retired_at VARCHAR(32),
+            revoked_at VARCHAR(32),
+            revoked_reason TEXT
+        )""",
+        """CREATE TABLE audit_event (
+            seq BIGINT PRIMARY KEY,
+            event_id VARCHAR(32) NOT NULL UNIQUE,
+            ts VARCHAR(32) NOT NULL,
+            actor VARCHAR(64) NOT NULL,
+            actor_role VARCHAR(16) NOT NULL,
+            auth_method VARCHAR(16) NOT NULL,
+            action VARCHAR(64) NOT NULL,
+            object_type VARCHAR(32) NOT NULL,
+            object_id TEXT NOT NULL,
+            object_sha256 VARCHAR(64) NOT NULL,
+            outcome VARCHAR(8) NOT NULL,
+            reason TEXT NOT NULL,
+            correlation_id VARCHAR(32) NOT NULL,
+            details TEXT NOT NULL,
+            leaf_hash VARCHAR(64) NOT NULL
+        )""",
+        "CREATE INDEX audit_event_ts ON audit_event (ts)",
+        "CREATE INDEX audit_event_actor ON audit_event (actor)",
+        "CREATE INDEX audit_event_action ON audit_event (action)",
+        """CREATE TABLE audit_node (
+            level INTEGER NOT NULL,
+            idx BIGINT NOT NULL,
+            hash VARCHAR(64) NOT NULL,
+            PRIMARY KEY (level, idx)
+        )""",
+        """CREATE TABLE audit_checkpoint (
+            tree_size BIGINT PRIMARY KEY,
+            root VARCHAR(64) NOT NULL,
+            ts VARCHAR(32) NOT NULL,
+            key_id VARCHAR(64) NOT NULL,
+            signature TEXT NOT NULL
+        )""",
+        PerDialect(
+            sqlite="SELECT 1",
+            postgresql="CREATE OR REPLACE FUNCTION appliance_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only'; END $$",
+        ),
+        *_append_only("audit_event"),
+        *_append_only("audit_node"),
+        *_append_only("audit_checkpoint"),
+    )),
+)
+
+_LEDGER = "schema_migrations"
+
+
+def _ensure_ledger(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(
+            f"CREATE TABLE IF NOT EXISTS {_LEDGER} ("
+            "number INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum VARCHAR(64) NOT NULL, "
+            "applied_at VARCHAR(32) NOT NULL)"
+        ))
+
+
+def applied_migrations(engine: Engine) -> dict[int, str]:
+    """Applied migration numbers and their recorded checksums; empty when the database is new."""
+    if not inspect(engine).has_table(_LEDGER):
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT number, checksum FROM {_LEDGER} ORDER BY number")).all()
+    return {int(n): c for n, c in rows}
+
+
+def _check_history(applied: dict[int, str]) -> None:
+    known = {m.number: m for m in MIGRATIONS}
+    newer = sorted(n for n in applied if n not in known)
+    if newer:
+        raise StorageError(f"the database has migration {newer[0]}, which this version does not know: "
+                           "it was written by a newer version of the appliance")
+    for number, checksum in applied.items():
+        if known[number].checksum != checksum:
+            raise StorageError(f"migration {number} ({known[number].name}) differs from the one applied "
+                               "to this database: migrations are append-only")
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every pending migration, each in its own transaction; returns the numbers applied."""
+    _ensure_ledger(engine)
+    applied = applied_migrations(engine)
+    _check_history(applied)
+    done = []
+    for migration in MIGRATIONS:
+        if migration.number in applied:
+            continue
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7245001)"))
+                again = conn.execute(text(f"SELECT 1 FROM {_LEDGER} WHERE number = :n"),
+                                     {"n": migration.number}).first()
+                if again:
+                    continue
+            for statement in migration.sql_for(conn.dialect.name):
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                text(f"INSERT INTO {_LEDGER} (number, name, checksum, applied_at) VALUES (:n, :name, :c, :t)"),
+                {"n": migration.number, "name": migration.name, "c": migration.checksum,
+                 "t": datetime.now(UTC).isoformat(timespec="seconds")},
+            )
+        done.append(migration.number)
+    return done
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to work on a database that is not initialised or not at this version's schema."""
+    applied = applied_migrations(engine)
+    if not applied:
+        raise StorageError("the appliance is not initialised here: run `appliance init` first")
+    _check_history(applied)
+    latest = MIGRATIONS[-1].number
+    if max(applied) < latest:
+        raise StorageError(f"the database schema is at migration {max(applied)}, this version needs {latest}: "
+                           "run `appliance init` to migrate")

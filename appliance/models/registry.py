@@ -1,0 +1,197 @@
+"""The base-model registry: import into APPLIANCE_HOME/models/NAME, record every file's sha256, verify."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from appliance.audit.events import Event
+from appliance.audit.log import record
+from appliance.config import Settings
+from appliance.context import Context
+from appliance.db import session_scope
+from appliance.db.tables import ModelFile, RegisteredModel
+from appliance.digests import folder_files, manifest_digest, sha256_file
+from appliance.errors import AlreadyExists, InputError, NotFound
+from appliance.fsutil import private_tree, staged_dir
+from appliance.identity.roles import require
+from appliance.models import sources
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    model: RegisteredModel
+    created: bool  # False when the same model was already registered under that name
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    relpath: str
+    problem: str  # "missing", "modified", "unexpected"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InputError(f"model name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return name
+
+
+def default_name(path: Path) -> str:
+    stem = path.name[:-5] if path.name.lower().endswith(".gguf") else path.name
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:64]
+    return cleaned or "model"
+
+
+def get_model(engine: Engine, name: str) -> tuple[RegisteredModel, list[ModelFile]]:
+    with session_scope(engine) as s:
+        model = s.exec(select(RegisteredModel).where(RegisteredModel.name == name)).first()
+        if model is None:
+            raise NotFound(f"no model named {name!r}; see `appliance models list`")
+        files = list(s.exec(select(ModelFile).where(ModelFile.model_id == model.id).order_by(ModelFile.relpath)))
+    return model, files
+
+
+def list_models(engine: Engine) -> list[RegisteredModel]:
+    with session_scope(engine) as s:
+        return list(s.exec(select(RegisteredModel).order_by(RegisteredModel.name)))
+
+
+def model_dir(settings: Settings, model: RegisteredModel) -> Path:
+    return settings.models_dir / model.name
+
+
+def _existing(engine: Engine, name: str) -> RegisteredModel | None:
+    with session_scope(engine) as s:
+        return s.exec(select(RegisteredModel).where(RegisteredModel.name == name)).first()
+
+
+def _copy_hashed(src: Path, dst: Path) -> str:
+    dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copyfile(src, dst)
+    return sha256_file(dst)
+
+
+def _register(ctx: Context, *, name: str, source: str, origin: str, source_digest: str, fill,
+              architecture: str | None, gguf_file: str | None, hf_dir: str | None) -> ImportResult:
+    """Stage the model's folder with `fill(stage)`, rename it into place, then record it and its audit
+    event in one transaction."""
+    settings, engine = ctx.settings, ctx.engine
+    existing = _existing(engine, name)
+    if existing is not None:
+        if existing.source_digest == source_digest:
+            return ImportResult(existing, created=False)
+        raise AlreadyExists(f"a different model is already registered as {name!r}; choose another --name")
+    final = settings.models_dir / name
+    if final.exists():
+        raise AlreadyExists(f"{final}: exists but is not registered; move it away before importing {name!r}")
+    with staged_dir(settings.tmp_dir, final) as stage:
+        fill(stage)
+        private_tree(stage)
+        entries = [(p.relative_to(stage).as_posix(), sha256_file(p), p.stat().st_size) for p in folder_files(stage)]
+    model = RegisteredModel(
+        id=uuid.uuid4().hex, name=name, source=source, origin=origin, architecture=architecture,
+        gguf_file=gguf_file, hf_dir=hf_dir, digest=manifest_digest((r, d) for r, d, _ in entries),
+        source_digest=source_digest, total_bytes=sum(size for *_, size in entries), imported_at=_now(),
+        imported_by=ctx.actor.user if ctx.actor.role != "system" else f"system ({getpass.getuser()})",
+    )
+    try:
+        with session_scope(engine) as s:
+            s.add(model)
+            s.flush()
+            for rel, digest, size in entries:
+                s.add(ModelFile(model_id=model.id, relpath=rel, sha256=digest, size=size))
+            record(ctx, s, Event("model.import", "model", name, object_sha256=model.digest,
+                                 details={"source": source, "origin": origin, "files": len(entries),
+                                          "bytes": model.total_bytes, "architecture": architecture}))
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return ImportResult(model, created=True)
+
+
+def import_embedded(ctx: Context, key: str, name: str | None = None) -> ImportResult:
+    """Register an embedded model's GGUF for serving and write its safetensors copy for training."""
+    require(ctx, "models.import", "model", name or key)
+    spec, gguf_path, version = sources.embedded_gguf(key)
+    check_name(name or spec.name)
+    info = sources.read_gguf_info(gguf_path)
+    gguf_rel = f"gguf/{spec.filename}"
+
+    def fill(stage: Path) -> None:
+        from appliance.models.convert import gguf_to_hf
+
+        _copy_hashed(gguf_path, stage / gguf_rel)
+        gguf_to_hf(stage / gguf_rel, stage / "hf")
+
+    return _register(ctx, name=name or spec.name, source="embedded",
+                     origin=f"{spec.distribution}=={version} ({spec.license})",
+                     source_digest=sha256_file(gguf_path), fill=fill, architecture=info.architecture,
+                     gguf_file=gguf_rel, hf_dir="hf")
+
+
+def import_path(ctx: Context, path: Path, name: str | None = None, hf_copy: bool = False) -> ImportResult:
+    """Import a GGUF file (optionally with a safetensors copy for training) or a Hugging Face folder."""
+    path = Path(path)
+    name = name or default_name(path)
+    require(ctx, "models.import", "model", name)
+    check_name(name)
+    kind = sources.classify(path)
+    if kind == "gguf":
+        info = sources.read_gguf_info(path)
+        gguf_rel = f"gguf/{path.name}"
+
+        def fill(stage: Path) -> None:
+            _copy_hashed(path, stage / gguf_rel)
+            if hf_copy:
+                from appliance.models.convert import gguf_to_hf
+
+                gguf_to_hf(stage / gguf_rel, stage / "hf")
+
+        return _register(ctx, name=name, source="path", origin=str(path.resolve()),
+                         source_digest=sha256_file(path), fill=fill, architecture=info.architecture,
+                         gguf_file=gguf_rel, hf_dir="hf" if hf_copy else None)
+    if hf_copy:
+        raise InputError("--hf-copy applies to GGUF files; a Hugging Face folder is already in that form")
+    files, arch = sources.collect_hf_folder(path)
+    source_digest = manifest_digest((f.relpath, sha256_file(f.path)) for f in files)
+
+    def fill_hf(stage: Path) -> None:
+        for f in files:
+            _copy_hashed(f.path, stage / "hf" / f.relpath)
+
+    return _register(ctx, name=name, source="path", origin=str(path.resolve()),
+                     source_digest=source_digest, fill=fill_hf, architecture=arch, gguf_file=None, hf_dir="hf")
+
+
+def verify_model(settings: Settings, model: RegisteredModel, files: list[ModelFile]) -> list[FileProblem]:
+    """Re-hash every recorded file; report missing, modified and unexpected files."""
+    root = model_dir(settings, model)
+    problems = []
+    recorded = {f.relpath for f in files}
+    for f in files:
+        path = root / f.relpath
+        if not path.is_file():
+            problems.append(FileProblem(f.relpath, "missing"))
+        elif path.stat().st_size != f.size or sha256_file(path) != f.sha256:
+            problems.append(FileProblem(f.relpath, "modified"))
+    if root.is_dir():
+        for path in folder_files(root):
+            rel = path.relative_to(root).as_posix()
+            if rel not in recorded:
+                problems.append(FileProblem(rel, "unexpected"))
+    return problems

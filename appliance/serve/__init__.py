@@ -1,0 +1,1 @@
+"""Serving: llama.cpp (CPU) and vLLM (GPU) backends; the OpenAI-compatible gateway."""

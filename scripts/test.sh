@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test tier: lint, the generated docs, unit, integration (real model, real llama.cpp), postgres.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.venv/bin
+export APPLIANCE_TEST_PG_URL=${APPLIANCE_TEST_PG_URL:-$(bash scripts/postgres.sh)}
+echo "== ruff"
+$bin/ruff check appliance tests bench scripts
+echo "== docs/cli.md is current"
+$bin/cog --check docs/cli.md
+echo "== pytest (all tiers)"
+$bin/python -m pytest --durations=15 "$@"

@@ -1,0 +1,145 @@
+"""Shared fixtures: an isolated APPLIANCE_HOME, the CLI run in-process, and the database backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TIERS = {"unit", "integration", "browser", "ansible", "postgres"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to a tier, so `make test-fast` and CI select what they mean to."""
+    unmarked = [item.nodeid for item in items if not TIERS.intersection(m.name for m in item.iter_markers())]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(sorted(TIERS))}): {unmarked[:5]}")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+PASSWORDS = {"alice": "Kv9!xq2Lm-admin-staple", "erin": "R4#pw8Zt-engineer-lamp", "oscar": "M2$ty6Qs-officer-door",
+             "ursula": "B7%nc3Wd-user-window"}
+ROLES = {"alice": "admin", "erin": "engineer", "oscar": "officer", "ursula": "user"}
+PASSPHRASE = "correct horse battery staple 42"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, not yet initialised APPLIANCE_HOME on SQLite, with a key passphrase file and a private
+    session file for this test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("APPLIANCE_HOME", str(path))
+    monkeypatch.delenv("APPLIANCE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("APPLIANCE_TOKEN", raising=False)
+    monkeypatch.delenv("APPLIANCE_KEY_PASSPHRASE", raising=False)
+    secret = tmp_path / "secrets"
+    secret.mkdir(mode=0o700)
+    (secret / "passphrase").write_text(PASSPHRASE + "\n")
+    for name, pw in PASSWORDS.items():
+        (secret / f"{name}.pw").write_text(pw + "\n")
+    monkeypatch.setenv("APPLIANCE_KEY_PASSPHRASE_FILE", str(secret / "passphrase"))
+    monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session.json"))
+    return path
+
+
+def pw_file(home: Path, name: str) -> Path:
+    return home.parent / "secrets" / f"{name}.pw"
+
+
+@dataclass
+class Staff:
+    home: Path
+    cli: object
+
+    def login(self, name: str) -> None:
+        result = self.cli("login", name, "--password-file", pw_file(self.home, name))
+        assert result.code == 0, result.err
+
+
+@pytest.fixture
+def staff(cli, home) -> Staff:
+    """An initialised home with admin alice, engineer erin, officer oscar and user ursula; erin logged in."""
+    result = cli("init", "--admin", "alice", "--password-file", pw_file(home, "alice"))
+    assert result.code == 0, result.err
+    team = Staff(home, cli)
+    team.login("alice")
+    for name in ("erin", "oscar", "ursula"):
+        result = cli("users", "add", name, "--role", ROLES[name], "--password-file", pw_file(home, name))
+        assert result.code == 0, result.err
+    team.login("erin")
+    return team
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `appliance ARGS...` in this process; returns exit code, stdout and stderr."""
+    from appliance.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_appliance(*args: str, env: dict | None = None, prefix: tuple[str, ...] = (), timeout: int = 600):
+    """Run the installed `appliance` console script in a child process."""
+    exe = Path(sys.executable).with_name("appliance")
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*prefix, str(exe), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("APPLIANCE_TEST_PG_URL")
+    if not url:
+        pytest.fail("APPLIANCE_TEST_PG_URL is not set: run the suite with `make test`, which starts PostgreSQL "
+                    "(scripts/postgres.sh)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path, monkeypatch) -> str:
+    """A fresh empty database on each backend; APPLIANCE_DATABASE_URL points at it."""
+    monkeypatch.setenv("APPLIANCE_KEY_PASSPHRASE", PASSPHRASE)
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'home' / 'appliance.db'}"
+        (tmp_path / "home").mkdir()
+        monkeypatch.setenv("APPLIANCE_DATABASE_URL", url)
+        monkeypatch.setenv("APPLIANCE_HOME", str(tmp_path / "home"))
+        yield url
+        return
+    import sqlalchemy
+
+    admin_url = _postgres_url()
+    name = f"appliance_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    monkeypatch.setenv("APPLIANCE_DATABASE_URL", url)
+    monkeypatch.setenv("APPLIANCE_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    try:
+        yield url
+    finally:
+        from appliance.db.engine import _engine_for
+
+        _engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

