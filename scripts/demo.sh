@@ -1,22 +1,49 @@
 #!/usr/bin/env bash
 # The demo: walks a new user through every stage the appliance has, on the embedded default model.
-# It uses its own disposable home, var/demo, so it never touches another APPLIANCE_HOME.
+# It uses its own disposable home, var/demo, so it never touches another APPLIANCE_HOME; the demo users'
+# passwords and the key passphrase are generated into var/demo-secrets (0700).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export APPLIANCE_HOME="$PWD/var/demo"
-unset APPLIANCE_DATABASE_URL
+secrets_dir="$PWD/var/demo-secrets"
+export APPLIANCE_KEY_PASSPHRASE_FILE="$secrets_dir/key-passphrase"
+export APPLIANCE_SESSION_FILE="$secrets_dir/session.json"
+unset APPLIANCE_DATABASE_URL APPLIANCE_TOKEN APPLIANCE_KEY_PASSPHRASE
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 
-rm -rf "$APPLIANCE_HOME"
-echo "Demo home: $APPLIANCE_HOME (recreated on every run)"
+rm -rf "$APPLIANCE_HOME" "$secrets_dir"
+mkdir -p -m 0700 "$secrets_dir"
+umask 077
+random() { python3 -c 'import secrets; print(secrets.token_urlsafe(18))'; }
+random > "$APPLIANCE_KEY_PASSPHRASE_FILE"
+for who in admin engineer officer; do random > "$secrets_dir/$who.password"; done
+{
+  echo "Demo credentials (APPLIANCE_HOME=$APPLIANCE_HOME)"
+  for who in admin engineer officer; do echo "  $who: $(cat "$secrets_dir/$who.password")"; done
+} > "$secrets_dir/credentials.txt"
+echo "Demo home: $APPLIANCE_HOME (recreated on every run); secrets: $secrets_dir"
 
-step "1. Create the appliance's home and database" appliance init
-step "2. Import the embedded default model (GGUF for llama.cpp + safetensors copy for training)" \
+step "1. Create the home, the database, the signing keys (encrypted at rest) and the first admin" \
+  appliance init --admin admin --password-file "$secrets_dir/admin.password"
+step "2. The admin logs in and adds an engineer and a compliance officer" \
+  appliance login admin --password-file "$secrets_dir/admin.password"
+appliance users add engineer --role engineer --password-file "$secrets_dir/engineer.password"
+appliance users add officer --role officer --password-file "$secrets_dir/officer.password"
+appliance users list
+step "3. From here on the engineer acts" appliance login engineer --password-file "$secrets_dir/engineer.password"
+step "4. Import the embedded default model (GGUF for llama.cpp + safetensors copy for training)" \
   appliance models import --embedded smollm2
-step "3. The model registry, with a sha256 for every file" appliance models list
-step "4. Health check: versions, permissions, database, model digests, offline settings" appliance doctor
-step "5. A chat completion from the embedded model through llama.cpp" \
+step "5. The model registry, with a sha256 for every file" appliance models list
+step "6. Health check: versions, permissions, database, model digests, keys, audit trail, offline settings" \
+  appliance doctor
+step "7. A chat completion from the embedded model through llama.cpp" \
   appliance chat smollm2 "In one sentence, what is a LoRA adapter?" --max-tokens 60
-printf '\nDone. Everything the demo wrote is under %s.\n' "$APPLIANCE_HOME"
+step "8. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
+  bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
+step "9. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
+appliance audit log --limit 12
+step "10. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
+  "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

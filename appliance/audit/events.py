@@ -21,7 +21,10 @@ COLUMNS = ("seq", "event_id", "ts", "actor", "actor_role", "auth_method", "actio
            "object_sha256", "outcome", "reason", "correlation_id", "details")
 
 # Keys that must never reach the audit trail: an event's details are evidence, not a secret store.
-_SECRET_KEY = re.compile(r"pass(word|phrase)|secret|token(?!_id)|private", re.IGNORECASE)
+# Matched against the serialised details: a JSON key is a string followed by a colon.
+_SECRET_KEY = re.compile(r'"(?:[^"\\]|\\.)*?(?:pass(?:word|phrase)|secret|token(?!_id)|private)(?:[^"\\]|\\.)*":',
+                         re.IGNORECASE)
+_SECRET_WORD = re.compile(r"pass|secret|token|private", re.IGNORECASE)  # cheap filter before the exact match
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,16 @@ class Event:
     reason: str = ""
     object_sha256: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    details_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {self.outcome!r}")
-        bad = [k for k in _walk_keys(self.details) if _SECRET_KEY.search(k)]
+        encoded = details_text(self.details)
+        bad = _SECRET_KEY.findall(encoded) if _SECRET_WORD.search(encoded) else None
         if bad:
             raise ValueError(f"audit details must not carry secrets: {bad}")
-
-
-def _walk_keys(value: Any):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield str(k)
-            yield from _walk_keys(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _walk_keys(v)
+        object.__setattr__(self, "details_json", encoded)
 
 
 _DETAILS = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -9,7 +9,8 @@ duplicate however many processes append at once.
 from __future__ import annotations
 
 import base64
-import uuid
+import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,15 +18,18 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from appliance.audit import merkle
-from appliance.audit.events import COLUMNS, Actor, Event, canonical, details_text
+from appliance.audit.events import COLUMNS, Actor, Event, canonical
 from appliance.context import Context
 from appliance.errors import ApplianceError, NotFound
 
 _LOCK_ID = 7245002
-_INSERT_EVENT = text(
-    f"INSERT INTO audit_event ({', '.join(COLUMNS)}, leaf_hash) "
-    f"VALUES ({', '.join(':' + c for c in COLUMNS)}, :leaf_hash)")
-_INSERT_NODE = text("INSERT INTO audit_node (level, idx, hash) VALUES (:level, :idx, :hash)")
+_EVENT_COLUMNS = (*COLUMNS, "leaf_hash")
+
+
+def _insert_sql(conn, table: str, columns: tuple[str, ...]) -> str:
+    """Driver-level INSERT (positional parameters): executemany without per-row SQLAlchemy processing."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 CHECKPOINT_HEADER = "appliance audit checkpoint v1"
 
 
@@ -60,12 +64,15 @@ def _lock(conn) -> None:
 
 def perfect_lookup(conn):
     """`perfect(level, index)` for merkle.subtree_hash, reading stored leaves and nodes."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    leaf_sql = f"SELECT leaf_hash FROM audit_event WHERE seq = {mark}"
+    node_sql = f"SELECT hash FROM audit_node WHERE level = {mark} AND idx = {mark}"
+
     def perfect(level: int, index: int) -> bytes:
         if level == 0:
-            row = conn.execute(text("SELECT leaf_hash FROM audit_event WHERE seq = :s"), {"s": index + 1}).first()
+            row = conn.exec_driver_sql(leaf_sql, (index + 1,)).first()
         else:
-            row = conn.execute(text("SELECT hash FROM audit_node WHERE level = :l AND idx = :i"),
-                               {"l": level, "i": index}).first()
+            row = conn.exec_driver_sql(node_sql, (level, index)).first()
         if row is None:
             raise NotFound(f"audit tree node ({level}, {index}) is missing")
         return bytes.fromhex(row[0])
@@ -95,8 +102,13 @@ def _frontier(conn, size: int, last_leaf: bytes | None) -> merkle.Frontier:
     return frontier
 
 
+def _event_id() -> str:
+    """32 hex digits: nanosecond time then randomness, so ids sort by creation and index inserts append."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
 def _head(conn) -> tuple[int, bytes | None]:
-    row = conn.execute(text("SELECT seq, leaf_hash FROM audit_event ORDER BY seq DESC LIMIT 1")).first()
+    row = conn.exec_driver_sql("SELECT seq, leaf_hash FROM audit_event ORDER BY seq DESC LIMIT 1").first()
     return (0, None) if row is None else (int(row[0]), bytes.fromhex(row[1]))
 
 
@@ -112,17 +124,17 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
     leaf = last_leaf
     for event in events:
         seq = frontier.size + 1
-        values = (seq, uuid.uuid4().hex, ts, actor.user, actor.role, actor.auth, event.action,
+        values = (seq, _event_id(), ts, actor.user, actor.role, actor.auth, event.action,
                   event.object_type, str(event.object_id), event.object_sha256, event.outcome, event.reason,
-                  ctx.correlation_id, details_text(event.details))
+                  ctx.correlation_id, event.details_json)
         leaf = merkle.leaf_hash(canonical(values))
         for level, idx, node in frontier.append(leaf):
-            nodes.append({"level": level, "idx": idx, "hash": node.hex()})
-        rows.append({**dict(zip(COLUMNS, values, strict=True)), "leaf_hash": leaf.hex()})
+            nodes.append((level, idx, node.hex()))
+        rows.append((*values, leaf.hex()))
         seqs.append(seq)
-    conn.execute(_INSERT_EVENT, rows)
+    conn.exec_driver_sql(_insert_sql(conn, "audit_event", _EVENT_COLUMNS), rows)
     if nodes:
-        conn.execute(_INSERT_NODE, nodes)
+        conn.exec_driver_sql(_insert_sql(conn, "audit_node", ("level", "idx", "hash")), nodes)
     _maybe_checkpoint(ctx, conn, size, frontier)
     _frontiers[str(conn.engine.url)] = (frontier, leaf)
     return seqs
@@ -146,18 +158,32 @@ def last_checkpoint(conn) -> Checkpoint | None:
     return None if row is None else Checkpoint(int(row[0]), row[1], row[2], row[3], row[4])
 
 
+# Per database: when the newest checkpoint known to this process was signed, and until when signing is not
+# retried after it failed (no key or no passphrase here), so an append does not query for them each time.
+_last_signed: dict[str, datetime] = {}
+_unsignable_until: dict[str, datetime] = {}
+
+
 def _maybe_checkpoint(ctx: Context, conn, old_size: int, frontier: merkle.Frontier) -> None:
     cfg = ctx.settings.file.audit
+    key = str(conn.engine.url)
+    now = datetime.now(UTC)
+    age_limit = now - timedelta(minutes=cfg.checkpoint_minutes)
     due = frontier.size // cfg.checkpoint_every > old_size // cfg.checkpoint_every
-    if not due:
+    if not due and _last_signed.get(key, age_limit) <= age_limit:
         last = last_checkpoint(conn)
-        age_limit = datetime.now(UTC) - timedelta(minutes=cfg.checkpoint_minutes)
-        due = last is None or datetime.fromisoformat(last.ts) < age_limit
-    if due:
+        if last is not None:
+            _last_signed[key] = datetime.fromisoformat(last.ts)
+        due = last is None or _last_signed[key] < age_limit
+    if due and _unsignable_until.get(key, now) <= now:
         try:
             _sign_checkpoint(ctx, conn, frontier.size, frontier.root())
+            _last_signed[key] = now
+        except NotFound:
+            pass  # no audit key yet: the first append after `keys init` signs
         except ApplianceError:
-            pass  # no usable audit key here (no passphrase): `appliance audit checkpoint` signs later
+            # The key is not usable here (no passphrase): `appliance audit checkpoint` signs later.
+            _unsignable_until[key] = now + timedelta(seconds=60)
 
 
 def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:

@@ -10,11 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
+from sqlalchemy.pool import NullPool
 
 from appliance.audit.events import COLUMNS, canonical
 from appliance.audit.log import CHECKPOINT_HEADER, Checkpoint
@@ -22,6 +26,7 @@ from appliance.errors import InputError
 from appliance.keys.store import verify_signature
 
 _BATCH = 20_000
+_PARALLEL_FROM = 200_000  # events; below this one process is faster than starting workers
 
 
 @dataclass
@@ -83,66 +88,126 @@ def check_signature(cp: Checkpoint, trusted: dict, revoked: set[str]) -> str | N
     return None
 
 
+@dataclass
+class _Scan:
+    """One stretch of the log, rehashed: its perfect-subtree stack, the stacks at checkpoint sizes inside it,
+    and what is wrong in it."""
+
+    end: int = 0  # sequence number of the last event scanned
+    stack: list[bytes] = field(default_factory=list)
+    at: dict[int, list[bytes]] = field(default_factory=dict)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
+    """Rehash events lo..hi-1 from their columns (driver level, for speed) into a local Merkle stack that
+    starts at leaf index lo-1. Stops at the first missing event."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, poolclass=NullPool)
+    raw = engine.raw_connection()
+    out = _Scan(end=lo - 1)
+    sha = hashlib.sha256
+    stack = out.stack
+    try:
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        cursor = raw.driver_connection.cursor(name="audit_verify") if engine.dialect.name == "postgresql" \
+            else raw.cursor()
+        cursor.execute(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event "
+                       f"WHERE seq >= {mark} AND seq < {mark} ORDER BY seq", (lo, hi))
+        expected = lo
+        while rows := cursor.fetchmany(_BATCH):
+            for row in rows:
+                seq = row[0]
+                if seq != expected:
+                    out.problems.append((expected, "missing"))
+                    return out
+                node = sha(b"\x00" + canonical(row[:-1])).digest()
+                if node.hex() != row[-1]:
+                    out.problems.append((seq, "modified"))
+                index = seq - lo  # local position; lo-1 is a multiple of a power of two above hi-lo
+                while index & 1:
+                    node = sha(b"\x01" + stack.pop() + node).digest()
+                    index >>= 1
+                stack.append(node)
+                out.end = seq
+                if seq in sizes:
+                    out.at[seq] = list(stack)
+                expected += 1
+        if expected < hi:
+            out.problems.append((expected, "missing"))
+        cursor.close()
+    finally:
+        raw.close()
+        engine.dispose()
+    return out
+
+
+def _scan_log(engine, max_seq: int, sizes: frozenset[int]) -> tuple[list[_Scan], int]:
+    """Scan the whole log; a large one in two halves on two processes. The split is at a power of two, so
+    the first half is one perfect subtree and the second half's stack continues it without merging."""
+    url = engine.url.render_as_string(hide_password=False)
+    if max_seq < _PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        return [_scan(url, 1, max_seq + 1, sizes)], max_seq
+    split = 1 << ((max_seq - 1).bit_length() - 1)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        first = pool.submit(_scan, url, 1, split + 1, sizes)
+        second = pool.submit(_scan, url, split + 1, max_seq + 1, sizes)
+        return [first.result(), second.result()], max_seq
+
+
 def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
     report = VerifyReport()
     with engine.connect() as conn:
         trusted, revoked = _trusted_audit_keys(conn)
         stored = [Checkpoint(int(r[0]), r[1], r[2], r[3], r[4]) for r in conn.execute(text(
             "SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint ORDER BY tree_size")).all()]
-        targets: dict[int, list[tuple[str, Checkpoint]]] = {}
-        for cp in stored:
-            problem = check_signature(cp, trusted, revoked)
-            if problem:
-                report.fail(f"stored checkpoint at size {cp.tree_size}: {problem}")
-            else:
-                targets.setdefault(cp.tree_size, []).append(("stored checkpoint", cp))
-        if exported is not None:
-            problem = check_signature(exported, trusted, revoked)
-            if problem:
-                report.fail(f"exported checkpoint at size {exported.tree_size}: {problem}")
-            else:
-                targets.setdefault(exported.tree_size, []).append(("exported checkpoint", exported))
-        if 0 in targets:
-            targets.pop(0)
+        max_seq = int(conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM audit_event")).scalar())
+    targets: dict[int, list[tuple[str, Checkpoint]]] = {}
+    for cp in stored:
+        problem = check_signature(cp, trusted, revoked)
+        if problem:
+            report.fail(f"stored checkpoint at size {cp.tree_size}: {problem}")
+        else:
+            targets.setdefault(cp.tree_size, []).append(("stored checkpoint", cp))
+    if exported is not None:
+        problem = check_signature(exported, trusted, revoked)
+        if problem:
+            report.fail(f"exported checkpoint at size {exported.tree_size}: {problem}")
+        else:
+            targets.setdefault(exported.tree_size, []).append(("exported checkpoint", exported))
+    targets.pop(0, None)
 
-        sha = hashlib.sha256
-        stack: list[bytes] = []
-        size = 0
-        columns = ", ".join(COLUMNS)
-        result = conn.execution_options(stream_results=True, yield_per=_BATCH).execute(
-            text(f"SELECT {columns}, leaf_hash FROM audit_event ORDER BY seq"))
-        for rows in result.partitions(_BATCH):
-            for row in rows:
-                seq = row[0]
-                expected = size + 1
-                if seq != expected:
-                    if seq > expected:
-                        report.fail(f"event {expected} is missing: events {expected}..{seq - 1} were deleted "
-                                    "or the log was reordered", expected)
-                    else:
-                        report.fail(f"event {seq} appears out of order", seq)
-                    return _finish(report, size, stack)
-                leaf = sha(b"\x00" + canonical(row[:-1])).digest()
-                if leaf.hex() != row[-1]:
-                    report.fail(f"event {seq} was modified: its content no longer matches its recorded hash", seq)
-                index = size
-                node = leaf
-                while index & 1:
-                    node = sha(b"\x01" + stack.pop() + node).digest()
-                    index >>= 1
-                stack.append(node)
-                size += 1
-                if size in targets:
-                    root = _fold(stack).hex()
-                    for what, cp in targets.pop(size):
-                        report.checkpoints_checked += 1
-                        if cp.root != root:
-                            report.fail(f"{what} at size {size} does not match the events: history up to event "
-                                        f"{size} was rewritten after it was signed", _rewritten_from(stored, size))
-        for tree_size, cps in sorted(targets.items()):
-            for what, _cp in cps:
+    parts, _ = _scan_log(engine, max_seq, frozenset(targets))
+    prefix: list[bytes] = []
+    size = 0
+    roots: dict[int, str] = {}
+    for part in parts:
+        for seq, stack in part.at.items():
+            roots[seq] = _fold(prefix + stack).hex()
+        size = part.end
+        for seq, kind in part.problems:
+            if kind == "missing":
+                report.fail(f"event {seq} is missing: deleted, or the log was renumbered (it ends at {max_seq})",
+                            seq)
+            else:
+                report.fail(f"event {seq} was modified: its content no longer matches its recorded hash", seq)
+        if any(kind == "missing" for _, kind in part.problems):
+            prefix = prefix + part.stack
+            break
+        prefix = prefix + part.stack
+    for tree_size in sorted(targets):
+        for what, cp in targets[tree_size]:
+            if tree_size > size:
                 report.fail(f"log truncated: the {what} covers {tree_size} events, the log has {size}", size + 1)
-    return _finish(report, size, stack)
+                continue
+            report.checkpoints_checked += 1
+            if cp.root != roots[tree_size]:
+                report.fail(f"{what} at size {tree_size} does not match the events: history up to event "
+                            f"{tree_size} was rewritten after it was signed", _rewritten_from(stored, tree_size))
+    report.events = size
+    report.root = _fold(prefix).hex()
+    return report
 
 
 def _rewritten_from(stored: list[Checkpoint], size: int) -> int:
@@ -158,9 +223,3 @@ def _fold(stack: list[bytes]) -> bytes:
     for left in reversed(stack[:-1]):
         acc = hashlib.sha256(b"\x01" + left + acc).digest()
     return acc
-
-
-def _finish(report: VerifyReport, size: int, stack: list[bytes]) -> VerifyReport:
-    report.events = size
-    report.root = _fold(stack).hex()
-    return report

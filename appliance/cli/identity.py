@@ -136,9 +136,11 @@ def users() -> None:
 def users_add(app: App, name: str, role: str, password_file: Path | None) -> None:
     """Add a user with a role."""
     from appliance.identity import users as u
+    from appliance.identity.roles import require
 
     ctx = app.ctx
     u.check_name(name)
+    require(ctx, "users.manage", "user", name)  # before asking for a password
     user = u.add_user(ctx, name, role, read_password(password_file, confirm=True))
     click.echo(f"added {user.name} ({user.role})")
 

@@ -7,15 +7,27 @@ its quantization settings and saved from there.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from appliance.errors import InputError
 
+# Import-time chatter from optional CUDA kernels and deprecations; nothing a user can act on.
+_QUIET = ("torchao", "torch.utils._pytree", "torch._dynamo", "transformers.modeling_utils")
+
 
 def gguf_to_hf(gguf_path: Path, out_dir: Path) -> None:
     """Write config, fp32 safetensors weights, tokenizer and chat template of `gguf_path` into out_dir."""
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF loader draws a bar per tensor
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)

@@ -1,0 +1,267 @@
+"""Users, roles, sessions, tokens and keys through the CLI, as people would use them."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import PASSWORDS, pw_file
+
+pytestmark = pytest.mark.unit
+
+
+def events(home, action=None):
+    db = sqlite3.connect(home / "appliance.db")
+    sql = "SELECT actor, action, outcome, reason, object_id, details FROM audit_event"
+    rows = db.execute(sql + (" WHERE action = ?" if action else "") + " ORDER BY seq", (action,) if action else ())
+    return [dict(zip(("actor", "action", "outcome", "reason", "object_id", "details"), r, strict=True)) for r in rows]
+
+
+def test_init_with_admin_creates_encrypted_keys_and_the_admin(cli, home):
+    result = cli("init", "--admin", "alice", "--password-file", pw_file(home, "alice"))
+    assert result.code == 0, result.err
+    assert "created artifact key" in result.out and "created audit key" in result.out
+    keys = sorted(p.name for p in (home / "keys").iterdir())
+    private = [k for k in keys if k.endswith(".key.pem")]
+    assert len(private) == 2
+    for name in private:
+        path = home / "keys" / name
+        assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert [e["action"] for e in events(home)][:4] == ["appliance.init", "key.create", "key.create", "user.create"]
+    again = cli("init", "--admin", "alice", "--password-file", pw_file(home, "alice"))
+    assert again.code == 0 and "admin 'alice' already exists" in again.out
+
+
+def test_init_without_a_passphrase_fails_before_writing_keys(cli, home, monkeypatch):
+    monkeypatch.delenv("APPLIANCE_KEY_PASSPHRASE_FILE")
+    result = cli("init", "--admin", "alice", "--password-file", pw_file(home, "alice"))
+    assert result.code == 2 and "no key passphrase" in result.err
+    assert list((home / "keys").iterdir()) == []
+
+
+@pytest.mark.parametrize("password, fragment", [
+    ("short1!", "at least 12 characters"),
+    ("Password1234", "too common"),
+    ("alice-is-the-admin-9", "must not contain the user name"),
+    ("aaaaaaaaaaaaaaaab", "too few distinct characters"),
+])
+def test_weak_passwords_are_refused(cli, home, tmp_path, password, fragment):
+    f = tmp_path / "weak.pw"
+    f.write_text(password + "\n")
+    result = cli("init", "--admin", "alice", "--password-file", f)
+    assert result.code == 2 and fragment in result.err
+    assert result.err.count("\n") == 1
+
+
+def test_password_is_never_an_argument(cli, home):
+    result = cli("login", "alice", "--password", "x")
+    assert result.code == 2 and "No such option" in result.err
+
+
+def test_no_password_without_a_terminal_is_a_clear_error(cli, staff, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    result = cli("login", "alice")
+    assert result.code == 2 and "give --password-file FILE" in result.err
+
+
+def test_login_whoami_logout(cli, staff, tmp_path):
+    staff.login("oscar")
+    who = json.loads(cli("whoami", "--json").out)
+    assert who["user"] == "oscar" and who["role"] == "officer" and who["auth"] == "session"
+    session = tmp_path / "session.json"
+    assert session.stat().st_mode & 0o777 == 0o600
+    assert PASSWORDS["oscar"] not in session.read_text()
+    assert cli("logout").out.strip() == "logged out"
+    assert not session.exists()
+    result = cli("whoami")
+    assert result.code == 6 and "not logged in" in result.err
+
+
+def test_a_stolen_session_file_stops_working_after_logout(cli, staff, tmp_path):
+    stolen = (tmp_path / "session.json").read_text()
+    cli("logout")
+    (tmp_path / "session.json").write_text(stolen)
+    result = cli("whoami")
+    assert result.code == 6 and "session revoked" in result.err
+
+
+def test_an_expired_session_is_refused(cli, staff):
+    db = sqlite3.connect(staff.home / "appliance.db")
+    db.execute("UPDATE auth_session SET expires_at = '2000-01-01T00:00:00+00:00'")
+    db.commit()
+    result = cli("models", "list")
+    assert result.code == 6 and "session expired" in result.err
+    assert events(staff.home, "authenticate")[-1]["outcome"] == "denied"
+
+
+def test_wrong_password_is_refused_and_audited(cli, staff, tmp_path):
+    bad = tmp_path / "bad.pw"
+    bad.write_text("not-the-password-123\n")
+    result = cli("login", "oscar", "--password-file", bad)
+    assert result.code == 6 and result.err.strip() == "error: invalid user name or password"
+    denied = events(staff.home, "user.login")[-1]
+    assert (denied["actor"], denied["outcome"], denied["reason"]) == ("oscar", "denied", "wrong password")
+    assert "not-the-password" not in json.dumps(events(staff.home))
+    unknown = cli("login", "mallory", "--password-file", bad)
+    assert unknown.err.strip() == "error: invalid user name or password"
+    assert events(staff.home, "user.login")[-1]["reason"] == "unknown user"
+
+
+def test_repeated_failures_lock_the_account(cli, staff, tmp_path):
+    bad = tmp_path / "bad.pw"
+    bad.write_text("not-the-password-123\n")
+    for _ in range(5):
+        assert cli("login", "oscar", "--password-file", bad).code == 6
+    result = cli("login", "oscar", "--password-file", pw_file(staff.home, "oscar"))
+    assert result.code == 6 and "locked out until" in result.err
+    lockouts = events(staff.home, "user.lockout")
+    assert len(lockouts) == 1 and lockouts[0]["object_id"] == "oscar"
+
+
+def test_disabled_user_cannot_log_in_and_loses_sessions(cli, staff):
+    staff.login("oscar")
+    staff.login("alice")
+    assert cli("users", "disable", "oscar").code == 0
+    result = cli("login", "oscar", "--password-file", pw_file(staff.home, "oscar"))
+    assert result.code == 6 and "disabled" in result.err
+    assert events(staff.home, "user.login")[-1]["reason"] == "user is disabled"
+
+
+@pytest.mark.parametrize("who, args, permission", [
+    ("erin", ("users", "add", "zed", "--role", "admin"), "users manage"),
+    ("erin", ("audit", "verify"), "audit verify"),
+    ("oscar", ("models", "import", "--embedded", "smollm2"), "models import"),
+    ("ursula", ("models", "list"), "read"),
+    ("ursula", ("tokens", "list"), "tokens manage"),
+    ("oscar", ("keys", "rotate", "--purpose", "audit"), "keys manage"),
+])
+def test_roles_acting_outside_their_rights_are_refused_and_audited(cli, staff, who, args, permission):
+    staff.login(who)
+    result = cli(*args)
+    assert result.code == 6, result.err
+    assert f"may not {permission}" in result.err
+    denial = events(staff.home)[-1]
+    assert denial["actor"] == who and denial["outcome"] == "denied"
+
+
+def test_admin_manages_users(cli, staff):
+    staff.login("alice")
+    listed = {u["name"]: u for u in json.loads(cli("users", "list", "--json").out)}
+    assert {n: u["role"] for n, u in listed.items()} == {"alice": "admin", "erin": "engineer", "oscar": "officer",
+                                                        "ursula": "user"}
+    assert cli("users", "set-role", "ursula", "engineer").code == 0
+    assert cli("users", "set-role", "alice", "user").code == 2  # not your own role
+    assert cli("users", "add", "erin", "--role", "user", "--password-file", pw_file(staff.home, "erin")).code == 3
+    change = events(staff.home, "user.set_role")[-1]
+    assert json.loads(change["details"]) == {"from": "user", "to": "engineer"}
+
+
+def test_api_tokens(cli, staff, monkeypatch):
+    staff.login("alice")
+    created = json.loads(cli("tokens", "create", "--user", "erin", "--adapters", "b,a", "--expires-days", "3",
+                             "--json").out)
+    token = created["token"]
+    assert token.startswith("apl_") and created["adapters"] == ["a", "b"]
+    listed = cli("tokens", "list", "--json").out
+    assert token.split("_")[-1] not in listed and created["id"] in listed
+    assert token not in json.dumps(events(staff.home))
+    cli("logout")
+    monkeypatch.setenv("APPLIANCE_TOKEN", token)
+    who = json.loads(cli("whoami", "--json").out)
+    assert who == {"user": "erin", "role": "engineer", "auth": "token"}
+    monkeypatch.delenv("APPLIANCE_TOKEN")
+    staff.login("alice")
+    assert cli("tokens", "revoke", created["id"]).code == 0
+    monkeypatch.setenv("APPLIANCE_TOKEN", token)
+    result = cli("models", "list")
+    assert result.code == 6 and "API token revoked" in result.err
+    assert events(staff.home, "authenticate")[-1]["reason"] == "API token revoked"
+    monkeypatch.setenv("APPLIANCE_TOKEN", token[:-3] + "abc")
+    assert "API token not recognised" in cli("models", "list").err
+
+
+def test_an_expired_token_is_refused(cli, staff, monkeypatch):
+    staff.login("alice")
+    created = json.loads(cli("tokens", "create", "--user", "ursula", "--json").out)
+    db = sqlite3.connect(staff.home / "appliance.db")
+    db.execute("UPDATE api_token SET expires_at = '2001-01-01T00:00:00+00:00'")
+    db.commit()
+    monkeypatch.setenv("APPLIANCE_TOKEN", created["token"])
+    result = cli("whoami")
+    assert result.code == 6 and "API token expired" in result.err
+
+
+def test_keys_rotate_export_and_revoke(cli, staff, tmp_path):
+    staff.login("alice")
+    before = {k["key_id"]: k for k in json.loads(cli("keys", "list", "--json").out)}
+    assert sorted(k["purpose"] for k in before.values()) == ["artifact", "audit"]
+    assert cli("keys", "rotate", "--purpose", "audit").code == 0
+    after = {k["key_id"]: k for k in json.loads(cli("keys", "list", "--json").out)}
+    old_audit = next(k for k in before.values() if k["purpose"] == "audit")
+    assert after[old_audit["key_id"]]["status"] == "retired"
+    staff.login("oscar")
+    assert cli("audit", "verify").code == 0  # checkpoints signed by the retired key still verify
+    staff.login("alice")
+    out = tmp_path / "artifact.pub.pem"
+    assert cli("keys", "export-public", "--out", out).code == 0
+    assert out.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert cli("keys", "revoke", old_audit["key_id"][:16], "--reason", "laptop lost").code == 0
+    staff.login("oscar")
+    result = cli("audit", "verify")
+    assert result.code == 4 and "signed by revoked key" in result.out
+
+
+def test_doctor_flags_an_unencrypted_private_key(cli, staff):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = next((staff.home / "keys").glob("artifact-*.key.pem"))
+    plain = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_bytes(plain)
+    report = json.loads(cli("doctor", "--json").out)
+    check = next(c for c in report["checks"] if c["name"] == "keys")
+    assert check["status"] == "fail" and "is not encrypted" in check["detail"]
+
+
+def test_audit_log_verify_checkpoint_and_evidence_pack(cli, staff, tmp_path):
+    staff.login("oscar")
+    logins = json.loads(cli("audit", "log", "--action", "user.log*", "--json").out)
+    assert {e["action"] for e in logins} == {"user.login"}
+    by_alice = json.loads(cli("audit", "log", "--actor", "alice", "--json").out)
+    assert {e["action"] for e in by_alice} >= {"user.create", "user.login"}
+    assert json.loads(cli("audit", "log", "--since", "2999-01-01", "--json").out) == []
+    assert cli("audit", "log", "--since", "yesterday").code == 2
+    verified = cli("audit", "verify", "--json")
+    assert verified.code == 0 and json.loads(verified.out)["ok"] is True
+    checkpoint = tmp_path / "anchor.json"
+    assert cli("audit", "checkpoint", "--out", checkpoint).code == 0
+    assert cli("audit", "verify", "--checkpoint", checkpoint).code == 0
+    pack = tmp_path / "evidence.zip"
+    assert cli("audit", "export", "--out", pack).code == 0
+    names = set(zipfile.ZipFile(pack).namelist())
+    assert names == {"events.jsonl", "checkpoints.json", "audit-keys.json", "verify_audit.py", "README.md",
+                     "manifest.sha256"}
+    script = tmp_path / "verify_audit.py"
+    script.write_bytes(zipfile.ZipFile(pack).read("verify_audit.py"))
+    alone = subprocess.run([sys.executable, script, pack, "--checkpoint", checkpoint], capture_output=True, text=True,
+                           cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert alone.stdout.startswith("OK: ")
+    # The auditor's copy is tampered with: one event's actor changes.
+    extracted = tmp_path / "pack"
+    zipfile.ZipFile(pack).extractall(extracted)
+    lines = (extracted / "events.jsonl").read_text().splitlines()
+    row = json.loads(lines[3])
+    row["actor"] = "mallory"
+    lines[3] = json.dumps(row)
+    (extracted / "events.jsonl").write_text("\n".join(lines) + "\n")
+    tampered = subprocess.run([sys.executable, script, extracted], capture_output=True, text=True)
+    assert tampered.returncode == 1
+    assert "events.jsonl: sha256 differs" in tampered.stdout and "event 4 was modified" in tampered.stdout
+    assert "first bad sequence number: 4" in tampered.stdout
