@@ -11,6 +11,7 @@ under 10 s, an inclusion proof in under 10 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -69,7 +70,7 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO plain_event (actor, action, object_type, object_id, details) "
                               "VALUES ('bench', 'bench.append', 'bench', :o, :d)"),
-                         {"o": f"object-{i}", "d": '{"i":%d,"note":"benchmark event"}' % i})
+                         {"o": f"object-{i}", "d": json.dumps({"i": i, "note": "benchmark event"})})
     plain_single = args.single / (time.perf_counter() - start)
     print(f"append, one transaction each: {single:,.0f} events/s  (plain insert {plain_single:,.0f}/s, "
           f"ratio {single / plain_single:.2f}; target >= 1,000)")
@@ -92,7 +93,7 @@ def main() -> None:
     insert = text("INSERT INTO plain_event (actor, action, object_type, object_id, details) "
                   "VALUES ('bench', 'bench.append', 'bench', :o, :d)")
     for k in range(0, sample, args.batch):
-        rows = [{"o": f"object-{k + j}", "d": '{"i":%d,"note":"benchmark event"}' % (k + j)}
+        rows = [{"o": f"object-{k + j}", "d": json.dumps({"i": k + j, "note": "benchmark event"})}
                 for j in range(args.batch)]
         start = time.perf_counter()
         with engine.begin() as conn:

@@ -161,7 +161,8 @@ def test_swapped_events_are_named(ctx):
         return ", ".join(f"{c} = '{v}'" for c, v in zip(cols.split(", "), row, strict=True))
 
     assert a != b
-    tamper(ctx.engine, f"UPDATE audit_event SET {assign(a)} WHERE seq = 4", f"UPDATE audit_event SET {assign(b)} WHERE seq = 3")
+    tamper(ctx.engine, f"UPDATE audit_event SET {assign(a)} WHERE seq = 4",
+           f"UPDATE audit_event SET {assign(b)} WHERE seq = 3")
     report = verify_log(ctx.engine)
     assert report.first_bad_seq == 3
 
