@@ -65,7 +65,7 @@ def export_pack(engine, out: Path) -> dict:
 
     summary = {"events": len(rows), "checkpoints": len(cps), "covered": last.tree_size if last else 0,
                "exported_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    files["verify_audit.py"] = resources.files("appliance").joinpath("data/verify_audit.py").read_bytes()
+    files["verify_audit.py"] = resources.files("appliance").joinpath("resources/verify_audit.py").read_bytes()
     files["README.md"] = README.format(**summary).encode()
     files["manifest.sha256"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
                                        for name, data in sorted(files.items())).encode()

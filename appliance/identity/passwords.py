@@ -15,7 +15,7 @@ _hasher = PasswordHasher()  # Argon2id
 
 @lru_cache(maxsize=1)
 def blocklist() -> frozenset[str]:
-    text = resources.files("appliance").joinpath("data/common-passwords.txt").read_text("utf-8")
+    text = resources.files("appliance").joinpath("resources/common-passwords.txt").read_text("utf-8")
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
