@@ -52,6 +52,14 @@ class IdentitySection(_Strict):
     lockout_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
 
 
+class IngestSection(_Strict):
+    max_file_mb: int = Field(default=2048, ge=1, le=1_048_576, description="largest input file")
+    max_record_kb: int = Field(default=256, ge=1, le=1_048_576, description="largest single record")
+    max_records: int = Field(default=1_000_000, ge=1, le=1_000_000_000, description="most records per ingest")
+    eval_share: float = Field(default=0.1, ge=0, lt=1, description="share of records held out for evaluation")
+    split_seed: int = 0
+
+
 class FileSettings(_Strict):
     """What `appliance.toml` may contain."""
 
@@ -61,6 +69,7 @@ class FileSettings(_Strict):
     keys: KeysSection = KeysSection()
     audit: AuditSection = AuditSection()
     identity: IdentitySection = IdentitySection()
+    ingest: IngestSection = IngestSection()
 
 
 @dataclass(frozen=True)

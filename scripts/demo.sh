@@ -40,10 +40,15 @@ step "6. Health check: versions, permissions, database, model digests, keys, aud
   appliance doctor
 step "7. A chat completion from the embedded model through llama.cpp" \
   appliance chat smollm2 "In one sentence, what is a LoRA adapter?" --max-tokens 60
-step "8. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
+step "8. Ingest the example help-desk tickets: validate, scrub personal data (Presidio), lint, version" \
+  appliance data ingest examples/helpdesk.jsonl --name helpdesk --model smollm2
+step "9. What one scrubbed record looks like now (nothing personal is stored)" \
+  appliance data export helpdesk --split eval --out var/demo-helpdesk-eval.jsonl
+head -n 1 var/demo-helpdesk-eval.jsonl
+step "10. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
-step "9. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
+step "11. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
 appliance audit log --limit 12
-step "10. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "12. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

@@ -166,6 +166,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         *_append_only("audit_node"),
         *_append_only("audit_checkpoint"),
     )),
+    Migration(3, "dataset versions and canaries", (
+        """CREATE TABLE dataset_version (
+            id VARCHAR(32) PRIMARY KEY,
+            name VARCHAR(64) NOT NULL,
+            version INTEGER NOT NULL,
+            digest VARCHAR(64) NOT NULL,
+            format VARCHAR(16) NOT NULL,
+            records INTEGER NOT NULL,
+            train_records INTEGER NOT NULL,
+            eval_records INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            policy_digest VARCHAR(64) NOT NULL,
+            policy_strictness INTEGER NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            created_by VARCHAR(64) NOT NULL,
+            lineage TEXT NOT NULL,
+            scrub_report TEXT NOT NULL,
+            lint_report TEXT NOT NULL,
+            rejects TEXT NOT NULL,
+            UNIQUE (name, version)
+        )""",
+        """CREATE TABLE dataset_canary (
+            dataset_id VARCHAR(32) NOT NULL REFERENCES dataset_version(id),
+            canary_id VARCHAR(32) NOT NULL,
+            secret TEXT NOT NULL,
+            sentence TEXT NOT NULL,
+            repetitions INTEGER NOT NULL,
+            record_ids TEXT NOT NULL,
+            PRIMARY KEY (dataset_id, canary_id)
+        )""",
+    )),
 )
 
 _LEDGER = "schema_migrations"

@@ -4,6 +4,7 @@ under `unshare -n`, on the real GGUF, the real transformers conversion and real 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
 pytestmark = pytest.mark.integration
 
 OFFLINE = ("unshare", "-n")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpdesk.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,7 @@ def offline_install(tmp_path_factory):
                       ("login engineer", ("login", "erin", "--password-file", root / "erin.pw")),
                       ("import", ("models", "import", "--embedded", "smollm2", "--json")),
                       ("doctor", ("doctor", "--json")),
+                      ("ingest", ("data", "ingest", EXAMPLE, "--name", "helpdesk", "--model", "smollm2", "--json")),
                       ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))]:
         results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
         assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
@@ -87,6 +90,16 @@ def test_completion_from_llama_cpp_offline(offline_install):
     assert len(answer["text"].strip()) > 0
     verified = run_appliance("audit", "verify", env=env)  # erin may not: engineers do not own the trail
     assert verified.returncode == 6 and "may not audit verify" in verified.stderr
+
+
+def test_ingest_runs_offline_and_counts_tokens_with_the_models_tokenizer(offline_install):
+    home, env, results = offline_install
+    version = json.loads(results["ingest"].stdout)
+    assert version["ref"] == "helpdesk@v1" and version["records"] == 240
+    shown = json.loads(run_appliance("data", "show", "helpdesk", "--json", env=env).stdout)
+    tokens = shown["lint_report"]["length_tokens"]
+    assert 50 < tokens["median"] < shown["lint_report"]["length_chars"]["median"]
+    assert shown["lint_report"]["over_context"] == {"count": 0, "context_length": 8192, "ids": []}
 
 
 def test_training_copy_agrees_with_llama_cpp_on_the_next_token(offline_install):

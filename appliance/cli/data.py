@@ -1,0 +1,192 @@
+"""`appliance data ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.identity.roles import require
+
+_FORMAT = click.option("--format", "fmt", default="auto", show_default=True,
+                       type=click.Choice(["auto", "chat", "sharegpt", "instruction", "preference", "text"]))
+
+
+@cli.group()
+def data() -> None:
+    """Ingest, lint, inspect and export datasets."""
+
+
+@data.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Dataset name; each ingest makes NAME@vN.")
+@_FORMAT
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
+              help="Scrub policy (default policies/pii.yaml).")
+@click.option("--strict", is_flag=True, help="Refuse the whole batch if any record is bad.")
+@click.option("--model", help="Registered model whose tokenizer counts tokens for lint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the version as JSON.")
+@pass_app
+def data_ingest(app: App, files: tuple[Path, ...], name: str, fmt: str, policy_path: Path | None, strict: bool,
+                model: str | None, as_json: bool) -> None:
+    """Validate, scrub personal data, lint, de-duplicate and version FILES (JSONL, JSON, CSV, Parquet)."""
+    from appliance.data.ingest import ingest
+    from appliance.data.lint import summary_lines
+
+    result = ingest(app.ctx, list(files), name, fmt=fmt, policy_path=policy_path, strict=strict,
+                    tokenizer_model=model)
+    v = result.version
+    if as_json:
+        emit_json({**v.as_dict(full=False), "created": result.created, "scrub_report": v.scrub_report})
+        return
+    if not result.created:
+        click.echo(f"unchanged: {v.ref} already holds exactly this content (sha256 {v.digest[:16]}...)")
+        return
+    how = "detected" if v.lineage.get("format_detected") else "given"
+    click.echo(f"{v.ref}: {v.records} records ({v.train_records} train, {v.eval_records} eval), format {v.format} "
+               f"({how}), {v.rejected} rejected, sha256 {v.digest[:16]}...")
+    found = v.scrub_report["entities_found"]
+    click.echo("scrubbed: " + (", ".join(f"{k} {n}" for k, n in found.items()) or "nothing found")
+               + f" in {v.scrub_report['records_scrubbed']} records")
+    residual = v.scrub_report["residual"]
+    click.echo("residual scan: " + (", ".join(f"{k} {n}" for k, n in residual.items()) or "clean"))
+    click.echo(f"canaries: {v.scrub_report['canaries']}")
+    for line in summary_lines(v.lint_report):
+        click.echo(f"lint: {line}")
+    click.echo(f"lint: exact duplicates dropped: {v.lint_report['dropped_exact_duplicates']}")
+    for reject in v.rejects[:10]:
+        click.echo(f"rejected: {reject['file']}: {reject['where']}: {reject['field']}: {reject['reason']}")
+    if len(v.rejects) > 10:
+        click.echo(f"rejected: ... and {len(v.rejects) - 10} more (`appliance data show {v.ref} --json`)")
+
+
+@data.command("lint")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_FORMAT
+@click.option("--model", help="Registered model whose tokenizer counts tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def data_lint(app: App, files: tuple[Path, ...], fmt: str, model: str | None, as_json: bool) -> None:
+    """Check FILES without storing anything: bad records, duplicates, conflicts, lengths."""
+    from appliance.data.ingest import _tokenizer, limits_of, parse
+    from appliance.data.lint import LintRecord, lint, summary_lines
+
+    ctx = app.ctx
+    require(ctx, "data.ingest", "dataset", "lint")
+    parsed = parse(list(files), fmt, limits_of(ctx))
+    tokenizer, context_length = _tokenizer(ctx, model)
+    report = lint([LintRecord(rid, rec, parsed.fmt) for rid, rec in parsed.records], tokenizer=tokenizer,
+                  context_length=context_length)
+    report["format"] = parsed.fmt
+    report["rejects"] = [r.as_dict() for r in parsed.rejects]
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"format: {parsed.fmt} ({'detected' if parsed.detected else 'given'})")
+        for line in summary_lines(report):
+            click.echo(line)
+        click.echo(f"bad records: {len(parsed.rejects)}")
+        for r in parsed.rejects[:20]:
+            click.echo(f"  {r.line()}")
+    if parsed.rejects:
+        raise SystemExit(1)
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def data_list(app: App, as_json: bool) -> None:
+    """List dataset versions."""
+    from appliance.data import versions
+
+    require(app.ctx, "read", "dataset", "*")
+    found = versions.list_versions(app.engine)
+    if as_json:
+        emit_json([v.as_dict(full=False) for v in found])
+        return
+    if not found:
+        click.echo("no datasets")
+    for v in found:
+        click.echo(f"{v.ref:<28} {v.format:<12} {v.records:>8} records {v.rejected:>6} rejected  "
+                   f"{v.digest[:16]}  {v.created_at} {v.created_by}")
+
+
+@data.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON, with every report.")
+@pass_app
+def data_show(app: App, ref: str, as_json: bool) -> None:
+    """Show NAME[@vN]: counts, lineage, scrub report, lint report."""
+    from appliance.data import versions
+    from appliance.data.lint import summary_lines
+
+    require(app.ctx, "read", "dataset", ref)
+    v = versions.get_version(app.engine, ref)
+    if as_json:
+        emit_json({**v.as_dict(), "canaries": len(versions.canaries(app.engine, v))})
+        return
+    click.echo(f"{v.ref}  sha256 {v.digest}")
+    click.echo(f"format {v.format}; {v.records} records ({v.train_records} train, {v.eval_records} eval); "
+               f"{v.rejected} rejected; created {v.created_at} by {v.created_by}")
+    click.echo("inputs: " + ", ".join(f"{f['file']} (sha256 {f['sha256'][:12]})" for f in v.lineage["inputs"]))
+    click.echo(f"policy sha256 {v.policy_digest[:16]} (strictness {v.policy_strictness}); "
+               f"NLP {v.lineage['nlp_model']} sha256 {v.lineage['nlp_model_digest'][:12]}")
+    click.echo("scrubbed: " + json.dumps(v.scrub_report["entities_found"]) + "; residual: "
+               + json.dumps(v.scrub_report["residual"]))
+    for line in summary_lines(v.lint_report):
+        click.echo(f"lint: {line}")
+
+
+@data.command("export")
+@click.argument("ref")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the JSONL.")
+@click.option("--split", type=click.Choice(["all", "train", "eval"]), default="all", show_default=True)
+@pass_app
+def data_export(app: App, ref: str, out: Path, split: str) -> None:
+    """Write the scrubbed records of NAME[@vN] as JSONL, in their input schema."""
+    from appliance.data import versions
+    from appliance.errors import InputError
+    from appliance.fsutil import atomic_write_bytes
+
+    require(app.ctx, "read", "dataset", ref)
+    v = versions.get_version(app.engine, ref)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: no such directory")
+    rows = []
+    for name in (("train", "eval") if split == "all" else (split,)):
+        rows += versions.read_split(app.settings, v, name)
+    body = "".join(json.dumps({k: val for k, val in r.items() if k != "id"}, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write_bytes(out, body.encode("utf-8"))
+    click.echo(f"wrote {len(rows)} records of {v.ref} to {out}")
+
+
+@data.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def data_diff(app: App, a: str, b: str, as_json: bool) -> None:
+    """Compare two dataset versions: records added and removed, and how the reports changed."""
+    from appliance.data import versions
+
+    require(app.ctx, "read", "dataset", f"{a}..{b}")
+    va, vb = versions.get_version(app.engine, a), versions.get_version(app.engine, b)
+
+    def keys(v):
+        rows = versions.read_split(app.settings, v, "train") + versions.read_split(app.settings, v, "eval")
+        return {json.dumps({k: x for k, x in r.items() if k != "id"}, sort_keys=True) for r in rows}
+
+    ka, kb = keys(va), keys(vb)
+    result = {"a": va.ref, "b": vb.ref, "same_content": va.digest == vb.digest, "only_in_a": len(ka - kb),
+              "only_in_b": len(kb - ka), "in_both": len(ka & kb),
+              "entities_found": {"a": va.scrub_report["entities_found"], "b": vb.scrub_report["entities_found"]},
+              "policy_changed": va.policy_digest != vb.policy_digest}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{va.ref} -> {vb.ref}: {result['in_both']} records in both, {result['only_in_a']} removed, "
+               f"{result['only_in_b']} added" + ("; identical content" if result["same_content"] else ""))
+    if result["policy_changed"]:
+        click.echo("scrub policy changed between them")

