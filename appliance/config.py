@@ -122,7 +122,7 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
-def _format_validation_error(source: str, exc: ValidationError) -> str:
+def format_validation_error(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -149,7 +149,7 @@ def read_config_file(path: Path) -> FileSettings:
     try:
         return FileSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc)) from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -7,6 +7,7 @@ Every problem names the file, the line or row, and the field.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -107,21 +108,66 @@ def _jsonl(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
 
 
 def _json_array(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
+    """Stream the items of a JSON array: at most one record (and one read chunk) is in memory at a time."""
     name = str(path)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: invalid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: bad JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(data, list):
-        raise InputError(f"{path}: a .json file must hold an array of records (use .jsonl for one per line)")
-    for i, item in enumerate(data):
-        where = f"item {i}"
-        if len(json.dumps(item, ensure_ascii=False).encode()) > limits.max_record_bytes:
-            yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
-            continue
-        yield RawRecord(name, where, item)
+    decoder = json.JSONDecoder()
+    text_decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as fh:
+        buf, pos, eof = "", 0, False
+
+        def fill() -> None:
+            nonlocal buf, pos, eof
+            chunk = fh.read(1024 * 1024)
+            try:
+                buf = buf[pos:] + text_decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}: invalid UTF-8 near byte {fh.tell() - len(chunk) + exc.start}") from None
+            pos, eof = 0, not chunk
+
+        def next_char() -> str:
+            nonlocal pos
+            while True:
+                while pos < len(buf) and buf[pos].isspace():
+                    pos += 1
+                if pos < len(buf) or eof:
+                    return buf[pos] if pos < len(buf) else ""
+                fill()
+
+        fill()
+        if next_char() != "[":
+            raise InputError(f"{path}: a .json file must hold an array of records (use .jsonl for one per line)")
+        pos += 1
+        if next_char() == "]":
+            return
+        index = 0
+        while True:
+            next_char()
+            while True:
+                try:
+                    item, end = decoder.raw_decode(buf, pos)
+                    if end < len(buf) or eof:
+                        break
+                except json.JSONDecodeError as exc:
+                    if eof:
+                        raise InputError(f"{path}: bad JSON in item {index}: {exc.msg}") from None
+                if len(buf) - pos > limits.max_record_bytes:
+                    raise InputError(f"{path}: item {index} is over the record size limit of "
+                                     f"{limits.max_record_bytes} bytes (JSONL lets single records be rejected)")
+                fill()
+            size = len(buf[pos:end].encode("utf-8"))
+            pos = end
+            where = f"item {index}"
+            if size > limits.max_record_bytes:
+                yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
+            else:
+                yield RawRecord(name, where, item)
+            index += 1
+            separator = next_char()
+            pos += 1
+            if separator == "]":
+                return
+            if separator != ",":
+                raise InputError(f"{path}: bad JSON after item {index - 1}: expected ',' or ']'")
 
 
 def _csv(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:

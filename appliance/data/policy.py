@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from appliance.config import format_validation_error
 from appliance.errors import ConfigError
 
 
@@ -108,9 +109,5 @@ def load_policy(path: Path) -> tuple[PiiPolicy, str]:
     try:
         policy = PiiPolicy.model_validate(data)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            parts.append(f"{where}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
-        raise ConfigError(f"{path}: {len(parts)} error{'s' if len(parts) != 1 else ''}: " + "; ".join(parts)) from None
+        raise ConfigError(format_validation_error(str(path), exc)) from None
     return policy, hashlib.sha256(raw).hexdigest()

@@ -178,3 +178,20 @@ def test_policy_errors_are_all_reported_with_the_file(tmp_path):
     path.write_text("entities: [unclosed\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_policy(path)
+
+
+def test_json_arrays_are_streamed_item_by_item(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([{"text": "é" * 10}, {"text": "x" * 3000}, {"text": "ok"}], indent=2))
+    items = read(path)
+    assert [type(i).__name__ for i in items] == ["RawRecord", "Reject", "RawRecord"]
+    assert items[1].where == "item 1" and "over the size limit" in items[1].reason
+    path.write_text('[{"text": 1} {"text": 2}]')
+    with pytest.raises(InputError, match="bad JSON after item 0"):
+        read(path)
+    path.write_text('[{"text": "a"}, {"text": ')
+    with pytest.raises(InputError, match="bad JSON in item 1"):
+        read(path)
+    path.write_text('[{"text": "' + "z" * 3_000_000 + '"}]')  # one item larger than a read chunk and the limit
+    with pytest.raises(InputError, match="item 0 is over the record size limit"):
+        read(path)

@@ -1,0 +1,41 @@
+"""Shipped recipes load; broken ones are refused with every error at once."""
+
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.train.recipe import load_recipe
+
+pytestmark = pytest.mark.unit
+RECIPES = Path(__file__).resolve().parents[2] / "policies" / "recipes"
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_load_and_say_how_to_run_them(path):
+    recipe, digest = load_recipe(path)
+    assert len(digest) == 64
+    first = path.read_text().splitlines()[0]
+    assert first == f"# appliance train policies/recipes/{path.name} " + first.split(path.name + " ", 1)[1]
+    model, size, method = path.stem.split("-", 2)
+    assert recipe.base_model == model and method.endswith(recipe.method)
+    assert recipe.adapter.kind == method.split("-")[0]
+
+
+def test_every_error_in_a_recipe_is_reported(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("base_model: smollm2\nmethod: ppo\nadapter: {kind: lora, rank: 0, colour: red}\n"
+                    "max_steps: 10\nepochs: 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_recipe(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: ")
+    for fragment in ("method:", "adapter.rank", "adapter.colour: unknown key"):
+        assert fragment in msg
+
+
+def test_steps_or_epochs_exactly_once(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("base_model: smollm2\nmethod: sft\n")
+    with pytest.raises(ConfigError, match="give exactly one of max_steps or epochs"):
+        load_recipe(path)
