@@ -45,10 +45,13 @@ step "8. Ingest the example help-desk tickets: validate, scrub personal data (Pr
 step "9. What one scrubbed record looks like now (nothing personal is stored)" \
   appliance data export helpdesk --split eval --out var/demo-helpdesk-eval.jsonl
 head -n 1 var/demo-helpdesk-eval.jsonl
-step "10. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
+step "10. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \
+  appliance train policies/recipes/smollm2-135m-lora-sft.yaml --dataset helpdesk --name helpdesk-triage
+appliance runs list
+step "11. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
-step "11. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
-appliance audit log --limit 12
-step "12. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "12. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
+appliance audit log --limit 20
+step "13. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

@@ -198,6 +198,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (dataset_id, canary_id)
         )""",
     )),
+    Migration(4, "training runs and their metrics", (
+        """CREATE TABLE training_run (
+            id VARCHAR(32) PRIMARY KEY,
+            name VARCHAR(64) NOT NULL UNIQUE,
+            status VARCHAR(16) NOT NULL,
+            method VARCHAR(8) NOT NULL,
+            engine VARCHAR(16) NOT NULL,
+            engine_reason TEXT NOT NULL,
+            recipe_file TEXT NOT NULL,
+            recipe_digest VARCHAR(64) NOT NULL,
+            recipe TEXT NOT NULL,
+            base_model VARCHAR(128) NOT NULL,
+            base_digest VARCHAR(64) NOT NULL,
+            dataset_ref VARCHAR(80) NOT NULL,
+            dataset_digest VARCHAR(64) NOT NULL,
+            seed INTEGER NOT NULL,
+            max_steps INTEGER NOT NULL,
+            steps_done INTEGER NOT NULL,
+            final_loss DOUBLE PRECISION,
+            path TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            error TEXT,
+            created_by VARCHAR(64) NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            started_at VARCHAR(32),
+            finished_at VARCHAR(32)
+        )""",
+        """CREATE TABLE run_metric (
+            run_id VARCHAR(32) NOT NULL REFERENCES training_run(id),
+            step INTEGER NOT NULL,
+            loss DOUBLE PRECISION,
+            learning_rate DOUBLE PRECISION,
+            tokens_per_second DOUBLE PRECISION,
+            ts VARCHAR(32) NOT NULL,
+            PRIMARY KEY (run_id, step)
+        )""",
+    )),
 )
 
 _LEDGER = "schema_migrations"

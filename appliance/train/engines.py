@@ -1,0 +1,137 @@
+"""Training engines: Unsloth's FastLanguageModel path, or plain transformers + PEFT. Both hand a PEFT model
+to TRL's trainers; `auto` prefers Unsloth where it imports and supports the method, and says why."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import ConfigError
+from appliance.train.recipe import Recipe
+
+_QUIET = ("torchao", "torch.utils._pytree", "transformers.modeling_utils", "unsloth", "unsloth_zoo")
+
+
+@dataclass(frozen=True)
+class Choice:
+    engine: str  # unsloth or trl
+    reason: str
+
+
+def _unsloth_importable() -> str | None:
+    """None when Unsloth imports here; else why not."""
+    try:
+        import unsloth  # noqa: F401  (Unsloth must be imported before transformers, trl and peft)
+    except Exception as exc:  # Unsloth raises many kinds on a broken install
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def choose(requested: str, recipe: Recipe) -> Choice:
+    if requested not in ("auto", "unsloth", "trl"):
+        raise ConfigError(f"--engine {requested!r}: one of auto, unsloth, trl")
+    if requested == "trl":
+        return Choice("trl", "requested: transformers + PEFT + TRL")
+    supported = recipe.method == "sft"
+    if requested == "unsloth":
+        if not supported:
+            raise ConfigError(f"the Unsloth engine here supports sft only, not {recipe.method}; use --engine trl")
+        problem = _unsloth_importable()
+        if problem:
+            raise ConfigError(f"Unsloth does not import here ({problem}); use --engine trl")
+        return Choice("unsloth", "requested")
+    if not supported:
+        return Choice("trl", f"auto: Unsloth's CPU path supports sft only, the recipe is {recipe.method}")
+    problem = _unsloth_importable()
+    if problem:
+        return Choice("trl", f"auto: Unsloth does not import ({problem})")
+    return Choice("unsloth", "auto: Unsloth imports and supports sft")
+
+
+def quiet() -> None:
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ["TQDM_DISABLE"] = "1"
+
+
+def load(choice: Choice, hf_dir: Path, recipe: Recipe):
+    """(model with a fresh LoRA adapter, tokenizer)."""
+    quiet()
+    a = recipe.adapter
+    if choice.engine == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(hf_dir), max_seq_length=recipe.max_seq_length, load_in_4bit=a.kind == "qlora",
+            dtype=None, local_files_only=True)
+        model = FastLanguageModel.get_peft_model(
+            model, r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=list(a.target_modules),
+            bias="none", use_gradient_checkpointing=False, random_state=recipe.seed)
+        return model, tokenizer
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    if tokenizer.pad_token is None:  # ORPO pads explicitly; the GGUF-derived tokenizer names no pad token
+        tokenizer.pad_token = tokenizer.eos_token
+    if a.kind == "qlora":
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                   bnb_4bit_compute_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, quantization_config=quant, dtype=torch.float32)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,
+                        target_modules=list(a.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config), tokenizer
+
+
+def trainer_for(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, max_steps: int, callbacks):
+    """TRL's trainer for the recipe's method, writing nothing itself (the callbacks checkpoint) and printing
+    nothing itself (the progress callback reports)."""
+    trainer = _trainer(recipe, model, tokenizer, rows, out_dir, max_steps, callbacks)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def _trainer(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, max_steps: int, callbacks):
+    import torch
+    from datasets import Dataset
+
+    from appliance.train import cpu_loss
+
+    cpu_loss.install()
+    gpu = torch.cuda.is_available()
+    common = dict(
+        use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(),
+        output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=recipe.batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation, learning_rate=recipe.schedule.learning_rate,
+        lr_scheduler_type=recipe.schedule.scheduler, warmup_steps=recipe.schedule.warmup_steps,
+        weight_decay=recipe.schedule.weight_decay, logging_steps=1, save_strategy="no", report_to="none",
+        seed=recipe.seed, data_seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
+        include_num_input_tokens_seen=True,
+    )
+    dataset = Dataset.from_list(rows)
+    if recipe.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, max_length=recipe.max_seq_length, packing=recipe.packing)
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=callbacks)
+    if recipe.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
+        return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=callbacks)
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    args = ORPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
+    return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                       callbacks=callbacks)

@@ -1,0 +1,205 @@
+"""A training run, top to bottom: checks -> plan -> record -> load -> train (metrics, checkpoints) -> save.
+
+Runs inline in the calling process. `--resume RUN` continues from the newest checkpoint of a run that did
+not finish and ends at the same step count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance import __version__
+from appliance.audit.events import Event
+from appliance.audit.log import record, record_alone
+from appliance.context import Context
+from appliance.data import versions
+from appliance.db import session_scope
+from appliance.digests import folder_files, manifest_digest, sha256_file
+from appliance.errors import InputError, PolicyViolation
+from appliance.fsutil import ensure_private_dir, private_tree
+from appliance.identity.roles import require
+from appliance.models.registry import get_model, model_dir
+from appliance.train import checkpoints, engines, runs
+from appliance.train.data import training_rows
+from appliance.train.plan import Plan, estimate
+from appliance.train.policy import check, load_training_policy
+from appliance.train.recipe import Recipe, load_recipe
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+Say = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    run: runs.Run | None
+    plan: Plan
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _environment() -> dict:
+    import importlib.metadata
+
+    import psutil
+
+    libs = {}
+    for dist in ("torch", "transformers", "peft", "trl", "unsloth", "bitsandbytes", "datasets", "accelerate"):
+        try:
+            libs[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            libs[dist] = None
+    return {"appliance": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count(), "memory_bytes": int(psutil.virtual_memory().total), "libraries": libs}
+
+
+def _steps(recipe: Recipe, rows: int) -> int:
+    if recipe.max_steps:
+        return recipe.max_steps
+    per_epoch = math.ceil(rows / (recipe.batch_size * recipe.gradient_accumulation))
+    return max(1, math.ceil(per_epoch * recipe.epochs))
+
+
+def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, base: str | None = None,
+          name: str | None = None, max_steps: int | None = None, engine: str = "auto", plan_only: bool = False,
+          resume: str | None = None, force: bool = False, policy_path: Path | None = None,
+          say: Say = lambda _: None) -> Outcome:
+    require(ctx, "train", "run", name or resume or "new")
+    if resume:
+        previous = runs.get_run(ctx.engine, resume)
+        if previous.status == "succeeded":
+            raise InputError(f"run {resume!r} already finished; nothing to resume")
+        recipe = Recipe.model_validate(previous.recipe)
+        recipe_file, recipe_digest = previous.recipe_file, previous.recipe_digest
+        base, dataset_ref, name, steps = previous.base_model, previous.dataset_ref, previous.name, previous.max_steps
+        engine = previous.engine
+    else:
+        if recipe_path is None or dataset_ref is None:
+            raise InputError("give RECIPE and --dataset NAME[@vN] (or --resume RUN)")
+        recipe, recipe_digest = load_recipe(recipe_path)
+        recipe_file = Path(recipe_path).name
+    model, _ = get_model(ctx.engine, base or recipe.base_model)
+    if not model.hf_dir:
+        raise InputError(f"model {model.name!r} has no safetensors copy to train (import it with --hf-copy)")
+    hf_dir = model_dir(ctx.settings, model) / model.hf_dir
+    dataset = versions.get_version(ctx.engine, dataset_ref)
+    rows = training_rows(ctx.settings, dataset, recipe.method)
+    if not rows:
+        raise InputError(f"dataset {dataset.ref} has no training records")
+    if not resume:
+        steps = max_steps or _steps(recipe, len(rows))
+        name = name or f"{dataset.name}-{recipe.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if not NAME_RE.match(name):
+            raise InputError(f"run name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'")
+        if runs.name_taken(ctx.engine, name):
+            raise InputError(f"a run named {name!r} exists; choose another --name (or --resume it)")
+    check(ctx, load_training_policy(policy_path), run_name=name, model=model, dataset=dataset, steps=steps)
+    choice = engines.choose(engine, recipe) if not resume else engines.Choice(engine, "resumed with the same engine")
+    plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.engine)
+    for line in plan.lines():
+        say(f"plan: {line}")
+    say(f"engine: {choice.engine} ({choice.reason})")
+    if not plan.fits and not force:
+        reason = (f"estimated peak memory {plan.peak_bytes / 1024**3:.2f} GiB is over the "
+                  f"{plan.available_bytes / 1024**3:.2f} GiB available (--force overrides)")
+        record_alone(ctx, Event("train.start", "run", name, outcome="denied", reason=reason))
+        raise PolicyViolation(f"run will not fit: {reason}")
+    if plan_only:
+        plan.seconds_per_step = _calibrate(ctx, choice, hf_dir, recipe, rows)
+        for line in plan.lines()[-1:]:
+            say(f"plan: {line}")
+        return Outcome(None, plan)
+    run_dir = ctx.settings.runs_dir / name
+    if resume:
+        ckpt = checkpoints.latest(run_dir)
+        if ckpt is None:
+            raise InputError(f"run {name!r} has no checkpoint to resume from")
+        run = previous
+        from_step = int(ckpt.name.split("-")[1])
+        with session_scope(ctx.engine) as s:
+            runs.update(s.connection(), run.id, status="running", error=None, steps_done=from_step)
+            runs.drop_metrics_after(s.connection(), run.id, from_step)  # steps after the checkpoint are redone
+            record(ctx, s, Event("train.resume", "run", name, details={"from_step": from_step}))
+    else:
+        ckpt = None
+        ensure_private_dir(run_dir)
+        run = runs.Run(
+            id=uuid.uuid4().hex, name=name, status="running", method=recipe.method, engine=choice.engine,
+            engine_reason=choice.reason, recipe_file=recipe_file, recipe_digest=recipe_digest,
+            recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
+            dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
+            path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
+            created_at=runs.now(), started_at=runs.now(), finished_at=None)
+        with session_scope(ctx.engine) as s:
+            runs.insert(s.connection(), run)
+            details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
+                       "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps}
+            record(ctx, s, Event("train.queue", "run", name, details=details))
+            record(ctx, s, Event("train.start", "run", name, details=details))
+    try:
+        final_loss, done = _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        with session_scope(ctx.engine) as s:
+            runs.update(s.connection(), run.id, status=status, error=reason, finished_at=runs.now())
+            record(ctx, s, Event("train.fail", "run", name, outcome="error", reason=reason))
+        raise
+    adapter = run_dir / "adapter"
+    digest = manifest_digest((p.relative_to(adapter).as_posix(), sha256_file(p)) for p in folder_files(adapter))
+    with session_scope(ctx.engine) as s:
+        runs.update(s.connection(), run.id, status="succeeded", steps_done=done, final_loss=final_loss,
+                    finished_at=runs.now())
+        record(ctx, s, Event("train.end", "run", name, object_sha256=digest,
+                             details={"steps": done, "final_loss": final_loss}))
+    return Outcome(runs.get_run(ctx.engine, name), plan)
+
+
+def _calibrate(ctx: Context, choice, hf_dir: Path, recipe: Recipe, rows: list[dict]) -> float:
+    """Seconds per step on this machine, from three real steps (the first is not counted)."""
+    import tempfile
+
+    from transformers import TrainerCallback
+
+    marks: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            marks.append(time.perf_counter())
+
+    model, tokenizer = engines.load(choice, hf_dir, recipe)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
+        engines.trainer_for(recipe, model, tokenizer, rows, Path(tmp), 3, [Clock()]).train()
+    return (marks[-1] - marks[0]) / max(len(marks) - 1, 1)
+
+
+def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say) -> tuple[float | None, int]:
+    from appliance.train.callbacks import CheckpointCallback, ProgressCallback, ResumeCallback
+
+    model, tokenizer = engines.load(choice, hf_dir, recipe)
+    callbacks = [ProgressCallback(ctx, run, steps, say), CheckpointCallback(ctx, run, run_dir, recipe.checkpoint_every)]
+    if ckpt is not None:
+        callbacks.append(ResumeCallback(ckpt))
+    trainer = engines.trainer_for(recipe, model, tokenizer, rows, ctx.settings.tmp_dir / f"trainer-{run.id}", steps,
+                                  callbacks)
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    adapter = run_dir / "adapter"
+    model.save_pretrained(adapter, safe_serialization=True)
+    tokenizer.save_pretrained(adapter)
+    history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    (run_dir / "run.json").write_text(json.dumps({**runs.get_run(ctx.engine, run.name).as_dict(),
+                                                  "train_result": result.metrics}, indent=1, default=str))
+    private_tree(run_dir)
+    return (history[-1] if history else None), trainer.state.global_step
