@@ -132,6 +132,30 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return f"{source}: {count} error{'s' if count != 1 else ''}: " + "; ".join(parts)
 
 
+def load_yaml_model(path: Path, model: type[BaseModel], what: str) -> tuple[BaseModel, str]:
+    """A YAML policy or recipe file validated against `model`, and the sha256 of its bytes; every problem in
+    one ConfigError naming the file."""
+    import hashlib
+
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} is a mapping of keys")
+    try:
+        return model.model_validate(data), hashlib.sha256(raw).hexdigest()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+
+
 def read_config_file(path: Path) -> FileSettings:
     """Parse and validate one `appliance.toml`; every problem in it is reported in one ConfigError."""
     try:

@@ -79,6 +79,11 @@ def main() -> None:
     for group, entities in GROUPS.items():
         print(f"recall, {group:<30} naive {_recall(naive, entities):.3f}  appliance {_recall(ours, entities):.3f}")
     print(f"business content kept:               naive {naive['keep_rate']:.3f}  appliance {ours['keep_rate']:.3f}")
+    print("per entity (appliance): recall / precision / gold")
+    for entity, row in ours["per_entity"].items():
+        recall = "-" if row["recall"] is None else f"{row['recall']:.3f}"
+        precision = "-" if row["precision"] is None else f"{row['precision']:.3f}"
+        print(f"  {entity:<16} {recall:>6} / {precision:>6} / {row['gold']}")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,13 @@ recognizers, canaries. Validated strictly: unknown keys are refused and every er
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from appliance.config import format_validation_error
-from appliance.errors import ConfigError
+from appliance.config import load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -95,19 +92,4 @@ class PiiPolicy(_Strict):
 
 def load_policy(path: Path) -> tuple[PiiPolicy, str]:
     """The policy and the sha256 of its file; every problem in one ConfigError naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read policy: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a policy is a mapping of keys")
-    try:
-        policy = PiiPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
-    return policy, hashlib.sha256(raw).hexdigest()
+    return load_yaml_model(path, PiiPolicy, "policy")

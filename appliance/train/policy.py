@@ -7,14 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.events import Event
 from appliance.audit.log import record_alone
-from appliance.config import format_validation_error
+from appliance.config import load_yaml_model
 from appliance.context import Context
-from appliance.errors import ConfigError, PolicyViolation
+from appliance.errors import PolicyViolation
 
 DEFAULT_TRAINING_POLICY = Path(__file__).resolve().parents[2] / "policies" / "training.yaml"
 
@@ -35,17 +34,7 @@ class TrainingPolicy(BaseModel):
 
 
 def load_training_policy(path: Path | None = None) -> TrainingPolicy:
-    path = Path(path) if path else DEFAULT_TRAINING_POLICY
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read training policy: {exc.strerror}") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    try:
-        return TrainingPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+    return load_yaml_model(Path(path) if path else DEFAULT_TRAINING_POLICY, TrainingPolicy, "training policy")[0]
 
 
 def check(ctx: Context, policy: TrainingPolicy, *, run_name: str, model, dataset, steps: int,

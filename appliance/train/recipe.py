@@ -3,15 +3,12 @@ refused and every error is reported at once, naming the file."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from appliance.config import format_validation_error
-from appliance.errors import ConfigError
+from appliance.config import load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -59,18 +56,4 @@ class Recipe(_Strict):
 
 def load_recipe(path: Path) -> tuple[Recipe, str]:
     """The recipe and the sha256 of its file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read recipe: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of keys")
-    try:
-        return Recipe.model_validate(data), hashlib.sha256(raw).hexdigest()
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+    return load_yaml_model(path, Recipe, "recipe")
