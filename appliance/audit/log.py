@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from appliance.audit import merkle
 from appliance.audit.events import COLUMNS, Actor, Event, canonical
 from appliance.context import Context
+from appliance.db.engine import placeholder
 from appliance.errors import ApplianceError, NotFound
 
 _LOCK_ID = 7245002
@@ -28,7 +29,7 @@ _EVENT_COLUMNS = (*COLUMNS, "leaf_hash")
 
 def _insert_sql(conn, table: str, columns: tuple[str, ...]) -> str:
     """Driver-level INSERT (positional parameters): executemany without per-row SQLAlchemy processing."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn.dialect)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 CHECKPOINT_HEADER = "appliance audit checkpoint v1"
 
@@ -64,7 +65,7 @@ def _lock(conn) -> None:
 
 def perfect_lookup(conn):
     """`perfect(level, index)` for merkle.subtree_hash, reading stored leaves and nodes."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(conn.dialect)
     leaf_sql = f"SELECT leaf_hash FROM audit_event WHERE seq = {mark}"
     node_sql = f"SELECT hash FROM audit_node WHERE level = {mark} AND idx = {mark}"
 

@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from appliance.audit.events import COLUMNS, canonical
 from appliance.audit.log import CHECKPOINT_HEADER, Checkpoint
+from appliance.db.engine import placeholder
 from appliance.errors import InputError
 from appliance.keys.store import verify_signature
 
@@ -110,7 +111,7 @@ def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
     sha = hashlib.sha256
     stack = out.stack
     try:
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(engine.dialect)
         cursor = raw.driver_connection.cursor(name="audit_verify") if engine.dialect.name == "postgresql" \
             else raw.cursor()
         cursor.execute(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event "
@@ -143,17 +144,17 @@ def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
     return out
 
 
-def _scan_log(engine, max_seq: int, sizes: frozenset[int]) -> tuple[list[_Scan], int]:
+def _scan_log(engine, max_seq: int, sizes: frozenset[int]) -> list[_Scan]:
     """Scan the whole log; a large one in two halves on two processes. The split is at a power of two, so
     the first half is one perfect subtree and the second half's stack continues it without merging."""
     url = engine.url.render_as_string(hide_password=False)
     if max_seq < _PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        return [_scan(url, 1, max_seq + 1, sizes)], max_seq
+        return [_scan(url, 1, max_seq + 1, sizes)]
     split = 1 << ((max_seq - 1).bit_length() - 1)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
         first = pool.submit(_scan, url, 1, split + 1, sizes)
         second = pool.submit(_scan, url, split + 1, max_seq + 1, sizes)
-        return [first.result(), second.result()], max_seq
+        return [first.result(), second.result()]
 
 
 def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
@@ -178,7 +179,7 @@ def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
             targets.setdefault(exported.tree_size, []).append(("exported checkpoint", exported))
     targets.pop(0, None)
 
-    parts, _ = _scan_log(engine, max_seq, frozenset(targets))
+    parts = _scan_log(engine, max_seq, frozenset(targets))
     prefix: list[bytes] = []
     size = 0
     roots: dict[int, str] = {}
@@ -192,10 +193,9 @@ def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
                             seq)
             else:
                 report.fail(f"event {seq} was modified: its content no longer matches its recorded hash", seq)
-        if any(kind == "missing" for _, kind in part.problems):
-            prefix = prefix + part.stack
-            break
         prefix = prefix + part.stack
+        if any(kind == "missing" for _, kind in part.problems):
+            break
     for tree_size in sorted(targets):
         for what, cp in targets[tree_size]:
             if tree_size > size:

@@ -192,10 +192,11 @@ def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", pol
     existing = versions.find_by_digest(ctx.engine, name, digest)
     if existing:
         return IngestResult(existing, created=False)
+    touched_sources = set(touched)
     scrub_report = {
         "policy": policy_path.name, "policy_digest": policy_digest, "strictness": policy.strictness,
         "entities_found": dict(sorted(counts.items())), "records_scrubbed": len(touched),
-        "record_ids_scrubbed": [rid for rid, src in position.items() if src in set(touched)][:200],
+        "record_ids_scrubbed": [rid for rid, src in position.items() if src in touched_sources][:200],
         "residual": dict(sorted(residual.items())), "canaries": canary_note or f"{len(canary_list)} canaries",
     }
     lineage = {

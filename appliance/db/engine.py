@@ -27,6 +27,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def placeholder(dialect) -> str:
+    """The driver's positional parameter marker, for driver-level SQL (sqlite3: ?, psycopg: %s)."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
 def _sqlite_begin(conn) -> None:
     """Every transaction takes the write lock up front, so concurrent appenders queue on busy_timeout
     instead of failing when a read snapshot is upgraded to a write."""
