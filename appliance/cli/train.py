@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,12 +25,15 @@ from appliance.identity.roles import require
 @click.option("--force", is_flag=True, help="Train even when the plan says it will not fit.")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path),
               help="Training policy (default policies/training.yaml).")
+@click.option("--queue", is_flag=True, help="Check and plan the run, then leave it for `appliance worker`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (or the plan) as JSON at the end.")
 @pass_app
 def train(app: App, recipe: Path | None, dataset_ref: str | None, base: str | None, name: str | None,
           max_steps: int | None, engine: str, plan_only: bool, resume: str | None, force: bool,
-          policy_path: Path | None, as_json: bool) -> None:
-    """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the training policy."""
+          policy_path: Path | None, queue: bool, as_json: bool) -> None:
+    """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the training policy.
+
+    Runs inline by default; --queue records the run for `appliance worker` instead."""
     from appliance.train.run import train as run_training
 
     def say(line: str) -> None:
@@ -40,7 +44,9 @@ def train(app: App, recipe: Path | None, dataset_ref: str | None, base: str | No
     with contextlib.redirect_stdout(sys.stderr):
         outcome = run_training(app.ctx, recipe, dataset_ref, base=base, name=name, max_steps=max_steps,
                                engine=engine, plan_only=plan_only, resume=resume, force=force,
-                               policy_path=policy_path, say=say)
+                               policy_path=policy_path, queue=queue, say=say)
+    if int(os.environ.get("RANK", "0")) > 0:  # one line per run, from the first process of a distributed run
+        return
     if outcome.run is None:
         if as_json:
             emit_json(outcome.plan.as_dict())
@@ -49,8 +55,54 @@ def train(app: App, recipe: Path | None, dataset_ref: str | None, base: str | No
     if as_json:
         emit_json(run.as_dict())
         return
+    if run.status == "queued":
+        click.echo(f"run {run.name}: queued for `appliance worker` ({run.max_steps} steps)")
+        return
     click.echo(f"run {run.name}: {run.status}, {run.steps_done} steps, final loss {run.final_loss:.4f}; "
                f"adapter in {app.settings.home / run.path / 'adapter'}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Train every queued run, then exit instead of waiting for more.")
+@click.option("--poll", type=click.FloatRange(0.1, None), default=5.0, show_default=True,
+              help="Seconds between looks at the queue when it is empty.")
+@pass_app
+def worker(app: App, once: bool, poll: float) -> None:
+    """Train queued runs one at a time, oldest first (several workers may share a database).
+
+    Runs as the appliance's own service account: each run was checked against the queuing user's
+    permissions and the training policy when it was queued. SIGTERM stops the current run, which is
+    recorded as interrupted and can be continued with `appliance train --resume RUN`."""
+    import signal
+    import time
+
+    from appliance.audit.events import Actor
+    from appliance.train.run import run_claimed
+    from appliance.train.runs import claim_next
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    ctx = app.system_ctx.acting_as(Actor("worker", "system", "system"))
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    while True:
+        claimed = claim_next(app.engine)
+        if claimed is None:
+            if once:
+                return
+            time.sleep(poll)
+            continue
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                run = run_claimed(ctx, claimed, say=say)
+            except Exception as exc:  # recorded on the run as failed; the worker goes on with the next one
+                click.echo(f"run {claimed.name}: failed: {type(exc).__name__}: {exc}", err=True)
+                continue
+        click.echo(f"run {run.name}: {run.status}, {run.steps_done} steps, final loss {run.final_loss:.4f}")
 
 
 @cli.group()

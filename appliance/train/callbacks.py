@@ -24,7 +24,7 @@ class ProgressCallback(TrainerCallback):
         self.first_step = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         now = time.perf_counter()
         tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
@@ -51,7 +51,7 @@ class CheckpointCallback(TrainerCallback):
         self.ctx, self.run, self.run_dir, self.every = ctx, run, run_dir, every
 
     def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
-        if state.global_step % self.every or state.global_step >= state.max_steps:
+        if state.global_step % self.every or state.global_step >= state.max_steps or not state.is_world_process_zero:
             return
         target = self.run_dir / "checkpoints" / f"step-{state.global_step}"
         checkpoints.save(target, model, optimizer, lr_scheduler, state)

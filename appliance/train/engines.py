@@ -29,11 +29,15 @@ def _unsloth_importable() -> str | None:
     return None
 
 
-def choose(requested: str, recipe: Recipe) -> Choice:
+def choose(requested: str, recipe: Recipe, world_size: int = 1) -> Choice:
     if requested not in ("auto", "unsloth", "trl"):
         raise ConfigError(f"--engine {requested!r}: one of auto, unsloth, trl")
     if requested == "trl":
         return Choice("trl", "requested: transformers + PEFT + TRL")
+    if world_size > 1:
+        if requested == "unsloth":
+            raise ConfigError("the Unsloth engine trains in one process; use --engine trl for a distributed run")
+        return Choice("trl", f"auto: a distributed run ({world_size} processes) uses transformers + PEFT + TRL")
     supported = recipe.method == "sft"
     if requested == "unsloth":
         if not supported:
@@ -108,7 +112,12 @@ def _trainer(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, 
 
     cpu_loss.install()
     gpu = torch.cuda.is_available()
-    common = dict(
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:  # torchrun or accelerate launch: DDP over NCCL on GPUs, gloo on CPUs
+        common_ddp = dict(ddp_backend="nccl" if gpu else "gloo", ddp_find_unused_parameters=False)
+    else:
+        common_ddp = {}
+    common = dict(**common_ddp,
         use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(),
         output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=recipe.batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation, learning_rate=recipe.schedule.learning_rate,

@@ -6,6 +6,7 @@ not finish and ends at the same step count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -62,7 +63,13 @@ def _environment() -> dict:
         except importlib.metadata.PackageNotFoundError:
             libs[dist] = None
     return {"appliance": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "memory_bytes": int(psutil.virtual_memory().total), "libraries": libs}
+            "cpus": os.cpu_count(), "memory_bytes": int(psutil.virtual_memory().total), "libraries": libs,
+            "world_size": distributed()[1]}
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) when launched by torchrun or `accelerate launch`; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _steps(recipe: Recipe, rows: int) -> int:
@@ -74,9 +81,15 @@ def _steps(recipe: Recipe, rows: int) -> int:
 
 def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, base: str | None = None,
           name: str | None = None, max_steps: int | None = None, engine: str = "auto", plan_only: bool = False,
-          resume: str | None = None, force: bool = False, policy_path: Path | None = None,
+          resume: str | None = None, force: bool = False, policy_path: Path | None = None, queue: bool = False,
           say: Say = lambda _: None) -> Outcome:
+    """Check, plan and run a training job inline; with `queue`, check and plan it and leave it for `worker`."""
     require(ctx, "train", "run", name or resume or "new")
+    rank, world = distributed()
+    if world > 1 and (queue or plan_only or resume):
+        raise InputError("--queue, --plan and --resume run in one process; launch them without torchrun")
+    if world > 1 and not name:
+        raise InputError("a distributed run needs --name, the same on every process")
     if resume:
         previous = runs.get_run(ctx.engine, resume)
         if previous.status == "succeeded":
@@ -105,8 +118,10 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
             raise InputError(f"run name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'")
         if runs.name_taken(ctx.engine, name):
             raise InputError(f"a run named {name!r} exists; choose another --name (or --resume it)")
-    check(ctx, load_training_policy(policy_path), run_name=name, model=model, dataset=dataset, steps=steps)
-    choice = engines.choose(engine, recipe) if not resume else engines.Choice(engine, "resumed with the same engine")
+    if rank == 0:  # the first process speaks for the run: policy, records and audit events are its alone
+        check(ctx, load_training_policy(policy_path), run_name=name, model=model, dataset=dataset, steps=steps)
+    choice = (engines.choose(engine, recipe, world) if not resume
+              else engines.Choice(engine, "resumed with the same engine"))
     plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.engine)
     for line in plan.lines():
         say(f"plan: {line}")
@@ -132,39 +147,82 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
             runs.update(s.connection(), run.id, status="running", error=None, steps_done=from_step)
             runs.drop_metrics_after(s.connection(), run.id, from_step)  # steps after the checkpoint are redone
             record(ctx, s, Event("train.resume", "run", name, details={"from_step": from_step}))
-    else:
-        ckpt = None
-        ensure_private_dir(run_dir)
-        run = runs.Run(
-            id=uuid.uuid4().hex, name=name, status="running", method=recipe.method, engine=choice.engine,
-            engine_reason=choice.reason, recipe_file=recipe_file, recipe_digest=recipe_digest,
-            recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
-            dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
-            path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
-            created_at=runs.now(), started_at=runs.now(), finished_at=None)
-        with session_scope(ctx.engine) as s:
-            runs.insert(s.connection(), run)
-            details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
-                       "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps}
-            record(ctx, s, Event("train.queue", "run", name, details=details))
+        return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say), plan)
+    ensure_private_dir(run_dir)
+    run = runs.Run(
+        id=uuid.uuid4().hex, name=name, status="queued" if queue else "running", method=recipe.method,
+        engine=choice.engine, engine_reason=choice.reason, recipe_file=recipe_file, recipe_digest=recipe_digest,
+        recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
+        dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
+        path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
+        created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None)
+    details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
+               "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps, "world_size": world}
+    if rank > 0:  # another process of a distributed run: trains its share, records nothing
+        return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, None, say, record_outcome=False),
+                       plan)
+    with session_scope(ctx.engine) as s:
+        runs.insert(s.connection(), run)
+        record(ctx, s, Event("train.queue", "run", name, details=details))
+        if not queue:
             record(ctx, s, Event("train.start", "run", name, details=details))
+    if queue:
+        return Outcome(run, plan)
+    return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, None, say), plan)
+
+
+def run_claimed(ctx: Context, run: runs.Run, say: Say = lambda _: None) -> runs.Run:
+    """Train a run claimed from the queue (`runs.claim_next`); a failure is recorded on the run, then raised.
+
+    The run was checked against permissions and policy when it was queued; the base model and dataset are
+    re-read by name and must still have the digests recorded then."""
     try:
-        final_loss, done = _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say)
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-        with session_scope(ctx.engine) as s:
-            runs.update(s.connection(), run.id, status=status, error=reason, finished_at=runs.now())
-            record(ctx, s, Event("train.fail", "run", name, outcome="error", reason=reason))
+        recipe = Recipe.model_validate(run.recipe)
+        model, _ = get_model(ctx.engine, run.base_model)
+        dataset = versions.get_version(ctx.engine, run.dataset_ref)
+        if model.digest != run.base_digest or dataset.digest != run.dataset_digest:
+            raise InputError(f"run {run.name!r}: the base model or dataset changed since the run was queued")
+        if not model.hf_dir:
+            raise InputError(f"model {model.name!r} has no safetensors copy to train")
+        hf_dir = model_dir(ctx.settings, model) / model.hf_dir
+        rows = training_rows(ctx.settings, dataset, recipe.method)
+    except Exception as exc:
+        _fail(ctx, run, exc)
         raise
+    with session_scope(ctx.engine) as s:
+        record(ctx, s, Event("train.start", "run", run.name,
+                             details={"queued_by": run.created_by, "engine": run.engine, "steps": run.max_steps}))
+    say(f"run {run.name}: claimed (queued by {run.created_by}), {run.max_steps} steps on {run.engine}")
+    choice = engines.Choice(run.engine, run.engine_reason)
+    return _execute(ctx, run, recipe, choice, hf_dir, rows, ctx.settings.runs_dir / run.name, None, say)
+
+
+def _fail(ctx: Context, run: runs.Run, exc: BaseException) -> None:
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    reason = f"{type(exc).__name__}: {exc}"[:500]
+    with session_scope(ctx.engine) as s:
+        runs.update(s.connection(), run.id, status=status, error=reason, finished_at=runs.now())
+        record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=reason))
+
+
+def _execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say, record_outcome: bool = True) -> runs.Run:
+    """Train a run already recorded as running, then record its outcome (failure and interruption included)."""
+    try:
+        final_loss, done = _fit(ctx, run, recipe, choice, hf_dir, rows, run.max_steps, run_dir, ckpt, say)
+    except BaseException as exc:
+        if record_outcome:
+            _fail(ctx, run, exc)
+        raise
+    if not record_outcome:
+        return dataclasses.replace(run, status="succeeded", steps_done=done, final_loss=final_loss)
     adapter = run_dir / "adapter"
     digest = manifest_digest((p.relative_to(adapter).as_posix(), sha256_file(p)) for p in folder_files(adapter))
     with session_scope(ctx.engine) as s:
         runs.update(s.connection(), run.id, status="succeeded", steps_done=done, final_loss=final_loss,
                     finished_at=runs.now())
-        record(ctx, s, Event("train.end", "run", name, object_sha256=digest,
+        record(ctx, s, Event("train.end", "run", run.name, object_sha256=digest,
                              details={"steps": done, "final_loss": final_loss}))
-    return Outcome(runs.get_run(ctx.engine, name), plan)
+    return runs.get_run(ctx.engine, run.name)
 
 
 def _calibrate(ctx: Context, choice, hf_dir: Path, recipe: Recipe, rows: list[dict]) -> float:
@@ -189,16 +247,20 @@ def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say) -> t
     from appliance.train.callbacks import CheckpointCallback, ProgressCallback, ResumeCallback
 
     model, tokenizer = engines.load(choice, hf_dir, recipe)
+    precision = "4-bit NF4 (bitsandbytes)" if recipe.adapter.kind == "qlora" else str(model.dtype).replace("torch.", "")
+    say(f"model: base weights {precision}, {model.get_memory_footprint() / 2**20:.0f} MiB in memory")
     callbacks = [ProgressCallback(ctx, run, steps, say), CheckpointCallback(ctx, run, run_dir, recipe.checkpoint_every)]
     if ckpt is not None:
         callbacks.append(ResumeCallback(ckpt))
     trainer = engines.trainer_for(recipe, model, tokenizer, rows, ctx.settings.tmp_dir / f"trainer-{run.id}", steps,
                                   callbacks)
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if not trainer.is_world_process_zero():
+        return (history[-1] if history else None), trainer.state.global_step
     adapter = run_dir / "adapter"
     model.save_pretrained(adapter, safe_serialization=True)
     tokenizer.save_pretrained(adapter)
-    history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     (run_dir / "run.json").write_text(json.dumps({**runs.get_run(ctx.engine, run.name).as_dict(),
                                                   "train_result": result.metrics}, indent=1, default=str))
     private_tree(run_dir)

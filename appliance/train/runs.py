@@ -19,7 +19,7 @@ _COLUMNS = ("id", "name", "status", "method", "engine", "engine_reason", "recipe
 class Run:
     id: str
     name: str
-    status: str  # running, succeeded, failed, interrupted
+    status: str  # queued, running, succeeded, failed, interrupted
     method: str
     engine: str
     engine_reason: str
@@ -104,3 +104,18 @@ def add_metric(conn, run_id: str, step: int, loss, lr, tps) -> None:
 
 def drop_metrics_after(conn, run_id: str, step: int) -> None:
     conn.execute(text("DELETE FROM run_metric WHERE run_id = :r AND step > :s"), {"r": run_id, "s": step})
+
+
+def claim_next(engine) -> Run | None:
+    """Mark the oldest queued run as running and return it; a conditional UPDATE decides between workers."""
+    while True:
+        with engine.begin() as conn:
+            row = conn.execute(text("SELECT name FROM training_run WHERE status = 'queued' "
+                                    "ORDER BY created_at, name LIMIT 1")).first()
+            if row is None:
+                return None
+            claimed = conn.execute(text("UPDATE training_run SET status = 'running', started_at = :t "
+                                        "WHERE name = :n AND status = 'queued'"), {"t": now(), "n": row[0]})
+            if claimed.rowcount != 1:
+                continue  # another worker took it first
+        return get_run(engine, row[0])
