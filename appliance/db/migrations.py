@@ -235,6 +235,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (run_id, step)
         )""",
     )),
+    Migration(5, "evaluation results", (
+        """CREATE TABLE eval_result (
+            id VARCHAR(32) PRIMARY KEY,
+            run_id VARCHAR(32) NOT NULL REFERENCES training_run(id),
+            run_name VARCHAR(64) NOT NULL,
+            created_at VARCHAR(32) NOT NULL,
+            created_by VARCHAR(64) NOT NULL,
+            adapter_digest VARCHAR(64) NOT NULL,
+            policy_digest VARCHAR(64) NOT NULL,
+            suite_digest VARCHAR(64) NOT NULL,
+            judge_model VARCHAR(128),
+            passed INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            report_path TEXT NOT NULL,
+            override_by VARCHAR(64),
+            override_reason TEXT,
+            override_at VARCHAR(32)
+        )""",
+        "CREATE INDEX eval_result_run ON eval_result (run_name, created_at)",
+    )),
 )
 
 _LEDGER = "schema_migrations"

@@ -34,10 +34,22 @@ def lab(tmp_path_factory):
                  ("users", "add", "oscar", "--role", "officer", "--password-file", root / "oscar.pw"),
                  ("login", "erin", "--password-file", root / "erin.pw"),
                  ("models", "import", "--embedded", "smollm2"),
-                 ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk")):
+                 ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk", "--policy",
+                  _canary_policy(root))):
         result = run_appliance(*args, env=env)
         assert result.returncode == 0, f"{args}: {result.stderr}"
     return root, env
+
+
+def _canary_policy(root: Path) -> Path:
+    """The shipped PII policy with canaries planted: one record for each of 1x, 5x and 20x, ten controls."""
+    text = (ROOT / "policies" / "pii.yaml").read_text()
+    for old, new in (("enabled: false", "enabled: true"), ("share: 0.05", "share: 0.15"),
+                     ("per_repetition: 2", "per_repetition: 1")):
+        assert old in text
+        text = text.replace(old, new)
+    (root / "pii-canaries.yaml").write_text(text)
+    return root / "pii-canaries.yaml"
 
 
 def events(root: Path, prefix: str, run: str = "%") -> list[tuple[str, str, str]]:
@@ -74,6 +86,43 @@ def test_policy_refusals_are_clear_and_audited(lab, tmp_path):
     assert refused.returncode == 6 and "oscar (officer) may not train" in refused.stderr
 
 
+def test_a_run_that_will_not_fit_is_refused_with_the_numbers(lab, tmp_path):
+    root, env = lab
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(SFT.read_text().replace("batch_size: 4", "batch_size: 4096").replace("max_seq_length: 512",
+                                                                                         "max_seq_length: 131072"))
+    result = run_appliance("train", huge, "--dataset", "helpdesk", "--name", "too-big", env=env)
+    assert result.returncode == 5
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: run will not fit: estimated peak memory [\d.]+ GiB is over the [\d.]+ GiB "
+                        r"available \(--force overrides\)", line), line
+    assert re.search(r"plan: peak memory: ~[\d.]+ GiB \(weights", result.stderr)
+    assert events(root, "train.start", "too-big") == [("train.start", "too-big", "denied")]
+    assert run_appliance("runs", "show", "too-big", env=env).returncode == 3  # nothing recorded as a run
+
+
+def test_a_queued_run_is_trained_by_the_worker(lab):
+    root, env = lab
+    queued = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "queued", "--max-steps", "2", "--queue",
+                           env=env)
+    assert queued.returncode == 0, queued.stderr
+    assert queued.stdout.strip() == "run queued: queued for `appliance worker` (2 steps)"
+    assert json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)["status"] == "queued"
+    worker = run_appliance("worker", "--once", env={**env, "APPLIANCE_SESSION_FILE": str(root / "nobody")})
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert re.fullmatch(r"run queued: succeeded, 2 steps, final loss \d\.\d{4}", worker.stdout.strip())
+    assert "run queued: claimed (queued by erin), 2 steps" in worker.stderr
+    run = json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)
+    assert run["status"] == "succeeded" and run["created_by"] == "erin" and run["started_at"]
+    db = sqlite3.connect(root / "home" / "appliance.db")
+    actors = db.execute("SELECT action, actor, actor_role FROM audit_event WHERE object_id = 'queued' "
+                        "ORDER BY seq").fetchall()
+    assert actors == [("train.queue", "erin", "engineer"), ("train.start", "worker", "system"),
+                      ("train.end", "worker", "system")]
+    again = run_appliance("worker", "--once", env=env)  # nothing left: returns at once
+    assert again.returncode == 0 and again.stdout == ""
+
+
 def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     root, env = lab
     result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--json", env=env, timeout=1200)
@@ -91,62 +140,109 @@ def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     assert shown["environment"]["libraries"]["trl"]
     assert [e[0] for e in events(root, "train.", "triage")] == ["train.queue", "train.start", "train.checkpoint",
                                                                 "train.checkpoint", "train.end"]
-    base, tuned = _format_match(root, run_dir / "adapter")
-    assert base < 0.2 and tuned > 0.8, (base, tuned)
+    # Evaluation against the base model is the proof that it learned: the taught format on held-out prompts.
+    evaluated = run_appliance("eval", "triage", "--judge", "smollm2", "--json", env=env, timeout=1200)
+    assert evaluated.returncode in (0, 5), evaluated.stderr[-3000:]
+    ev = json.loads(evaluated.stdout)
+    task = ev["result"]["task"]
+    assert task["primary"] == "format_match" and task["items"] == 24
+    assert task["base"]["format_match"] < 0.2 and task["adapter"]["format_match"] > 0.8, task
+    assert task["adapter"]["loss_per_token"] < task["base"]["loss_per_token"]
+    suite = ev["result"]["suite"]
+    assert suite["items"] == 150 and set(suite["base"]["by_kind"]) == {"knowledge", "arithmetic", "instructions",
+                                                                       "refusals"}
+    judge = ev["result"]["judge"]
+    assert judge["comparisons"] == 32 == judge["adapter"] + judge["base"] + judge["tie"] + judge["unparseable"]
+    leak = ev["result"]["leakage"]
+    assert sorted(leak["mean_exposure_adapter"]) == ["1x", "20x", "5x", "controls"]
+    assert len([c for c in leak["canaries"] if c["repetitions"] == 0]) == 10
+    assert all(0 <= c["exposure_adapter"] <= 6.66 for c in leak["canaries"])
+    gates = {g["gate"]: g for g in ev["result"]["gates"]}
+    assert set(gates) == {"task_improvement", "max_forgetting", "min_judge_win_rate", "max_canary_exposure",
+                          "no_training_pii"}
+    assert gates["task_improvement"]["status"] == "pass" and gates["max_canary_exposure"]["status"] != "n/a"
+    assert ev["passed"] == (evaluated.returncode == 0) == all(g["status"] != "fail" for g in gates.values())
+    report = root / "home" / ev["report_path"]
+    assert "| task_improvement |" in report.read_text()
+    assert {p.name for p in report.parent.iterdir()} == {"report.md", "result.json", "task.png", "forgetting.png",
+                                                          "exposure.png"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in report.parent.iterdir())
+    assert events(root, "eval.run", "triage") == [("eval.run", "triage", "ok")]
 
 
-def _format_match(root: Path, adapter: Path) -> tuple[float, float]:
-    """Share of held-out prompts answered in the taught format, base model vs base + adapter (greedy)."""
-    code = f"""
-import json, re, sys, torch
-import pyarrow.parquet as pq
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from peft import PeftModel
-home = {str(root / 'home')!r}
-rows = pq.read_table(home + "/datasets/helpdesk/v1/eval.parquet").to_pylist()
-tok = AutoTokenizer.from_pretrained(home + "/models/smollm2/hf")
-base = AutoModelForCausalLM.from_pretrained(home + "/models/smollm2/hf", dtype=torch.float32).eval()
-fmt = re.compile({FORMAT.pattern!r})
-def rate(model):
-    hits = 0
-    for r in rows:
-        prompt = tok.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt, return_tensors="pt")
-        with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=48, do_sample=False)
-        hits += bool(fmt.match(tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).strip()))
-    return hits / len(rows)
-b = rate(base)
-tuned = PeftModel.from_pretrained(base, {str(adapter)!r}).eval()
-print(json.dumps([b, rate(tuned)]))
-"""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+def test_evaluation_refuses_bad_input_and_stores_nothing(lab, tmp_path):
+    root, env = lab
+    assert run_appliance("eval", "no-such-run", env=env).returncode == 3
+    queued = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "pending", "--max-steps", "2", "--queue",
+                           env=env)
+    assert queued.returncode == 0, queued.stderr
+    pending = run_appliance("eval", "pending", env=env)
+    assert pending.returncode == 2 and "run 'pending' is queued, not finished" in pending.stderr
+    no_judge = run_appliance("eval", "triage", "--judge", "no-such-model", env=env)
+    assert no_judge.returncode == 3 and "no-such-model" in no_judge.stderr
+    policy = tmp_path / "release.yaml"
+    policy.write_text("version: 1\ngates: {task_improvment: 0.1}\n")
+    bad_policy = run_appliance("eval", "triage", "--policy", policy, env=env)
+    assert bad_policy.returncode == 2 and "task_improvment" in bad_policy.stderr and str(policy) in bad_policy.stderr
+    for result in (pending, no_judge, bad_policy):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    listed = json.loads(run_appliance("evals", "list", "--json", env=env).stdout)
+    assert [e["run_name"] for e in listed] == ["triage"]  # the refused evaluations stored nothing
 
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     root, env = lab
     recipe = tmp_path / "short.yaml"
-    recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 12").replace("checkpoint_every: 20",
-                                                                                         "checkpoint_every: 4"))
+    recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 8").replace("checkpoint_every: 20",
+                                                                                        "checkpoint_every: 3"))
     whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--json", env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
     exe = Path(sys.executable).with_name("appliance")
     proc = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "killed"],
                             env={**__import__("os").environ, **env}, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if line.startswith("step 6/12"):
+        if line.startswith("step 5/8"):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
     assert json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)["status"] == "running"
     resumed = run_appliance("train", "--resume", "killed", "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "step 5/12" in resumed.stderr and "step 4/12" not in resumed.stderr  # continued after step 4
+    assert "step 4/8" in resumed.stderr and "step 3/8" not in resumed.stderr  # continued after step 3
     a, b = json.loads(whole.stdout), json.loads(resumed.stdout)
-    assert b["steps_done"] == a["steps_done"] == 12
+    assert b["steps_done"] == a["steps_done"] == 8
     assert abs(a["final_loss"] - b["final_loss"]) < 0.02 * a["final_loss"] + 0.02, (a["final_loss"], b["final_loss"])
+
+
+def test_two_processes_train_one_run_with_ddp_over_gloo(lab):
+    root, env = lab
+    torchrun, exe = Path(sys.executable).with_name("torchrun"), Path(sys.executable).with_name("appliance")
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", str(exe), "train",
+                             str(SFT), "--dataset", "helpdesk", "--name", "ddp", "--max-steps", "2", "--json"],
+                            env={**__import__("os").environ, **env}, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout)  # one result, from the first process
+    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["environment"]["world_size"] == 2
+    assert run["engine"] == "trl" and "distributed run (2 processes)" in run["engine_reason"]
+    assert result.stderr.count("step 2/2") == 1  # progress from one process only
+    assert [m["step"] for m in json.loads(run_appliance("runs", "show", "ddp", "--json", env=env).stdout)["metrics"]] \
+        == [1, 2]
+    assert [e[0] for e in events(root, "train.", "ddp")] == ["train.queue", "train.start", "train.end"]
+    assert (root / "home" / "runs" / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("engine", ["unsloth", "trl"])
+def test_qlora_trains_on_a_4_bit_base(lab, engine):
+    root, env = lab
+    recipe = ROOT / "policies" / "recipes" / "smollm2-135m-qlora-sft.yaml"
+    result = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", f"qlora-{engine}", "--max-steps", "2",
+                           "--engine", engine, "--json", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = json.loads(result.stdout)
+    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["engine"] == engine
+    footprint = re.search(r"model: base weights 4-bit NF4 \(bitsandbytes\), (\d+) MiB in memory", result.stderr)
+    assert footprint and int(footprint.group(1)) < 300, result.stderr[-2000:]  # fp32 would be over 500 MiB
+    assert (root / "home" / "runs" / f"qlora-{engine}" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])

@@ -1,5 +1,7 @@
 """The database suite; every test runs on SQLite and, in the postgres tier, on PostgreSQL."""
 
+import json
+
 import pytest
 import sqlalchemy
 from sqlalchemy import inspect, text
@@ -169,3 +171,71 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(home):
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def _queued(name: str, created_at: str):
+    from appliance.train import runs
+
+    return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", engine="trl", engine_reason="",
+                    recipe_file="r.yaml", recipe_digest="0" * 64, recipe={}, base_model="m", base_digest="0" * 64,
+                    dataset_ref="d@v1", dataset_digest="0" * 64, seed=0, max_steps=2, steps_done=0, final_loss=None,
+                    path=f"runs/{name}", environment={}, error=None, created_by="erin", created_at=created_at,
+                    started_at=None, finished_at=None)
+
+
+def test_workers_claim_queued_runs_oldest_first_and_never_twice(settings, ctx):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.train import runs
+
+    with session_scope(ctx.engine) as s:
+        for i, name in enumerate(["c", "a", "b", "d", "e", "f"]):
+            runs.insert(s.connection(), _queued(name, f"2026-01-01T00:00:0{i}+00:00"))
+        runs.update(s.connection(), "f".ljust(32, "0"), status="failed")
+    first = runs.claim_next(ctx.engine)
+    assert first.name == "c" and first.status == "running" and first.started_at
+    engines = [connect(settings) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        claimed = list(pool.map(lambda e: runs.claim_next(e), engines))
+    names = sorted(r.name for r in claimed if r is not None)
+    assert names == ["a", "b", "d", "e"]  # each queued run went to exactly one worker; the failed one to none
+    assert runs.claim_next(ctx.engine) is None
+
+
+def _stored_eval(engine, run, passed: bool) -> None:
+    from appliance.eval.run import _RESULT_COLUMNS
+
+    gates = [{"gate": "task_improvement", "status": "pass" if passed else "fail"}]
+    values = dict(zip(_RESULT_COLUMNS, ["e" * 32, run.id, run.name, "2026-01-01T00:00:00+00:00", "erin", "0" * 64,
+                                        "0" * 64, "0" * 64, None, int(passed), json.dumps({"gates": gates}),
+                                        f"runs/{run.name}/eval/x/report.md", None, None, None], strict=True))
+    with session_scope(engine) as s:
+        s.connection().execute(text(f"INSERT INTO eval_result ({', '.join(_RESULT_COLUMNS)}) VALUES "
+                                    f"({', '.join(':' + c for c in _RESULT_COLUMNS)})"), values)
+
+
+def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited(settings, ctx):
+    from appliance.audit.events import Actor
+    from appliance.errors import PermissionDenied
+    from appliance.eval import run as evaluation
+    from appliance.train import runs
+
+    run = _queued("tuned", "2026-01-01T00:00:00+00:00")
+    with session_scope(ctx.engine) as s:
+        runs.insert(s.connection(), run)
+    _stored_eval(ctx.engine, run, passed=False)
+    engineer = ctx.acting_as(Actor("erin", "engineer", "session"))
+    officer = ctx.acting_as(Actor("oscar", "officer", "session"))
+    with pytest.raises(PermissionDenied):
+        evaluation.override(engineer, "tuned", "the engineer wants it out")
+    with pytest.raises(InputError, match="at least 10 characters"):
+        evaluation.override(officer, "tuned", "ok")
+    assert evaluation.latest(ctx.engine, "tuned").releasable is False
+    done = evaluation.override(officer, "tuned", "format gate waived for the pilot; reviewed with the owner")
+    assert done.releasable and not done.passed and done.override_by == "oscar"
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT actor, action, outcome, reason FROM audit_event "
+                                 "WHERE action LIKE 'eval%' ORDER BY seq")).all()
+    assert [tuple(r) for r in rows] == [
+        ("erin", "eval.override", "denied", "role engineer lacks permission eval.override"),
+        ("oscar", "eval.override", "ok", "format gate waived for the pilot; reviewed with the owner")]

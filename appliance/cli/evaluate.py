@@ -1,0 +1,112 @@
+"""`appliance eval RUN` and `appliance evals ...`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+
+from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.identity.roles import require
+
+
+def _gates(result: dict) -> None:
+    width = max(len(g["gate"]) for g in result["gates"])
+    for g in result["gates"]:
+        value = "-" if g["value"] is None else f"{g['value']:.3f}" if isinstance(g["value"], float) else g["value"]
+        click.echo(f"  {g['status'].upper():<4}  {g['gate']:<{width}}  {value:>7}  (threshold {g['threshold']}; "
+                   f"{g['metric']})")
+
+
+@cli.command("eval")
+@click.argument("run")
+@click.option("--judge", help="A registered model to grade base vs adapter answers pairwise (served locally).")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
+              help="Release policy (default policies/release.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored result as JSON.")
+@pass_app
+def evaluate(app: App, run: str, judge: str | None, policy_path: Path | None, as_json: bool) -> None:
+    """Compare base model and base + adapter of RUN; store the result and the release gates' verdict.
+
+    Exit status 0 when every gate passes, 5 when one fails (the result is stored either way)."""
+    import time
+
+    from appliance.errors import PolicyViolation
+    from appliance.eval.run import evaluate as run_eval
+
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:6.1f}s] {line}", err=True)
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_eval(app.ctx, run, judge=judge, policy_path=policy_path, say=say)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        click.echo(f"evaluation of {run}: {'PASSED' if result.passed else 'FAILED'} "
+                   f"(report {app.settings.home / result.report_path})")
+        _gates(result.result)
+    if not result.passed:
+        failed = [g["gate"] for g in result.result["gates"] if g["status"] == "fail"]
+        raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(failed)} (stored; an officer "
+                              f"may override with `appliance evals override {run} --reason ...`)")
+
+
+@cli.group()
+def evals() -> None:
+    """Stored evaluation results."""
+
+
+@evals.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def evals_list(app: App, as_json: bool) -> None:
+    """List evaluations, oldest first."""
+    from appliance.eval.run import list_results
+
+    require(app.ctx, "read", "eval", "*")
+    found = list_results(app.engine)
+    if as_json:
+        emit_json([{k: v for k, v in r.as_dict().items() if k != "result"} for r in found])
+        return
+    if not found:
+        click.echo("no evaluations")
+    for r in found:
+        state = "passed" if r.passed else "overridden" if r.override_by else "FAILED"
+        click.echo(f"{r.run_name:<36} {state:<10} {r.created_at}  by {r.created_by}  {r.report_path}")
+
+
+@evals.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON, with every measurement.")
+@pass_app
+def evals_show(app: App, run: str, as_json: bool) -> None:
+    """Show the latest evaluation of RUN: verdict, gates, override."""
+    from appliance.eval.run import latest
+
+    require(app.ctx, "read", "eval", run)
+    result = latest(app.engine, run)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(f"evaluation of {run} on {result.created_at} by {result.created_by}: "
+               f"{'PASSED' if result.passed else 'FAILED'}")
+    _gates(result.result)
+    if result.override_by:
+        click.echo(f"overridden by {result.override_by} on {result.override_at}: {result.override_reason}")
+    click.echo(f"report: {app.settings.home / result.report_path}")
+
+
+@evals.command("override")
+@click.argument("run")
+@click.option("--reason", required=True, help="Why releasing despite the failed gates is acceptable.")
+@pass_app
+def evals_override(app: App, run: str, reason: str) -> None:
+    """Officer only: accept RUN's failed gates with a written reason (an audited event)."""
+    from appliance.eval.run import override
+
+    result = override(app.ctx, run, reason)
+    click.echo(f"run {run}: failed gates overridden by {result.override_by}")

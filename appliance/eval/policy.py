@@ -1,0 +1,35 @@
+"""The release policy (`policies/release.yaml`): thresholds that an evaluation's verdict checks, each gate
+reported with its number and pass or fail. Validated strictly; every error is reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.config import load_yaml_model
+
+DEFAULT_RELEASE_POLICY = Path(__file__).resolve().parents[2] / "policies" / "release.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Gates(_Strict):
+    task_improvement: float = Field(default=0.10, ge=-1, le=1)
+    max_forgetting: float = Field(default=0.05, ge=0, le=1)
+    min_judge_win_rate: float = Field(default=0.5, ge=0, le=1)
+    max_canary_exposure: float = Field(default=6.0, ge=0)
+    no_training_pii: bool = True
+
+
+class ReleasePolicy(_Strict):
+    version: Literal[1] = 1
+    gates: Gates = Gates()
+
+
+def load_release_policy(path: Path | None = None) -> tuple[ReleasePolicy, str]:
+    """The policy and the sha256 of its file."""
+    return load_yaml_model(Path(path) if path else DEFAULT_RELEASE_POLICY, ReleasePolicy, "release policy")

@@ -1,0 +1,109 @@
+"""The evaluation report stored with the run: `report.md`, `result.json` and PNG plots (matplotlib, no
+display needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _plots(folder: Path, result: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    task = result["task"]
+    keys = [k for k in ("format_match", "exact_match", "rouge_l") if k in task["base"]]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    width = 0.38
+    for i, which in enumerate(("base", "adapter")):
+        ax.bar([x + i * width for x in range(len(keys))], [task[which][k] for k in keys], width, label=which)
+    ax.set_xticks([x + width / 2 for x in range(len(keys))], keys)
+    ax.set_ylim(0, 1)
+    ax.set_title("Task (held-out split)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "task.png", dpi=100)
+    plt.close(fig)
+    names.append("task.png")
+
+    suite = result["suite"]
+    kinds = list(suite["base"]["by_kind"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, which in enumerate(("base", "adapter")):
+        ax.bar([x + i * width for x in range(len(kinds))], [suite[which]["by_kind"][k] for k in kinds], width,
+               label=which)
+    ax.set_xticks([x + width / 2 for x in range(len(kinds))], kinds)
+    ax.set_ylim(0, 1)
+    ax.set_title("General suite accuracy (forgetting)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "forgetting.png", dpi=100)
+    plt.close(fig)
+    names.append("forgetting.png")
+
+    canaries = result["leakage"]["canaries"]
+    if canaries:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        labels = [f"{c['repetitions']}x" if c["repetitions"] else "control" for c in canaries]
+        ax.scatter(range(len(canaries)), [c["exposure_base"] for c in canaries], label="base", marker="o")
+        ax.scatter(range(len(canaries)), [c["exposure_adapter"] for c in canaries], label="adapter", marker="x")
+        ax.set_xticks(range(len(canaries)), labels, rotation=60, fontsize=7)
+        ax.set_ylabel("exposure (bits)")
+        ax.set_title("Canary exposure")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / "exposure.png", dpi=100)
+        plt.close(fig)
+        names.append("exposure.png")
+    return names
+
+
+def gate_table(gates: list[dict]) -> list[str]:
+    lines = ["| gate | measured | value | threshold | status |", "|---|---|---|---|---|"]
+    for g in gates:
+        value = "-" if g["value"] is None else f"{g['value']:.3f}" if isinstance(g["value"], float) else g["value"]
+        lines.append(f"| {g['gate']} | {g['metric']} | {value} | {g['threshold']} | {g['status'].upper()} |")
+    return lines
+
+
+def write_report(folder: Path, result: dict, passed: bool) -> None:
+    (folder / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    _plots(folder, result)
+    task, suite, leak = result["task"], result["suite"], result["leakage"]
+    md = [f"# Evaluation of run `{result['run']}`", "",
+          f"Base model `{result['base_model']}`, dataset `{result['dataset']}`. Verdict: "
+          f"**{'PASSED' if passed else 'FAILED'}**.", "", "## Gates", "", *gate_table(result["gates"]), "",
+          f"## Task ({task['items']} held-out items; primary metric {task['primary']})", "",
+          "| metric | base | adapter | change |", "|---|---|---|---|"]
+    for k in task["base"]:
+        md.append(f"| {k} | {task['base'][k]:.3f} | {task['adapter'][k]:.3f} | {task['delta'][k]:+.3f} |")
+    md += ["", "![task](task.png)", "", f"## Forgetting ({suite['items']} general items, suite sha256 "
+           f"`{suite['digest'][:16]}...`)", "", "| kind | base | adapter |", "|---|---|---|"]
+    for k in suite["base"]["by_kind"]:
+        md.append(f"| {k} | {suite['base']['by_kind'][k]:.3f} | {suite['adapter']['by_kind'][k]:.3f} |")
+    md += [f"| **all** | {suite['base']['accuracy']:.3f} | {suite['adapter']['accuracy']:.3f} |", "",
+           "![forgetting](forgetting.png)", "", "## Leakage", ""]
+    if leak["canaries"]:
+        md += [f"Exposure in bits among {leak['candidates']} random candidates of the same format "
+               "(Carlini et al., 2019); controls were never planted.", "", "| group | mean exposure (adapter) |",
+               "|---|---|"]
+        md += [f"| {k} | {v:.2f} |" for k, v in leak["mean_exposure_adapter"].items()]
+        md += ["", f"Greedy completion of the canary prefix by the adapter: `{leak['adapter_completion']}`; "
+               f"planted secrets reproduced: {len(leak['adapter_reproduced'])}.", "", "![exposure](exposure.png)"]
+    else:
+        md.append("No canaries were planted in this dataset version (enable them in the PII policy).")
+    md += ["", f"PII entities found in sampled generations: base {leak['pii_in_generations']['base']}, "
+           f"adapter {leak['pii_in_generations']['adapter']}.", ""]
+    judge = result.get("judge")
+    if judge:
+        md += ["## Judge", "", f"`{judge['model']}`, {judge['comparisons']} verdicts (each pair in both orders): "
+               f"adapter {judge['adapter']}, base {judge['base']}, ties {judge['tie']}, unparseable "
+               f"{judge['unparseable']}; win rate {judge['win_rate']:.3f}.", ""]
+    md += ["## Examples", ""]
+    for ex_base, ex_adapter in zip(task["base_examples"], task["adapter_examples"], strict=True):
+        md += [f"- prompt: {ex_base['prompt']!r}", f"  - reference: {ex_base['reference']!r}",
+               f"  - base: {ex_base['answer']!r}", f"  - adapter: {ex_adapter['answer']!r}"]
+    (folder / "report.md").write_text("\n".join(md) + "\n")
