@@ -45,15 +45,17 @@ step "8. Ingest the example help-desk tickets: validate, scrub personal data (Pr
 step "9. What one scrubbed record looks like now (nothing personal is stored)" \
   appliance data export helpdesk --split eval --out var/demo-helpdesk-eval.jsonl
 head -n 1 var/demo-helpdesk-eval.jsonl
-step "10. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \
+step "10. Should we fine-tune at all? Base model zero-shot and few-shot, and how much of the answers is facts" \
+  appliance advise helpdesk --recipe policies/recipes/smollm2-135m-lora-sft.yaml
+step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \
   appliance train policies/recipes/smollm2-135m-lora-sft.yaml --dataset helpdesk --name helpdesk-triage
 appliance runs list
-step "11. Evaluate the adapter against its base model: task, forgetting, a local judge, leakage; the release gates" \
+step "12. Evaluate the adapter against its base model: task, forgetting, a local judge, leakage; the release gates" \
   appliance eval helpdesk-triage --judge smollm2
-step "12. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
+step "13. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
-step "13. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
+step "14. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
 appliance audit log --limit 20
-step "14. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "15. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

