@@ -12,6 +12,14 @@ export APPLIANCE_SESSION_FILE="$secrets_dir/session.json"
 unset APPLIANCE_DATABASE_URL APPLIANCE_TOKEN APPLIANCE_KEY_PASSPHRASE
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+tamper_and_verify() {
+  local copy=var/demo-tampered/helpdesk-triage
+  rm -rf var/demo-tampered && mkdir -p var/demo-tampered
+  cp -a "$APPLIANCE_HOME/artifacts/helpdesk-triage" "$copy"
+  python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[4096] ^= 1; open(p, "wb").write(b)' \
+    "$copy/adapter.gguf"
+  appliance verify "$copy" || echo "(refused with exit status $?)"
+}
 
 rm -rf "$APPLIANCE_HOME" "$secrets_dir"
 mkdir -p -m 0700 "$secrets_dir"
@@ -52,10 +60,23 @@ step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progres
 appliance runs list
 step "12. Evaluate the adapter against its base model: task, forgetting, a local judge, leakage; the release gates" \
   appliance eval helpdesk-triage --judge smollm2
-step "13. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
+step "13. Package the evaluated adapter: PEFT adapter, GGUF LoRA for llama.cpp, provenance, report, model card" \
+  appliance package helpdesk-triage
+step "14. Sign it with the appliance's artifact key (OpenSSF model_signing, offline) and verify it" \
+  appliance sign helpdesk-triage
+appliance verify helpdesk-triage
+appliance keys export-public --out "$secrets_dir/artifact-public.pem"
+echo "The stock OpenSSF tool agrees:"
+model_signing verify key "$APPLIANCE_HOME/artifacts/helpdesk-triage" \
+  --signature "$APPLIANCE_HOME/artifacts/helpdesk-triage/model.sig" --public_key "$secrets_dir/artifact-public.pem"
+step "15. A tampered copy (one bit of the GGUF LoRA flipped) is refused" tamper_and_verify
+step "16. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
-step "14. The officer reads the audit trail" appliance login officer --password-file "$secrets_dir/officer.password"
-appliance audit log --limit 20
-step "15. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "17. The officer logs in and approves the adapter (four eyes: neither its trainer nor its packager)" \
+  appliance login officer --password-file "$secrets_dir/officer.password"
+appliance approve helpdesk-triage --reason "Gates passed and the model card was reviewed."
+appliance artifacts list
+step "18. The officer reads the audit trail" appliance audit log --limit 20
+step "19. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

@@ -255,6 +255,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX eval_result_run ON eval_result (run_name, created_at)",
     )),
+    Migration(6, "release artifacts", (
+        """CREATE TABLE artifact (
+            id VARCHAR(32) PRIMARY KEY,
+            name VARCHAR(64) NOT NULL UNIQUE,
+            run_id VARCHAR(32) NOT NULL REFERENCES training_run(id),
+            run_name VARCHAR(64) NOT NULL,
+            eval_id VARCHAR(32) NOT NULL REFERENCES eval_result(id),
+            status VARCHAR(16) NOT NULL,
+            path TEXT NOT NULL,
+            files TEXT NOT NULL,
+            manifest_digest VARCHAR(64) NOT NULL,
+            packaged_by VARCHAR(64) NOT NULL,
+            packaged_at VARCHAR(32) NOT NULL,
+            signed_by VARCHAR(64),
+            signed_at VARCHAR(32),
+            signing_key_id VARCHAR(64),
+            decided_by VARCHAR(64),
+            decided_at VARCHAR(32),
+            decision_reason TEXT
+        )""",
+    )),
 )
 
 _LEDGER = "schema_migrations"

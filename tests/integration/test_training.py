@@ -3,6 +3,7 @@ that the adapter learns the taught format where the base model does not."""
 
 import json
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -303,3 +304,160 @@ print(json.dumps([b, margin(tuned)]))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+PARITY = """
+import json, sys, numpy as np, torch
+import appliance
+from pathlib import Path
+from llama_cpp import Llama
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+import pyarrow.parquet as pq
+home, art = Path(sys.argv[1]), Path(sys.argv[2])
+rows = pq.read_table(home / "datasets/helpdesk/v1/eval.parquet").to_pylist()[:8]
+tok = AutoTokenizer.from_pretrained(home / "models/smollm2/hf")
+texts = [tok.apply_chat_template(r["messages"], tokenize=False) for r in rows]
+seqs = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(home / "models/smollm2/hf",
+                                 dtype=torch.float32), art / "adapter").eval()
+gguf = str(next((home / "models/smollm2").rglob("*.gguf")))
+lora = Llama(model_path=gguf, lora_path=str(art / "adapter.gguf"), logits_all=True, n_ctx=1024, verbose=False)
+plain = Llama(model_path=gguf, logits_all=True, n_ctx=1024, verbose=False)
+def cpp(llm, seq):
+    llm.reset(); llm.eval(seq); return np.asarray(llm.scores[:len(seq)]).argmax(-1)
+agree = changed = total = 0
+for seq in seqs:
+    with torch.no_grad():
+        h = peft(torch.tensor([seq])).logits[0].argmax(-1).numpy()
+    c, p = cpp(lora, seq), cpp(plain, seq)
+    agree, changed, total = agree + int((h == c).sum()), changed + int((c != p).sum()), total + len(seq)
+lora.close(); plain.close()
+print(json.dumps({"agree": agree / total, "changed": changed / total, "positions": total}))
+"""
+
+
+def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
+    """Runs after the evaluation above: packages `triage`, checks the GGUF LoRA against PEFT, signs, verifies
+    with the appliance and the stock model_signing CLI, tampers, and walks the approval states."""
+    root, env = lab
+    packaged = run_appliance("package", "triage", "--json", env=env)
+    assert packaged.returncode == 0, packaged.stderr[-3000:]
+    art = json.loads(packaged.stdout)
+    directory = Path(art["path"])
+    assert art["status"] == "packaged" and directory == root / "home" / "artifacts" / "triage"
+    assert {"adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter.gguf", "provenance.json",
+            "README.md", "verdict.json", "eval/report.md", "eval/result.json"} <= set(art["files"])
+    statement = json.loads((directory / "provenance.json").read_text())
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert subjects["adapter.gguf"] == art["files"]["adapter.gguf"]
+    run = json.loads(run_appliance("runs", "show", "triage", "--json", env=env).stdout)
+    deps = {d["uri"]: d["digest"]["sha256"] for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["appliance:model/smollm2"] == run["base_digest"]
+    assert deps["appliance:dataset/helpdesk@v1"] == run["dataset_digest"]
+    assert statement["predicate"]["runDetails"]["metadata"]["invocationId"] == run["id"]
+    assert "## Intended use" in (directory / "README.md").read_text()
+
+    parity = subprocess.run([sys.executable, "-c", PARITY, str(root / "home"), str(directory)], capture_output=True,
+                            text=True, timeout=600)
+    assert parity.returncode == 0, parity.stderr[-3000:]
+    figures = json.loads(parity.stdout.strip().splitlines()[-1])
+    assert figures["agree"] >= 0.95 and figures["changed"] > 0.05, figures
+
+    unsigned = run_appliance("verify", "triage", env=env)
+    assert unsigned.returncode == 4 and "no signature" in unsigned.stdout
+    assert run_appliance("sign", str(directory), env=env).returncode == 0  # by directory path
+    pub = tmp_path / "artifact.pub"
+    assert run_appliance("keys", "export-public", "--out", pub, env=env).returncode == 0
+    stock = subprocess.run([str(Path(sys.executable).with_name("model_signing")), "verify", "key", str(directory),
+                            "--signature", str(directory / "model.sig"), "--public_key", str(pub)],
+                           capture_output=True, text=True, timeout=300)
+    assert stock.returncode == 0, stock.stdout + stock.stderr
+    verified = json.loads(run_appliance("verify", "triage", "--json", env=env).stdout)
+    assert verified["ok"] and {c["check"] for c in verified["checks"]} == {"files", "key", "registry", "provenance"}
+
+    backup = tmp_path / "backup"
+    shutil.copytree(directory, backup)
+
+    def broken(change) -> str:
+        change()
+        result = run_appliance("verify", "triage", env=env)
+        shutil.rmtree(directory)
+        shutil.copytree(backup, directory)
+        assert result.returncode == 4, result.stdout
+        return result.stdout
+
+    def flip(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    for name in sorted(art["files"]):  # one byte flipped in each file in turn
+        assert f"FAIL  files       {name}: sha256 differs" in broken(lambda n=name: flip(directory / n))
+    renamed = broken(lambda: (directory / "README.md").rename(directory / "CARD.md"))
+    assert "README.md: missing" in renamed and "CARD.md: added" in renamed
+    assert "extra.txt: added" in broken(lambda: (directory / "extra.txt").write_bytes(b"\0"))
+    assert "pickle-format file inside an artifact" in broken(
+        lambda: (directory / "adapter" / "x.pt").write_bytes(b"\0"))
+    assert "symbolic link inside an artifact" in broken(lambda: (directory / "link").symlink_to("/etc/passwd"))
+    assert "hard link inside an artifact" in broken(
+        lambda: __import__("os").link(directory / "README.md", tmp_path / "hardlink"))
+    assert "verdict.json: missing" in broken(lambda: (directory / "verdict.json").unlink())
+    assert "truncated or not a model_signing bundle" in broken(
+        lambda: (directory / "model.sig").write_bytes((backup / "model.sig").read_bytes()[:300]))
+    assert "truncated or not a model_signing bundle" in broken(lambda: (directory / "model.sig").write_text("garbage"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"\1\2")
+    key = tmp_path / "foreign.pem"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True)
+    subprocess.run([str(Path(sys.executable).with_name("model_signing")), "sign", "key", str(other),
+                    "--private_key", str(key), "--signature", str(other / "model.sig")], check=True,
+                   capture_output=True)
+    assert "signs artifact 'other', not 'triage'" in broken(
+        lambda: shutil.copy(other / "model.sig", directory / "model.sig"))
+    foreign = tmp_path / "foreign-sig"
+    shutil.copytree(backup, foreign / "triage")
+    (foreign / "triage" / "model.sig").unlink()
+    subprocess.run([str(Path(sys.executable).with_name("model_signing")), "sign", "key", str(foreign / "triage"),
+                    "--private_key", str(key), "--signature", str(foreign / "triage" / "model.sig")], check=True,
+                   capture_output=True)
+    assert "verifies with no key in the trust store" in broken(
+        lambda: shutil.copy(foreign / "triage" / "model.sig", directory / "model.sig"))
+
+    # Approval: officer only, never the trainer or packager, with a reason; every step audited.
+    assert run_appliance("approve", "triage", "--reason", "engineer approving own work", env=env).returncode == 6
+    admin = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "admin-session")}
+    assert run_appliance("login", "alice", "--password-file", root / "alice.pw", env=admin).returncode == 0
+    assert run_appliance("users", "set-role", "erin", "officer", env=admin).returncode == 0
+    try:
+        turned = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "erin-officer")}
+        assert run_appliance("login", "erin", "--password-file", root / "erin.pw", env=turned).returncode == 0
+        own = run_appliance("approve", "triage", "--reason", "I trained it and it is fine", env=turned)
+        assert own.returncode == 6 and "four-eyes rule: erin trained the run" in own.stderr
+    finally:
+        assert run_appliance("users", "set-role", "erin", "engineer", env=admin).returncode == 0
+    officer = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "oscar-session")}
+    assert run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer).returncode == 0
+    approved = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == "artifact triage: approved by oscar"
+    again = run_appliance("approve", "triage", "--reason", "approving twice is refused", env=officer)
+    assert again.returncode == 2 and "is approved" in again.stderr
+    assert run_appliance("revoke", "triage", "--reason", "superseded in this test", env=officer).returncode == 0
+    shown = json.loads(run_appliance("artifacts", "show", "triage", "--json", env=env).stdout)
+    assert shown["status"] == "revoked" and shown["decided_by"] == "oscar"
+    assert [e[0] + ":" + e[2] for e in events(root, "artifact.", "triage")] == [
+        "artifact.package:ok", "artifact.sign:ok", "artifact.approve:denied", "artifact.approve:ok",
+        "artifact.revoke:ok"]
+
+    # A signature by a key revoked afterwards no longer verifies.
+    keys = json.loads(run_appliance("keys", "list", "--json", env=admin).stdout)
+    signer = next(k for k in keys if k["purpose"] == "artifact" and k["status"] == "active")
+    assert run_appliance("keys", "rotate", "--purpose", "artifact", env=admin).returncode == 0
+    assert run_appliance("keys", "revoke", signer["key_id"], "--reason", "test: key compromised",
+                         env=admin).returncode == 0
+    revoked = run_appliance("verify", "triage", env=env)
+    assert revoked.returncode == 4 and "signed with revoked key" in revoked.stdout

@@ -83,3 +83,24 @@ def test_facts_share_counts_entities_and_numbers_absent_from_the_prompt():
     assert facts_share(nlp, facts) > 0.3
     echoed = [("Maria Lopez joined in March 2021.", "Maria Lopez joined in March 2021.")]
     assert facts_share(nlp, echoed) == 0.0  # facts copied from the prompt are not new
+
+
+MALICIOUS_TEMPLATE = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for m in messages %}{{ m.content }}{% endfor %}"
+
+
+def test_chat_templates_render_only_in_a_sandbox():
+    """GGUF and tokenizer chat templates come with imported models: both renderers the appliance uses
+    (llama-cpp-python's for serving and chat, transformers' for training and evaluation) refuse a template
+    that reaches for Python internals (the CVE-2024-34359 class)."""
+    from jinja2.exceptions import SecurityError
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    formatter = Jinja2ChatFormatter(template=MALICIOUS_TEMPLATE, eos_token="</s>", bos_token="<s>")
+    with pytest.raises(SecurityError):
+        formatter(messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(SecurityError):
+        render_jinja_template(conversations=[[{"role": "user", "content": "hi"}]], chat_template=MALICIOUS_TEMPLATE)
+    benign = Jinja2ChatFormatter(template="{% for m in messages %}{{ m.content }}{% endfor %}", eos_token="</s>",
+                                 bos_token="<s>")
+    assert benign(messages=[{"role": "user", "content": "hi"}]).prompt == "hi"

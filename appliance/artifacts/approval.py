@@ -1,0 +1,62 @@
+"""Approval: packaged -> signed -> approved | rejected; approved -> revoked. Only an officer decides, never
+the run's trainer nor the artifact's packager (four eyes), and approval needs a verified signature and a
+passed (or officer-overridden) evaluation. Every transition and every refusal is an audit event."""
+
+from __future__ import annotations
+
+from appliance.artifacts import registry
+from appliance.artifacts.signing import verify
+from appliance.audit.events import Event
+from appliance.audit.log import record, record_alone
+from appliance.context import Context
+from appliance.db import session_scope
+from appliance.errors import InputError, PermissionDenied, PolicyViolation
+from appliance.eval import run as evaluation
+from appliance.identity.roles import require
+from appliance.train import runs
+
+_FROM = {"approve": ("signed",), "reject": ("packaged", "signed"), "revoke": ("approved",)}
+_TO = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+
+
+def _refuse(ctx: Context, action: str, name: str, error: Exception) -> None:
+    record_alone(ctx, Event(f"artifact.{action}", "artifact", name, outcome="denied", reason=str(error)))
+    raise error
+
+
+def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifact:
+    artifact = registry.get(ctx.engine, ctx.settings, ref)
+    require(ctx, "artifacts.approve", "artifact", artifact.name)
+    reason = reason.strip()
+    if len(reason) < 10:
+        raise InputError("--reason: write why (at least 10 characters); it is kept in the audit trail")
+    if artifact.status not in _FROM[action]:
+        raise InputError(f"artifact {artifact.name!r} is {artifact.status}; {action} applies to "
+                         f"{' or '.join(_FROM[action])} artifacts")
+    run = runs.get_run(ctx.engine, artifact.run_name)
+    if action == "approve":
+        authors = {run.created_by: "trained the run", artifact.packaged_by: "packaged the artifact"}
+        if ctx.actor.user in authors:
+            _refuse(ctx, action, artifact.name, PermissionDenied(
+                f"four-eyes rule: {ctx.actor.user} {authors[ctx.actor.user]} and may not approve it"))
+        checked = verify(ctx, artifact.name)
+        if not checked.ok:
+            failed = "; ".join(c["detail"] for c in checked.checks if not c["ok"])
+            _refuse(ctx, action, artifact.name, PolicyViolation(f"artifact {artifact.name!r} does not verify: "
+                                                                f"{failed}"))
+        ev = evaluation.latest(ctx.engine, run.name)
+        if ev.id != artifact.eval_id and not ev.releasable:
+            _refuse(ctx, action, artifact.name, PolicyViolation(
+                f"run {run.name!r} was evaluated again since packaging and failed its gates"))
+        packaged_eval = next(e for e in evaluation.list_results(ctx.engine) if e.id == artifact.eval_id)
+        if not packaged_eval.releasable:
+            failed = [g["gate"] for g in packaged_eval.result["gates"] if g["status"] == "fail"]
+            _refuse(ctx, action, artifact.name, PolicyViolation(
+                f"run {run.name!r} failed release gates ({', '.join(failed)}); an officer must override them "
+                f"first: `appliance evals override {run.name} --reason ...`"))
+    with session_scope(ctx.engine) as s:
+        registry.update(s.connection(), artifact.id, artifact.status, status=_TO[action], decided_by=ctx.actor.user,
+                        decided_at=runs.now(), decision_reason=reason)
+        record(ctx, s, Event(f"artifact.{action}", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
+                             reason=reason, details={"from": artifact.status, "to": _TO[action]}))
+    return registry.get(ctx.engine, ctx.settings, artifact.name)

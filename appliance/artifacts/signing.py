@@ -1,0 +1,189 @@
+"""Signing artifact directories with OpenSSF model_signing and the appliance's ECDSA artifact key (offline:
+never Sigstore's online flow), and verifying them with every failure named.
+
+The signature (`model.sig`) is a Sigstore bundle holding a DSSE envelope whose payload is an in-toto
+statement: its subject is the directory's name and its predicate lists every file with its sha256. The
+stock command verifies it: `model_signing verify key DIR --signature DIR/model.sig --public_key PUB`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.artifacts import registry
+from appliance.artifacts.package import SIGNATURE, file_digests
+from appliance.audit.events import Event
+from appliance.audit.log import record
+from appliance.context import Context
+from appliance.db import session_scope
+from appliance.errors import InputError, IntegrityError, NotFound
+from appliance.fsutil import ensure_private_dir
+from appliance.identity.roles import require
+from appliance.keys import store
+from appliance.train import runs
+
+
+def _hashing():
+    from model_signing import hashing
+
+    return hashing.Config().set_ignored_paths(paths=[SIGNATURE])
+
+
+def _differences(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
+    out = [f"{name}: sha256 differs" for name in sorted(expected) if name in actual and actual[name] != expected[name]]
+    out += [f"{name}: missing" for name in sorted(set(expected) - set(actual))]
+    out += [f"{name}: added" for name in sorted(set(actual) - set(expected))]
+    return out
+
+
+def sign(ctx: Context, ref: str) -> registry.Artifact:
+    from model_signing import signing
+
+    artifact = registry.get(ctx.engine, ctx.settings, ref)
+    require(ctx, "sign", "artifact", artifact.name)
+    if artifact.status != "packaged":
+        raise InputError(f"artifact {artifact.name!r} is {artifact.status}; only a packaged artifact is signed")
+    directory = artifact.directory(ctx.settings)
+    changed = _differences(artifact.files, file_digests(directory))
+    if changed:
+        raise IntegrityError(f"artifact {artifact.name!r} changed since it was packaged: {'; '.join(changed)}")
+    key = store.active_key(ctx.engine, "artifact")
+    if key is None:
+        raise NotFound("no active artifact key: run `appliance keys init`")
+    ensure_private_dir(ctx.settings.tmp_dir)
+    with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
+        staged = Path(tmp) / SIGNATURE
+        try:
+            config = signing.Config().use_elliptic_key_signer(
+                private_key=ctx.settings.keys_dir / key.private_file, password=store.passphrase(ctx.settings))
+        except (ValueError, TypeError):
+            raise IntegrityError("cannot decrypt the artifact signing key: wrong passphrase or damaged key file"
+                                 ) from None
+        config.set_hashing_config(_hashing()).sign(directory, staged)
+        staged.chmod(0o600)
+        shutil.move(staged, directory / SIGNATURE)
+    with session_scope(ctx.engine) as s:
+        registry.update(s.connection(), artifact.id, "packaged", status="signed", signed_by=ctx.actor.user,
+                        signed_at=runs.now(), signing_key_id=key.key_id)
+        record(ctx, s, Event("artifact.sign", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
+                             details={"key_id": key.key_id}))
+    return registry.get(ctx.engine, ctx.settings, artifact.name)
+
+
+@dataclass
+class Verification:
+    artifact: str
+    checks: list[dict] = field(default_factory=list)
+    key_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c["ok"] for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks.append({"check": name, "ok": ok, "detail": detail})
+        return ok
+
+    def as_dict(self) -> dict:
+        return {"artifact": self.artifact, "ok": self.ok, "key_id": self.key_id, "checks": self.checks}
+
+
+def _statement(signature: Path) -> dict:
+    """The signed in-toto statement inside the bundle; ValueError when the file is not a whole bundle."""
+    try:
+        bundle = json.loads(signature.read_bytes())
+        payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"], validate=True))
+        resources = payload["predicate"]["resources"]
+        if not isinstance(resources, list):
+            raise TypeError
+        return payload
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def _verifies(directory: Path, signature: Path, public_pem: str) -> bool:
+    from model_signing import verifying
+
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as pub:
+        pub.write(public_pem)
+        pub.flush()
+        try:
+            verifying.Config().use_elliptic_key_verifier(public_key=pub.name).set_hashing_config(
+                _hashing()).verify(directory, signature)
+            return True
+        except Exception:  # model_signing raises ValueError and others for any mismatch
+            return False
+
+
+def verify(ctx: Context, ref: str) -> Verification:
+    """Signature against the trust store and revocation list, the signed file list against the directory,
+    then the registry's and the provenance's digests. Every failure is named; `ok` only when all hold."""
+    given = Path(ref)
+    if given.is_dir() and given.resolve().parent != ctx.settings.artifacts_dir.resolve():
+        # a copy carried elsewhere: checked against the registry's record of the artifact of the same name
+        directory = given.resolve()
+        artifact = registry.get(ctx.engine, ctx.settings, directory.name)
+    else:
+        artifact = registry.get(ctx.engine, ctx.settings, ref)
+        directory = artifact.directory(ctx.settings)
+    require(ctx, "read", "artifact", artifact.name)
+    result = Verification(artifact.name)
+    signature = directory / SIGNATURE
+    if not signature.is_file():
+        result.add("signature", False, f"{signature}: no signature; run `appliance sign {artifact.name}`")
+        return result
+    try:
+        statement = _statement(signature)
+    except ValueError as exc:
+        result.add("signature", False, f"{signature}: truncated or not a model_signing bundle ({exc})")
+        return result
+    try:
+        current = file_digests(directory)
+    except InputError as exc:  # a link or a pickle file inside the directory
+        result.add("files", False, str(exc))
+        return result
+    signed = {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
+    subject = statement.get("subject", [{}])[0].get("name")
+    if subject != directory.name:
+        result.add("signature", False, f"{signature}: signs artifact {subject!r}, not {directory.name!r}")
+    changed = _differences(signed, current)
+    result.add("files", not changed, "every file matches the signed list" if not changed else "; ".join(changed))
+    keys = [k for k in store.list_keys(ctx.engine) if k.purpose == "artifact"]
+    signer = next((k for k in keys if _verifies(directory, signature, k.public_pem)), None) if not changed else None
+    if signer is None and not changed:
+        result.add("key", False, "the signature verifies with no key in the trust store (unknown key, or the "
+                                 "signature was altered)")
+    elif signer is not None:
+        result.key_id = signer.key_id
+        if signer.status == "revoked":
+            result.add("key", False, f"signed with revoked key {signer.key_id[:16]} ({signer.revoked_reason})")
+        else:
+            result.add("key", True, f"signed with trusted key {signer.key_id[:16]} ({signer.status})")
+    registered = _differences(artifact.files, current)
+    result.add("registry", not registered, "files match the digests recorded at packaging" if not registered
+               else "; ".join(registered))
+    result.add("provenance", *_provenance_check(ctx, artifact, directory, current))
+    return result
+
+
+def _provenance_check(ctx: Context, artifact: registry.Artifact, directory: Path,
+                      current: dict[str, str]) -> tuple[bool, str]:
+    try:
+        statement = json.loads((directory / "provenance.json").read_text())
+        subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+        deps = {d["uri"]: d["digest"]["sha256"]
+                for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"provenance.json unreadable: {exc}"
+    problems = [f"{name}: not as in provenance" for name, digest in subjects.items() if current.get(name) != digest]
+    run = runs.get_run(ctx.engine, artifact.run_name)
+    if deps.get(f"appliance:model/{run.base_model}") != run.base_digest:
+        problems.append(f"base model digest differs from run {run.name}'s record")
+    if deps.get(f"appliance:dataset/{run.dataset_ref}") != run.dataset_digest:
+        problems.append(f"dataset digest differs from run {run.name}'s record")
+    return not problems, "; ".join(problems) or "provenance matches the files and the registry's records"
