@@ -18,10 +18,11 @@ from pathlib import Path
 from appliance.artifacts import registry
 from appliance.artifacts.package import SIGNATURE, file_digests
 from appliance.audit.events import Event
-from appliance.audit.log import record
+from appliance.audit.log import record, record_alone
 from appliance.context import Context
 from appliance.db import session_scope
-from appliance.errors import InputError, IntegrityError, NotFound
+from appliance.errors import InputError, IntegrityError, NotFound, PolicyViolation
+from appliance.eval import run as evaluation
 from appliance.fsutil import ensure_private_dir
 from appliance.identity.roles import require
 from appliance.keys import store
@@ -48,6 +49,13 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
     require(ctx, "sign", "artifact", artifact.name)
     if artifact.status != "packaged":
         raise InputError(f"artifact {artifact.name!r} is {artifact.status}; only a packaged artifact is signed")
+    evaluated = next(e for e in evaluation.list_results(ctx.engine) if e.id == artifact.eval_id)
+    if not evaluated.releasable:
+        failed = ", ".join(g["gate"] for g in evaluated.result["gates"] if g["status"] == "fail")
+        reason = (f"run {artifact.run_name!r} failed release gates ({failed}); an officer must override them "
+                  f"before it is signed: `appliance evals override {artifact.run_name} --reason ...`")
+        record_alone(ctx, Event("artifact.sign", "artifact", artifact.name, outcome="denied", reason=reason))
+        raise PolicyViolation(reason)
     directory = artifact.directory(ctx.settings)
     changed = _differences(artifact.files, file_digests(directory))
     if changed:
