@@ -239,3 +239,29 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
     assert [tuple(r) for r in rows] == [
         ("erin", "eval.override", "denied", "role engineer lacks permission eval.override"),
         ("oscar", "eval.override", "ok", "format gate waived for the pilot; reviewed with the owner")]
+
+
+def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):
+    from appliance.artifacts import registry, signing
+    from appliance.audit.events import Actor
+    from appliance.errors import PolicyViolation
+    from appliance.train import runs
+
+    run = _queued("gated", "2026-01-01T00:00:00+00:00")
+    with session_scope(ctx.engine) as s:
+        runs.insert(s.connection(), run)
+    _stored_eval(ctx.engine, run, passed=False)
+    artifact = registry.Artifact(
+        id="a" * 32, name="gated", run_id=run.id, run_name="gated", eval_id="e" * 32, status="packaged",
+        path="artifacts/gated", files={}, manifest_digest="0" * 64, packaged_by="erin",
+        packaged_at="2026-01-01T00:00:00+00:00", signed_by=None, signed_at=None, signing_key_id=None,
+        decided_by=None, decided_at=None, decision_reason=None)
+    with session_scope(ctx.engine) as s:
+        registry.insert(s.connection(), artifact)
+    engineer = ctx.acting_as(Actor("erin", "engineer", "session"))
+    with pytest.raises(PolicyViolation, match=r"failed release gates \(task_improvement\)"):
+        signing.sign(engineer, "gated")
+    assert registry.get(ctx.engine, settings, "gated").status == "packaged"
+    with ctx.engine.connect() as conn:
+        row = conn.execute(text("SELECT actor, outcome FROM audit_event WHERE action = 'artifact.sign'")).one()
+    assert tuple(row) == ("erin", "denied")
