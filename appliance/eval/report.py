@@ -7,42 +7,35 @@ import json
 from pathlib import Path
 
 
+def _bars(plt, path: Path, title: str, labels: list[str], base: list[float], adapter: list[float]) -> None:
+    """Base and adapter side by side for each label, on a 0-1 scale."""
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (which, values) in enumerate((("base", base), ("adapter", adapter))):
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=which)
+    ax.set_xticks([x + width / 2 for x in range(len(labels))], labels)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _plots(folder: Path, result: dict) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = []
-    task = result["task"]
+    task, suite = result["task"], result["suite"]
     keys = [k for k in ("format_match", "exact_match", "rouge_l") if k in task["base"]]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    width = 0.38
-    for i, which in enumerate(("base", "adapter")):
-        ax.bar([x + i * width for x in range(len(keys))], [task[which][k] for k in keys], width, label=which)
-    ax.set_xticks([x + width / 2 for x in range(len(keys))], keys)
-    ax.set_ylim(0, 1)
-    ax.set_title("Task (held-out split)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "task.png", dpi=100)
-    plt.close(fig)
-    names.append("task.png")
-
-    suite = result["suite"]
+    _bars(plt, folder / "task.png", "Task (held-out split)", keys, [task["base"][k] for k in keys],
+          [task["adapter"][k] for k in keys])
     kinds = list(suite["base"]["by_kind"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, which in enumerate(("base", "adapter")):
-        ax.bar([x + i * width for x in range(len(kinds))], [suite[which]["by_kind"][k] for k in kinds], width,
-               label=which)
-    ax.set_xticks([x + width / 2 for x in range(len(kinds))], kinds)
-    ax.set_ylim(0, 1)
-    ax.set_title("General suite accuracy (forgetting)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "forgetting.png", dpi=100)
-    plt.close(fig)
-    names.append("forgetting.png")
+    _bars(plt, folder / "forgetting.png", "General suite accuracy (forgetting)", kinds,
+          [suite["base"]["by_kind"][k] for k in kinds], [suite["adapter"]["by_kind"][k] for k in kinds])
+    names = ["task.png", "forgetting.png"]
 
     canaries = result["leakage"]["canaries"]
     if canaries:
