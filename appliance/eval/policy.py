@@ -28,6 +28,7 @@ class Gates(_Strict):
 class Advice(_Strict):
     """`appliance advise`: when prompting is enough, and when the data is mostly facts (retrieval)."""
     target: float = Field(default=0.8, ge=0, le=1, description="task metric that counts as good enough")
+    rouge_target: float = Field(default=0.6, ge=0, le=1, description="ROUGE-L that counts as the right content")
     facts_share: float = Field(default=0.4, ge=0, le=1, description="share of answer words that are new facts")
 
 

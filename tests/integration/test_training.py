@@ -129,8 +129,9 @@ def test_advise_recommends_fine_tuning_for_a_format_the_base_model_misses(lab):
     result = run_appliance("advise", "helpdesk", "--recipe", SFT, "--json", env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     advice = json.loads(result.stdout)
-    assert advice["metric"] == "format_match" and advice["items"] == 24
-    assert advice["zero_shot"]["format_match"] < 0.8 and advice["few_shot"]["format_match"] < 0.8
+    assert advice["metric"] == "format_match" and advice["items"] == 16
+    assert advice["zero_shot"]["format_match"] < 0.2  # the base model does not answer in the format unprompted
+    assert advice["few_shot"]["rouge_l"] < 0.6  # with examples it may copy the form, not the content
     assert advice["facts_share"] < 0.4  # triage answers are form, not facts
     assert advice["recommendation"] == "fine-tuning" and "new facts" in advice["reason"]
     assert events(root, "eval.advise", "helpdesk@v1") == [("eval.advise", "helpdesk@v1", "ok")]
