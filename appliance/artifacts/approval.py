@@ -35,10 +35,11 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
                          f"{' or '.join(_FROM[action])} artifacts")
     run = runs.get_run(ctx.engine, artifact.run_name)
     if action == "approve":
-        authors = {run.created_by: "trained the run", artifact.packaged_by: "packaged the artifact"}
-        if ctx.actor.user in authors:
+        did = [what for who, what in ((run.created_by, "trained the run"),
+                                      (artifact.packaged_by, "packaged the artifact")) if who == ctx.actor.user]
+        if did:
             _refuse(ctx, action, artifact.name, PermissionDenied(
-                f"four-eyes rule: {ctx.actor.user} {authors[ctx.actor.user]} and may not approve it"))
+                f"four-eyes rule: {ctx.actor.user} {' and '.join(did)} and may not approve it"))
         checked = verify(ctx, artifact.name)
         if not checked.ok:
             failed = "; ".join(c["detail"] for c in checked.checks if not c["ok"])

@@ -116,7 +116,7 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
         name = name or f"{dataset.name}-{recipe.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         if not NAME_RE.match(name):
             raise InputError(f"run name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'")
-        if runs.name_taken(ctx.engine, name):
+        if rank == 0 and runs.name_taken(ctx.engine, name):  # the other processes find rank 0's record
             raise InputError(f"a run named {name!r} exists; choose another --name (or --resume it)")
     if rank == 0:  # the first process speaks for the run: policy, records and audit events are its alone
         check(ctx, load_training_policy(policy_path), run_name=name, model=model, dataset=dataset, steps=steps)

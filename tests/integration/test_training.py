@@ -374,6 +374,15 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
 
     unsigned = run_appliance("verify", "triage", env=env)
     assert unsigned.returncode == 4 and "no signature" in unsigned.stdout
+    officer = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "oscar-session")}
+    assert run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer).returncode == 0
+    evaluated = json.loads(run_appliance("evals", "show", "triage", "--json", env=env).stdout)
+    if not evaluated["passed"]:  # e.g. the 20x canary memorised: signing waits for an officer's override
+        blocked = run_appliance("sign", "triage", env=env)
+        assert blocked.returncode == 5 and "failed release gates" in blocked.stderr
+        overridden = run_appliance("evals", "override", "triage", "--reason", "test canaries only; no real secrets",
+                                   env=officer)
+        assert overridden.returncode == 0, overridden.stderr
     assert run_appliance("sign", str(directory), env=env).returncode == 0  # by directory path
     pub = tmp_path / "artifact.pub"
     assert run_appliance("keys", "export-public", "--out", pub, env=env).returncode == 0
@@ -445,8 +454,6 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
         assert own.returncode == 6 and "four-eyes rule: erin trained the run" in own.stderr
     finally:
         assert run_appliance("users", "set-role", "erin", "engineer", env=admin).returncode == 0
-    officer = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "oscar-session")}
-    assert run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer).returncode == 0
     approved = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == "artifact triage: approved by oscar"
@@ -455,9 +462,9 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     assert run_appliance("revoke", "triage", "--reason", "superseded in this test", env=officer).returncode == 0
     shown = json.loads(run_appliance("artifacts", "show", "triage", "--json", env=env).stdout)
     assert shown["status"] == "revoked" and shown["decided_by"] == "oscar"
+    signing = ["artifact.sign:denied", "artifact.sign:ok"] if not evaluated["passed"] else ["artifact.sign:ok"]
     assert [e[0] + ":" + e[2] for e in events(root, "artifact.", "triage")] == [
-        "artifact.package:ok", "artifact.sign:ok", "artifact.approve:denied", "artifact.approve:ok",
-        "artifact.revoke:ok"]
+        "artifact.package:ok", *signing, "artifact.approve:denied", "artifact.approve:ok", "artifact.revoke:ok"]
 
     # A signature by a key revoked afterwards no longer verifies.
     keys = json.loads(run_appliance("keys", "list", "--json", env=admin).stdout)
