@@ -29,6 +29,11 @@ def manifest_digest(entries: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
+def folder_digest(root: Path) -> str:
+    """manifest_digest of every regular file under root."""
+    return manifest_digest((p.relative_to(root).as_posix(), sha256_file(p)) for p in folder_files(root))
+
+
 def folder_files(root: Path) -> list[Path]:
     """Every regular file under root, sorted by relative POSIX path."""
     return sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())

@@ -49,7 +49,7 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
         if ev.id != artifact.eval_id and not ev.releasable:
             _refuse(ctx, action, artifact.name, PolicyViolation(
                 f"run {run.name!r} was evaluated again since packaging and failed its gates"))
-        packaged_eval = next(e for e in evaluation.list_results(ctx.engine) if e.id == artifact.eval_id)
+        packaged_eval = evaluation.get_result(ctx.engine, artifact.eval_id)
         if not packaged_eval.releasable:
             failed = [g["gate"] for g in packaged_eval.result["gates"] if g["status"] == "fail"]
             _refuse(ctx, action, artifact.name, PolicyViolation(

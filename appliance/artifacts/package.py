@@ -28,7 +28,7 @@ from appliance.audit.log import record
 from appliance.context import Context
 from appliance.data import versions
 from appliance.db import session_scope
-from appliance.digests import manifest_digest, sha256_file
+from appliance.digests import folder_digest, manifest_digest, sha256_file
 from appliance.errors import AlreadyExists, InputError
 from appliance.eval import run as evaluation
 from appliance.fsutil import private_tree, staged_dir
@@ -159,7 +159,7 @@ def package(ctx: Context, run_name: str, *, name: str | None = None, say: Say = 
         raise InputError(f"run {run_name!r} is {run.status}; only a finished run can be packaged")
     ev = evaluation.latest(ctx.engine, run_name)
     adapter = ctx.settings.home / run.path / "adapter"
-    if evaluation.adapter_digest(adapter) != ev.adapter_digest:
+    if folder_digest(adapter) != ev.adapter_digest:
         raise InputError(f"run {run_name!r}: the adapter changed since it was evaluated; evaluate it again")
     name = name or run_name
     if not registry.NAME_RE.match(name):

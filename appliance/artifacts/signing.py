@@ -49,7 +49,7 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
     require(ctx, "sign", "artifact", artifact.name)
     if artifact.status != "packaged":
         raise InputError(f"artifact {artifact.name!r} is {artifact.status}; only a packaged artifact is signed")
-    evaluated = next(e for e in evaluation.list_results(ctx.engine) if e.id == artifact.eval_id)
+    evaluated = evaluation.get_result(ctx.engine, artifact.eval_id)
     if not evaluated.releasable:
         failed = ", ".join(g["gate"] for g in evaluated.result["gates"] if g["status"] == "fail")
         reason = (f"run {artifact.run_name!r} failed release gates ({failed}); an officer must override them "

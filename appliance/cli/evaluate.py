@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
 from appliance.identity.roles import require
+
+
+def _timed_say():
+    """Progress lines on stderr, each with the seconds since the command started."""
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:6.1f}s] {line}", err=True)
+
+    return say
 
 
 def _gates(result: dict) -> None:
@@ -31,15 +42,10 @@ def evaluate(app: App, run: str, judge: str | None, policy_path: Path | None, as
     """Compare base model and base + adapter of RUN; store the result and the release gates' verdict.
 
     Exit status 0 when every gate passes, 5 when one fails (the result is stored either way)."""
-    import time
-
     from appliance.errors import PolicyViolation
     from appliance.eval.run import evaluate as run_eval
 
-    started = time.perf_counter()
-
-    def say(line: str) -> None:
-        click.echo(f"[{time.perf_counter() - started:6.1f}s] {line}", err=True)
+    say = _timed_say()
 
     with contextlib.redirect_stdout(sys.stderr):
         result = run_eval(app.ctx, run, judge=judge, policy_path=policy_path, say=say)
@@ -127,8 +133,6 @@ def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format
 
     Runs the base model zero-shot and few-shot on the held-out split and measures how much of the answers
     is new facts rather than form; recommends with the numbers behind it."""
-    import time
-
     from appliance.eval.advise import advise as run_advise
 
     if recipe is not None:
@@ -136,10 +140,7 @@ def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format
 
         r, _ = load_recipe(recipe)
         base, format_regex = base or r.base_model, format_regex or r.format_regex
-    started = time.perf_counter()
-
-    def say(line: str) -> None:
-        click.echo(f"[{time.perf_counter() - started:6.1f}s] {line}", err=True)
+    say = _timed_say()
 
     with contextlib.redirect_stdout(sys.stderr):
         advice = run_advise(app.ctx, dataset, base=base, format_regex=format_regex, policy_path=policy_path, say=say)

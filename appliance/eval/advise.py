@@ -74,7 +74,7 @@ def _scores(answers: list[str], references: list[str], pattern: re.Pattern | Non
 def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_regex: str | None = None,
            policy_path: Path | None = None, say: Say = lambda _: None) -> Advice:
     from appliance.eval.lm import AdapterLM
-    from appliance.eval.run import _conversation
+    from appliance.train.data import prompt_and_answer
 
     require(ctx, "eval", "dataset", dataset_ref)
     policy, _ = load_release_policy(policy_path)
@@ -92,9 +92,9 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
     model, _ = get_model(ctx.engine, base or "smollm2")
     if not model.hf_dir:
         raise InputError(f"model {model.name!r} has no safetensors copy to run baselines with")
-    rows = [_conversation(r, dataset.format) for r in held_out[:MAX_ITEMS]]
+    rows = [prompt_and_answer(r, dataset.format) for r in held_out[:MAX_ITEMS]]
     # the shortest training conversations as the examples: the same signal, a fraction of the prompt length
-    conversations = [_conversation(r, dataset.format) for r in train[:400]]
+    conversations = [prompt_and_answer(r, dataset.format) for r in train[:400]]
     shots = sorted(conversations, key=lambda c: sum(len(m["content"]) for m in c[0]) + len(c[1]))[:SHOTS]
     references = [ref for _, ref in rows]
     metric = "format_match" if pattern else "rouge_l"
@@ -106,7 +106,7 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
 
     nlp = spacy.load(load_policy(DEFAULT_POLICY)[0].nlp.model, exclude=["lemmatizer", "parser"])
     pairs = [(" ".join(m["content"] for m in msgs if m["role"] != "assistant"), ref)
-             for msgs, ref in [_conversation(r, dataset.format) for r in (train + held_out)[:400]]]
+             for msgs, ref in [prompt_and_answer(r, dataset.format) for r in (train + held_out)[:400]]]
     share = facts_share(nlp, pairs)
     say(f"data: {share:.0%} of answer words are new facts (entities, numbers not in the prompt)")
 

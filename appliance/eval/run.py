@@ -21,7 +21,7 @@ from appliance.audit.log import record
 from appliance.context import Context
 from appliance.data import versions
 from appliance.db import session_scope
-from appliance.digests import folder_files, manifest_digest, sha256_file
+from appliance.digests import folder_digest, sha256_file
 from appliance.errors import InputError, NotFound
 from appliance.eval import metrics
 from appliance.eval.lm import AdapterLM
@@ -30,6 +30,7 @@ from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
 from appliance.models.registry import get_model, model_dir
 from appliance.train import runs
+from appliance.train.data import prompt_and_answer
 from appliance.train.recipe import Recipe
 
 SUITE = Path(__file__).resolve().parents[1] / "resources" / "eval" / "general-v1.jsonl"
@@ -69,23 +70,6 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         return {**{k: getattr(self, k) for k in _RESULT_COLUMNS}, "releasable": self.releasable}
-
-
-def adapter_digest(adapter: Path) -> str:
-    return manifest_digest((p.relative_to(adapter).as_posix(), sha256_file(p)) for p in folder_files(adapter))
-
-
-def _conversation(row: dict, fmt: str) -> tuple[list[dict], str]:
-    """(prompt messages, reference answer) of a held-out record."""
-    from appliance.train.data import _messages
-
-    if fmt == "preference":
-        return [{"role": "user", "content": row["prompt"]}], row["chosen"]
-    if fmt == "text":
-        raise InputError("a plain-text dataset has no prompts to answer; evaluate a chat or instruction dataset")
-    messages = _messages(row, fmt)
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last], messages[last]["content"]
 
 
 def _task(lm: AdapterLM, rows: list[tuple[list[dict], str]], pattern: re.Pattern | None, say: Say) -> dict:
@@ -253,7 +237,7 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_pa
     held_out = versions.read_split(ctx.settings, dataset, "eval")
     if not held_out:
         raise InputError(f"dataset {dataset.ref} has no held-out split; re-ingest it with an eval share above 0")
-    rows = [_conversation(r, dataset.format) for r in held_out[:MAX_TASK_ITEMS]]
+    rows = [prompt_and_answer(r, dataset.format) for r in held_out[:MAX_TASK_ITEMS]]
     base, _ = get_model(ctx.engine, run.base_model)
     if not base.hf_dir:
         raise InputError(f"model {base.name!r} has no safetensors copy to evaluate with")
@@ -296,7 +280,7 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_pa
     with staged_dir(ctx.settings.tmp_dir, ctx.settings.home / report_rel) as staging:
         write_report(staging, result, passed)
     private_tree(ctx.settings.home / report_rel)
-    evaluation = EvalResult(eval_id, run.id, run.name, runs.now(), ctx.actor.user, adapter_digest(adapter),
+    evaluation = EvalResult(eval_id, run.id, run.name, runs.now(), ctx.actor.user, folder_digest(adapter),
                             policy_digest, result["suite"]["digest"], judge, passed, result,
                             f"{report_rel}/report.md", None, None, None)
     with session_scope(ctx.engine) as s:
@@ -327,6 +311,15 @@ def latest(engine, run_name: str) -> EvalResult:
                                 "ORDER BY created_at DESC, id DESC LIMIT 1"), {"n": run_name}).first()
     if row is None:
         raise NotFound(f"run {run_name!r} has not been evaluated; run `appliance eval {run_name}`")
+    return _result(row)
+
+
+def get_result(engine, eval_id: str) -> EvalResult:
+    with engine.connect() as conn:
+        row = conn.execute(text(f"SELECT {', '.join(_RESULT_COLUMNS)} FROM eval_result WHERE id = :i"),
+                           {"i": eval_id}).first()
+    if row is None:
+        raise NotFound(f"no evaluation {eval_id}")
     return _result(row)
 
 

@@ -19,6 +19,17 @@ def _messages(row: dict, fmt: str) -> list[dict]:
     raise InputError(f"format {fmt} has no conversation")
 
 
+def prompt_and_answer(row: dict, fmt: str) -> tuple[list[dict], str]:
+    """(the conversation before the last assistant turn, that turn's text)."""
+    if fmt == "preference":
+        return [{"role": "user", "content": row["prompt"]}], row["chosen"]
+    if fmt == "text":
+        raise InputError("a plain-text dataset has no prompts to answer; use a chat or instruction dataset")
+    messages = _messages(row, fmt)
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last], messages[last]["content"]
+
+
 def training_rows(settings: Settings, v: versions.DatasetVersion, method: str, split: str = "train") -> list[dict]:
     """SFT: prompt/completion conversations (the loss is on the answer only); DPO and ORPO: preference rows."""
     rows = versions.read_split(settings, v, split)
@@ -32,7 +43,6 @@ def training_rows(settings: Settings, v: versions.DatasetVersion, method: str, s
         return [{"text": r["text"]} for r in rows]
     out = []
     for r in rows:
-        messages = _messages(r, v.format)
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        out.append({"prompt": messages[:last], "completion": [messages[last]]})
+        prompt, answer = prompt_and_answer(r, v.format)
+        out.append({"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]})
     return out

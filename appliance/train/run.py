@@ -24,7 +24,7 @@ from appliance.audit.log import record, record_alone
 from appliance.context import Context
 from appliance.data import versions
 from appliance.db import session_scope
-from appliance.digests import folder_files, manifest_digest, sha256_file
+from appliance.digests import folder_digest
 from appliance.errors import InputError, PolicyViolation
 from appliance.fsutil import ensure_private_dir, private_tree
 from appliance.identity.roles import require
@@ -216,7 +216,7 @@ def _execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say, record_
     if not record_outcome:
         return dataclasses.replace(run, status="succeeded", steps_done=done, final_loss=final_loss)
     adapter = run_dir / "adapter"
-    digest = manifest_digest((p.relative_to(adapter).as_posix(), sha256_file(p)) for p in folder_files(adapter))
+    digest = folder_digest(adapter)
     with session_scope(ctx.engine) as s:
         runs.update(s.connection(), run.id, status="succeeded", steps_done=done, final_loss=final_loss,
                     finished_at=runs.now())
