@@ -139,6 +139,24 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
     return checks
 
 
+def _drift(engine) -> list[Check]:
+    """The newest scheduled check of each approved adapter (`appliance eval --scheduled`)."""
+    from appliance.artifacts import registry
+    from appliance.eval.drift import OK as FINE
+    from appliance.eval.drift import latest_per_artifact
+
+    approved = [a.name for a in registry.list_artifacts(engine) if a.status == "approved"]
+    if not approved:
+        return [Check("drift", OK, "no approved adapters")]
+    latest = latest_per_artifact(engine)
+    bad = [f"{c.artifact} {c.status} at {c.checked_at} ({c.detail})" for c in latest.values() if c.status != FINE]
+    unchecked = [name for name in approved if name not in latest]
+    detail = "; ".join(bad) or f"{len(latest)} approved adapter(s) within the policy at their last check"
+    if unchecked:
+        detail += f"; never checked: {', '.join(unchecked)} (`appliance eval --scheduled`)"
+    return [Check("drift", WARN if bad else OK, detail)]
+
+
 def _offline() -> list[Check]:
     bad = offline.offline_violations()
     checks = [Check("offline settings", FAIL if bad else OK,
@@ -162,5 +180,6 @@ def run(settings: Settings) -> Report:
     if engine is not None:
         checks += _models(settings, engine)
         checks += _keys_and_audit(settings, engine)
+        checks += _drift(engine)
     checks += _offline()
     return Report(checks)

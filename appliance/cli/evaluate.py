@@ -32,21 +32,33 @@ def _gates(result: dict) -> None:
 
 
 @cli.command("eval")
-@click.argument("run")
+@click.argument("run", required=False)
+@click.option("--scheduled", is_flag=True,
+              help="Instead of RUN: re-run the frozen sets on every approved adapter and compare with the "
+                   "evaluation it was approved on (the drift check; for a timer).")
 @click.option("--judge", help="A registered model to grade base vs adapter answers pairwise (served locally).")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path),
               help="Release policy (default policies/release.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored result as JSON.")
 @pass_app
-def evaluate(app: App, run: str, judge: str | None, policy_path: Path | None, as_json: bool) -> None:
+def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, policy_path: Path | None,
+             as_json: bool) -> None:
     """Compare base model and base + adapter of RUN; store the result and the release gates' verdict.
 
-    Exit status 0 when every gate passes, 5 when one fails (the result is stored either way)."""
-    from appliance.errors import PolicyViolation
+    Exit status 0 when every gate passes, 5 when one fails (the result is stored either way).
+    With --scheduled (as the appliance's service account): exit 5 when an adapter's scores fell more
+    than the policy's drift.max_drop or it no longer verifies (each check is stored and audited)."""
+    from appliance.errors import InputError, PolicyViolation
     from appliance.eval.run import evaluate as run_eval
 
+    if scheduled == bool(run):
+        raise InputError("give a RUN to evaluate, or --scheduled to check every approved adapter (not both)")
+    if scheduled and judge:
+        raise InputError("--judge applies to the evaluation of a RUN, not to --scheduled")
     say = _timed_say()
-
+    if scheduled:
+        _scheduled(app, policy_path, as_json, say)
+        return
     with contextlib.redirect_stdout(sys.stderr):
         result = run_eval(app.ctx, run, judge=judge, policy_path=policy_path, say=say)
     if as_json:
@@ -59,6 +71,37 @@ def evaluate(app: App, run: str, judge: str | None, policy_path: Path | None, as
         failed = [g["gate"] for g in result.result["gates"] if g["status"] == "fail"]
         raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(failed)} (stored; an officer "
                               f"may override with `appliance evals override {run} --reason ...`)")
+
+
+def _scheduled(app: App, policy_path: Path | None, as_json: bool, say) -> None:
+    from appliance.audit.events import Actor
+    from appliance.errors import PolicyViolation
+    from appliance.eval.drift import OK, scheduled
+
+    ctx = app.system_ctx.acting_as(Actor("scheduler", "system", "system"))
+    with contextlib.redirect_stdout(sys.stderr):
+        checks = scheduled(ctx, policy_path=policy_path, say=say)
+    if as_json:
+        emit_json([c.as_dict() | {"drops": c.drops} for c in checks])
+    else:
+        _drift_table(checks, "no approved adapters to check")
+    bad = [c.artifact for c in checks if c.status != OK]
+    if bad:
+        raise PolicyViolation(f"drift: {', '.join(bad)} fell beyond the policy or no longer verify "
+                              "(stored and audited; see `appliance evals drift`)")
+
+
+def _pair(now: float | None, then: float | None) -> str:
+    return "-" if now is None or then is None else f"{then:.3f} -> {now:.3f}"
+
+
+def _drift_table(checks, empty: str) -> None:
+    if not checks:
+        click.echo(empty)
+    for c in checks:
+        click.echo(f"  {c.status.upper():<12} {c.artifact:<24} {c.checked_at}  task {c.task_metric} "
+                   f"{_pair(c.task_value, c.task_baseline)}  suite {_pair(c.suite_value, c.suite_baseline)}  "
+                   f"({c.detail})")
 
 
 @cli.group()
@@ -151,3 +194,19 @@ def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format
     click.echo(f"  zero-shot {advice.zero_shot[advice.metric]:.3f}   few-shot {advice.few_shot[advice.metric]:.3f}   "
                f"new facts {advice.facts_share:.0%} of answer words")
     click.echo(f"recommendation: {advice.recommendation.upper()}: {advice.reason}")
+
+
+@evals.command("drift")
+@click.argument("artifact", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def evals_drift(app: App, artifact: str | None, as_json: bool) -> None:
+    """The scheduled checks of approved adapters (all, or ARTIFACT's), oldest first."""
+    from appliance.eval.drift import history
+
+    require(app.ctx, "read", "artifact", artifact or "*")
+    checks = history(app.engine, artifact)
+    if as_json:
+        emit_json([c.as_dict() | {"drops": c.drops} for c in checks])
+    else:
+        _drift_table(checks, "no scheduled checks yet; run `appliance eval --scheduled`")

@@ -276,6 +276,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             decision_reason TEXT
         )""",
     )),
+    Migration(7, "scheduled evaluations of served adapters", (
+        """CREATE TABLE drift_check (
+            id VARCHAR(32) PRIMARY KEY,
+            artifact VARCHAR(64) NOT NULL,
+            eval_id VARCHAR(32) NOT NULL REFERENCES eval_result(id),
+            checked_at VARCHAR(32) NOT NULL,
+            checked_by VARCHAR(64) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            task_metric VARCHAR(32),
+            task_value DOUBLE PRECISION,
+            task_baseline DOUBLE PRECISION,
+            suite_value DOUBLE PRECISION,
+            suite_baseline DOUBLE PRECISION,
+            max_drop DOUBLE PRECISION NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+        "CREATE INDEX drift_check_artifact ON drift_check (artifact, checked_at)",
+    )),
 )
 
 _LEDGER = "schema_migrations"

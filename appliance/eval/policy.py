@@ -32,10 +32,17 @@ class Advice(_Strict):
     facts_share: float = Field(default=0.4, ge=0, le=1, description="share of answer words that are new facts")
 
 
+class Drift(_Strict):
+    """`appliance eval --scheduled`: how far a served adapter's scores may fall below its release evaluation."""
+    max_drop: float = Field(default=0.05, ge=0, le=1, description="largest tolerated fall of the task metric "
+                                                                   "or the general suite accuracy")
+
+
 class ReleasePolicy(_Strict):
     version: Literal[1] = 1
     gates: Gates = Gates()
     advise: Advice = Advice()
+    drift: Drift = Drift()
 
 
 def load_release_policy(path: Path | None = None) -> tuple[ReleasePolicy, str]:

@@ -72,12 +72,13 @@ class EvalResult:
         return {**{k: getattr(self, k) for k in _RESULT_COLUMNS}, "releasable": self.releasable}
 
 
-def _task(lm: AdapterLM, rows: list[tuple[list[dict], str]], pattern: re.Pattern | None, say: Say) -> dict:
+def _task(lm: AdapterLM, rows: list[tuple[list[dict], str]], pattern: re.Pattern | None, say: Say,
+          sides: tuple[str, ...] = ("base", "adapter")) -> dict:
     prompts = [lm.chat_prompt(messages) for messages, _ in rows]
     references = [ref for _, ref in rows]
     longest = max(len(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references)
     out: dict = {"items": len(rows), "primary": "format_match" if pattern else "rouge_l"}
-    for which in ("base", "adapter"):
+    for which in sides:
         with lm.use(which):
             answers = lm.generate(prompts, max_new_tokens=min(256, longest + 16))
             nll = lm.losses([(p, r + lm.tokenizer.eos_token) for p, r in zip(prompts, references, strict=True)])
@@ -92,19 +93,20 @@ def _task(lm: AdapterLM, rows: list[tuple[list[dict], str]], pattern: re.Pattern
         out[f"{which}_examples"] = [{"prompt": m[-1]["content"], "reference": r, "answer": a}
                                     for (m, r), a in list(zip(rows, answers, strict=True))[:3]]
         say(f"task ({which}): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    out["delta"] = {k: out["adapter"][k] - out["base"][k] for k in out["base"]}
+    if "base" in out and "adapter" in out:
+        out["delta"] = {k: out["adapter"][k] - out["base"][k] for k in out["base"]}
     return out
 
 
 SUITE_SYSTEM = "Answer briefly."  # the suite's own short system turn (the model's default one is 20 tokens)
 
 
-def _suite(lm: AdapterLM, say: Say) -> dict:
+def _suite(lm: AdapterLM, say: Say, sides: tuple[str, ...] = ("base", "adapter")) -> dict:
     items = [json.loads(line) for line in SUITE.read_text().splitlines()]
     choice = [i for i in items if i["type"] == "choice"]
     exact = [i for i in items if i["type"] == "exact"]
     out: dict = {"items": len(items), "digest": sha256_file(SUITE)}
-    for which in ("base", "adapter"):
+    for which in sides:
         with lm.use(which):
             pairs = [(lm.chat_prompt(_suite_turns(i)), c) for i in choice for c in i["choices"]]
             nll = iter(lm.losses(pairs))
@@ -120,7 +122,8 @@ def _suite(lm: AdapterLM, say: Say) -> dict:
                       "by_kind": {k: right[k] / totals[k] for k in sorted(totals)}}
         say(f"general suite ({which}): accuracy {out[which]['accuracy']:.3f} "
             + " ".join(f"{k} {v:.2f}" for k, v in out[which]["by_kind"].items()))
-    out["forgetting"] = out["base"]["accuracy"] - out["adapter"]["accuracy"]
+    if "base" in out and "adapter" in out:
+        out["forgetting"] = out["base"]["accuracy"] - out["adapter"]["accuracy"]
     return out
 
 
@@ -224,6 +227,22 @@ def verdict(policy: ReleasePolicy, result: dict) -> list[dict]:
     return gates
 
 
+def held_out_rows(ctx: Context, run: runs.Run) -> tuple[versions.DatasetVersion, list[tuple[list[dict], str]]]:
+    """The frozen task set of a run: its dataset version's held-out split as (prompt turns, reference) pairs."""
+    dataset = versions.get_version(ctx.engine, run.dataset_ref)
+    held_out = versions.read_split(ctx.settings, dataset, "eval")
+    if not held_out:
+        raise InputError(f"dataset {dataset.ref} has no held-out split; re-ingest it with an eval share above 0")
+    return dataset, [prompt_and_answer(r, dataset.format) for r in held_out[:MAX_TASK_ITEMS]]
+
+
+def base_model_dir(ctx: Context, run: runs.Run) -> Path:
+    base, _ = get_model(ctx.engine, run.base_model)
+    if not base.hf_dir:
+        raise InputError(f"model {base.name!r} has no safetensors copy to evaluate with")
+    return model_dir(ctx.settings, base) / base.hf_dir
+
+
 def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_path: Path | None = None,
              say: Say = lambda _: None) -> EvalResult:
     require(ctx, "eval", "run", run_name)
@@ -233,14 +252,8 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_pa
     policy, policy_digest = load_release_policy(policy_path)
     if judge:
         get_model(ctx.engine, judge)  # a judge that is not registered is refused before anything heavy
-    dataset = versions.get_version(ctx.engine, run.dataset_ref)
-    held_out = versions.read_split(ctx.settings, dataset, "eval")
-    if not held_out:
-        raise InputError(f"dataset {dataset.ref} has no held-out split; re-ingest it with an eval share above 0")
-    rows = [prompt_and_answer(r, dataset.format) for r in held_out[:MAX_TASK_ITEMS]]
-    base, _ = get_model(ctx.engine, run.base_model)
-    if not base.hf_dir:
-        raise InputError(f"model {base.name!r} has no safetensors copy to evaluate with")
+    dataset, rows = held_out_rows(ctx, run)
+    base_dir = base_model_dir(ctx, run)
     run_dir = ctx.settings.home / run.path
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
@@ -249,8 +262,8 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_pa
     pattern = re.compile(recipe.format_regex) if recipe.format_regex else None
     started = time.perf_counter()
     say(f"evaluating run {run_name}: {len(rows)} held-out items, {sum(1 for _ in SUITE.open())} general items")
-    lm = AdapterLM(model_dir(ctx.settings, base) / base.hf_dir, adapter)
-    result: dict = {"run": run_name, "dataset": dataset.ref, "base_model": base.name}
+    lm = AdapterLM(base_dir, adapter)
+    result: dict = {"run": run_name, "dataset": dataset.ref, "base_model": run.base_model}
     result["task"] = _task(lm, rows, pattern, say)
     result["suite"] = _suite(lm, say)
     prompts = [lm.chat_prompt(m) for m, _ in rows[:SAMPLED]]

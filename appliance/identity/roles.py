@@ -7,7 +7,8 @@ from appliance.audit.events import Event
 from appliance.context import Context
 from appliance.errors import PermissionDenied
 
-_ENGINEERING = frozenset({"models.import", "data.ingest", "train", "eval", "package", "sign", "read", "serve.query"})
+_ENGINEERING = frozenset({"models.import", "data.ingest", "train", "eval", "eval.scheduled", "package", "sign",
+                          "read", "serve.query"})
 _AUDIT = frozenset({"audit.read", "audit.verify", "audit.export", "audit.checkpoint"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -19,7 +20,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # queries served models only
     "user": frozenset({"serve.query"}),
     # the appliance itself, acting before any user exists (bootstrap) or on a schedule
-    "system": frozenset({"models.import", "keys.manage", "users.manage", "audit.checkpoint"}),
+    "system": frozenset({"models.import", "keys.manage", "users.manage", "audit.checkpoint", "read",
+                         "eval.scheduled"}),
 }
 ROLES = ("admin", "engineer", "officer", "user")
 

@@ -355,6 +355,43 @@ print(json.dumps(figures))
 """
 
 
+def _scheduled_evaluation_flags_drift(root: Path, env: dict, officer: dict, directory: Path, backup: Path) -> None:
+    """`eval --scheduled` on the approved `triage`: a stored, audited point per check; doctor shows a drop."""
+    before = json.loads(run_appliance("evals", "show", "triage", "--json", env=env).stdout)
+    task_metric = before["result"]["task"]["primary"]
+    released = before["result"]["task"]["adapter"][task_metric]
+    # SIMULATED FAILURE: the adapter's weights and the frozen sets cannot change under a signed artifact, so a
+    # real fall needs another runtime; the release evaluation's task score is raised in the database instead.
+    raised = {**before["result"]}
+    raised["task"] = {**raised["task"], "adapter": {**raised["task"]["adapter"], task_metric: released + 0.25}}
+    with sqlite3.connect(root / "home" / "appliance.db") as db:
+        db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(raised), before["id"]))
+    checked = run_appliance("eval", "--scheduled", "--json", env=env)
+    assert checked.returncode == 5 and "drift: triage fell beyond the policy" in checked.stderr, checked.stderr[-2000:]
+    [point] = json.loads(checked.stdout)
+    assert point["status"] == "drop" and point["task_metric"] == task_metric, point
+    assert point["task_value"] == pytest.approx(released)  # the served adapter reproduces its release numbers
+    assert point["suite_value"] == pytest.approx(before["result"]["suite"]["adapter"]["accuracy"])
+    assert point["drops"]["task"] == pytest.approx(0.25) and "task fell 0.250" in point["detail"]
+    doctor = run_appliance("doctor", env=env)
+    assert "warn  drift" in doctor.stdout and "triage drop" in doctor.stdout, doctor.stdout
+    # An approved artifact that no longer verifies is flagged without being measured.
+    (directory / "README.md").write_text("changed after approval\n")
+    try:
+        tampered = run_appliance("eval", "--scheduled", "--json", env=env)
+    finally:
+        shutil.rmtree(directory)
+        shutil.copytree(backup, directory)
+    assert tampered.returncode == 5
+    [point] = json.loads(tampered.stdout)
+    assert point["status"] == "unverifiable" and "README.md: sha256 differs" in point["detail"], point
+    assert point["task_value"] is None
+    series = json.loads(run_appliance("evals", "drift", "triage", "--json", env=env).stdout)
+    assert [p["status"] for p in series][-2:] == ["drop", "unverifiable"]
+    events = json.loads(run_appliance("audit", "log", "--action", "eval.drift", "--json", env=officer).stdout)
+    assert [e["actor"] for e in events[-2:]] == ["scheduler", "scheduler"], events
+
+
 def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     """Runs after the evaluation above: packages `triage`, checks the GGUF LoRA against PEFT, signs, verifies
     with the appliance and the stock model_signing CLI, tampers, and walks the approval states."""
@@ -475,6 +512,7 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     assert approved.stdout.strip() == "artifact triage: approved by oscar"
     again = run_appliance("approve", "triage", "--reason", "approving twice is refused", env=officer)
     assert again.returncode == 2 and "is approved" in again.stderr
+    _scheduled_evaluation_flags_drift(root, env, officer, directory, backup)
     assert run_appliance("revoke", "triage", "--reason", "superseded in this test", env=officer).returncode == 0
     shown = json.loads(run_appliance("artifacts", "show", "triage", "--json", env=env).stdout)
     assert shown["status"] == "revoked" and shown["decided_by"] == "oscar"
