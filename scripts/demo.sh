@@ -21,6 +21,47 @@ tamper_and_verify() {
   appliance verify "$copy" || echo "(refused with exit status $?)"
 }
 
+serve_pid=""
+stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi; }
+trap stop_serving EXIT
+start_serving() {
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  appliance serve --port "$port" > var/demo-serve.log 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 1 300); do
+    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+        "http://127.0.0.1:$port/readyz" 2>/dev/null; then break; fi
+    sleep 0.5
+  done
+  cat var/demo-serve.log
+  python3 -c 'import json, sys, urllib.request; print(json.dumps(json.load(urllib.request.urlopen(sys.argv[1]))))' \
+    "http://127.0.0.1:$port/readyz"
+}
+side_by_side() {
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance login admin --password-file "$secrets_dir/admin.password"
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user engineer --json \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' > "$secrets_dir/engineer.token"
+  DEMO_URL="http://127.0.0.1:$port/v1" DEMO_TOKEN_FILE="$secrets_dir/engineer.token" python - <<'PY'
+import os
+import openai
+
+client = openai.OpenAI(base_url=os.environ["DEMO_URL"], api_key=open(os.environ["DEMO_TOKEN_FILE"]).read().strip())
+print("models this token may use:", [m.id for m in client.models.list()])
+ticket = "My laptop will not turn on after this morning's update, and I have a client call at 2pm."
+messages = [{"role": "system", "content": "Triage the help-desk ticket."}, {"role": "user", "content": ticket}]
+print(f"ticket: {ticket}")
+for model in ("smollm2", "helpdesk-triage"):
+    reply = client.chat.completions.create(model=model, messages=messages, max_tokens=60, temperature=0)
+    print(f"\n--- {model} ({reply.usage.completion_tokens} tokens)\n{reply.choices[0].message.content}")
+print("\n--- helpdesk-triage, streamed:")
+for chunk in client.chat.completions.create(model="helpdesk-triage", messages=messages, max_tokens=60,
+                                            temperature=0, stream=True):
+    if chunk.choices and chunk.choices[0].delta.content:
+        print(chunk.choices[0].delta.content, end="", flush=True)
+print()
+PY
+}
+
 rm -rf "$APPLIANCE_HOME" "$secrets_dir"
 mkdir -p -m 0700 "$secrets_dir"
 umask 077
@@ -76,7 +117,12 @@ step "17. The officer logs in and approves the adapter (four eyes: neither its t
   appliance login officer --password-file "$secrets_dir/officer.password"
 appliance approve helpdesk-triage --reason "Gates passed and the model card was reviewed."
 appliance artifacts list
-step "18. The officer reads the audit trail" appliance audit log --limit 20
-step "19. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "18. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp)" \
+  start_serving
+step "19. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
+  side_by_side
+stop_serving
+step "20. The officer reads the audit trail (every request is an event)" appliance audit log --limit 25
+step "21. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

@@ -12,45 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
+from tests.conftest import run_appliance
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SFT = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
 FORMAT = re.compile(r"^CATEGORY: [A-Z]+\nPRIORITY: P[1-4]\nACTION: .+$")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A home with the embedded model imported and the help-desk example ingested; erin (engineer) logged in."""
-    root = tmp_path_factory.mktemp("training")
-    for name, value in (("passphrase", PASSPHRASE), ("alice.pw", PASSWORDS["alice"]), ("erin.pw", PASSWORDS["erin"]),
-                        ("oscar.pw", PASSWORDS["oscar"])):
-        (root / name).write_text(value + "\n")
-    env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
-           "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session")}
-    for args in (("init", "--admin", "alice", "--password-file", root / "alice.pw"),
-                 ("login", "alice", "--password-file", root / "alice.pw"),
-                 ("users", "add", "erin", "--role", "engineer", "--password-file", root / "erin.pw"),
-                 ("users", "add", "oscar", "--role", "officer", "--password-file", root / "oscar.pw"),
-                 ("login", "erin", "--password-file", root / "erin.pw"),
-                 ("models", "import", "--embedded", "smollm2"),
-                 ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk", "--policy",
-                  _canary_policy(root))):
-        result = run_appliance(*args, env=env)
-        assert result.returncode == 0, f"{args}: {result.stderr}"
-    return root, env
-
-
-def _canary_policy(root: Path) -> Path:
-    """The shipped PII policy with canaries planted: one record for each of 1x, 5x and 20x, three controls."""
-    text = (ROOT / "policies" / "pii.yaml").read_text()
-    for old, new in (("enabled: false", "enabled: true"), ("share: 0.05", "share: 0.15"),
-                     ("per_repetition: 2", "per_repetition: 1"), ("controls: 10", "controls: 3")):
-        assert old in text
-        text = text.replace(old, new)
-    (root / "pii-canaries.yaml").write_text(text)
-    return root / "pii-canaries.yaml"
 
 
 def events(root: Path, prefix: str, run: str = "%") -> list[tuple[str, str, str]]:
@@ -513,18 +480,7 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     again = run_appliance("approve", "triage", "--reason", "approving twice is refused", env=officer)
     assert again.returncode == 2 and "is approved" in again.stderr
     _scheduled_evaluation_flags_drift(root, env, officer, directory, backup)
-    assert run_appliance("revoke", "triage", "--reason", "superseded in this test", env=officer).returncode == 0
-    shown = json.loads(run_appliance("artifacts", "show", "triage", "--json", env=env).stdout)
-    assert shown["status"] == "revoked" and shown["decided_by"] == "oscar"
     signing = ["artifact.sign:denied", "artifact.sign:ok"] if not evaluated["passed"] else ["artifact.sign:ok"]
     assert [e[0] + ":" + e[2] for e in events(root, "artifact.", "triage")] == [
-        "artifact.package:ok", *signing, "artifact.approve:denied", "artifact.approve:ok", "artifact.revoke:ok"]
-
-    # A signature by a key revoked afterwards no longer verifies.
-    keys = json.loads(run_appliance("keys", "list", "--json", env=admin).stdout)
-    signer = next(k for k in keys if k["purpose"] == "artifact" and k["status"] == "active")
-    assert run_appliance("keys", "rotate", "--purpose", "artifact", env=admin).returncode == 0
-    assert run_appliance("keys", "revoke", signer["key_id"], "--reason", "test: key compromised",
-                         env=admin).returncode == 0
-    revoked = run_appliance("verify", "triage", env=env)
-    assert revoked.returncode == 4 and "signed with revoked key" in revoked.stdout
+        "artifact.package:ok", *signing, "artifact.approve:denied", "artifact.approve:ok"]
+    # `triage` stays approved: tests/integration/test_serving.py serves it, then revokes it and its key.

@@ -1,0 +1,675 @@
+"""The OpenAI-compatible gateway (FastAPI + uvicorn; httpx to the backend, streams passed through).
+
+Every request: bearer token (401), the model is the base or an approved, verified, loaded adapter that the
+token may use (403), per-token rate and concurrency limits (429 with Retry-After), body and max_tokens limits
+(413, 400), then the backend; one audit event per request (token owner, model, adapter digest, token counts,
+latency, outcome, and the text as the serving policy says). The adapter set follows the registry: an approved
+artifact is verified and loaded, a revoked one unloaded, without a restart. A backend that dies is restarted;
+a stream it was serving ends with an OpenAI-style error event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import Request
+
+from appliance.audit.events import Actor, Event
+from appliance.context import Context
+from appliance.serve.backends import AdapterFiles, Backend
+from appliance.serve.policy import ServingPolicy
+
+GATEWAY = Actor("gateway", "system", "system")
+ANONYMOUS = Actor("anonymous", "none", "token")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("appliance_requests", "Requests by model and HTTP status", ["model", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("appliance_request_seconds", "Request latency to the last byte", ["model"],
+                                 registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.tokens = Counter("appliance_tokens", "Tokens by model and kind (prompt, completion)", ["model", "kind"],
+                              registry=self.registry)
+        self.adapters = Gauge("appliance_adapters_loaded", "Adapters loaded in the backend", registry=self.registry)
+        self.restarts = Counter("appliance_backend_restarts", "Backend restarts after it stopped",
+                                registry=self.registry)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class RateLimiter:
+    """Per token: a bucket of `burst` requests refilled at `rate` per minute, and a cap on requests in flight."""
+
+    def __init__(self, rate_per_minute: float, burst: int, max_concurrent: int) -> None:
+        self.rate, self.burst, self.max_concurrent = rate_per_minute / 60.0, burst, max_concurrent
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.in_flight: dict[str, int] = {}
+
+    def acquire(self, key: str) -> None:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if self.in_flight.get(key, 0) >= self.max_concurrent:
+            self.buckets[key] = (tokens, now)
+            raise ApiError(429, f"too many requests in flight for this token (at most {self.max_concurrent})",
+                           "rate_limit_error", "concurrency_limit", {"Retry-After": "1"})
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            wait = math.ceil((1.0 - tokens) / self.rate)
+            raise ApiError(429, f"rate limit: {self.burst} requests, refilled at {self.rate * 60:g} a minute",
+                           "rate_limit_error", "rate_limit_exceeded", {"Retry-After": str(max(1, wait))})
+        self.buckets[key] = (tokens - 1.0, now)
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
+
+
+class AuditWriter:
+    """Request events written in the background, in batches, each batch one transaction."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, actor: Actor, event) -> None:
+        """`event` is an Event, or a function returning one (called on the writer's thread: scrubbing is slow)."""
+        self.queue.put((actor, event))
+
+    def _run(self) -> None:
+        from appliance.audit.log import record
+        from appliance.db import session_scope
+
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 200:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            events = []
+            for actor, event in batch:
+                try:
+                    events.append((actor, event() if callable(event) else event))
+                except Exception as exc:  # one bad event must not cost the others theirs
+                    print(f"audit writer: an event could not be built: {exc}", flush=True)
+            try:
+                with session_scope(self.ctx.engine) as s:
+                    for actor, event in events:
+                        record(self.ctx, s, event, actor)
+            except Exception as exc:  # the gateway keeps serving; the failure is in its log
+                print(f"audit writer: {len(events)} events not written: {exc}", flush=True)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+
+@dataclass
+class Caller:
+    actor: Actor
+    token_id: str
+    adapters: list[str] | None
+
+
+@dataclass
+class Outcome:
+    status: int = 200
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    text: list[str] = field(default_factory=list)
+    error: str = ""
+    entities: dict = field(default_factory=dict)
+
+
+class Gateway:
+    def __init__(self, ctx: Context, backend: Backend, model: str, model_digest: str, policy: ServingPolicy,
+                 log_dir) -> None:
+        self.ctx = ctx.acting_as(GATEWAY)
+        self.backend, self.model, self.model_digest, self.policy = backend, model, model_digest, policy
+        self.log = log_dir / "backend.log"
+        self.metrics = Metrics()
+        self.limits = RateLimiter(policy.limits.requests_per_minute, policy.limits.burst,
+                                  policy.limits.max_concurrent)
+        self.loaded: dict[str, str] = {}  # adapter name -> artifact manifest digest
+        self.refused: dict[str, str] = {}  # adapter name -> manifest digest whose load was refused
+        self.ready = asyncio.Event()
+        self.synced = False
+        self.audit = AuditWriter(self.ctx)
+        self.client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._scrubber = None
+        self._scrub_lock = threading.Lock()
+
+    # --- life cycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(transport=self.backend.transport(), base_url=self.backend.base_url,
+                                        timeout=httpx.Timeout(600.0, connect=5.0))
+        await self._start_backend()
+        await self.sync()
+        self.synced = True
+        self.ready.set()
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._supervise())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(self.backend.stop)
+        if self.client:
+            await self.client.aclose()
+        await asyncio.to_thread(self.audit.close)
+
+    async def _start_backend(self, timeout: float = 600.0) -> None:
+        await asyncio.to_thread(self.backend.start, self.log)
+        deadline = time.monotonic() + timeout
+        while not await self.backend.healthy(self.client):
+            if not self.backend.alive():
+                raise RuntimeError(f"the {self.backend.kind} backend exited while starting; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.backend.kind} backend did not answer within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+    async def backend_back(self, timeout: float = 120.0) -> bool:
+        """After a request found the backend gone: wait for the supervisor's restart. False if it stays down."""
+        if self.backend.alive() and await self.backend.healthy(self.client):
+            return True  # it answers again: a passing failure
+        self.ready.clear()  # the supervisor sees the exit within its next look and starts a new one
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def post(self, path: str, body: dict, stream: bool = False) -> httpx.Response:
+        """POST to the backend; a backend that died before answering is waited for (restarted) and asked again.
+        With `stream` the response is open for reading (the caller closes it)."""
+        for attempt in (1, 2):
+            try:
+                return await self.client.send(self.client.build_request("POST", path, json=body), stream=stream)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                if attempt == 2 or not await self.backend_back():
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _supervise(self) -> None:
+        """Restart a backend that stopped, and load its adapters again."""
+        while True:
+            await asyncio.sleep(0.2)
+            if self.backend.alive():
+                continue
+            self.ready.clear()
+            code = self.backend.proc.returncode if self.backend.proc else None
+            self.metrics.restarts.inc()
+            self.audit.put(GATEWAY, Event("serve.backend_restart", "backend", self.backend.kind, outcome="error",
+                                          reason=f"the backend exited with status {code}; restarting"))
+            try:
+                previous, self.loaded = self.loaded, {}
+                await self._start_backend()
+                self.refused.clear()
+                await self.sync()
+                self.ready.set()  # requests waiting for the restart go on, with the adapters loaded again
+                if set(previous) - set(self.loaded):
+                    print(f"after the restart, not loaded again: {sorted(set(previous) - set(self.loaded))}",
+                          flush=True)
+            except Exception as exc:
+                print(f"backend restart failed: {exc}; trying again", flush=True)
+                await asyncio.sleep(2.0)
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.sync_seconds)
+            if not self.ready.is_set():
+                continue
+            try:
+                await self.sync()
+            except Exception as exc:  # the registry or the backend was briefly unreachable: next round
+                print(f"adapter sync: {type(exc).__name__}: {exc}", flush=True)
+
+    # --- the adapter set follows the registry -----------------------------------------------------------------
+    def _wanted(self) -> dict[str, tuple[str, str]]:
+        """Approved artifacts trained on the served base: name -> (manifest digest, directory)."""
+        from appliance.artifacts import registry
+        from appliance.train import runs
+
+        wanted = {}
+        for artifact in registry.list_artifacts(self.ctx.engine):
+            if artifact.status != "approved":
+                continue
+            if runs.get_run(self.ctx.engine, artifact.run_name).base_model != self.model:
+                continue
+            wanted[artifact.name] = (artifact.manifest_digest, str(artifact.directory(self.ctx.settings)))
+        return wanted
+
+    def _verify(self, name: str) -> tuple[bool, str]:
+        from appliance.artifacts import registry
+        from appliance.artifacts.signing import verify
+
+        result = verify(self.ctx, name)
+        if not result.ok:
+            return False, "; ".join(f"{c['check']}: {c['detail']}" for c in result.checks if not c["ok"])
+        if registry.get(self.ctx.engine, self.ctx.settings, name).status != "approved":
+            return False, "no longer approved"
+        return True, f"verified with key {result.key_id[:16]}"
+
+    async def sync(self) -> None:
+        from pathlib import Path
+
+        wanted = await asyncio.to_thread(self._wanted)
+        for name in [n for n in self.loaded if n not in wanted or wanted[n][0] != self.loaded[n]]:
+            await self.backend.unload(self.client, name)
+            digest = self.loaded.pop(name)
+            self.audit.put(GATEWAY, Event("serve.unload", "artifact", name, object_sha256=digest,
+                                          reason="no longer approved"))
+        for name, (digest, directory) in wanted.items():
+            if name in self.loaded or self.refused.get(name) == digest:
+                continue
+            ok, detail = await asyncio.to_thread(self._verify, name)
+            if not ok:
+                self.refused[name] = digest
+                self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="denied",
+                                              object_sha256=digest, reason=detail))
+                print(f"refused to load {name}: {detail}", flush=True)
+                continue
+            try:
+                await self.backend.load(self.client, AdapterFiles(name, Path(directory), digest))
+            except httpx.HTTPStatusError as exc:
+                print(f"the backend could not load {name}: {exc.response.text[:300]}", flush=True)
+                self.refused[name] = digest
+                self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="error", object_sha256=digest,
+                                              reason=f"the backend could not load it: {exc.response.text[:300]}"))
+                continue
+            self.loaded[name] = digest
+            self.refused.pop(name, None)
+            self.audit.put(GATEWAY, Event("serve.load", "artifact", name, object_sha256=digest, reason=detail))
+        self.metrics.adapters.set(len(self.loaded))
+
+    # --- requests ---------------------------------------------------------------------------------------------
+    def authenticate(self, header: str | None) -> Caller:
+        from appliance.errors import PermissionDenied
+        from appliance.identity import tokens
+        from appliance.identity.roles import allowed
+
+        if not header or not header.lower().startswith("bearer "):
+            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <API token>'",
+                           "authentication_error", "invalid_api_key")
+        try:
+            user, info = tokens.resolve(self.ctx.engine, header[7:].strip())
+        except PermissionDenied as exc:
+            raise ApiError(401, str(exc), "authentication_error", "invalid_api_key") from None
+        actor = Actor(user.name, user.role, "token")
+        if not allowed(user.role, "serve.query"):
+            raise ApiError(403, f"role {user.role} may not query models", "permission_error", "forbidden")
+        return Caller(actor, info.id, info.adapters)
+
+    def visible_models(self, caller: Caller) -> list[str]:
+        adapters = [n for n in self.loaded if caller.adapters is None or n in caller.adapters]
+        return [self.model, *sorted(adapters)]
+
+    def check_model(self, caller: Caller, name) -> str:
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, "'model' is required: the base model's name or an adapter's", "invalid_request_error",
+                           "model_required")
+        if name == self.model:
+            return self.model_digest
+        if name not in self.loaded:
+            raise ApiError(404, f"the model {name!r} does not exist or is not served (approved adapters only)",
+                           "invalid_request_error", "model_not_found")
+        if caller.adapters is not None and name not in caller.adapters:
+            raise ApiError(403, f"this token may not use adapter {name!r}", "permission_error", "adapter_not_allowed")
+        return self.loaded[name]
+
+    def scrubber(self):
+        """The ingest scrubber, loaded at its first use; callers hold `_scrub_lock`."""
+        if self._scrubber is None:
+            from appliance.data.ingest import DEFAULT_POLICY, hmac_key
+            from appliance.data.policy import load_policy
+            from appliance.data.scrub import Scrubber
+
+            policy, _ = load_policy(DEFAULT_POLICY)
+            needs_key = any(rule.operator == "hash" for rule in policy.entities.values())
+            self._scrubber = Scrubber(policy, hmac_key(self.ctx) if needs_key else None)
+        return self._scrubber
+
+    def kept_text(self, text: str) -> str | None:
+        mode = self.policy.audit_text
+        if mode == "none":
+            return None
+        if mode == "digest":
+            return hashlib.sha256(text.encode()).hexdigest()
+        with self._scrub_lock:
+            return self.scrubber().scrub([text])[0].text
+
+    def filter_output(self, text: str, outcome: Outcome) -> str:
+        if self.policy.output_filter == "off" or not text:
+            return text
+        with self._scrub_lock:
+            result = self.scrubber().scrub([text])[0]
+        outcome.entities = dict(result.found)
+        return result.text if self.policy.output_filter == "redact" else text
+
+    def record(self, caller: Caller | None, model: str, digest: str, route: str, started: float,
+               outcome: Outcome, prompt_text: str, stream: bool) -> None:
+        latency = time.perf_counter() - started
+        self.metrics.requests.labels(model or "-", str(outcome.status)).inc()
+        self.metrics.latency.labels(model or "-").observe(latency)
+        if outcome.prompt_tokens:
+            self.metrics.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+        if outcome.completion_tokens:
+            self.metrics.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+        details = {"route": route, "status": outcome.status, "stream": stream,
+                   "token_id": caller.token_id if caller else None,
+                   "usage": {"prompt": outcome.prompt_tokens, "completion": outcome.completion_tokens},
+                   "latency_ms": round(latency * 1000, 1)}
+        if outcome.entities:
+            details["output_entities"] = outcome.entities
+        result = "ok" if outcome.status == 200 else "denied" if outcome.status in (401, 403, 429) else "error"
+        completion = "".join(outcome.text)
+
+        def event() -> Event:
+            if outcome.status == 200:
+                details["prompt"] = self.kept_text(prompt_text)
+                details["completion"] = self.kept_text(completion)
+                details["text_kept"] = self.policy.audit_text
+            return Event("serve.request", "model", model or "-", outcome=result, reason=outcome.error,
+                         object_sha256=digest, details=details)
+
+        self.audit.put(caller.actor if caller else ANONYMOUS, event)
+
+
+def _prompt_text(body: dict, route: str) -> str:
+    if route == "chat":
+        return "\n".join(str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict))
+    prompt = body.get("prompt", "")
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+def _validate(body, route: str, policy: ServingPolicy) -> dict:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", "invalid_request_error", "invalid_body")
+    if route == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages):
+            raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects with text content",
+                           "invalid_request_error", "invalid_messages")
+    elif not isinstance(body.get("prompt"), str):
+        raise ApiError(400, "'prompt' must be a string", "invalid_request_error", "invalid_prompt")
+    limit = policy.limits.max_tokens
+    asked = body.get("max_tokens", body.get("max_completion_tokens"))
+    if asked is None:
+        asked = policy.limits.default_max_tokens
+    if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
+        raise ApiError(400, "'max_tokens' must be a positive integer", "invalid_request_error", "invalid_max_tokens")
+    if asked > limit:
+        raise ApiError(400, f"'max_tokens' {asked} is above this appliance's limit of {limit}",
+                       "invalid_request_error", "max_tokens_too_large")
+    body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
+    body["max_tokens"] = asked
+    if body.get("n", 1) != 1:
+        raise ApiError(400, "only n=1 is supported", "invalid_request_error", "unsupported_n")
+    return body
+
+
+def create_app(gateway: Gateway):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        try:
+            await gateway.start()
+        except BaseException:
+            await gateway.stop()
+            raise
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="appliance gateway", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    def error_response(exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        ready = gateway.ready.is_set() and gateway.synced and await gateway.backend.healthy(gateway.client)
+        body = {"ready": ready, "backend": gateway.backend.kind, "model": gateway.model,
+                "adapters": sorted(gateway.loaded)}
+        return JSONResponse(body, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        try:
+            caller = await run_in_threadpool(gateway.authenticate, request.headers.get("authorization"))
+        except ApiError as exc:
+            return error_response(exc)
+        now = int(time.time())
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": now, "owned_by": "appliance"}
+                                           for n in gateway.visible_models(caller)]}
+
+    async def complete(route: str, request: Request):
+        started = time.perf_counter()
+        caller, model, digest, body, limited = None, "", "", {}, None
+        outcome = Outcome()
+        try:
+            size = request.headers.get("content-length")
+            if size and size.isdigit() and int(size) > gateway.policy.limits.max_request_bytes:
+                raise ApiError(413, f"request body over {gateway.policy.limits.max_request_bytes} bytes",
+                               "invalid_request_error", "request_too_large")
+            raw = await request.body()
+            if len(raw) > gateway.policy.limits.max_request_bytes:
+                raise ApiError(413, f"request body over {gateway.policy.limits.max_request_bytes} bytes",
+                               "invalid_request_error", "request_too_large")
+            caller = await run_in_threadpool(gateway.authenticate, request.headers.get("authorization"))
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                raise ApiError(400, "the request body is not valid JSON", "invalid_request_error",
+                               "invalid_json") from None
+            model = parsed.get("model", "") if isinstance(parsed, dict) else ""
+            digest = gateway.check_model(caller, model)
+            body = _validate(parsed, route, gateway.policy)
+            gateway.limits.acquire(caller.token_id)
+            limited = caller.token_id
+            if not gateway.ready.is_set():
+                try:
+                    await asyncio.wait_for(gateway.ready.wait(), 120)
+                except TimeoutError:
+                    raise ApiError(503, "the model backend is restarting; try again", "server_error",
+                                   "backend_unavailable", {"Retry-After": "5"}) from None
+                digest = gateway.check_model(caller, model)  # an adapter may be gone after the restart
+        except ApiError as exc:
+            if limited:
+                gateway.limits.release(limited)
+            outcome.status, outcome.error = exc.status, exc.message
+            gateway.record(caller, model, digest, route, started, outcome, "", False)
+            return error_response(exc)
+        path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
+        prompt_text = _prompt_text(body, route)
+        if body.get("stream"):
+            upstream = {**body, "stream_options": {"include_usage": True}}
+            try:
+                response = await gateway.post(path, upstream, stream=True)
+                if response.status_code != 200:
+                    data = json.loads(await response.aread())
+                    await response.aclose()
+                    error = data.get("error", {}) if isinstance(data, dict) else {}
+                    raise ApiError(response.status_code, error.get("message", "the backend refused the request"),
+                                   error.get("type", "invalid_request_error"), error.get("code"))
+            except (ApiError, httpx.HTTPError, ValueError) as exc:
+                gateway.limits.release(limited)
+                if not isinstance(exc, ApiError):
+                    exc = ApiError(502, "the model backend failed while answering; it is being restarted",
+                                   "server_error", "backend_unavailable")
+                outcome.status, outcome.error = exc.status, exc.message
+                gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
+                return error_response(exc)
+            return StreamingResponse(
+                _stream(gateway, caller, model, digest, route, response, body, started, outcome, prompt_text,
+                        limited),
+                media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            response = await gateway.post(path, body)
+            data = response.json()
+            if response.status_code != 200:
+                error = data.get("error", {}) if isinstance(data, dict) else {}
+                raise ApiError(response.status_code, error.get("message", "the backend refused the request"),
+                               error.get("type", "invalid_request_error"), error.get("code"))
+            usage = data.get("usage") or {}
+            outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
+            outcome.completion_tokens = int(usage.get("completion_tokens", 0))
+            for choice in data.get("choices", []):
+                if route == "chat":
+                    message = choice.get("message") or {}
+                    message["content"] = await asyncio.to_thread(gateway.filter_output, message.get("content") or "",
+                                                                 outcome)
+                    outcome.text.append(message["content"])
+                else:
+                    choice["text"] = await asyncio.to_thread(gateway.filter_output, choice.get("text") or "", outcome)
+                    outcome.text.append(choice["text"])
+            return JSONResponse(data)
+        except ApiError as exc:
+            outcome.status, outcome.error = exc.status, exc.message
+            return error_response(exc)
+        except (httpx.HTTPError, ValueError) as exc:
+            outcome.status, outcome.error = 502, f"backend failed: {type(exc).__name__}"
+            return error_response(ApiError(502, "the model backend failed while answering; it is being restarted",
+                                           "server_error", "backend_unavailable"))
+        finally:
+            gateway.limits.release(limited)
+            gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        return await complete("chat", request)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await complete("text", request)
+
+    return app
+
+
+async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, route: str, response: httpx.Response,
+                  body: dict, started: float, outcome: Outcome, prompt_text: str,
+                  limited: str) -> AsyncIterator[bytes]:
+    """Pass the backend's events through as they come, counting usage; the backend was asked for usage always,
+    and its usage chunk is forwarded only when the client asked for it too."""
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    redact = gateway.policy.output_filter == "redact"
+    held: list[dict] = []  # with redaction, the chunks wait for the whole text
+    finished = False
+    try:
+        async with contextlib.aclosing(response.aiter_lines()) as lines, _closing(response):
+            async for line in lines:
+                if not line.startswith("data: "):
+                    continue
+                payload = line[6:]
+                if payload == "[DONE]":
+                    finished = True
+                    break
+                chunk = json.loads(payload)
+                usage = chunk.get("usage")
+                if usage:
+                    outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
+                    outcome.completion_tokens = int(usage.get("completion_tokens", 0))
+                for choice in chunk.get("choices", []):
+                    piece = (choice.get("delta") or {}).get("content") if route == "chat" else choice.get("text")
+                    if piece:
+                        outcome.text.append(piece)
+                if redact and chunk.get("choices"):
+                    held.append(chunk)
+                    continue
+                if usage and not chunk.get("choices") and not wants_usage:
+                    continue
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+        if not finished:
+            raise httpx.RemoteProtocolError("the backend's stream ended without [DONE]")
+        if redact:
+            text = await asyncio.to_thread(gateway.filter_output, "".join(outcome.text), outcome)
+            for chunk in _redacted(held, text, route):
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+        elif gateway.policy.output_filter == "flag":
+            await asyncio.to_thread(gateway.filter_output, "".join(outcome.text), outcome)
+        yield b"data: [DONE]\n\n"
+    except (httpx.HTTPError, ValueError) as exc:
+        outcome.status, outcome.error = 502, f"backend failed mid-stream: {type(exc).__name__}"
+        error = {"message": "the model backend stopped while answering; it is being restarted, try again",
+                 "type": "server_error", "param": None, "code": "backend_unavailable"}
+        yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+    finally:
+        gateway.limits.release(limited)
+        gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
+
+
+@contextlib.asynccontextmanager
+async def _closing(response: httpx.Response):
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
+def _redacted(held: list[dict], text: str, route: str) -> list[dict]:
+    """The held chunks as one chunk carrying the whole redacted text, then one that carries the finish reason."""
+    if not held:
+        return []
+    first, last = held[0], held[-1]
+    finish = next((c["finish_reason"] for c in reversed(last["choices"]) if c.get("finish_reason")), "stop")
+    if route == "chat":
+        content = {"delta": {"role": "assistant", "content": text}}
+        ending = {"delta": {}}
+    else:
+        content, ending = {"text": text}, {"text": ""}
+    return [{**first, "choices": [{"index": 0, **content, "finish_reason": None}]},
+            {**last, "choices": [{"index": 0, **ending, "finish_reason": finish}]}]

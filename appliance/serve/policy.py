@@ -1,0 +1,50 @@
+"""The serving policy (`policies/serving.yaml`): per-token limits, what the audit trail keeps of each request's
+text, and the output filter. Validated strictly; every error is reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from appliance.config import load_yaml_model
+
+DEFAULT_SERVING_POLICY = Path(__file__).resolve().parents[2] / "policies" / "serving.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    requests_per_minute: float = Field(default=600, gt=0)
+    burst: int = Field(default=60, ge=1)
+    max_concurrent: int = Field(default=8, ge=1)
+    max_request_bytes: int = Field(default=65536, ge=256)
+    max_tokens: int = Field(default=512, ge=1)
+    default_max_tokens: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Limits:
+        if self.default_max_tokens > self.max_tokens:
+            raise ValueError("default_max_tokens must not exceed max_tokens")
+        return self
+
+
+class ServingPolicy(_Strict):
+    version: Literal[1] = 1
+    limits: Limits = Limits()
+    audit_text: Literal["none", "digest", "scrubbed"] = "digest"
+    output_filter: Literal["off", "flag", "redact"] = "off"
+    sync_seconds: float = Field(default=1.0, gt=0, le=3600)
+
+    @field_validator("output_filter", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value):
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
+
+def load_serving_policy(path: Path | None = None) -> tuple[ServingPolicy, str]:
+    """The policy and the sha256 of its file."""
+    return load_yaml_model(Path(path) if path else DEFAULT_SERVING_POLICY, ServingPolicy, "serving policy")

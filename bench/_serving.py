@@ -1,0 +1,75 @@
+"""Shared by the serving benchmarks: an appliance home with an approved adapter (after `make demo`: var/demo),
+API tokens for its engineer, and `appliance serve` started on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tokens(home: Path, user: str, count: int) -> list[str]:
+    """New API tokens for `user`, created through the library as the appliance (recorded in the audit trail)."""
+    os.environ["APPLIANCE_HOME"] = str(home)
+    from appliance.audit.events import Actor
+    from appliance.config import load_settings
+    from appliance.context import Context
+    from appliance.db import connect
+    from appliance.identity.tokens import create
+
+    settings = load_settings()
+    ctx = Context(settings, connect(settings)).acting_as(Actor("bench", "admin", "system"))
+    return [create(ctx, user)[0] for _ in range(count)]
+
+
+def approved_adapter(home: Path) -> str:
+    from appliance.artifacts import registry
+    from appliance.config import load_settings
+    from appliance.db import connect
+
+    os.environ["APPLIANCE_HOME"] = str(home)
+    found = [a.name for a in registry.list_artifacts(connect(load_settings())) if a.status == "approved"]
+    if not found:
+        raise SystemExit(f"{home}: no approved adapter; run `make demo` first, or pass --home")
+    return found[0]
+
+
+@contextmanager
+def gateway(home: Path, policy: Path | None = None):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [str(Path(sys.executable).with_name("appliance")), "serve", "--port", str(port)]
+    if policy:
+        args += ["--policy", str(policy)]
+    log = open(home / "logs" / "bench-gateway.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(args, env={**os.environ, "APPLIANCE_HOME": str(home)}, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"appliance serve exited: see {log.name}")
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("appliance serve did not become ready")
+            time.sleep(0.3)
+        yield url, home / "run" / "backend.sock"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()

@@ -1,0 +1,360 @@
+"""`appliance serve`: the gateway and the real llama.cpp backend, queried with the official `openai` SDK.
+Uses the help-desk adapter the training tests released (`triage`, approved); when this module runs alone it
+trains, evaluates and releases a short one first."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import run_appliance
+
+try:
+    import torch
+
+    CUDA = torch.cuda.is_available()
+except ImportError:
+    CUDA = False
+VLLM = CUDA and importlib.util.find_spec("vllm") is not None
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SFT = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
+TICKET = "My laptop will not turn on after the update. Please help, it is urgent."
+
+
+def _ok(result) -> str:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _officer(root: Path, env: dict) -> dict:
+    officer = {**env, "APPLIANCE_SESSION_FILE": str(root / "oscar-session")}
+    _ok(run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer))
+    return officer
+
+
+def _admin(root: Path, env: dict) -> dict:
+    admin = {**env, "APPLIANCE_SESSION_FILE": str(root / "alice-session")}
+    _ok(run_appliance("login", "alice", "--password-file", root / "alice.pw", env=admin))
+    return admin
+
+
+def _release(root: Path, env: dict, officer: dict, run: str, artifact: str | None = None) -> None:
+    """Package, sign and approve a run that has been evaluated (overriding failed gates as the officer)."""
+    evaluated = json.loads(_ok(run_appliance("evals", "show", run, "--json", env=env)))
+    if not evaluated["releasable"]:
+        _ok(run_appliance("evals", "override", run, "--reason", "test adapter; canaries only", env=officer))
+    name = ("--name", artifact) if artifact else ()
+    _ok(run_appliance("package", run, *name, env=env))
+    _ok(run_appliance("sign", artifact or run, env=env))
+    _ok(run_appliance("approve", artifact or run, "--reason", "serving test", env=officer))
+
+
+@pytest.fixture(scope="module")
+def released(lab):
+    """`triage` approved (as the training tests leave it), a second artifact of it approved but tampered with
+    afterwards, and API tokens for erin: one for everything, one limited to an adapter that does not exist."""
+    root, env = lab
+    officer, admin = _officer(root, env), _admin(root, env)
+    shown = run_appliance("artifacts", "show", "triage", "--json", env=env)
+    if shown.returncode != 0:  # this module on its own: a short run is enough to serve
+        _ok(run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--max-steps", "6",
+                          "--engine", "trl", env=env))
+        run_appliance("eval", "triage", env=env)
+        _release(root, env, officer, "triage")
+    _release(root, env, officer, "triage", "triage-tampered")
+    card = root / "home" / "artifacts" / "triage-tampered" / "README.md"
+    card.write_text(card.read_text() + "\nchanged after approval\n")
+    tokens = {}
+    for key, extra in (("all", ()), ("burst", ()), ("limited", ("--adapters", "no-such-adapter"))):
+        tokens[key] = json.loads(_ok(run_appliance("tokens", "create", "--user", "erin", *extra, "--json",
+                                                   env=admin)))["token"]
+    return root, env, officer, admin, tokens
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gateway(released, tmp_path_factory):
+    root, env, officer, admin, tokens = released
+    policy = tmp_path_factory.mktemp("serving") / "serving.yaml"
+    policy.write_text((ROOT / "policies" / "serving.yaml").read_text()
+                      .replace("requests_per_minute: 600", "requests_per_minute: 60")
+                      .replace("burst: 60", "burst: 30").replace("max_concurrent: 8", "max_concurrent: 3")
+                      .replace("audit_text: digest", "audit_text: scrubbed")
+                      .replace("max_request_bytes: 65536", "max_request_bytes: 4096")
+                      .replace("sync_seconds: 1.0", "sync_seconds: 0.5"))
+    port = _free_port()
+    log = root / "gateway.log"
+    exe = Path(sys.executable).with_name("appliance")
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--policy", str(policy)],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        pytest.fail("the gateway did not become ready: " + log.read_text()[-3000:])
+    yield {"url": url, "root": root, "env": env, "officer": officer, "admin": admin, "tokens": tokens,
+           "log": log, "proc": proc}
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert not _backend_pids(root), "the backend outlived the gateway"
+
+
+def _client(g, token: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=g["url"] + "/v1", api_key=token or g["tokens"]["all"], max_retries=0, timeout=120)
+
+
+def _backend_pids(root: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"appliance.serve.backend --socket {root}/home/run/backend.sock"],
+                           capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _audit(root: Path, action: str) -> list[dict]:
+    db = sqlite3.connect(root / "home" / "appliance.db")
+    rows = db.execute("SELECT actor, outcome, object_id, object_sha256, reason, details FROM audit_event "
+                      "WHERE action = ? ORDER BY seq", (action,)).fetchall()
+    return [{"actor": r[0], "outcome": r[1], "object": r[2], "sha256": r[3], "reason": r[4],
+             "details": json.loads(r[5])} for r in rows]
+
+
+def _wait(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    return check()
+
+
+def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
+    client = _client(gateway)
+    assert [m.id for m in client.models.list()] == ["smollm2", "triage"]  # the tampered artifact is refused
+    refused = _audit(gateway["root"], "serve.load")
+    assert any(e["object"] == "triage-tampered" and e["outcome"] == "denied" and "README.md: sha256 differs"
+               in e["reason"] for e in refused), refused
+    assert any(e["object"] == "triage" and e["outcome"] == "ok" for e in refused)
+
+    messages = [{"role": "user", "content": TICKET}]
+    answers, usages = {}, {}
+    for model in ("smollm2", "triage"):
+        reply = client.chat.completions.create(model=model, messages=messages, max_tokens=40, temperature=0)
+        answers[model], usages[model] = reply.choices[0].message.content, reply.usage
+        assert reply.model == model and reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 10
+    assert answers["smollm2"] != answers["triage"]
+
+    stream = client.chat.completions.create(model="triage", messages=messages, max_tokens=40, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    pieces, usage = [], None
+    for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+        if chunk.usage:
+            usage = chunk.usage
+    assert "".join(pieces) == answers["triage"]  # greedy: streamed and whole answers agree
+    assert usage is not None and usage.completion_tokens == usages["triage"].completion_tokens
+    assert usage.prompt_tokens == usages["triage"].prompt_tokens
+
+    plain = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=5, stream=True)
+    assert all(chunk.usage is None for chunk in plain)  # usage only when asked for
+    text = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4,
+                                     temperature=0)
+    assert text.choices[0].text.strip() and text.usage.completion_tokens >= 1
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0, stream=True) if c.choices)
+    assert streamed == text.choices[0].text
+
+
+def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
+    url, root = gateway["url"], gateway["root"]
+    with pytest.raises(openai.AuthenticationError):
+        _client(gateway, "apl_" + "0" * 32 + "_not-a-real-secret-at-all").models.list()
+    missing = httpx.post(f"{url}/v1/chat/completions", json={"model": "smollm2", "messages": []})
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    limited = _client(gateway, gateway["tokens"]["limited"])
+    assert [m.id for m in limited.models.list()] == ["smollm2"]
+    with pytest.raises(openai.PermissionDeniedError, match="may not use adapter 'triage'"):
+        limited.chat.completions.create(model="triage", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    client = _client(gateway)
+    with pytest.raises(openai.NotFoundError, match="not served"):
+        client.chat.completions.create(model="nonexistent", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    with pytest.raises(openai.BadRequestError, match="above this appliance's limit of 512"):
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "x"}], max_tokens=4096)
+    with pytest.raises(openai.BadRequestError, match="'messages' must be"):
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user"}], max_tokens=2)
+    headers = {"Authorization": f"Bearer {gateway['tokens']['all']}"}
+    big = httpx.post(f"{url}/v1/completions", headers=headers,
+                     json={"model": "smollm2", "prompt": "x" * 5000, "max_tokens": 1})
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    garbage = httpx.post(f"{url}/v1/completions", headers={**headers, "content-type": "application/json"},
+                         content=b"{not json")
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
+
+    # Concurrency cap (3 in flight per token): 6 slow streams at once, some refused with Retry-After.
+    statuses, retry = [], []
+
+    def slow() -> None:
+        with httpx.stream("POST", f"{url}/v1/completions", headers=headers, timeout=120,
+                          json={"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 48,
+                                "stream": True}) as r:
+            statuses.append(r.status_code)
+            retry.append(r.headers.get("retry-after"))
+            r.read()
+
+    threads = [threading.Thread(target=slow) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses.count(200) >= 3 and 429 in statuses, statuses
+    assert all(r and int(r) >= 1 for s, r in zip(statuses, retry, strict=True) if s == 429)
+
+    # Rate: a burst of 30 refilled at one a second; 45 quick requests with another token run into it.
+    burst = {"Authorization": f"Bearer {gateway['tokens']['burst']}"}
+    codes = [httpx.post(f"{url}/v1/completions", headers=burst, timeout=60,
+                        json={"model": "smollm2", "prompt": "Hi", "max_tokens": 1}).status_code for _ in range(45)]
+    assert 429 in codes and codes.count(200) >= 30, codes
+    assert _wait(lambda: any(e["details"]["status"] == 429 for e in _audit(root, "serve.request")))
+
+    secrets = [t.rsplit("_", 1)[1] for t in gateway["tokens"].values()]
+    for text in (gateway["log"].read_text(), (root / "home" / "logs" / "backend.log").read_text(),
+                 json.dumps(_audit(root, "serve.request"))):
+        assert not any(secret in text for secret in secrets)
+
+
+def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
+    root = gateway["root"]
+    client = _client(gateway)
+    prompt = "Please reset the password for jane.doe@example.org by tomorrow."
+    reply = client.chat.completions.create(model="triage", messages=[{"role": "user", "content": prompt}],
+                                           max_tokens=12, temperature=0)
+    def answered() -> list[dict]:
+        return [e for e in _audit(root, "serve.request") if e["object"] == "triage" and e["details"]["route"] == "chat"
+                and e["details"]["status"] == 200 and "EMAIL_ADDRESS" in (e["details"].get("prompt") or "")]
+
+    assert _wait(answered)
+    time.sleep(1.0)
+    [event] = answered()
+    artifact = json.loads(_ok(run_appliance("artifacts", "show", "triage", "--json", env=gateway["env"])))
+    assert event["actor"] == "erin" and event["object"] == "triage" and event["outcome"] == "ok"
+    assert event["sha256"] == artifact["manifest_digest"]
+    details = event["details"]
+    assert details["usage"] == {"prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
+    assert details["latency_ms"] > 0 and details["text_kept"] == "scrubbed"
+    assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
+    assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
+
+    metrics = httpx.get(gateway["url"] + "/metrics").text
+    assert 'appliance_requests_total{model="triage",status="200"}' in metrics
+    assert 'appliance_request_seconds_bucket{le="+Inf",model="triage"}' in metrics
+    assert 'appliance_tokens_total{kind="completion",model="triage"}' in metrics
+    assert "appliance_adapters_loaded 1.0" in metrics
+
+
+def test_a_backend_killed_mid_stream_gives_a_clean_error_and_comes_back(gateway):
+    client = _client(gateway)
+    restarts = len(_audit(gateway["root"], "serve.backend_restart"))
+    [pid] = _backend_pids(gateway["root"])
+    stream = client.chat.completions.create(model="triage", messages=[{"role": "user", "content": TICKET}],
+                                            max_tokens=400, stream=True)
+    with pytest.raises(openai.APIError, match="backend stopped while answering"):
+        for i, _chunk in enumerate(stream):
+            if i == 3:
+                os.kill(pid, signal.SIGKILL)
+    reply = client.chat.completions.create(model="triage", messages=[{"role": "user", "content": TICKET}],
+                                           max_tokens=8)
+    assert reply.choices[0].message.content
+    assert _backend_pids(gateway["root"]) not in ([], [pid])
+    assert "appliance_backend_restarts_total 1.0" in httpx.get(gateway["url"] + "/metrics").text
+    assert _wait(lambda: len(_audit(gateway["root"], "serve.backend_restart")) == restarts + 1)
+
+
+@pytest.mark.skipif(not VLLM, reason="vLLM serves on a CUDA GPU with the vllm package (the gpu extra)")
+def test_vllm_serves_base_and_adapter_through_the_same_gateway(released):
+    """Where a GPU and vLLM are present: the same gateway over `vllm serve --enable-lora`, adapters loaded at run
+    time by name."""
+    root, env, *_ , tokens = released
+    port = _free_port()
+    exe = Path(sys.executable).with_name("appliance")
+    log = root / "vllm-gateway.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(exe), "serve", "--backend", "vllm", "--port", str(port),
+                                 "--vllm-port", str(_free_port())], env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert _wait(lambda: _ready(url), timeout=600), log.read_text()[-3000:]
+        client = openai.OpenAI(base_url=url + "/v1", api_key=tokens["all"], max_retries=0, timeout=120)
+        assert "triage" in [m.id for m in client.models.list()]
+        answers = [client.chat.completions.create(model=m, messages=[{"role": "user", "content": TICKET}],
+                                                  max_tokens=32, temperature=0).choices[0].message.content
+                   for m in ("smollm2", "triage")]
+        assert all(answers) and answers[0] != answers[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_revoking_unloads_and_a_revoked_key_refuses_the_load(gateway):
+    """Runs last: revokes `triage`, then the key it was signed with."""
+    root, env, officer, admin = gateway["root"], gateway["env"], gateway["officer"], gateway["admin"]
+    client = _client(gateway)
+    _ok(run_appliance("revoke", "triage", "--reason", "superseded in this test", env=officer))
+    assert _wait(lambda: [m.id for m in client.models.list()] == ["smollm2"], timeout=10)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="triage", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    assert any(e["object"] == "triage" for e in _audit(root, "serve.unload"))
+    shown = json.loads(_ok(run_appliance("artifacts", "show", "triage", "--json", env=env)))
+    assert shown["status"] == "revoked" and shown["decided_by"] == "oscar"
+
+    # Another artifact of the run, approved while serving, loads without a restart ...
+    _release(root, env, officer, "triage", "triage-2")
+    assert _wait(lambda: "triage-2" in [m.id for m in client.models.list()], timeout=15)
+    # ... and once the key that signed it is revoked, a fresh gateway refuses to load it.
+    keys = json.loads(_ok(run_appliance("keys", "list", "--json", env=admin)))
+    signer = next(k for k in keys if k["purpose"] == "artifact" and k["status"] == "active")
+    _ok(run_appliance("keys", "rotate", "--purpose", "artifact", env=admin))
+    _ok(run_appliance("keys", "revoke", signer["key_id"], "--reason", "test: key compromised", env=admin))
+    revoked = run_appliance("verify", "triage-2", env=env)
+    assert revoked.returncode == 4 and "signed with revoked key" in revoked.stdout
+    gateway["proc"].send_signal(signal.SIGKILL)  # the backend's restart would keep the verified copy in memory
+    gateway["proc"].wait(10)
+    for pid in _backend_pids(root):
+        os.kill(pid, signal.SIGKILL)
+    second = run_appliance("serve", "--port", str(_free_port()), "--policy", ROOT / "policies" / "serving.yaml",
+                           env=env, prefix=("timeout", "-s", "INT", "25"))
+    assert "refused to load triage-2: key: signed with revoked key" in second.stdout + second.stderr
