@@ -17,6 +17,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def parser(doc: str):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, default=ROOT / "var" / "demo",
+                        help="an appliance home with an approved adapter (default: the demo's)")
+    parser.add_argument("--user", default="engineer", help="the user the benchmark's API tokens belong to")
+    return parser
+
+
 def tokens(home: Path, user: str, count: int) -> list[str]:
     """New API tokens for `user`, created through the library as the appliance (recorded in the audit trail)."""
     os.environ["APPLIANCE_HOME"] = str(home)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -22,7 +21,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serving import ROOT, approved_adapter, gateway, tokens  # noqa: E402
+from _serving import approved_adapter, gateway, tokens  # noqa: E402
+from _serving import parser as cli_parser  # noqa: E402
 
 PROMPTS = [
     "My laptop will not turn on after the update.", "The VPN drops every ten minutes since Monday.",
@@ -43,9 +43,7 @@ def _ask(client: httpx.Client, path: str, model: str, prompt: str, max_tokens: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, default=ROOT / "var" / "demo")
-    parser.add_argument("--user", default="engineer")
+    parser = cli_parser(__doc__)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()

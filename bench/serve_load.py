@@ -7,7 +7,6 @@ Retry-After and asks again) and counted apart; anything else is an error. Exit s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -18,7 +17,8 @@ from pathlib import Path
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serving import ROOT, approved_adapter, gateway, tokens  # noqa: E402
+from _serving import approved_adapter, gateway, tokens  # noqa: E402
+from _serving import parser as cli_parser  # noqa: E402
 
 
 async def _client(url: str, token: str, adapter: str, queue: asyncio.Queue, stats: dict) -> None:
@@ -69,9 +69,7 @@ async def _run(url: str, clients: list[str], adapter: str, requests: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, default=ROOT / "var" / "demo")
-    parser.add_argument("--user", default="engineer")
+    parser = cli_parser(__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()

@@ -181,15 +181,20 @@ def create_app(engine: Engine):
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
+    completion_routes(app, complete)
+    return app
+
+
+def completion_routes(app, complete) -> None:
+    """OpenAI's two completion endpoints onto `complete(route, request)`, route "chat" or "text"."""
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         return await complete("chat", request)
 
     @app.post("/v1/completions")
-    async def text(request: Request):
+    async def completions(request: Request):
         return await complete("text", request)
-
-    return app
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from fastapi import Request
 
 from appliance.audit.events import Actor, Event
 from appliance.context import Context
+from appliance.serve.backend import completion_routes
 from appliance.serve.backends import AdapterFiles, Backend
 from appliance.serve.policy import ServingPolicy
 
@@ -266,13 +267,16 @@ class Gateway:
 
     # --- the adapter set follows the registry -----------------------------------------------------------------
     def _wanted(self) -> dict[str, tuple[str, str]]:
-        """Approved artifacts trained on the served base: name -> (manifest digest, directory)."""
+        """Approved artifacts trained on the served base and signed with a key that is not revoked:
+        name -> (manifest digest, directory)."""
         from appliance.artifacts import registry
+        from appliance.keys.store import list_keys
         from appliance.train import runs
 
+        revoked = {k.key_id for k in list_keys(self.ctx.engine) if k.status == "revoked"}
         wanted = {}
         for artifact in registry.list_artifacts(self.ctx.engine):
-            if artifact.status != "approved":
+            if artifact.status != "approved" or artifact.signing_key_id in revoked:
                 continue
             if runs.get_run(self.ctx.engine, artifact.run_name).base_model != self.model:
                 continue
@@ -298,7 +302,7 @@ class Gateway:
             await self.backend.unload(self.client, name)
             digest = self.loaded.pop(name)
             self.audit.put(GATEWAY, Event("serve.unload", "artifact", name, object_sha256=digest,
-                                          reason="no longer approved"))
+                                          reason="no longer approved, or its signing key was revoked"))
         for name, (digest, directory) in wanted.items():
             if name in self.loaded or self.refused.get(name) == digest:
                 continue
@@ -589,14 +593,7 @@ def create_app(gateway: Gateway):
             gateway.limits.release(limited)
             gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        return await complete("chat", request)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        return await complete("text", request)
-
+    completion_routes(app, complete)
     return app
 
 

@@ -103,3 +103,41 @@ def test_the_llamacpp_backend_runs_on_a_private_socket(tmp_path, monkeypatch):
     assert command[command.index("--socket") + 1] == str(tmp_path / "run" / "backend.sock")
     env = backend.env()
     assert "APPLIANCE_TOKEN" not in env and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_output_filter_and_the_kept_text_use_the_ingest_scrubber(staff, tmp_path):
+    from appliance.config import load_settings
+    from appliance.context import Context
+    from appliance.db import connect
+    from appliance.serve.gateway import Gateway, Outcome, _redacted
+
+    settings = load_settings()
+    ctx = Context(settings, connect(settings))
+    backend = LlamaCppBackend("smollm2", tmp_path / "m.gguf", tmp_path / "s.sock", 1, 512)
+    policy = ServingPolicy(output_filter="redact", audit_text="scrubbed")
+    gateway = Gateway(ctx, backend, "smollm2", "0" * 64, policy, tmp_path)
+    try:
+        outcome = Outcome()
+        text = "Write to jane.doe@example.org or call 555-867-5309 today."
+        redacted = gateway.filter_output(text, outcome)
+        assert "jane.doe@example.org" not in redacted and "<EMAIL_ADDRESS>" in redacted
+        assert outcome.entities.get("EMAIL_ADDRESS") == 1
+        kept = gateway.kept_text(text)
+        assert "jane.doe@example.org" not in kept and "<EMAIL_ADDRESS>" in kept
+        flagging = Gateway(ctx, backend, "smollm2", "0" * 64, ServingPolicy(output_filter="flag",
+                                                                           audit_text="none"), tmp_path)
+        flagged = Outcome()
+        assert flagging.filter_output(text, flagged) == text and flagged.entities.get("EMAIL_ADDRESS") == 1
+        assert flagging.kept_text(text) is None
+        flagging.audit.close()
+        digest = Gateway(ctx, backend, "smollm2", "0" * 64, ServingPolicy(), tmp_path)
+        assert digest.kept_text("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        digest.audit.close()
+    finally:
+        gateway.audit.close()
+    held = [{"id": "c", "choices": [{"index": 0, "delta": {"content": "jane"}, "finish_reason": None}]},
+            {"id": "c", "choices": [{"index": 0, "delta": {"content": ".doe@"}, "finish_reason": None}]},
+            {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}]
+    whole, ending = _redacted(held, "<EMAIL_ADDRESS>", "chat")
+    assert whole["choices"][0]["delta"]["content"] == "<EMAIL_ADDRESS>"
+    assert ending["choices"][0]["finish_reason"] == "length"
