@@ -48,7 +48,8 @@ import openai
 client = openai.OpenAI(base_url=os.environ["DEMO_URL"], api_key=open(os.environ["DEMO_TOKEN_FILE"]).read().strip())
 print("models this token may use:", [m.id for m in client.models.list()])
 ticket = "My laptop will not turn on after this morning's update, and I have a client call at 2pm."
-messages = [{"role": "system", "content": "Triage the help-desk ticket."}, {"role": "user", "content": ticket}]
+system = "You are the IT help desk triage assistant. Answer in exactly three lines: CATEGORY, PRIORITY, ACTION."
+messages = [{"role": "system", "content": system}, {"role": "user", "content": ticket}]
 print(f"ticket: {ticket}")
 for model in ("smollm2", "helpdesk-triage"):
     reply = client.chat.completions.create(model=model, messages=messages, max_tokens=60, temperature=0)
