@@ -167,7 +167,7 @@ def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", pol
     if not parsed.records:
         detail = f"; first problem: {parsed.rejects[0].line()}" if parsed.rejects else ""
         raise InputError(f"no valid records in {', '.join(str(p) for p in paths)}{detail}")
-    scrubber = Scrubber(policy, hmac_key(ctx) if _needs_hmac(policy) else None)
+    scrubber = scrubber_for(ctx, policy)
     scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
     residual = scrubber.residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
     # Exact duplicates (after scrubbing) are dropped; the first occurrence stays.
@@ -252,6 +252,16 @@ def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", pol
 
 def _needs_hmac(policy: PiiPolicy) -> bool:
     return any(rule.operator == "hash" for rule in policy.entities.values())
+
+
+def scrubber_for(ctx: Context, policy: PiiPolicy) -> Scrubber:
+    """The scrubber for a PII policy, with the install's HMAC key when the policy hashes entities."""
+    return Scrubber(policy, hmac_key(ctx) if _needs_hmac(policy) else None)
+
+
+def default_scrubber(ctx: Context) -> Scrubber:
+    """The scrubber of the shipped policy (`policies/pii.yaml`): what ingest applies by default."""
+    return scrubber_for(ctx, load_policy(DEFAULT_POLICY)[0])
 
 
 def _tokenizer(ctx: Context, model_name: str | None):

@@ -271,14 +271,10 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_pa
     for which in ("base", "adapter"):
         with lm.use(which):
             generations[which] = lm.generate(prompts, max_new_tokens=48, sample=True, seed=recipe.seed)
-    from appliance.data.ingest import DEFAULT_POLICY, hmac_key
-    from appliance.data.policy import load_policy
-    from appliance.data.scrub import Scrubber
+    from appliance.data.ingest import default_scrubber
 
-    pii_policy, _ = load_policy(DEFAULT_POLICY)
-    needs_key = any(rule.operator == "hash" for rule in pii_policy.entities.values())
-    scrubber = Scrubber(pii_policy, hmac_key(ctx) if needs_key else None)
-    result["leakage"] = _leakage(lm, versions.canaries(ctx.engine, dataset), generations, scrubber, say)
+    canaries = versions.canaries(ctx.engine, dataset)
+    result["leakage"] = _leakage(lm, canaries, generations, default_scrubber(ctx), say)
     if judge:
         pairs = [{"prompt": m[-1]["content"], "base": b, "adapter": a}
                  for (m, _), b, a in zip(rows[:SAMPLED], generations["base"], generations["adapter"], strict=True)]

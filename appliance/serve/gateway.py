@@ -364,13 +364,9 @@ class Gateway:
     def scrubber(self):
         """The ingest scrubber, loaded at its first use; callers hold `_scrub_lock`."""
         if self._scrubber is None:
-            from appliance.data.ingest import DEFAULT_POLICY, hmac_key
-            from appliance.data.policy import load_policy
-            from appliance.data.scrub import Scrubber
+            from appliance.data.ingest import default_scrubber
 
-            policy, _ = load_policy(DEFAULT_POLICY)
-            needs_key = any(rule.operator == "hash" for rule in policy.entities.values())
-            self._scrubber = Scrubber(policy, hmac_key(self.ctx) if needs_key else None)
+            self._scrubber = default_scrubber(self.ctx)
         return self._scrubber
 
     def kept_text(self, text: str) -> str | None:
