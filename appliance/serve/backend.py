@@ -61,7 +61,7 @@ class Engine:
         self._cpp.llama_adapter_lora_free(handle)
 
     def _select(self, name: str | None) -> None:
-        """Attach one adapter (or none) to the context; the prompt cache is dropped when that changes."""
+        """Attach one adapter (or none) to the context (`run` drops the prompt cache before every request)."""
         if name == self._active:
             return
         ctx = self.llm._ctx.ctx
@@ -72,7 +72,6 @@ class Engine:
             scales = (ctypes.c_float * 1)(1.0)
             if self._cpp.llama_set_adapters_lora(ctx, handles, 1, scales):
                 raise RuntimeError(f"llama.cpp refused to attach adapter {name}")
-        self.llm.reset()
         self._active = name
 
     def run(self, kind: str, body: dict) -> Iterator[dict] | dict:

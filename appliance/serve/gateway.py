@@ -43,6 +43,18 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}}
 
 
+def backend_refused(status: int, data) -> ApiError:
+    """The backend's own OpenAI-style error, passed on with its status."""
+    error = data.get("error", {}) if isinstance(data, dict) else {}
+    return ApiError(status, error.get("message", "the backend refused the request"),
+                    error.get("type", "invalid_request_error"), error.get("code"))
+
+
+def backend_failed() -> ApiError:
+    return ApiError(502, "the model backend failed while answering; it is being restarted", "server_error",
+                    "backend_unavailable")
+
+
 class Metrics:
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -170,8 +182,7 @@ class Gateway:
                                   policy.limits.max_concurrent)
         self.loaded: dict[str, str] = {}  # adapter name -> artifact manifest digest
         self.refused: dict[str, str] = {}  # adapter name -> manifest digest whose load was refused
-        self.ready = asyncio.Event()
-        self.synced = False
+        self.ready = asyncio.Event()  # set once the backend answers and its adapters are loaded
         self.audit = AuditWriter(self.ctx)
         self.client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task] = []
@@ -184,7 +195,6 @@ class Gateway:
                                         timeout=httpx.Timeout(600.0, connect=5.0))
         await self._start_backend()
         await self.sync()
-        self.synced = True
         self.ready.set()
         self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._supervise())]
 
@@ -478,7 +488,7 @@ def create_app(gateway: Gateway):
 
     @app.get("/readyz")
     async def readyz():
-        ready = gateway.ready.is_set() and gateway.synced and await gateway.backend.healthy(gateway.client)
+        ready = gateway.ready.is_set() and await gateway.backend.healthy(gateway.client)
         body = {"ready": ready, "backend": gateway.backend.kind, "model": gateway.model,
                 "adapters": sorted(gateway.loaded)}
         return JSONResponse(body, 200 if ready else 503)
@@ -502,14 +512,15 @@ def create_app(gateway: Gateway):
         caller, model, digest, body, limited = None, "", "", {}, None
         outcome = Outcome()
         try:
+            limit = gateway.policy.limits.max_request_bytes
+            too_large = ApiError(413, f"request body over {limit} bytes", "invalid_request_error",
+                                 "request_too_large")
             size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > gateway.policy.limits.max_request_bytes:
-                raise ApiError(413, f"request body over {gateway.policy.limits.max_request_bytes} bytes",
-                               "invalid_request_error", "request_too_large")
+            if size and size.isdigit() and int(size) > limit:
+                raise too_large  # refused before the body is read
             raw = await request.body()
-            if len(raw) > gateway.policy.limits.max_request_bytes:
-                raise ApiError(413, f"request body over {gateway.policy.limits.max_request_bytes} bytes",
-                               "invalid_request_error", "request_too_large")
+            if len(raw) > limit:
+                raise too_large
             caller = await run_in_threadpool(gateway.authenticate, request.headers.get("authorization"))
             try:
                 parsed = json.loads(raw)
@@ -543,14 +554,11 @@ def create_app(gateway: Gateway):
                 if response.status_code != 200:
                     data = json.loads(await response.aread())
                     await response.aclose()
-                    error = data.get("error", {}) if isinstance(data, dict) else {}
-                    raise ApiError(response.status_code, error.get("message", "the backend refused the request"),
-                                   error.get("type", "invalid_request_error"), error.get("code"))
+                    raise backend_refused(response.status_code, data)
             except (ApiError, httpx.HTTPError, ValueError) as exc:
                 gateway.limits.release(limited)
                 if not isinstance(exc, ApiError):
-                    exc = ApiError(502, "the model backend failed while answering; it is being restarted",
-                                   "server_error", "backend_unavailable")
+                    exc = backend_failed()
                 outcome.status, outcome.error = exc.status, exc.message
                 gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
                 return error_response(exc)
@@ -562,9 +570,7 @@ def create_app(gateway: Gateway):
             response = await gateway.post(path, body)
             data = response.json()
             if response.status_code != 200:
-                error = data.get("error", {}) if isinstance(data, dict) else {}
-                raise ApiError(response.status_code, error.get("message", "the backend refused the request"),
-                               error.get("type", "invalid_request_error"), error.get("code"))
+                raise backend_refused(response.status_code, data)
             usage = data.get("usage") or {}
             outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
             outcome.completion_tokens = int(usage.get("completion_tokens", 0))
@@ -583,8 +589,7 @@ def create_app(gateway: Gateway):
             return error_response(exc)
         except (httpx.HTTPError, ValueError) as exc:
             outcome.status, outcome.error = 502, f"backend failed: {type(exc).__name__}"
-            return error_response(ApiError(502, "the model backend failed while answering; it is being restarted",
-                                           "server_error", "backend_unavailable"))
+            return error_response(backend_failed())
         finally:
             gateway.limits.release(limited)
             gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
