@@ -148,7 +148,7 @@ def _drift(engine) -> list[Check]:
     approved = [a.name for a in registry.list_artifacts(engine) if a.status == "approved"]
     if not approved:
         return [Check("drift", OK, "no approved adapters")]
-    latest = latest_per_artifact(engine)
+    latest = latest_per_artifact(engine, approved)
     bad = [f"{c.artifact} {c.status} at {c.checked_at} ({c.detail})" for c in latest.values() if c.status != FINE]
     unchecked = [name for name in approved if name not in latest]
     detail = "; ".join(bad) or f"{len(latest)} approved adapter(s) within the policy at their last check"

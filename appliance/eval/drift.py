@@ -52,13 +52,17 @@ class DriftCheck:
 
     @property
     def drops(self) -> dict[str, float]:
-        """How far each measure fell below its baseline (negative: it rose)."""
-        out = {}
-        if self.task_value is not None and self.task_baseline is not None:
-            out["task"] = self.task_baseline - self.task_value
-        if self.suite_value is not None and self.suite_baseline is not None:
-            out["suite"] = self.suite_baseline - self.suite_value
-        return out
+        return _drops(self.task_value, self.task_baseline, self.suite_value, self.suite_baseline)
+
+
+def _drops(task: float | None, task_baseline: float, suite: float | None, suite_baseline: float) -> dict[str, float]:
+    """How far each measured value fell below its baseline (negative: it rose); unmeasured ones are left out."""
+    out = {}
+    if task is not None:
+        out["task"] = task_baseline - task
+    if suite is not None:
+        out["suite"] = suite_baseline - suite
+    return out
 
 
 def _measure(ctx: Context, artifact: registry.Artifact, say) -> dict:
@@ -93,9 +97,8 @@ def check(ctx: Context, artifact: registry.Artifact, max_drop: float, say=lambda
         if values.pop("suite_digest") != baseline["suite"]["digest"]:
             values["suite_value"] = None  # another suite than the release's: not comparable
             notes.append("the general suite differs from the one it was released on; suite not compared")
-        point = DriftCheck("", "", "", "", "", "", task_metric, values["task_value"], task_baseline,
-                           values["suite_value"], suite_baseline, max_drop, "")
-        fallen = {k: v for k, v in point.drops.items() if v > max_drop}
+        drops = _drops(values["task_value"], task_baseline, values["suite_value"], suite_baseline)
+        fallen = {k: v for k, v in drops.items() if v > max_drop}
         status = DROP if fallen else OK
         notes += [f"{k} fell {v:.3f} (more than {max_drop})" for k, v in fallen.items()]
         detail = "; ".join(notes) or "within the policy's max_drop " + str(max_drop)
@@ -133,7 +136,6 @@ def history(engine, artifact: str | None = None) -> list[DriftCheck]:
     return [_check(r) for r in rows]
 
 
-def latest_per_artifact(engine) -> dict[str, DriftCheck]:
-    """The newest point of each artifact that is still approved."""
-    approved = {a.name for a in registry.list_artifacts(engine) if a.status == "approved"}
-    return {c.artifact: c for c in history(engine) if c.artifact in approved}
+def latest_per_artifact(engine, names: list[str]) -> dict[str, DriftCheck]:
+    """The newest point of each of the named artifacts that has one."""
+    return {c.artifact: c for c in history(engine) if c.artifact in names}
