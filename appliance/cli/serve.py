@@ -38,7 +38,9 @@ def build_gateway(app: App, backend_kind: str, model_name: str | None, policy_pa
         gguf = verified_gguf(app.settings, model, files)
         digest = next(f.sha256 for f in files if f.relpath == model.gguf_file)
         threads = app.settings.file.llama.n_threads or os.cpu_count() or 1
-        backend = LlamaCppBackend(model.name, gguf, run_dir / "backend.sock", threads, app.settings.file.llama.n_ctx)
+        backend = LlamaCppBackend(model.name, gguf, run_dir / "backend.sock", threads, app.settings.file.llama.n_ctx,
+                                  merge_after=policy.hot_adapter.merge_after_requests,
+                                  hot_window=policy.hot_adapter.window_seconds)
     else:
         if not model.hf_dir:
             raise InputError(f"model {model.name!r} has no safetensors copy for vLLM to load")

@@ -87,12 +87,16 @@ class LlamaCppBackend(Backend):
 
     kind = "llamacpp"
 
-    def __init__(self, model: str, gguf: Path, socket: Path, threads: int, n_ctx: int) -> None:
+    def __init__(self, model: str, gguf: Path, socket: Path, threads: int, n_ctx: int, *, merge_after: int = 0,
+                 hot_window: float = 120.0) -> None:
         self.model, self.gguf, self.socket, self.threads, self.n_ctx = model, gguf, socket, threads, n_ctx
+        self.merge_after, self.hot_window = merge_after, hot_window
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "appliance.serve.backend", "--socket", str(self.socket), "--model", self.model,
-                "--gguf", str(self.gguf), "--threads", str(self.threads), "--ctx", str(self.n_ctx)]
+                "--gguf", str(self.gguf), "--threads", str(self.threads), "--ctx", str(self.n_ctx),
+                "--merge-dir", str(self.socket.parent / "merged"), "--merge-after", str(self.merge_after),
+                "--hot-window", str(self.hot_window)]
 
     def transport(self) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport(uds=str(self.socket))

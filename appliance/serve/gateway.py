@@ -169,6 +169,7 @@ class Outcome:
     text: list[str] = field(default_factory=list)
     error: str = ""
     entities: dict = field(default_factory=dict)
+    path: str = ""  # the backend's system_fingerprint: llama.cpp says base, lora or merged
 
 
 class Gateway:
@@ -411,6 +412,8 @@ class Gateway:
                    "latency_ms": round(latency * 1000, 1)}
         if outcome.entities:
             details["output_entities"] = outcome.entities
+        if outcome.path:
+            details["served_by"] = outcome.path
         result = "ok" if outcome.status == 200 else "denied" if outcome.status in (401, 403, 429) else "error"
         completion = "".join(outcome.text)
 
@@ -572,17 +575,16 @@ def create_app(gateway: Gateway):
             if response.status_code != 200:
                 raise backend_refused(response.status_code, data)
             usage = data.get("usage") or {}
+            outcome.path = str(data.get("system_fingerprint") or "")
             outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
             outcome.completion_tokens = int(usage.get("completion_tokens", 0))
+            filtering = gateway.policy.output_filter != "off"  # the scrubber is slow: off the event loop
             for choice in data.get("choices", []):
-                if route == "chat":
-                    message = choice.get("message") or {}
-                    message["content"] = await asyncio.to_thread(gateway.filter_output, message.get("content") or "",
-                                                                 outcome)
-                    outcome.text.append(message["content"])
-                else:
-                    choice["text"] = await asyncio.to_thread(gateway.filter_output, choice.get("text") or "", outcome)
-                    outcome.text.append(choice["text"])
+                holder, key = (choice.get("message") or {}, "content") if route == "chat" else (choice, "text")
+                piece = holder.get(key) or ""
+                if filtering:
+                    holder[key] = piece = await asyncio.to_thread(gateway.filter_output, piece, outcome)
+                outcome.text.append(piece)
             return JSONResponse(data)
         except ApiError as exc:
             outcome.status, outcome.error = exc.status, exc.message
@@ -617,6 +619,7 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                     finished = True
                     break
                 chunk = json.loads(payload)
+                outcome.path = str(chunk.get("system_fingerprint") or outcome.path)
                 usage = chunk.get("usage")
                 if usage:
                     outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))

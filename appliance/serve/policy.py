@@ -32,12 +32,18 @@ class Limits(_Strict):
         return self
 
 
+class HotAdapter(_Strict):
+    merge_after_requests: int = Field(default=8, ge=0)
+    window_seconds: float = Field(default=120.0, gt=0)
+
+
 class ServingPolicy(_Strict):
     version: Literal[1] = 1
     limits: Limits = Limits()
     audit_text: Literal["none", "digest", "scrubbed"] = "digest"
     output_filter: Literal["off", "flag", "redact"] = "off"
     sync_seconds: float = Field(default=1.0, gt=0, le=3600)
+    hot_adapter: HotAdapter = HotAdapter()
 
     @field_validator("output_filter", mode="before")
     @classmethod

@@ -100,7 +100,9 @@ def gateway(released, tmp_path_factory):
                       .replace("burst: 60", "burst: 30").replace("max_concurrent: 8", "max_concurrent: 3")
                       .replace("audit_text: digest", "audit_text: scrubbed")
                       .replace("max_request_bytes: 65536", "max_request_bytes: 4096")
-                      .replace("sync_seconds: 1.0", "sync_seconds: 0.5"))
+                      .replace("sync_seconds: 1.0", "sync_seconds: 0.5")
+                      # answers must not change path mid-module; merging has its own test below
+                      .replace("merge_after_requests: 8", "merge_after_requests: 0"))
     port = _free_port()
     log = root / "gateway.log"
     exe = Path(sys.executable).with_name("appliance")
@@ -268,6 +270,7 @@ def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
     details = event["details"]
     assert details["usage"] == {"prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
     assert details["latency_ms"] > 0 and details["text_kept"] == "scrubbed"
+    assert details["served_by"] == "llamacpp-lora"  # merging is off in this module's policy
     assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
     assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
 
@@ -294,6 +297,96 @@ def test_a_backend_killed_mid_stream_gives_a_clean_error_and_comes_back(gateway)
     assert _backend_pids(gateway["root"]) not in ([], [pid])
     assert "appliance_backend_restarts_total 1.0" in httpx.get(gateway["url"] + "/metrics").text
     assert _wait(lambda: len(_audit(gateway["root"], "serve.backend_restart")) == restarts + 1)
+
+
+def _agreement(gguf: Path, adapter: Path, merged: Path, rows: list[dict]) -> dict:
+    """Greedy next-token agreement, position by position over `rows`, of the merged model and of the plain
+    base with the base + dynamic LoRA (the path the merged copy replaces)."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    def model(path: Path, lora: Path | None = None) -> Llama:
+        return Llama(model_path=str(path), lora_path=str(lora) if lora else None, logits_all=True, n_ctx=1024,
+                     n_threads=os.cpu_count() or 1, verbose=False)
+
+    def argmax(llm: Llama, seq: list[int]):
+        llm.reset()
+        llm.eval(seq)
+        return np.asarray(llm.scores[: len(seq)]).argmax(-1)
+
+    dynamic, plain, folded = model(gguf, adapter), model(gguf), model(merged)
+    same = {"merged": 0, "base": 0}
+    total = 0
+    for row in rows:
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in row["messages"])
+        seq = dynamic.tokenize(text.encode(), add_bos=False, special=True)
+        reference = argmax(dynamic, seq)
+        same["merged"] += int((argmax(folded, seq) == reference).sum())
+        same["base"] += int((argmax(plain, seq) == reference).sum())
+        total += len(seq)
+    for llm in (dynamic, plain, folded):
+        llm.close()
+    return {k: v / total for k, v in same.items()} | {"positions": total}
+
+
+def test_a_hot_adapter_is_served_from_a_merged_copy_that_keeps_what_it_learned(released, tmp_path):
+    import pyarrow.parquet as pq
+
+    from appliance.serve.merge import MergeError, merge_lora
+
+    root = released[0]
+    home = root / "home"
+    gguf = next((home / "models" / "smollm2").rglob("*.gguf"))
+    adapter = home / "artifacts" / "triage" / "adapter.gguf"
+
+    # Fidelity: the merged copy (adapted tensors as Q8_0) answers as the base + LoRA does, position by position,
+    # within the noise of quantisation (the Q4_1 base and its f32 copy agree on about 93%); the base does not.
+    merged = merge_lora(gguf, adapter, tmp_path / "merged.gguf", quantization="Q8_0")
+    rows = pq.read_table(home / "datasets" / "helpdesk" / "v1" / "eval.parquet").to_pylist()[:8]
+    figures = _agreement(gguf, adapter, merged, rows)
+    assert figures["positions"] > 500 and figures["merged"] >= 0.90, figures
+    assert figures["base"] <= figures["merged"] - 0.25, figures  # the adapter matters on this text
+    with pytest.raises(MergeError, match="not a GGUF LoRA adapter"):
+        merge_lora(gguf, gguf, tmp_path / "wrong.gguf")
+    assert not (tmp_path / "wrong.gguf").exists() and not (tmp_path / "wrong.gguf.tmp").exists()
+
+    # The backend: after two requests with no other adapter asked for, it merges in the background and then
+    # serves the adapter from the merged copy; unloading the adapter drops the copy.
+    sock, merge_dir = tmp_path / "b.sock", tmp_path / "merged"
+    log = open(tmp_path / "backend.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.backend", "--socket", str(sock), "--model",
+                             "smollm2", "--gguf", str(gguf), "--merge-dir", str(merge_dir), "--merge-after", "2",
+                             "--hot-window", "300"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://backend", timeout=120)
+
+        def health() -> dict | None:
+            try:
+                return client.get("/health").json()
+            except (httpx.HTTPError, OSError):
+                assert proc.poll() is None, (tmp_path / "backend.log").read_text()
+                return None
+
+        assert _wait(health, 60)
+        assert client.put("/adapters/triage", json={"path": str(adapter), "digest": "d" * 64}).status_code == 200
+        body = {"model": "triage", "messages": [{"role": "user", "content": TICKET}], "max_tokens": 8,
+                "temperature": 0}
+        paths = [client.post("/v1/chat/completions", json=body).json()["system_fingerprint"] for _ in range(2)]
+        assert paths == ["llamacpp-lora", "llamacpp-lora"]
+        assert _wait(lambda: health()["merged"] == "triage", 90), (tmp_path / "backend.log").read_text()
+        [copy] = merge_dir.iterdir()
+        assert copy.name == "d" * 64 + ".gguf" and copy.stat().st_mode & 0o777 == 0o600
+        reply = client.post("/v1/chat/completions", json=body).json()
+        assert reply["system_fingerprint"] == "llamacpp-merged" and reply["choices"][0]["message"]["content"]
+        base = client.post("/v1/chat/completions", json={**body, "model": "smollm2"}).json()
+        assert base["system_fingerprint"] == "llamacpp-base"
+        assert client.delete("/adapters/triage").status_code == 200
+        assert health()["merged"] is None and not list(merge_dir.iterdir())
+        assert client.post("/v1/chat/completions", json=body).status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
 
 
 @pytest.mark.skipif(not VLLM, reason="vLLM serves on a CUDA GPU with the vllm package (the gpu extra)")

@@ -15,15 +15,17 @@ pytestmark = pytest.mark.unit
 def test_the_shipped_serving_policy_loads_and_a_bad_one_names_every_problem(tmp_path):
     policy, digest = load_serving_policy()
     assert policy.output_filter == "off" and policy.audit_text == "digest" and len(digest) == 64
+    assert policy.hot_adapter.merge_after_requests == 8 and policy.hot_adapter.window_seconds == 120
     assert DEFAULT_SERVING_POLICY.is_file()
     bad = tmp_path / "serving.yaml"
     bad.write_text("version: 1\nlimits: {max_tokens: 10, default_max_tokens: 20, burst: 0}\n"
-                   "audit_text: everything\nretention_days: 3\noutput_filter: off\n")
+                   "audit_text: everything\nretention_days: 3\noutput_filter: off\n"
+                   "hot_adapter: {merge_after_requests: -1}\n")
     with pytest.raises(ConfigError) as caught:
         load_serving_policy(bad)
     message = str(caught.value)
     assert str(bad) in message
-    for problem in ("burst", "audit_text", "retention_days"):
+    for problem in ("burst", "audit_text", "retention_days", "merge_after_requests"):
         assert problem in message, message
     unquoted = tmp_path / "off.yaml"
     unquoted.write_text("output_filter: off\n")  # YAML's bare off is false: read as the mode it means
@@ -97,10 +99,14 @@ def test_the_vllm_launcher_enables_runtime_lora_on_loopback_and_offline(tmp_path
 
 def test_the_llamacpp_backend_runs_on_a_private_socket(tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_TOKEN", "apl_x_secret")
-    backend = LlamaCppBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run" / "backend.sock", 2, 2048)
+    backend = LlamaCppBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run" / "backend.sock", 2, 2048,
+                              merge_after=8, hot_window=60)
     command = backend.command()
     assert command[1:3] == ["-m", "appliance.serve.backend"]
     assert command[command.index("--socket") + 1] == str(tmp_path / "run" / "backend.sock")
+    # a hot adapter's merged copy lives beside the socket, in the private run folder
+    assert command[command.index("--merge-dir") + 1] == str(tmp_path / "run" / "merged")
+    assert command[command.index("--merge-after") + 1] == "8" and command[command.index("--hot-window") + 1] == "60"
     env = backend.env()
     assert "APPLIANCE_TOKEN" not in env and env["HF_HUB_OFFLINE"] == "1"
 
