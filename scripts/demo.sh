@@ -127,3 +127,8 @@ step "20. The officer reads the audit trail (every request is an event)" applian
 step "21. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"
+printf '\nTo look at all of it in a browser, open the admin console:\n'
+printf '  APPLIANCE_HOME=%s .venv/bin/appliance console      # then http://127.0.0.1:8501\n' "$APPLIANCE_HOME"
+printf 'and sign in as admin, engineer or officer with a password from %s.\n' "$secrets_dir/credentials.txt"
+printf 'For the Serving and Playground pages, start the gateway beside it: APPLIANCE_HOME=%s .venv/bin/appliance serve\n' \
+  "$APPLIANCE_HOME"

@@ -20,8 +20,10 @@ def pytest_collection_modifyitems(config, items):
     unmarked = [item.nodeid for item in items if not TIERS.intersection(m.name for m in item.iter_markers())]
     if unmarked:
         raise pytest.UsageError(f"tests without a tier marker ({', '.join(sorted(TIERS))}): {unmarked[:5]}")
-    # The serving tests use the adapter the training tests release (one trained adapter for the whole tier).
-    items.sort(key=lambda item: item.nodeid.startswith("tests/integration/test_serving.py"))
+    # The console and serving tests use the adapter the training tests release (one trained adapter for the
+    # whole tier); serving last, since it revokes it.
+    late = ("tests/integration/test_console.py", "tests/integration/test_serving.py")
+    items.sort(key=lambda item: next((i + 1 for i, f in enumerate(late) if item.nodeid.startswith(f)), 0))
 
 
 @dataclass

@@ -23,14 +23,11 @@ def audit() -> None:
 @pass_app
 def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
     """Recompute every event's hash and the Merkle tree; check every signed checkpoint. Exit 0 only if all holds."""
-    from appliance.audit.events import Event
-    from appliance.audit.log import record_alone
-    from appliance.audit.verify import read_checkpoint_file, verify_log
+    from appliance.audit import actions
+    from appliance.audit.verify import read_checkpoint_file
 
-    ctx = app.ctx
-    require(ctx, "audit.verify", "audit", "log")
     exported = read_checkpoint_file(checkpoint_file) if checkpoint_file else None
-    report = verify_log(app.engine, exported)
+    report = actions.verify(app.ctx, exported)
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -41,9 +38,6 @@ def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
                        f"tree head {report.root}")
         elif report.first_bad_seq is not None:
             click.echo(f"first bad sequence number: {report.first_bad_seq}")
-    record_alone(ctx, Event("audit.verify", "audit", "log", outcome="ok" if report.ok else "error",
-                            reason="; ".join(report.problems)[:500],
-                            details={"events": report.events, "first_bad_seq": report.first_bad_seq}))
     if not report.ok:
         raise SystemExit(4)
 
@@ -53,18 +47,14 @@ def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
 @pass_app
 def audit_checkpoint(app: App, out: Path) -> None:
     """Sign a checkpoint of the log as it is now and export it, for anchoring elsewhere."""
-    from appliance.audit.events import Event
-    from appliance.audit.log import checkpoint_now, record_alone
+    from appliance.audit import actions
     from appliance.errors import InputError
     from appliance.fsutil import atomic_write_bytes
 
-    ctx = app.ctx
-    require(ctx, "audit.checkpoint", "audit", "log")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: no such directory")
-    cp = checkpoint_now(ctx)
+    cp = actions.checkpoint(app.ctx)
     atomic_write_bytes(out, (json.dumps(cp.as_dict(), indent=1) + "\n").encode(), mode=0o644)
-    record_alone(ctx, Event("audit.checkpoint", "audit", str(cp.tree_size), details={"root": cp.root}))
     click.echo(f"checkpoint: {cp.tree_size} events, root {cp.root}, written to {out}")
 
 
@@ -96,12 +86,7 @@ def audit_log(app: App, since: str | None, actor: str | None, action: str | None
 @pass_app
 def audit_export(app: App, out: Path) -> None:
     """Write an evidence pack: events, checkpoints, public keys, a standalone verifier and a README."""
-    from appliance.audit.events import Event
-    from appliance.audit.export import export_pack
-    from appliance.audit.log import record_alone
+    from appliance.audit import actions
 
-    ctx = app.ctx
-    require(ctx, "audit.export", "audit", "log")
-    summary = export_pack(app.engine, out)
-    record_alone(ctx, Event("audit.export", "audit", str(out.name), details={"events": summary["events"]}))
+    summary = actions.export(app.ctx, out)
     click.echo(f"evidence pack: {summary['events']} events, {summary['checkpoints']} checkpoints -> {out}")

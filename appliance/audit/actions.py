@@ -1,0 +1,40 @@
+"""The audit trail's user-facing actions, shared by the CLI and the console: each checks the actor's
+permission and leaves its own audit event, whoever calls it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.audit.events import Event
+from appliance.audit.log import Checkpoint, checkpoint_now, record_alone
+from appliance.audit.verify import VerifyReport, verify_log
+from appliance.context import Context
+from appliance.identity.roles import require
+
+
+def verify(ctx: Context, exported: Checkpoint | None = None) -> VerifyReport:
+    """Recompute every event's hash and the tree; compare with the stored (and an exported) checkpoint."""
+    require(ctx, "audit.verify", "audit", "log")
+    report = verify_log(ctx.engine, exported)
+    record_alone(ctx, Event("audit.verify", "audit", "log", outcome="ok" if report.ok else "error",
+                            reason="; ".join(report.problems)[:500],
+                            details={"events": report.events, "first_bad_seq": report.first_bad_seq}))
+    return report
+
+
+def checkpoint(ctx: Context) -> Checkpoint:
+    """Sign a checkpoint of the log as it is now."""
+    require(ctx, "audit.checkpoint", "audit", "log")
+    cp = checkpoint_now(ctx)
+    record_alone(ctx, Event("audit.checkpoint", "audit", str(cp.tree_size), details={"root": cp.root}))
+    return cp
+
+
+def export(ctx: Context, out: Path) -> dict:
+    """Write the evidence pack to `out`."""
+    from appliance.audit.export import export_pack
+
+    require(ctx, "audit.export", "audit", "log")
+    summary = export_pack(ctx.engine, out)
+    record_alone(ctx, Event("audit.export", "audit", str(out.name), details={"events": summary["events"]}))
+    return summary

@@ -1,0 +1,53 @@
+"""Console sign-in: the appliance's users and passwords (Argon2id, lockout after failures, every outcome
+audited, as `appliance login`), a session per browser tab that expires after the identity section's
+`session_hours`, and the user re-read from the database on every page so a disabled user or a changed role
+takes effect at once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from appliance.audit.events import Actor, Event
+from appliance.audit.log import record_alone
+from appliance.context import Context
+from appliance.errors import NotFound
+from appliance.identity.users import authenticate, get_user
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    id: str
+    user: str
+    expires_at: datetime
+
+
+def sign_in(ctx: Context, name: str, password: str) -> ConsoleSession:
+    """Check the password (PermissionDenied on failure, lockout included) and audit the login."""
+    user = authenticate(ctx, name.strip(), password)
+    session = ConsoleSession(uuid.uuid4().hex, user.name,
+                             datetime.now(UTC) + timedelta(hours=ctx.settings.file.identity.session_hours))
+    record_alone(ctx, Event("user.login", "user", user.name,
+                            details={"session": session.id, "via": "console",
+                                     "expires_at": session.expires_at.isoformat(timespec="seconds")}),
+                 Actor(user.name, user.role, "console"))
+    return session
+
+
+def actor_of(ctx: Context, session: ConsoleSession) -> tuple[Actor | None, str]:
+    """The session's actor as the database says now, or None and why the session ended."""
+    if datetime.now(UTC) >= session.expires_at:
+        return None, "Your session expired; sign in again."
+    try:
+        user = get_user(ctx.engine, session.user)
+    except NotFound:
+        return None, "Your user no longer exists."
+    if user.disabled:
+        return None, f"User {user.name} is disabled."
+    return Actor(user.name, user.role, "console"), ""
+
+
+def sign_out(ctx: Context, session: ConsoleSession, actor: Actor) -> None:
+    record_alone(ctx, Event("user.logout", "user", session.user, details={"session": session.id, "via": "console"}),
+                 actor)

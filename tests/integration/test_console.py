@@ -1,0 +1,125 @@
+"""The console on a copy of the integration home after training (a trained, evaluated and released adapter):
+its pages show the pipeline's real records, and an officer's approval through the console is the library's,
+four-eyes rule and audit event included. A copy, so the serving tests still find the home as training left it."""
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import PASSWORDS, run_appliance
+
+pytestmark = pytest.mark.integration
+APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def copied(lab, tmp_path_factory):
+    """The lab's home copied (models and runs linked: read only here), with two more signed artifacts of
+    `triage`, packaged and signed by erin."""
+    root, env = lab
+    if run_appliance("artifacts", "show", "triage", env=env).returncode != 0:
+        pytest.fail("the console tests need the adapter the training tests release (run the integration tier)")
+    dst = tmp_path_factory.mktemp("console")
+    home = dst / "home"
+    home.mkdir(mode=0o700)
+    for item in (root / "home").iterdir():
+        if item.name in ("models", "runs"):
+            (home / item.name).symlink_to(item)
+        elif item.name.startswith("appliance.db") or item.name == "run":
+            continue
+        elif item.is_dir():
+            shutil.copytree(item, home / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, home / item.name)
+    with sqlite3.connect(root / "home" / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
+        src.backup(out)
+    for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw"):
+        shutil.copy2(root / name, dst / name)
+    env = {**env, "APPLIANCE_HOME": str(home), "APPLIANCE_KEY_PASSPHRASE_FILE": str(dst / "passphrase"),
+           "APPLIANCE_SESSION_FILE": str(dst / "session")}
+    for args in (("login", "erin", "--password-file", dst / "erin.pw"),
+                 ("package", "triage", "--name", "console-one"), ("sign", "console-one"),
+                 ("package", "triage", "--name", "console-two"), ("sign", "console-two")):
+        result = run_appliance(*args, env=env)
+        assert result.returncode == 0, f"{args}: {result.stderr[-2000:]}"
+    return dst, env
+
+
+@pytest.fixture
+def console(copied, monkeypatch):
+    dst, env = copied
+    for key in ("APPLIANCE_HOME", "APPLIANCE_KEY_PASSPHRASE_FILE", "APPLIANCE_SESSION_FILE"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv("APPLIANCE_DATABASE_URL", raising=False)
+
+    def sign_in(name: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        at.text_input(key="login_user").input(name)
+        at.text_input(key="login_password").input(PASSWORDS[name])
+        at.button[0].click().run()
+        assert not at.exception and not at.error, (at.exception, at.error)
+        return at
+
+    def page(at: AppTest, title: str) -> AppTest:
+        at.sidebar.radio(key="page").set_value(title).run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        return at
+
+    return dst, env, sign_in, page
+
+
+def _events(dst: Path, action: str) -> list[tuple]:
+    with sqlite3.connect(dst / "home" / "appliance.db") as db:
+        return db.execute("SELECT actor, outcome, object_id, reason FROM audit_event WHERE action = ? ORDER BY seq",
+                          (action,)).fetchall()
+
+
+def test_the_pages_show_the_pipelines_records(console):
+    _, _, sign_in, page = console
+    at = page(sign_in("oscar"), "Overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["approved"]) >= 1 and int(metrics["training runs"]) >= 1, metrics
+    at = page(at, "Datasets")
+    at.selectbox(key="dataset_ref").set_value("helpdesk@v1").run()
+    assert any("Personal data found" in m.value for m in at.markdown)
+    at = page(at, "Training")
+    at.selectbox(key="run_name").set_value("triage").run()
+    assert any(m.value.startswith("**triage**: succeeded, step 60 of 60") for m in at.markdown)
+    at = page(at, "Evaluations")
+    assert any("**Gates**" in m.value for m in at.markdown) and len(at.dataframe) >= 4
+    at = page(at, "Artifacts")
+    at.selectbox(key="artifact_name").set_value("console-one").run()
+    at.button(key="verify_artifact").click().run()
+    assert [s.value for s in at.success] == ["artifact console-one: verified"]
+
+
+def test_an_officer_approves_in_the_console_and_four_eyes_still_holds(console):
+    dst, env, sign_in, page = console
+    erin = page(sign_in("erin"), "Artifacts")  # an engineer sees the decision but not the buttons
+    assert not [b for b in erin.button if b.key.startswith("decide_")]
+    assert "Only an officer approves" in erin.info[0].value
+
+    at = page(sign_in("oscar"), "Artifacts")
+    at.selectbox(key="artifact_name").set_value("console-one").run()
+    at.button(key="decide_approve").click().run()
+    assert [e.value for e in at.error] == ["give a reason; it is kept in the audit trail"]
+    at.text_input(key="decision_reason").input("Reviewed in the console")
+    at.button(key="decide_approve").click().run()
+    assert [s.value for s in at.success] == ["artifact console-one: approved by oscar"], [e.value for e in at.error]
+    assert _events(dst, "artifact.approve")[-1] == ("oscar", "ok", "console-one", "Reviewed in the console")
+
+    # erin packaged and signed console-two; made an officer, she still may not approve it.
+    alice = {**env, "APPLIANCE_SESSION_FILE": str(dst / "alice-session")}
+    assert run_appliance("login", "alice", "--password-file", dst / "alice.pw", env=alice).returncode == 0
+    assert run_appliance("users", "set-role", "erin", "officer", env=alice).returncode == 0
+    at = page(sign_in("erin"), "Artifacts")
+    at.selectbox(key="artifact_name").set_value("console-two").run()
+    at.text_input(key="decision_reason").input("my own work")
+    at.button(key="decide_approve").click().run()
+    assert at.error and "four-eyes rule: erin" in at.error[0].value, [e.value for e in at.error]
+    assert _events(dst, "artifact.approve")[-1][:3] == ("erin", "denied", "console-two")

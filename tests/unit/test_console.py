@@ -1,0 +1,168 @@
+"""The console's pages through Streamlit's AppTest: sign-in, lockout, expiry, and what each role may see and do.
+The pages call the library, so refusals and audit events are the library's own."""
+
+import io
+import json
+import sqlite3
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import PASSWORDS
+
+pytestmark = pytest.mark.unit
+APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.py")
+
+
+def _open() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    return at
+
+
+def _sign_in(name: str, password: str | None = None) -> AppTest:
+    at = _open()
+    at.text_input(key="login_user").input(name)
+    at.text_input(key="login_password").input(PASSWORDS[name] if password is None else password)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _page(at: AppTest, title: str) -> AppTest:
+    at.sidebar.radio(key="page").set_value(title).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _events(home: Path, action: str) -> list[tuple]:
+    with sqlite3.connect(home / "appliance.db") as db:
+        return db.execute("SELECT actor, outcome, object_id, reason, details FROM audit_event WHERE action = ? "
+                          "ORDER BY seq", (action,)).fetchall()
+
+
+def test_sign_in_follows_the_users_passwords_and_audits_every_outcome(staff):
+    wrong = _sign_in("oscar", "not-the-password")
+    assert [e.value for e in wrong.error] == ["invalid user name or password"]
+    assert not wrong.sidebar.radio  # no page without a session
+    at = _sign_in("oscar")
+    assert not at.error and "**oscar** (officer)" in at.sidebar.markdown[0].value
+    logins = _events(staff.home, "user.login")
+    assert ("oscar", "denied", "oscar", "wrong password") == logins[-2][:4]
+    assert logins[-1][:2] == ("oscar", "ok") and json.loads(logins[-1][4])["via"] == "console"
+    at.button(key="logout").click().run()
+    assert [w.value for w in at.warning] == ["Signed out."] and not at.sidebar.radio
+    assert _events(staff.home, "user.logout")[-1][:2] == ("oscar", "ok")
+
+
+def test_repeated_failures_lock_the_user_out(staff):
+    for _ in range(5):
+        _sign_in("erin", "wrong-password-again")
+    locked = _sign_in("erin")  # the right password, too late
+    assert locked.error and "locked out" in locked.error[0].value
+    assert _events(staff.home, "user.lockout")[-1][:2] == ("erin", "denied")
+
+
+def test_an_expired_session_or_a_disabled_user_is_sent_back_to_sign_in(staff):
+    at = _sign_in("erin")
+    session = at.session_state["session"]
+    at.session_state["session"] = type(session)(session.id, session.user, datetime.now(UTC) - timedelta(seconds=1))
+    at.run()
+    assert [w.value for w in at.warning] == ["Your session expired; sign in again."] and not at.sidebar.radio
+    at = _sign_in("erin")
+    staff.login("alice")
+    assert staff.cli("users", "disable", "erin").code == 0
+    at.run()
+    assert [w.value for w in at.warning] == ["User erin is disabled."]
+
+
+@pytest.mark.parametrize(("user", "pages"), [
+    ("alice", ["Overview", "Datasets", "Training", "Evaluations", "Artifacts", "Serving", "Playground", "Audit",
+               "Users and tokens"]),
+    ("erin", ["Overview", "Datasets", "Training", "Evaluations", "Artifacts", "Serving", "Playground"]),
+    ("oscar", ["Overview", "Datasets", "Training", "Evaluations", "Artifacts", "Serving", "Playground", "Audit"]),
+    ("ursula", ["Playground"]),
+])
+def test_each_role_sees_its_pages_and_every_page_renders(staff, user, pages):
+    at = _sign_in(user)
+    assert at.sidebar.radio(key="page").options == pages
+    for title in pages:
+        _page(at, title)
+        assert [h.value for h in at.header] == [title] and not at.error, (title, [e.value for e in at.error])
+    if user == "erin":  # engineers queue runs and upload data; officers do neither
+        _page(at, "Training")
+        assert at.button(key="FormSubmitter:queue-Check, plan and queue")
+        _page(at, "Datasets")
+        assert at.button(key="FormSubmitter:ingest-Ingest")
+    if user == "oscar":
+        _page(at, "Datasets")
+        assert not [b for b in at.button if b.key == "FormSubmitter:ingest-Ingest"]
+
+
+def test_the_audit_page_verifies_the_chain_exports_the_pack_and_signs_a_checkpoint(staff):
+    at = _page(_sign_in("oscar"), "Audit")
+    assert at.dataframe  # the events table
+    at.button(key="audit_verify").click().run()
+    assert at.success and at.success[0].value.startswith("verified: ")
+    at.button(key="audit_export").click().run()
+    pack = at.session_state["evidence_pack"]
+    assert "verify_audit.py" in " ".join(zipfile.ZipFile(io.BytesIO(pack)).namelist())
+    at.button(key="audit_checkpoint").click().run()
+    checkpoint = json.loads(at.session_state["checkpoint"])
+    assert checkpoint["tree_size"] > 0 and checkpoint["signature"]
+    for action in ("audit.verify", "audit.export", "audit.checkpoint"):
+        assert _events(staff.home, action)[-1][:2] == ("oscar", "ok"), action
+
+    # A broken chain is reported with the first bad sequence number (someone with file access rewrote a row).
+    with sqlite3.connect(staff.home / "appliance.db") as db:
+        db.execute("DROP TRIGGER audit_event_no_update")
+        db.execute("UPDATE audit_event SET reason = 'rewritten' WHERE seq = 3")
+    at.button(key="audit_verify").click().run()
+    shown = at.error[0].value
+    assert shown.startswith("NOT verified: event 3 was modified") and "(first bad sequence number: " in shown
+
+
+def test_users_and_tokens_are_managed_by_the_admin_alone(staff):
+    at = _page(_sign_in("alice"), "Users and tokens")
+    at.text_input(key="user_name").input("victor")
+    at.selectbox(key="user_role").set_value("engineer")
+    at.text_input(key="user_password").input("Tq8#mz4Lw-engineer-chair")
+    at.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert [s.value for s in at.success] == ["user victor added as engineer"]
+    at.text_input(key="user_name").input("weak")
+    at.text_input(key="user_password").input("short")
+    at.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert at.error and "password" in at.error[0].value.lower()
+    at.selectbox(key="token_user").set_value("victor")
+    at.button(key="token_create").click().run()
+    secret = at.code[0].value
+    assert secret.startswith("apl_") and "copy it now" in at.success[0].value
+    from appliance.config import load_settings
+    from appliance.db import connect
+    from appliance.identity import tokens
+
+    user, _ = tokens.resolve(connect(load_settings()), secret)
+    assert user.name == "victor"
+    assert _events(staff.home, "user.create")[-1][:3] == ("alice", "ok", "victor")
+    # Another role cannot reach the page, and the library refuses it regardless of the page list.
+    erin = _sign_in("erin")
+    assert "Users and tokens" not in erin.sidebar.radio(key="page").options
+
+
+def test_the_console_runs_headless_on_loopback_with_xsrf_on_and_usage_statistics_off():
+    from appliance.cli.console import streamlit_command
+
+    command = streamlit_command("127.0.0.1", 8501)
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("appliance/console/app.py")
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
+    assert flags["--server.enableXsrfProtection"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--server.headless"] == "true" and flags["--global.developmentMode"] == "false"
+
+
+def test_a_console_on_a_name_instead_of_an_address_is_refused(staff):
+    result = staff.cli("console", "--host", "console.example.org")
+    assert result.code != 0 and "give an IP address" in result.err
