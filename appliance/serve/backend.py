@@ -37,7 +37,6 @@ class Engine:
     def __init__(self, model: str, gguf: Path, threads: int, n_ctx: int, *, merge_dir: Path | None = None,
                  merge_after: int = 0, hot_window: float = 120.0) -> None:
         import llama_cpp
-        from llama_cpp import Llama
 
         self._cpp = llama_cpp
         self.model, self.gguf, self.threads, self.n_ctx = model, gguf, threads, n_ctx
@@ -46,7 +45,7 @@ class Engine:
         self.lock = threading.Lock()
         self._active: str | None = None
         self.merge_dir, self.merge_after, self.hot_window = merge_dir, merge_after, hot_window
-        self.merged: tuple[str, str, Llama, Path] | None = None  # (adapter, its digest, model, file)
+        self.merged: tuple[str, str, object, Path] | None = None  # (adapter, its digest, Llama, file)
         self._merging: str | None = None
         self._recent: list[tuple[float, str]] = []  # (monotonic time, adapter) of adapter requests
         if merge_dir is not None and merge_dir.is_dir():  # a previous backend's copies: derived, never reused

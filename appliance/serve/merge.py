@@ -47,22 +47,10 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, scale: float = 1.0, quan
 
     alpha, pairs = _adapter(adapter)
     reader = gguf.GGUFReader(base)
-    arch = reader.fields["general.architecture"].contents()
-    tmp = out.with_name(out.name + ".tmp")
-    writer = gguf.GGUFWriter(tmp, arch, endianess=reader.endianess)
-    for field in reader.fields.values():
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-
-    tensors = []
-    seen = set()
+    tensors = []  # (name, data, type) in the base's order
     for t in reader.tensors:
-        data = t.data
+        data, kind = t.data, t.tensor_type
         if t.name in pairs:
-            seen.add(t.name)
             a, b = pairs[t.name].get("a"), pairs[t.name].get("b")
             if a is None or b is None:
                 raise MergeError(f"{adapter}: {t.name} lacks lora_a or lora_b")
@@ -78,12 +66,21 @@ def merge_lora(base: Path, adapter: Path, out: Path, *, scale: float = 1.0, quan
                 data = weight.astype(np.float16)
             else:
                 data = gguf.quants.quantize(weight, kind)
-        tensors.append((t, data, kind if t.name in pairs else t.tensor_type))
-    missing = sorted(set(pairs) - seen)
+        tensors.append((t.name, data, kind))
+    missing = sorted(set(pairs) - {name for name, _, _ in tensors})
     if missing:
         raise MergeError(f"{adapter}: adapts tensors the base lacks: {', '.join(missing[:3])}")
-    for t, data, kind in tensors:
-        writer.add_tensor_info(t.name, data.shape, data.dtype, data.nbytes, kind)
+
+    tmp = out.with_name(out.name + ".tmp")
+    writer = gguf.GGUFWriter(tmp, reader.fields["general.architecture"].contents(), endianess=reader.endianess)
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        value_type = field.types[0]
+        sub = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub)
+    for name, data, kind in tensors:
+        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, kind)
     try:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
