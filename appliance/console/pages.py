@@ -66,7 +66,7 @@ def overview(ctx: Context) -> None:
         from appliance.audit.query import search
 
         st.subheader("Latest audit events")
-        _table(_events(search(ctx.engine, limit=1_000_000)[-10:][::-1]), "latest_events")
+        _table(_events(search(ctx.engine, limit=10)[::-1]), "latest_events")
 
 
 def _events(events: list[dict]) -> list[dict]:
@@ -78,6 +78,7 @@ def _events(events: list[dict]) -> list[dict]:
 # --- Datasets ---------------------------------------------------------------------------------------------------
 def datasets(ctx: Context) -> None:
     from appliance.data import versions
+    from appliance.data.lint import summary_lines
 
     require(ctx, "read", "dataset", "*")
     found = versions.list_versions(ctx.engine)
@@ -96,13 +97,9 @@ def datasets(ctx: Context) -> None:
             else:
                 st.caption("none found")
         with right:
-            st.markdown("**Lint**")
-            lint = v.lint_report or {}
-            _table([{"check": k, "count": val.get("count") if isinstance(val, dict) and "count" in val else val}
-                    for k, val in lint.items() if not isinstance(val, dict) or "count" in val], "lint_table")
+            st.markdown("**Lint**\n" + "".join(f"\n- {line}" for line in summary_lines(v.lint_report)))
         st.markdown(f"**Rejected records**: {v.rejected}")
-        _table([{"record": r.get("record"), "field": r.get("field"), "reason": r.get("reason")}
-                for r in v.rejects[:200]], "rejects_table")
+        _table(v.rejects[:200], "rejects_table")  # file, where (line or row), field, reason
         lineage = v.lineage or {}
         st.markdown("**Lineage**")
         st.json({k: lineage.get(k) for k in ("inputs", "policy_digest", "nlp_model", "nlp_model_digest", "split",
@@ -213,8 +210,7 @@ def evaluations(ctx: Context) -> None:
              "by": e.created_by, "created": e.created_at[:19], "id": e.id[:12]} for e in found], "eval_table")
     if not found:
         return
-    chosen = st.selectbox("Evaluation", [f"{e.run_name} ({e.id[:12]})" for e in found], key="eval_pick")
-    e = found[[f"{x.run_name} ({x.id[:12]})" for x in found].index(chosen)]
+    e = st.selectbox("Evaluation", found, format_func=lambda x: f"{x.run_name} ({x.id[:12]})", key="eval_pick")
     result = e.result
     task = result.get("task") or {}
     st.markdown(f"**Task** ({task.get('items')} held-out items; primary metric `{task.get('primary')}`)")

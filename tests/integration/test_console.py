@@ -87,6 +87,7 @@ def test_the_pages_show_the_pipelines_records(console):
     at = page(at, "Datasets")
     at.selectbox(key="dataset_ref").set_value("helpdesk@v1").run()
     assert any("Personal data found" in m.value for m in at.markdown)
+    assert any("- exact duplicates: " in m.value for m in at.markdown)  # the CLI's own lint summary
     at = page(at, "Training")
     at.selectbox(key="run_name").set_value("triage").run()
     assert any(m.value.startswith("**triage**: succeeded, step 60 of 60") for m in at.markdown)
