@@ -21,7 +21,7 @@ from appliance.identity.roles import require
 @click.option("--max-steps", type=click.IntRange(1, None), help="Override the recipe's length.")
 @click.option("--engine", type=click.Choice(["auto", "unsloth", "trl"]), default="auto", show_default=True)
 @click.option("--plan", "plan_only", is_flag=True, help="Print parameters, memory and a measured time; train nothing.")
-@click.option("--resume", help="Continue RUN from its newest checkpoint.")
+@click.option("--resume", help="Continue RUN from its newest checkpoint (with --queue: by `appliance worker`).")
 @click.option("--force", is_flag=True, help="Train even when the plan says it will not fit.")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path),
               help="Training policy (default policies/training.yaml).")

@@ -141,13 +141,13 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
         ckpt = checkpoints.latest(run_dir)
         if ckpt is None:
             raise InputError(f"run {name!r} has no checkpoint to resume from")
-        run = previous
-        from_step = int(ckpt.name.split("-")[1])
-        with session_scope(ctx.engine) as s:
-            runs.update(s.connection(), run.id, status="running", error=None, steps_done=from_step)
-            runs.drop_metrics_after(s.connection(), run.id, from_step)  # steps after the checkpoint are redone
-            record(ctx, s, Event("train.resume", "run", name, details={"from_step": from_step}))
-        return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say), plan)
+        if queue:  # `appliance worker` continues it from its newest checkpoint
+            with session_scope(ctx.engine) as s:
+                runs.update(s.connection(), previous.id, status="queued", error=None)
+                record(ctx, s, Event("train.queue", "run", name, details={"resume_from": ckpt.name}))
+            return Outcome(runs.get_run(ctx.engine, name), plan)
+        _continue_from(ctx, previous, ckpt)
+        return Outcome(_execute(ctx, previous, recipe, choice, hf_dir, rows, run_dir, ckpt, say), plan)
     ensure_private_dir(run_dir)
     run = runs.Run(
         id=uuid.uuid4().hex, name=name, status="queued" if queue else "running", method=recipe.method,
@@ -194,7 +194,20 @@ def run_claimed(ctx: Context, run: runs.Run, say: Say = lambda _: None) -> runs.
                              details={"queued_by": run.created_by, "engine": run.engine, "steps": run.max_steps}))
     say(f"run {run.name}: claimed (queued by {run.created_by}), {run.max_steps} steps on {run.engine}")
     choice = engines.Choice(run.engine, run.engine_reason)
-    return _execute(ctx, run, recipe, choice, hf_dir, rows, ctx.settings.runs_dir / run.name, None, say)
+    run_dir = ctx.settings.runs_dir / run.name
+    ckpt = checkpoints.latest(run_dir)  # only a run queued with --resume has one
+    if ckpt is not None:
+        _continue_from(ctx, run, ckpt)
+    return _execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say)
+
+
+def _continue_from(ctx: Context, run: runs.Run, ckpt: Path) -> None:
+    """Record that `run` continues from checkpoint `ckpt`: the steps after it are redone."""
+    from_step = int(ckpt.name.split("-")[1])
+    with session_scope(ctx.engine) as s:
+        runs.update(s.connection(), run.id, status="running", error=None, steps_done=from_step)
+        runs.drop_metrics_after(s.connection(), run.id, from_step)
+        record(ctx, s, Event("train.resume", "run", run.name, details={"from_step": from_step}))
 
 
 def _fail(ctx: Context, run: runs.Run, exc: BaseException) -> None:

@@ -176,7 +176,24 @@ def test_evaluation_refuses_bad_input_and_stores_nothing(lab, tmp_path):
     assert [e["run_name"] for e in listed] == ["triage"]  # the refused evaluations stored nothing
 
 
+def _train_until(args: list[str], env: dict, line: str) -> list[str]:
+    """Run `appliance ARGS`, SIGKILL it once it prints `line`; the lines it printed on stderr."""
+    exe = Path(sys.executable).with_name("appliance")
+    proc = subprocess.Popen([str(exe), *map(str, args)], env={**__import__("os").environ, **env},
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for printed in proc.stderr:
+        seen.append(printed)
+        if printed.startswith(line):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    return seen
+
+
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
+    """Killed twice: resumed inline (`--resume`) and then by the worker (`--resume --queue`); it ends where a
+    run that was never interrupted ends."""
     root, env = lab
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 8").replace("checkpoint_every: 20",
@@ -184,21 +201,20 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--engine", "trl", "--json",
                           env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    exe = Path(sys.executable).with_name("appliance")
-    proc = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "killed", "--engine",
-                             "trl"],
-                            env={**__import__("os").environ, **env}, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("step 5/8"):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
+    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--engine", "trl"], env, "step 5/8")
     assert json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)["status"] == "running"
-    resumed = run_appliance("train", "--resume", "killed", "--json", env=env)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "step 4/8" in resumed.stderr and "step 3/8" not in resumed.stderr  # continued after step 3
-    a, b = json.loads(whole.stdout), json.loads(resumed.stdout)
-    assert b["steps_done"] == a["steps_done"] == 8
+    resumed = "".join(_train_until(["train", "--resume", "killed"], env, "step 7/8"))
+    assert "step 4/8" in resumed and "step 3/8" not in resumed  # continued after step 3
+    queued = run_appliance("train", "--resume", "killed", "--queue", env=env)
+    assert queued.returncode == 0, queued.stderr[-2000:]
+    assert queued.stdout.strip() == "run killed: queued for `appliance worker` (8 steps)"
+    worker = run_appliance("worker", "--once", env={**env, "APPLIANCE_SESSION_FILE": str(root / "nobody")})
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert "step 7/8" in worker.stderr and "step 6/8" not in worker.stderr  # continued after step 6
+    a = json.loads(whole.stdout)
+    b = json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)
+    assert b["status"] == "succeeded" and b["steps_done"] == a["steps_done"] == 8
+    assert [m["step"] for m in b["metrics"]] == list(range(1, 9))  # the redone steps replaced, not repeated
     assert abs(a["final_loss"] - b["final_loss"]) < 0.02 * a["final_loss"] + 0.02, (a["final_loss"], b["final_loss"])
 
 
