@@ -1,6 +1,8 @@
 """The integration tier's shared home: one trained, evaluated and released help-desk adapter serves the
 training, release and serving tests (the serving tests run after the training module; see tests/conftest.py)."""
 
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,25 +12,41 @@ from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
 ROOT = Path(__file__).resolve().parents[2]
 
 
+OFFLINE = ("unshare", "-n")  # a network namespace with nothing in it: no route anywhere, not even loopback's peers
+
+
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    """A home with the embedded model imported and the help-desk example ingested; erin (engineer) logged in."""
+def lab_setup(tmp_path_factory):
+    """A home with the embedded model imported and the help-desk example ingested (canaries planted); erin
+    (engineer) logged in. Every step runs under `unshare -n`, so setting up proves the appliance needs no
+    network. Returns the folder, the environment and each step's result (the embedded-model tests read them)."""
     root = tmp_path_factory.mktemp("training")
     for name, value in (("passphrase", PASSPHRASE), ("alice.pw", PASSWORDS["alice"]), ("erin.pw", PASSWORDS["erin"]),
                         ("oscar.pw", PASSWORDS["oscar"])):
         (root / name).write_text(value + "\n")
     env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
            "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session")}
-    for args in (("init", "--admin", "alice", "--password-file", root / "alice.pw"),
-                 ("login", "alice", "--password-file", root / "alice.pw"),
-                 ("users", "add", "erin", "--role", "engineer", "--password-file", root / "erin.pw"),
-                 ("users", "add", "oscar", "--role", "officer", "--password-file", root / "oscar.pw"),
-                 ("login", "erin", "--password-file", root / "erin.pw"),
-                 ("models", "import", "--embedded", "smollm2"),
-                 ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk", "--policy",
-                  _canary_policy(root))):
-        result = run_appliance(*args, env=env)
-        assert result.returncode == 0, f"{args}: {result.stderr}"
+    results = {}
+    for key, args in (("init", ("init", "--admin", "alice", "--password-file", root / "alice.pw")),
+                      ("login admin", ("login", "alice", "--password-file", root / "alice.pw")),
+                      ("add engineer", ("users", "add", "erin", "--role", "engineer", "--password-file",
+                                        root / "erin.pw")),
+                      ("add officer", ("users", "add", "oscar", "--role", "officer", "--password-file",
+                                       root / "oscar.pw")),
+                      ("login engineer", ("login", "erin", "--password-file", root / "erin.pw")),
+                      ("import", ("models", "import", "--embedded", "smollm2", "--json")),
+                      ("doctor", ("doctor", "--json")),
+                      ("ingest", ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk",
+                                  "--model", "smollm2", "--policy", _canary_policy(root), "--json")),
+                      ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))):
+        results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
+        assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
+    return root, env, results
+
+
+@pytest.fixture(scope="session")
+def lab(lab_setup):
+    root, env, _ = lab_setup
     return root, env
 
 
@@ -43,3 +61,40 @@ def _canary_policy(root: Path) -> Path:
     return root / "pii-canaries.yaml"
 
 
+
+
+def copy_lab(lab, dst: Path, artifacts: tuple[str, ...]) -> dict:
+    """The lab's home copied into `dst` (the base model linked, each existing run's folder linked: read only
+    there), with erin logged in and each of `artifacts` packaged from `triage` and signed by her. The serving
+    tests still find the lab as training left it. Returns the copy's environment."""
+    root, env = lab
+    if run_appliance("artifacts", "show", "triage", env=env).returncode != 0:
+        pytest.fail("these tests need the adapter the training tests release (run the integration tier)")
+    home = dst / "home"
+    home.mkdir(mode=0o700)
+    for item in (root / "home").iterdir():
+        if item.name == "models":
+            (home / item.name).symlink_to(item)
+        elif item.name == "runs":  # new runs get folders of their own here
+            (home / "runs").mkdir(mode=0o700)
+            for run in item.iterdir():
+                (home / "runs" / run.name).symlink_to(run)
+        elif item.name.startswith("appliance.db") or item.name == "run":
+            continue
+        elif item.is_dir():
+            shutil.copytree(item, home / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, home / item.name)
+    with sqlite3.connect(root / "home" / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
+        src.backup(out)
+    for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw"):
+        shutil.copy2(root / name, dst / name)
+    env = {**env, "APPLIANCE_HOME": str(home), "APPLIANCE_KEY_PASSPHRASE_FILE": str(dst / "passphrase"),
+           "APPLIANCE_SESSION_FILE": str(dst / "session")}
+    steps = [("login", "erin", "--password-file", dst / "erin.pw")]
+    for name in artifacts:
+        steps += [("package", "triage", "--name", name), ("sign", name)]
+    for args in steps:
+        result = run_appliance(*args, env=env)
+        assert result.returncode == 0, f"{args}: {result.stderr[-2000:]}"
+    return env

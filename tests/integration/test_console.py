@@ -2,7 +2,6 @@
 its pages show the pipeline's real records, and an officer's approval through the console is the library's,
 four-eyes rule and audit event included. A copy, so the serving tests still find the home as training left it."""
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import PASSWORDS, run_appliance
+from tests.integration.conftest import copy_lab
 
 pytestmark = pytest.mark.integration
 APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.py")
@@ -17,35 +17,9 @@ APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.p
 
 @pytest.fixture(scope="module")
 def copied(lab, tmp_path_factory):
-    """The lab's home copied (models and runs linked: read only here), with two more signed artifacts of
-    `triage`, packaged and signed by erin."""
-    root, env = lab
-    if run_appliance("artifacts", "show", "triage", env=env).returncode != 0:
-        pytest.fail("the console tests need the adapter the training tests release (run the integration tier)")
+    """A copy of the lab's home with two more signed artifacts of `triage`, packaged and signed by erin."""
     dst = tmp_path_factory.mktemp("console")
-    home = dst / "home"
-    home.mkdir(mode=0o700)
-    for item in (root / "home").iterdir():
-        if item.name in ("models", "runs"):
-            (home / item.name).symlink_to(item)
-        elif item.name.startswith("appliance.db") or item.name == "run":
-            continue
-        elif item.is_dir():
-            shutil.copytree(item, home / item.name, symlinks=True)
-        else:
-            shutil.copy2(item, home / item.name)
-    with sqlite3.connect(root / "home" / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
-        src.backup(out)
-    for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw"):
-        shutil.copy2(root / name, dst / name)
-    env = {**env, "APPLIANCE_HOME": str(home), "APPLIANCE_KEY_PASSPHRASE_FILE": str(dst / "passphrase"),
-           "APPLIANCE_SESSION_FILE": str(dst / "session")}
-    for args in (("login", "erin", "--password-file", dst / "erin.pw"),
-                 ("package", "triage", "--name", "console-one"), ("sign", "console-one"),
-                 ("package", "triage", "--name", "console-two"), ("sign", "console-two")):
-        result = run_appliance(*args, env=env)
-        assert result.returncode == 0, f"{args}: {result.stderr[-2000:]}"
-    return dst, env
+    return dst, copy_lab(lab, dst, ("console-one", "console-two"))
 
 
 @pytest.fixture
@@ -90,9 +64,12 @@ def test_the_pages_show_the_pipelines_records(console):
     assert any("- exact duplicates: " in m.value for m in at.markdown)  # the CLI's own lint summary
     at = page(at, "Training")
     at.selectbox(key="run_name").set_value("triage").run()
-    assert any(m.value.startswith("**triage**: succeeded, step 60 of 60") for m in at.markdown)
+    assert any(m.value.startswith("**triage**: succeeded, step 40 of 40") for m in at.markdown)
     at = page(at, "Evaluations")
     assert any("**Gates**" in m.value for m in at.markdown) and len(at.dataframe) >= 4
+    advice = next(d.value for d in at.dataframe if "recommendation" in d.value.columns)  # from the advise test
+    assert advice.loc[advice["dataset"] == "helpdesk@v1", "recommendation"].tolist() == ["fine-tuning"], advice
+    assert not [b for b in at.button if (b.key or "").startswith("FormSubmitter:advise")]  # officers do not run it
     at = page(at, "Artifacts")
     at.selectbox(key="artifact_name").set_value("console-one").run()
     at.button(key="verify_artifact").click().run()

@@ -4,39 +4,20 @@ under `unshare -n`, on the real GGUF, the real transformers conversion and real 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
+from tests.conftest import run_appliance
+from tests.integration.conftest import OFFLINE
 
 pytestmark = pytest.mark.integration
 
-OFFLINE = ("unshare", "-n")
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpdesk.jsonl"
-
 
 @pytest.fixture(scope="module")
-def offline_install(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embedded")
-    home = root / "home"
-    for name, value in (("passphrase", PASSPHRASE), ("alice.pw", PASSWORDS["alice"]), ("erin.pw", PASSWORDS["erin"])):
-        (root / name).write_text(value + "\n")
-    env = {"APPLIANCE_HOME": str(home), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
-           "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session")}
-    results = {}
-    for key, args in [("init", ("init", "--admin", "alice", "--password-file", root / "alice.pw")),
-                      ("login admin", ("login", "alice", "--password-file", root / "alice.pw")),
-                      ("add engineer", ("users", "add", "erin", "--role", "engineer", "--password-file",
-                                        root / "erin.pw")),
-                      ("login engineer", ("login", "erin", "--password-file", root / "erin.pw")),
-                      ("import", ("models", "import", "--embedded", "smollm2", "--json")),
-                      ("doctor", ("doctor", "--json")),
-                      ("ingest", ("data", "ingest", EXAMPLE, "--name", "helpdesk", "--model", "smollm2", "--json")),
-                      ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))]:
-        results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
-        assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
-    return home, env, results
+def offline_install(lab_setup):
+    """The integration tier's home, whose set-up (init, import, doctor, ingest, chat) ran under `unshare -n`."""
+    root, env, results = lab_setup
+    return root / "home", env, results
 
 
 def test_network_is_really_absent_in_the_namespace():
