@@ -22,7 +22,8 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"tests without a tier marker ({', '.join(sorted(TIERS))}): {unmarked[:5]}")
     # The console and serving tests use the adapter the training tests release (one trained adapter for the
     # whole tier); serving last, since it revokes it.
-    late = ("tests/integration/test_console.py", "tests/integration/test_serving.py")
+    late = ("tests/integration/test_console.py", "tests/integration/test_console_browser.py",
+            "tests/integration/test_serving.py")
     items.sort(key=lambda item: next((i + 1 for i, f in enumerate(late) if item.nodeid.startswith(f)), 0))
 
 

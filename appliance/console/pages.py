@@ -208,9 +208,13 @@ def evaluations(ctx: Context) -> None:
     found = evals.list_results(ctx.engine)
     _table([{"run": e.run_name, "passed": e.passed, "override": e.override_by or "", "judge": e.judge_model or "",
              "by": e.created_by, "created": e.created_at[:19], "id": e.id[:12]} for e in found], "eval_table")
-    if not found:
-        return
-    e = st.selectbox("Evaluation", found, format_func=lambda x: f"{x.run_name} ({x.id[:12]})", key="eval_pick")
+    if found:
+        _evaluation(st.selectbox("Evaluation", found, format_func=lambda x: f"{x.run_name} ({x.id[:12]})",
+                                 key="eval_pick"))
+    _advice(ctx)
+
+
+def _evaluation(e) -> None:
     result = e.result
     task = result.get("task") or {}
     st.markdown(f"**Task** ({task.get('items')} held-out items; primary metric `{task.get('primary')}`)")
@@ -236,6 +240,43 @@ def evaluations(ctx: Context) -> None:
     st.markdown(f"**Gates**: {'passed' if e.passed else 'failed'}"
                 + (f" (overridden by {e.override_by}: {e.override_reason})" if e.override_by else ""))
     _table(result.get("gates", []), "gate_table")
+
+
+def _advice(ctx: Context) -> None:
+    """The newest `advise` verdict per dataset version (from the audit trail, where each is recorded), and for an
+    engineer a form to ask for one."""
+    import json
+
+    from appliance.audit.query import search
+    from appliance.data import versions
+
+    st.subheader("Advise: prompting, retrieval or fine-tuning?")
+    newest: dict[str, dict] = {}
+    for event in search(ctx.engine, action="eval.advise", limit=500):
+        newest[event["object_id"]] = event  # oldest first, so the newest wins
+    rows = []
+    for ref, event in sorted(newest.items()):
+        d = json.loads(event["details"] or "{}")
+        rows.append({"dataset": ref, "recommendation": d.get("recommendation"), "metric": d.get("metric"),
+                     "zero-shot": d.get("zero_shot"), "few-shot": d.get("few_shot"),
+                     "facts share": d.get("facts_share"), "why": d.get("reason", ""), "by": event["actor"],
+                     "when": event["ts"][:19]})
+    _table(rows, "advice_table")
+    if not allowed(ctx.actor.role, "eval"):
+        return
+    refs = [v.ref for v in versions.list_versions(ctx.engine)]
+    if not refs:
+        return
+    with st.form("advise"):
+        ref = st.selectbox("Dataset version", refs, key="advise_dataset")
+        st.caption("Runs the base model zero-shot and few-shot on the held-out split: a minute or two.")
+        submitted = st.form_submit_button("Advise")
+    if submitted:
+        from appliance.eval.advise import advise
+
+        with shown_errors(), st.spinner("running the baselines"):
+            advice = advise(ctx, ref)
+            st.success(f"{advice.dataset}: {advice.recommendation}. {advice.reason[:1].upper()}{advice.reason[1:]}")
 
 
 # --- Artifacts --------------------------------------------------------------------------------------------------
@@ -278,7 +319,11 @@ def artifacts(ctx: Context) -> None:
                 if not reason.strip():
                     raise ApplianceError("give a reason; it is kept in the audit trail")
                 done = decide(ctx, a.name, action, reason.strip())
-                st.success(f"artifact {done.name}: {done.status} by {done.decided_by}")
+                # Drawn again so the table above shows the new status; the notice survives the rerun.
+                st.session_state["decision_notice"] = f"artifact {done.name}: {done.status} by {done.decided_by}"
+                st.rerun()
+    if st.session_state.get("decision_notice"):
+        st.success(st.session_state.pop("decision_notice"))
 
 
 # --- Serving and playground -------------------------------------------------------------------------------------

@@ -141,5 +141,5 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
     advice = Advice(dataset.ref, model.name, metric, len(rows), zero, few, share, a.target, a.facts_share, rec, why)
     record_alone(ctx, Event("eval.advise", "dataset", dataset.ref, details={
         "recommendation": rec, "metric": metric, "zero_shot": zero[metric], "few_shot": few[metric],
-        "facts_share": round(share, 4), "base_model": model.name}))
+        "facts_share": round(share, 4), "base_model": model.name, "reason": why}))
     return advice

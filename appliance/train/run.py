@@ -212,7 +212,8 @@ def _continue_from(ctx: Context, run: runs.Run, ckpt: Path) -> None:
 
 def _fail(ctx: Context, run: runs.Run, exc: BaseException) -> None:
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-    reason = f"{type(exc).__name__}: {exc}"[:500]
+    reason = ("stopped by Ctrl-C or SIGINT" if isinstance(exc, KeyboardInterrupt)
+              else f"{type(exc).__name__}: {exc}"[:500])
     with session_scope(ctx.engine) as s:
         runs.update(s.connection(), run.id, status=status, error=reason, finished_at=runs.now())
         record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=reason))
