@@ -69,30 +69,68 @@ class AdapterLM:
     def losses(self, pairs: list[tuple[str, str]]) -> list[tuple[float, int]]:
         """For each (context, continuation): the summed negative log-likelihood of the continuation's tokens
         given the context, and how many tokens that is (context and continuation tokenised apart, as
-        lm-evaluation-harness does)."""
-        torch, tok = self.torch, self.tokenizer
-        encoded = []
+        lm-evaluation-harness does).
+
+        Pairs that share a context (a multiple-choice item's options, a canary's candidates) share its forward
+        pass: each distinct context runs once, and its key/value cache is reused by every continuation."""
+        tok = self.tokenizer
+        index: dict[str, int] = {}
+        contexts: list[list[int]] = []
+        items: list[tuple[int, list[int]]] = []
         for context, continuation in pairs:
-            c = tok(context, add_special_tokens=False)["input_ids"]
-            x = tok(continuation, add_special_tokens=False)["input_ids"]
-            encoded.append((c + x, len(c), len(x)))
-        out: list[tuple[float, int]] = []
-        for start in range(0, len(encoded), self.batch_size):
-            batch = encoded[start:start + self.batch_size]
-            # Left padding puts every continuation at the end, so the LM head runs on the last positions only.
-            width = max(len(ids) for ids, _, _ in batch)
-            keep = max(n for _, _, n in batch) + 1
-            input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (ids, _, _) in enumerate(batch):
-                input_ids[i, width - len(ids):] = torch.tensor(ids)
-                mask[i, width - len(ids):] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                    logits_to_keep=keep).logits.float()
-            for i, (ids, _, n_cont) in enumerate(batch):
-                rows = logits[i, keep - n_cont - 1:keep - 1].log_softmax(-1)
-                targets = torch.tensor(ids[len(ids) - n_cont:])
-                out.append((float(-rows[torch.arange(n_cont), targets].sum()), n_cont))
+            if context not in index:
+                index[context] = len(contexts)
+                contexts.append(tok(context, add_special_tokens=False)["input_ids"])
+            items.append((index[context], tok(continuation, add_special_tokens=False)["input_ids"]))
+        by_context: list[list[int]] = [[] for _ in contexts]
+        for i, (c, _) in enumerate(items):
+            by_context[c].append(i)
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+        batch: list[int] = []
+        rows = 0
+        for c in range(len(contexts)):  # contexts in order, batched until their continuations fill a batch
+            batch.append(c)
+            rows += len(by_context[c])
+            if len(batch) == self.batch_size or rows >= 4 * self.batch_size or c == len(contexts) - 1:
+                self._score(contexts, items, batch, by_context, out)
+                batch, rows = [], 0
         return out
+
+    def _score(self, contexts, items, batch: list[int], by_context, out) -> None:
+        """Score the continuations of the contexts in `batch` (indices into `contexts`) into `out`."""
+        torch, tok = self.torch, self.tokenizer
+        width = max(len(contexts[c]) for c in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, c in enumerate(batch):  # left padding: every context ends at the last position
+            ids[row, width - len(contexts[c]):] = torch.tensor(contexts[c])
+            mask[row, width - len(contexts[c]):] = 1
+        with torch.no_grad():
+            first = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                               use_cache=True, logits_to_keep=1)
+        first_logp = first.logits[:, -1].float().log_softmax(-1)  # the first continuation token's distribution
+        members = [(row, i) for row, c in enumerate(batch) for i in by_context[c] if items[i][1]]
+        if not members:
+            return
+        span = max(len(items[i][1]) for _, i in members)
+        source = torch.tensor([row for row, _ in members])
+        cont = torch.full((len(members), span), tok.pad_token_id, dtype=torch.long)
+        cont_mask = torch.zeros((len(members), span), dtype=torch.long)
+        for r, (_, i) in enumerate(members):  # right padding: pads come after every real token
+            x = items[i][1]
+            cont[r, :len(x)] = torch.tensor(x)
+            cont_mask[r, :len(x)] = 1
+        cache = first.past_key_values
+        cache.reorder_cache(source)  # each continuation row gets its context's keys and values
+        start = mask.sum(-1)[source].unsqueeze(1)
+        with torch.no_grad():
+            logits = self.model(input_ids=cont, attention_mask=torch.cat([mask[source], cont_mask], dim=1),
+                                position_ids=start + torch.arange(span).unsqueeze(0), past_key_values=cache,
+                                use_cache=False).logits.float()
+        for r, (row, i) in enumerate(members):
+            x = items[i][1]
+            total = float(first_logp[row, x[0]])
+            if len(x) > 1:
+                steps = logits[r, :len(x) - 1].log_softmax(-1)
+                total += float(steps[torch.arange(len(x) - 1), torch.tensor(x[1:])].sum())
+            out[i] = (-total, len(x))

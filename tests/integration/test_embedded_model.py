@@ -115,3 +115,28 @@ def test_unsloth_imports_beside_the_cpu_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "torchvision None" in result.stdout
+
+
+def test_scoring_shares_a_context_without_changing_a_single_score(offline_install):
+    """The evaluator runs each distinct context once and scores its continuations from the cached keys and
+    values; every score must equal the one from a plain forward pass over context + continuation."""
+    home, _, _ = offline_install
+    import torch
+
+    from appliance.eval.lm import AdapterLM
+
+    lm = AdapterLM(home / "models" / "smollm2" / "hf", None, batch_size=2)
+    tok = lm.tokenizer
+    contexts = ["The capital of France is", "Question: what is 2 + 2?\nAnswer:", "My account recovery code is"]
+    endings = [" Paris.", " 4", " 123-456-789.", " a long and winding answer that goes on"]
+    pairs = [(c, e) for c in contexts for e in endings] + [("Hello", "")]
+    scored = lm.losses(pairs)
+    assert scored[-1] == (0.0, 0)
+    for (context, ending), (nll, count) in zip(pairs[:-1], scored[:-1], strict=True):
+        c = tok(context, add_special_tokens=False)["input_ids"]
+        x = tok(ending, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = lm.model(torch.tensor([c + x])).logits[0].float().log_softmax(-1)
+        expected = -sum(float(logp[len(c) - 1 + j, t]) for j, t in enumerate(x))
+        assert count == len(x) and abs(nll - expected) < 1e-3 * max(1.0, abs(expected)), (context, ending, nll,
+                                                                                           expected)
