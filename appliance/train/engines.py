@@ -104,13 +104,10 @@ def trainer_for(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Pat
     return trainer
 
 
-def _trainer(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, max_steps: int, callbacks):
+def trainer_args(recipe: Recipe, out_dir: Path, max_steps: int):
+    """The Trainer's arguments for `recipe` (TRL's config class of its method)."""
     import torch
-    from datasets import Dataset
 
-    from appliance.train import cpu_loss
-
-    cpu_loss.install()
     gpu = torch.cuda.is_available()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:  # torchrun or accelerate launch: DDP over NCCL on GPUs, gloo on CPUs
@@ -125,22 +122,41 @@ def _trainer(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, 
         weight_decay=recipe.schedule.weight_decay, logging_steps=1, save_strategy="no", report_to="none",
         seed=recipe.seed, data_seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
         include_num_input_tokens_seen=True,
+        # TRL turns this on by default; only a recipe that asks for it pays the recomputation.
+        gradient_checkpointing=recipe.gradient_checkpointing,
     )
+    if recipe.method == "sft":
+        from trl import SFTConfig
+
+        return SFTConfig(**common, max_length=recipe.max_seq_length, packing=recipe.packing)
+    if recipe.method == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
+    from trl.experimental.orpo import ORPOConfig
+
+    return ORPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
+
+
+def _trainer(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, max_steps: int, callbacks):
+    from datasets import Dataset
+
+    from appliance.train import cpu_loss
+
+    cpu_loss.install()
+    args = trainer_args(recipe, out_dir, max_steps)
     dataset = Dataset.from_list(rows)
     if recipe.method == "sft":
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTTrainer
 
-        args = SFTConfig(**common, max_length=recipe.max_seq_length, packing=recipe.packing)
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=callbacks)
     if recipe.method == "dpo":
-        from trl import DPOConfig, DPOTrainer
+        from trl import DPOTrainer
 
-        args = DPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
         return DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=callbacks)
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
 
-    args = ORPOConfig(**common, beta=recipe.beta, max_length=recipe.max_seq_length)
     return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                        callbacks=callbacks)

@@ -44,6 +44,8 @@ class Recipe(_Strict):
     epochs: float | None = Field(default=None, gt=0, le=1000)
     seed: int = 0
     checkpoint_every: int = Field(default=50, ge=1)
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass: "
+                                         "less memory for long sequences, about a third more compute")
     beta: float = Field(default=0.1, gt=0, le=10, description="dpo/orpo: preference strength")
     format_regex: str | None = Field(default=None, description="the answer format evaluation checks, if any")
 

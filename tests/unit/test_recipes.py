@@ -39,3 +39,16 @@ def test_steps_or_epochs_exactly_once(tmp_path):
     path.write_text("base_model: smollm2\nmethod: sft\n")
     with pytest.raises(ConfigError, match="give exactly one of max_steps or epochs"):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_the_trainer_recomputes_activations_only_when_the_recipe_asks(path, tmp_path):
+    """TRL's configs default to gradient checkpointing (a third more compute); the appliance passes the recipe's
+    choice, which is off unless it says so."""
+    from appliance.train.engines import trainer_args
+
+    recipe, _ = load_recipe(path)
+    args = trainer_args(recipe, tmp_path, 3)
+    assert args.gradient_checkpointing is False and args.max_steps == 3 and args.report_to == []
+    asking = recipe.model_copy(update={"gradient_checkpointing": True})
+    assert trainer_args(asking, tmp_path, 3).gradient_checkpointing is True
