@@ -13,7 +13,7 @@ _AUDIT = frozenset({"audit.read", "audit.verify", "audit.export", "audit.checkpo
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     # users, keys, settings; may also run the engineering pipeline, never approve
-    "admin": _ENGINEERING | _AUDIT | {"users.manage", "tokens.manage", "keys.manage"},
+    "admin": _ENGINEERING | _AUDIT | {"users.manage", "tokens.manage", "keys.manage", "backup"},
     "engineer": _ENGINEERING,
     # reads everything, approves and revokes, owns the audit trail; cannot ingest or train
     "officer": frozenset({"read", "serve.query", "artifacts.approve", "eval.override"}) | _AUDIT,

@@ -1,0 +1,309 @@
+"""`appliance backup` and `appliance restore`: the home and its database in one archive, checked on the way back.
+
+The archive is a plain tar (models and weights do not compress): `home/...` for every file of the home except
+sockets, pid files and staging (`run/`, `tmp/`) and the database files; the database as `database/appliance.db`
+(SQLite's online backup API, consistent while the appliance runs) or `database/appliance.pgdump` (pg_dump's
+custom format); and `backup.json` last, with the sha256 of every member and the audit trail's size and root as
+verified when the backup was taken. Restore checks every member against it before anything is put in place,
+restores into a staging folder beside the home, verifies the restored audit trail, and only then renames it
+into place. The archive holds secrets (encrypted keys, the database): it is written 0600 and belongs in the
+same care as the home itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from appliance.audit.events import Event
+from appliance.config import Settings
+from appliance.context import Context
+from appliance.errors import InputError, IntegrityError, StorageError
+from appliance.identity.roles import require
+
+FORMAT = 1
+MANIFEST = "backup.json"
+SKIPPED = ("run", "tmp")  # sockets, pid files and staging: nothing a restored appliance needs
+Say = Callable[[str], None]
+
+
+def _pg_tool(name: str) -> str:
+    """pg_dump / pg_restore: on PATH, else Debian's versioned folder (the newest)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+                        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    if not candidates:
+        raise StorageError(f"{name} is not installed (Debian: the postgresql-client package)")
+    return str(candidates[-1])
+
+
+def _pg_env(url: str) -> tuple[list[str], dict]:
+    """Connection arguments for the PostgreSQL tools; the password goes through the environment, never argv."""
+    parsed = make_url(url)
+    args = ["--dbname", parsed.database or "", "--host", parsed.host or "127.0.0.1",
+            "--port", str(parsed.port or 5432)]
+    if parsed.username:
+        args += ["--username", parsed.username]
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    if parsed.password:
+        env["PGPASSWORD"] = parsed.password
+    return args, env
+
+
+class _Hashing:
+    """A file object that hashes what is read through it (tarfile reads each member exactly once)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.sha = f, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.sha.update(data)
+        return data
+
+
+def _home_files(home: Path) -> list[Path]:
+    found = []
+    for path in sorted(home.rglob("*")):
+        rel = path.relative_to(home)
+        if rel.parts[0] in SKIPPED or rel.name.startswith("appliance.db"):
+            continue
+        if path.is_file():
+            found.append(path)
+    return found
+
+
+def backup(ctx: Context, out: Path, say: Say = lambda _: None) -> dict:
+    """Write the home and the database to the archive `out` (which must not exist, outside the home)."""
+    from appliance import __version__
+    from appliance.audit.log import record_alone
+    from appliance.audit.verify import verify_log
+
+    require(ctx, "backup", "appliance", "home")
+    settings = ctx.settings
+    out = Path(os.path.abspath(out))
+    if out.is_relative_to(settings.home):
+        raise InputError(f"--out {out}: inside the home it backs up; write it elsewhere")
+    if out.exists():
+        raise InputError(f"--out {out}: already exists; choose a new file")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    report = verify_log(ctx.engine)
+    if not report.ok:
+        raise IntegrityError("the audit trail does not verify (" + "; ".join(report.problems)[:300]
+                             + "); run `appliance audit verify` before taking a backup")
+    sqlite = settings.uses_sqlite
+    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
+    staging = Path(tempfile.mkdtemp(prefix="appliance-backup-"))
+    members: dict[str, str] = {}
+    total = 0
+    try:
+        if sqlite:
+            db_file = staging / "appliance.db"
+            src = sqlite3.connect(make_url(settings.database_url).database)
+            dst = sqlite3.connect(db_file)
+            with dst:
+                src.backup(dst)  # consistent even while the gateway and worker write
+            src.close()
+            dst.close()
+            db_name = "database/appliance.db"
+        else:
+            db_file = staging / "appliance.pgdump"
+            args, env = _pg_env(settings.database_url)
+            done = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--file", str(db_file),
+                                   *args], env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise StorageError(f"pg_dump failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+            db_name = "database/appliance.pgdump"
+        say(f"database: {'SQLite online backup' if sqlite else 'pg_dump'}, {db_file.stat().st_size:,} bytes")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path, name in [(db_file, db_name)] + [(p, "home/" + p.relative_to(settings.home).as_posix())
+                                                      for p in _home_files(settings.home)]:
+                info = tar.gettarinfo(str(path), arcname=name)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
+                with open(path, "rb") as f:
+                    reader = _Hashing(f)
+                    tar.addfile(info, reader)
+                members[name] = reader.sha.hexdigest()
+                total += info.size
+            manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "appliance_version": __version__, "database": "sqlite" if sqlite else "postgresql",
+                        "audit": {"events": report.events, "root": report.root}, "files": members}
+            data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, _bytes(data))
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.rename(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary = {"archive": str(out), "files": len(members) - 1, "bytes": total, "database": manifest["database"],
+               "audit_events": report.events, "audit_root": report.root}
+    record_alone(ctx, Event("backup.create", "appliance", out.name, details={
+        k: summary[k] for k in ("files", "bytes", "database", "audit_events")}))
+    return summary
+
+
+def _bytes(data: bytes):
+    import io
+
+    return io.BytesIO(data)
+
+
+def _manifest(tar: tarfile.TarFile, archive: Path) -> dict:
+    try:
+        member = tar.getmember(MANIFEST)
+        manifest = json.loads(tar.extractfile(member).read())
+    except KeyError:
+        raise InputError(f"{archive}: not an appliance backup (no {MANIFEST})") from None
+    except ValueError:
+        raise InputError(f"{archive}: {MANIFEST} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"),
+                                                                                              dict):
+        raise InputError(f"{archive}: {MANIFEST}: unknown backup format {manifest.get('format')!r}"
+                         if isinstance(manifest, dict) else f"{archive}: {MANIFEST}: not an object")
+    return manifest
+
+
+def _extract(tar: tarfile.TarFile, archive: Path, manifest: dict, staging: Path) -> Path:
+    """Every member checked against the manifest and written under `staging` (home files into staging/home);
+    returns the database file. Nothing outside `staging` is touched."""
+    expected = dict(manifest["files"])
+    database = None
+    for member in tar:
+        if member.name == MANIFEST:
+            continue
+        name = member.name
+        parts = Path(name).parts
+        if (not member.isfile() or name.startswith("/") or ".." in parts or name not in expected
+                or parts[0] not in ("home", "database")):
+            raise IntegrityError(f"{archive}: {name}: not listed in {MANIFEST} (or not a plain file)")
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sha = hashlib.sha256()
+        source = tar.extractfile(member)
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            while chunk := source.read(1 << 20):
+                sha.update(chunk)
+                out.write(chunk)
+        if sha.hexdigest() != expected.pop(name):
+            raise IntegrityError(f"{archive}: {name}: sha256 differs from {MANIFEST}; the archive is damaged")
+        if parts[0] == "database":
+            database = target
+    if expected:
+        raise IntegrityError(f"{archive}: missing from the archive: {', '.join(sorted(expected)[:5])}")
+    if database is None:
+        raise IntegrityError(f"{archive}: no database in the archive")
+    return database
+
+
+def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say = lambda _: None) -> dict:
+    """Restore `archive` into the home of `settings` (which must be empty or absent unless `force`, which moves
+    it aside first). The restored audit trail must verify and hold at least the events the backup recorded."""
+    from appliance.audit.log import record_alone
+    from appliance.audit.verify import verify_log
+    from appliance.db import connect
+
+    home = settings.home
+    if home.exists() and any(home.iterdir()) and not force:
+        raise InputError(f"{home} is not empty; restore into a new home, or give --force to move this one aside")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = home.parent / f".{home.name}.restoring-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(mode=0o700)
+    try:
+        try:
+            tar = tarfile.open(archive, mode="r:")
+        except (tarfile.TarError, OSError) as exc:
+            raise InputError(f"{archive}: not a readable backup archive ({exc})") from None
+        with tar:
+            manifest = _manifest(tar, archive)
+            database = _extract(tar, archive, manifest, staging)
+        say(f"archive: {len(manifest['files'])} members match {MANIFEST}")
+        restored_home = staging / "home"
+        restored_home.mkdir(exist_ok=True, mode=0o700)
+        for name in SKIPPED:
+            (restored_home / name).mkdir(exist_ok=True, mode=0o700)
+        if manifest["database"] == "sqlite":
+            if not settings.uses_sqlite:
+                raise InputError(f"{archive} holds a SQLite database but this appliance is configured for "
+                                 "PostgreSQL; restore with APPLIANCE_DATABASE_URL unset")
+            os.rename(database, restored_home / "appliance.db")
+            url = f"sqlite:///{restored_home / 'appliance.db'}"
+        else:
+            if settings.uses_sqlite:
+                raise InputError(f"{archive} holds a PostgreSQL dump: set APPLIANCE_DATABASE_URL to the (empty) "
+                                 "database to restore into")
+            url = settings.database_url
+            _pg_restore(url, database, force)
+        check = Settings(home=restored_home, file=settings.file, database_url=url, env=settings.env)
+        engine = connect(check)
+        report = verify_log(engine)
+        engine.dispose()
+        wanted = manifest.get("audit", {}).get("events", 0)
+        if not report.ok or report.events < wanted:
+            raise IntegrityError("the restored audit trail does not verify: "
+                                 + ("; ".join(report.problems)[:300] or f"{report.events} events, the backup had "
+                                                                         f"{wanted}"))
+        say(f"audit trail verified: {report.events} events, tree head {report.root}")
+        aside = None
+        if home.exists():
+            if any(home.iterdir()):
+                aside = home.with_name(f"{home.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+                os.rename(home, aside)
+            else:
+                home.rmdir()
+        os.rename(restored_home, home)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    final = Settings(home=home, file=settings.file,
+                     database_url=f"sqlite:///{home / 'appliance.db'}" if manifest["database"] == "sqlite" else url,
+                     env=settings.env)
+    engine = connect(final)
+    record_alone(Context(final, engine), Event("backup.restore", "appliance", archive.name, details={
+        "backup_created_at": manifest.get("created_at"), "audit_events": report.events,
+        "moved_aside": str(aside) if aside else None}))
+    engine.dispose()
+    return {"home": str(home), "files": len(manifest["files"]) - 1, "audit_events": report.events,
+            "audit_root": report.root, "moved_aside": str(aside) if aside else None}
+
+
+def _pg_restore(url: str, dump: Path, force: bool) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(text("SELECT count(*) FROM information_schema.tables "
+                                       "WHERE table_schema = 'public'")).scalar()
+    except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
+        raise StorageError(f"database {make_url(url).render_as_string(hide_password=True)}: {exc}") from None
+    finally:
+        engine.dispose()
+    if tables and not force:
+        raise InputError(f"database {make_url(url).render_as_string(hide_password=True)} is not empty "
+                         f"({tables} tables); restore into an empty database, or give --force to replace it")
+    args, env = _pg_env(url)
+    done = subprocess.run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--exit-on-error",
+                           *args, str(dump)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StorageError(f"pg_restore failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")

@@ -1,0 +1,133 @@
+"""`appliance backup` / `restore`: a round trip on SQLite and PostgreSQL with the audit trail verified after it,
+and every way a restore must refuse: a damaged archive, a home in use, the wrong database, the wrong user."""
+
+import json
+import sqlite3
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from tests.conftest import PASSWORDS
+
+pytestmark = pytest.mark.unit
+
+
+def _pw(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.pw"
+    path.write_text(PASSWORDS[name] + "\n")
+    return path
+
+
+@pytest.fixture
+def empty_postgres(database_url):
+    """A second, empty database beside the fixture's (the restore target); None on SQLite."""
+    if database_url.startswith("sqlite"):
+        yield None
+        return
+    admin = sqlalchemy.create_engine(database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = f"appliance_restore_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    from appliance.db.engine import _engine_for
+
+    _engine_for(database_url.rsplit("/", 1)[0] + f"/{name}").dispose()
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(database_url, empty_postgres, cli,
+                                                                          tmp_path, monkeypatch):
+    monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session"))
+    assert cli("init", "--admin", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
+    assert cli("login", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
+    assert cli("users", "add", "erin", "--role", "engineer", "--password-file", _pw(tmp_path, "erin")).code == 0
+    home = Path(tmp_path / "home")
+    (home / "datasets" / "notes").mkdir(parents=True)
+    (home / "datasets" / "notes" / "kept.txt").write_text("a file in the home\n")
+
+    archive = tmp_path / "out" / "appliance.tar"
+    archive.parent.mkdir()
+    made = cli("backup", "--out", archive, "--json")
+    assert made.code == 0, made.err
+    summary = json.loads(made.out)
+    assert summary["database"] == ("sqlite" if empty_postgres is None else "postgresql")
+    assert archive.stat().st_mode & 0o777 == 0o600 and not list(archive.parent.glob(".*partial"))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert names[-1] == "backup.json" and "home/datasets/notes/kept.txt" in names
+    assert not [n for n in names if n.startswith("home/appliance.db") or n.startswith("home/run/")]
+    assert any(n.startswith("home/keys/") for n in names)  # the keys, encrypted at rest, travel with it
+
+    made_event = json.loads(cli("audit", "log", "--action", "backup.create", "--json").out)
+    assert [(e["actor"], e["object_id"]) for e in made_event] == [("alice", "appliance.tar")]
+
+    restored = tmp_path / "restored"
+    monkeypatch.setenv("APPLIANCE_HOME", str(restored))
+    monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session2"))
+    if empty_postgres:
+        monkeypatch.setenv("APPLIANCE_DATABASE_URL", empty_postgres)
+    else:
+        monkeypatch.delenv("APPLIANCE_DATABASE_URL", raising=False)
+    back = cli("restore", archive, "--json")
+    assert back.code == 0, back.err
+    assert json.loads(back.out)["audit_events"] == summary["audit_events"]
+    assert (restored / "datasets" / "notes" / "kept.txt").read_text() == "a file in the home\n"
+    assert restored.stat().st_mode & 0o777 == 0o700 and not list(tmp_path.glob(".restored.restoring-*"))
+    assert cli("login", "erin", "--password-file", _pw(tmp_path, "erin")).code == 0  # the users came back
+    assert cli("login", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
+    verified = cli("audit", "verify", "--json")
+    assert verified.code == 0 and json.loads(verified.out)["ok"], verified.out + verified.err
+    events = json.loads(cli("audit", "log", "--action", "backup.*", "--json").out)
+    # the backup's own event came after the archive was written: the restored trail ends with the restore
+    assert [(e["action"], e["actor"]) for e in events] == [("backup.restore", "system")]
+
+
+def test_restore_refuses_a_damaged_archive_and_a_home_in_use(staff, cli, tmp_path, monkeypatch):
+    staff.login("alice")
+    archive = tmp_path / "b.tar"
+    assert cli("backup", "--out", archive).code == 0
+    data = bytearray(archive.read_bytes())
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.startswith("home/keys/"))
+    data[member.offset_data + 3] ^= 0x01  # one bit of a key file, inside the archive
+    damaged = tmp_path / "damaged.tar"
+    damaged.write_bytes(bytes(data))
+
+    target = tmp_path / "elsewhere"
+    monkeypatch.setenv("APPLIANCE_HOME", str(target))
+    refused = cli("restore", damaged)
+    assert refused.code == 4 and f"{member.name}: sha256 differs" in refused.err, refused.err
+    assert not target.exists() and not list(tmp_path.glob(".elsewhere.restoring-*"))  # nothing left behind
+    not_tar = tmp_path / "notes.txt"
+    not_tar.write_text("hello\n")
+    garbage = cli("restore", not_tar)
+    assert garbage.code == 2 and "not a readable backup archive" in garbage.err
+
+    monkeypatch.setenv("APPLIANCE_HOME", str(staff.home))  # the live home: refused without --force
+    busy = cli("restore", archive)
+    assert busy.code == 2 and "is not empty" in busy.err and "--force" in busy.err
+    forced = cli("restore", archive, "--force")
+    assert forced.code == 0, forced.err
+    aside = list(staff.home.parent.glob("home.before-restore-*"))
+    assert len(aside) == 1 and (aside[0] / "appliance.db").is_file()
+    for result in (refused, garbage, busy):
+        assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_only_an_admin_backs_up_and_never_into_the_home(staff, cli, tmp_path):
+    denied = cli("backup", "--out", tmp_path / "b.tar")  # erin is logged in
+    assert denied.code == 6 and not (tmp_path / "b.tar").exists()
+    staff.login("alice")
+    inside = cli("backup", "--out", staff.home / "b.tar")
+    assert inside.code == 2 and "inside the home" in inside.err
+    (tmp_path / "taken.tar").write_text("")
+    taken = cli("backup", "--out", tmp_path / "taken.tar")
+    assert taken.code == 2 and "already exists" in taken.err
+    with sqlite3.connect(staff.home / "appliance.db") as db:
+        denials = db.execute("SELECT actor, outcome FROM audit_event WHERE action = 'backup'").fetchall()
+    assert denials == [("erin", "denied")]  # the refusal is in the trail
