@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := offline-wheels/constraints-cpu.txt
 
-.PHONY: install demo test test-fast lint docs clean
+.PHONY: install demo test test-fast lint docs lock clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: install
 
 docs: install
 	$(BIN)/cog -r docs/cli.md
+
+# On a connected machine: re-resolve the hash-pinned locks that `appliance bundle build` fetches.
+lock: install
+	$(BIN)/python scripts/lock.py cpu
+	$(BIN)/python scripts/lock.py cuda
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -4,6 +4,7 @@ from appliance.cli import (  # noqa: F401
     artifacts,
     audit,
     backup,
+    bundle,
     console,
     data,
     evaluate,
