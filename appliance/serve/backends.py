@@ -49,6 +49,12 @@ class Backend:
 
     base_url = "http://backend"
 
+    def connector(self):
+        """The aiohttp connector the gateway's completion requests use (its hot path; httpx serves the rest)."""
+        import aiohttp
+
+        return aiohttp.TCPConnector(limit=0, force_close=False)
+
     def start(self, log: Path) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
@@ -100,6 +106,11 @@ class LlamaCppBackend(Backend):
 
     def transport(self) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport(uds=str(self.socket))
+
+    def connector(self):
+        import aiohttp
+
+        return aiohttp.UnixConnector(path=str(self.socket), limit=0)
 
     async def load(self, client: httpx.AsyncClient, adapter: AdapterFiles) -> None:
         response = await client.put(f"/adapters/{adapter.name}", timeout=120.0,

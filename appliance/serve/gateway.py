@@ -1,4 +1,5 @@
-"""The OpenAI-compatible gateway (FastAPI + uvicorn; httpx to the backend, streams passed through).
+"""The OpenAI-compatible gateway (FastAPI + uvicorn; aiohttp to the backend for completions, streams passed
+through; httpx for the backend's health and adapter calls).
 
 Every request: bearer token (401), the model is the base or an approved, verified, loaded adapter that the
 token may use (403), per-token rate and concurrency limits (429 with Retry-After), body and max_tokens limits
@@ -20,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 from fastapi import Request
 
@@ -30,6 +32,8 @@ from appliance.serve.backends import AdapterFiles, Backend
 from appliance.serve.policy import ServingPolicy
 
 GATEWAY = Actor("gateway", "system", "system")
+# What a backend that died, hung up or answered garbage raises, through either client.
+BACKEND_ERRORS = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
 ANONYMOUS = Actor("anonymous", "none", "token")
 
 
@@ -154,6 +158,31 @@ class AuditWriter:
         self.thread.join(timeout)
 
 
+class BackendResponse:
+    """The backend's answer to a completion (aiohttp's response), with the few calls the gateway makes."""
+
+    def __init__(self, raw: aiohttp.ClientResponse, content: bytes | None = None) -> None:
+        self.raw, self.content, self.status_code = raw, content, raw.status
+
+    def json(self):
+        return json.loads(self.content)
+
+    async def aread(self) -> bytes:
+        if self.content is None:
+            self.content = await self.raw.read()
+        return self.content
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        async for line in self.raw.content:
+            yield line.decode().rstrip("\r\n")
+
+    async def aclose(self) -> None:
+        if self.raw.content.at_eof():
+            self.raw.release()  # back to the pool
+        else:
+            self.raw.close()  # a stream left early: the connection goes with it
+
+
 @dataclass
 class Caller:
     actor: Actor
@@ -185,7 +214,9 @@ class Gateway:
         self.refused: dict[str, str] = {}  # adapter name -> manifest digest whose load was refused
         self.ready = asyncio.Event()  # set once the backend answers and its adapters are loaded
         self.audit = AuditWriter(self.ctx)
-        self.client: httpx.AsyncClient | None = None
+        self.client: httpx.AsyncClient | None = None  # health and adapter calls
+        self.session: aiohttp.ClientSession | None = None  # completions: a third of httpx's cost per request
+        self._callers: dict[bytes, tuple[float, Caller]] = {}  # token digest -> (valid until, caller)
         self._tasks: list[asyncio.Task] = []
         self._scrubber = None
         self._scrub_lock = threading.Lock()
@@ -194,6 +225,8 @@ class Gateway:
     async def start(self) -> None:
         self.client = httpx.AsyncClient(transport=self.backend.transport(), base_url=self.backend.base_url,
                                         timeout=httpx.Timeout(600.0, connect=5.0))
+        self.session = aiohttp.ClientSession(base_url=self.backend.base_url, connector=self.backend.connector(),
+                                             timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0))
         await self._start_backend()
         await self.sync()
         self.ready.set()
@@ -208,6 +241,8 @@ class Gateway:
         await asyncio.to_thread(self.backend.stop)
         if self.client:
             await self.client.aclose()
+        if self.session:
+            await self.session.close()
         await asyncio.to_thread(self.audit.close)
 
     async def _start_backend(self, timeout: float = 600.0) -> None:
@@ -231,13 +266,19 @@ class Gateway:
             return False
         return True
 
-    async def post(self, path: str, body: dict, stream: bool = False) -> httpx.Response:
+    async def post(self, path: str, body: dict, stream: bool = False) -> BackendResponse:
         """POST to the backend; a backend that died before answering is waited for (restarted) and asked again.
         With `stream` the response is open for reading (the caller closes it)."""
         for attempt in (1, 2):
             try:
-                return await self.client.send(self.client.build_request("POST", path, json=body), stream=stream)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+                raw = await self.session.post(path, json=body)
+                if stream:
+                    return BackendResponse(raw)
+                try:
+                    return BackendResponse(raw, await raw.read())
+                finally:
+                    raw.release()
+            except aiohttp.ClientConnectionError:  # refused, or hung up before answering
                 if attempt == 2 or not await self.backend_back():
                     raise
         raise AssertionError("unreachable")
@@ -338,6 +379,14 @@ class Gateway:
         self.metrics.adapters.set(len(self.loaded))
 
     # --- requests ---------------------------------------------------------------------------------------------
+    def cached_caller(self, header: str | None) -> Caller | None:
+        """The caller this header authenticated less than `sync_seconds` ago: revoking a token, disabling its
+        user or changing the role takes effect within that time, as revoking an adapter does."""
+        if not header:
+            return None
+        hit = self._callers.get(hashlib.sha256(header.encode()).digest())
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def authenticate(self, header: str | None) -> Caller:
         from appliance.errors import PermissionDenied
         from appliance.identity import tokens
@@ -353,7 +402,15 @@ class Gateway:
         actor = Actor(user.name, user.role, "token")
         if not allowed(user.role, "serve.query"):
             raise ApiError(403, f"role {user.role} may not query models", "permission_error", "forbidden")
-        return Caller(actor, info.id, info.adapters)
+        caller = Caller(actor, info.id, info.adapters)
+        if len(self._callers) > 10_000:
+            self._callers.clear()
+        self._callers[hashlib.sha256(header.encode()).digest()] = (time.monotonic() + self.policy.sync_seconds,
+                                                                    caller)
+        return caller
+
+    async def caller(self, header: str | None) -> Caller:
+        return self.cached_caller(header) or await asyncio.to_thread(self.authenticate, header)
 
     def visible_models(self, caller: Caller) -> list[str]:
         adapters = [n for n in self.loaded if caller.adapters is None or n in caller.adapters]
@@ -466,7 +523,6 @@ def _validate(body, route: str, policy: ServingPolicy) -> dict:
 def create_app(gateway: Gateway):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response, StreamingResponse
-    from starlette.concurrency import run_in_threadpool
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -503,7 +559,7 @@ def create_app(gateway: Gateway):
     @app.get("/v1/models")
     async def models(request: Request):
         try:
-            caller = await run_in_threadpool(gateway.authenticate, request.headers.get("authorization"))
+            caller = await gateway.caller(request.headers.get("authorization"))
         except ApiError as exc:
             return error_response(exc)
         now = int(time.time())
@@ -524,7 +580,7 @@ def create_app(gateway: Gateway):
             raw = await request.body()
             if len(raw) > limit:
                 raise too_large
-            caller = await run_in_threadpool(gateway.authenticate, request.headers.get("authorization"))
+            caller = await gateway.caller(request.headers.get("authorization"))
             try:
                 parsed = json.loads(raw)
             except ValueError:
@@ -558,7 +614,7 @@ def create_app(gateway: Gateway):
                     data = json.loads(await response.aread())
                     await response.aclose()
                     raise backend_refused(response.status_code, data)
-            except (ApiError, httpx.HTTPError, ValueError) as exc:
+            except (ApiError, *BACKEND_ERRORS, ValueError) as exc:
                 gateway.limits.release(limited)
                 if not isinstance(exc, ApiError):
                     exc = backend_failed()
@@ -589,7 +645,7 @@ def create_app(gateway: Gateway):
         except ApiError as exc:
             outcome.status, outcome.error = exc.status, exc.message
             return error_response(exc)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (*BACKEND_ERRORS, ValueError) as exc:
             outcome.status, outcome.error = 502, f"backend failed: {type(exc).__name__}"
             return error_response(backend_failed())
         finally:
@@ -600,7 +656,7 @@ def create_app(gateway: Gateway):
     return app
 
 
-async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, route: str, response: httpx.Response,
+async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, route: str, response: BackendResponse,
                   body: dict, started: float, outcome: Outcome, prompt_text: str,
                   limited: str) -> AsyncIterator[bytes]:
     """Pass the backend's events through as they come, counting usage; the backend was asked for usage always,
@@ -643,7 +699,7 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
         elif gateway.policy.output_filter == "flag":
             await asyncio.to_thread(gateway.filter_output, "".join(outcome.text), outcome)
         yield b"data: [DONE]\n\n"
-    except (httpx.HTTPError, ValueError) as exc:
+    except (*BACKEND_ERRORS, ValueError) as exc:
         outcome.status, outcome.error = 502, f"backend failed mid-stream: {type(exc).__name__}"
         error = {"message": "the model backend stopped while answering; it is being restarted, try again",
                  "type": "server_error", "param": None, "code": "backend_unavailable"}
@@ -654,7 +710,7 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
 
 
 @contextlib.asynccontextmanager
-async def _closing(response: httpx.Response):
+async def _closing(response: BackendResponse):
     try:
         yield response
     finally:

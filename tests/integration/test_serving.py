@@ -194,6 +194,48 @@ def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
     assert streamed == text.choices[0].text
 
 
+def test_the_consoles_serving_and_playground_pages_talk_to_the_gateway(gateway, monkeypatch):
+    """The console's Serving page reads the gateway's health and counters; its Playground asks base and adapter
+    side by side with the signed-in user's own API token, each answer audited under that user."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import PASSWORDS
+
+    env = gateway["env"]
+    monkeypatch.setenv("APPLIANCE_HOME", env["APPLIANCE_HOME"])
+    monkeypatch.delenv("APPLIANCE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("APPLIANCE_GATEWAY_URL", gateway["url"])
+    at = AppTest.from_file(str(ROOT / "appliance" / "console" / "app.py"), default_timeout=300)
+    at.run()
+    at.text_input(key="login_user").input("erin")
+    at.text_input(key="login_password").input(PASSWORDS["erin"])
+    at.button[0].click().run()
+    at.sidebar.radio(key="page").set_value("Serving").run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert any(m.value.startswith("**Status**: ready") for m in at.markdown)
+    counters = next(d.value for d in at.dataframe if "metric" in d.value.columns)
+    assert any(name.startswith("appliance_adapters_loaded") for name in counters["metric"]), counters
+
+    before = len([e for e in _audit(gateway["root"], "serve.request") if e["actor"] == "erin"])
+    at.sidebar.radio(key="page").set_value("Playground").run()
+    at.text_input(key="play_token").input(gateway["tokens"]["all"]).run()
+    assert at.selectbox(key="play_left").options == ["smollm2", "triage"]
+    at.selectbox(key="play_left").set_value("smollm2")
+    at.selectbox(key="play_right").set_value("triage")
+    at.text_area(key="play_prompt").input(TICKET)
+    at.button(key="play_ask").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = [m.value for m in at.markdown]
+    assert "**smollm2**" in shown and "**triage**" in shown, shown
+    answers = [m.value for m in at.markdown if m.value and not m.value.startswith("**")]
+    assert len([a for a in answers if a.strip()]) >= 2, answers
+    def asked() -> list[dict]:  # the gateway writes its events from a queue
+        found = [e for e in _audit(gateway["root"], "serve.request") if e["actor"] == "erin"][before:]
+        return found if len(found) >= 2 else []
+
+    assert sorted(e["object"] for e in _wait(asked)) == ["smollm2", "triage"], asked()
+
+
 def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
     url, root = gateway["url"], gateway["root"]
     with pytest.raises(openai.AuthenticationError):
@@ -249,6 +291,24 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
     for text in (gateway["log"].read_text(), (root / "home" / "logs" / "backend.log").read_text(),
                  json.dumps(_audit(root, "serve.request"))):
         assert not any(secret in text for secret in secrets)
+
+
+def test_a_revoked_token_is_refused_within_the_sync_interval(gateway):
+    """The gateway keeps an authenticated token for `sync_seconds` (0.5 s here): a revocation lands within it."""
+    made = json.loads(_ok(run_appliance("tokens", "create", "--user", "erin", "--json", env=gateway["admin"])))
+    client = _client(gateway, made["token"])
+    assert [m.id for m in client.models.list()][0] == "smollm2"
+    _ok(run_appliance("tokens", "revoke", made["id"], env=gateway["admin"]))
+
+    def refused() -> bool:
+        try:
+            client.models.list()
+        except openai.AuthenticationError as exc:
+            return "revoked" in str(exc)
+        return False
+
+    started = time.monotonic()
+    assert _wait(refused, timeout=5.0) and time.monotonic() - started < 3.0
 
 
 def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
