@@ -153,13 +153,13 @@ def _model_pack(home_settings, name: str, dest: Path) -> None:
     source = model_dir(home_settings, model)
     pack = dest / name
     for f in files:
-        target = pack / f.path
+        target = pack / f.relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / f.path, target)
+        shutil.copyfile(source / f.relpath, target)
         if _sha256(target) != f.sha256:
-            raise IntegrityError(f"model {name}: {f.path} no longer matches its recorded sha256")
+            raise IntegrityError(f"model {name}: {f.relpath} no longer matches its recorded sha256")
     (pack / "model.json").write_text(json.dumps({"name": name, "digest": model.digest, "architecture":
-                                                 model.architecture, "files": {f.path: f.sha256 for f in files}},
+                                                 model.architecture, "files": {f.relpath: f.sha256 for f in files}},
                                                 indent=1, sort_keys=True) + "\n")
 
 

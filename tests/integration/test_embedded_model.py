@@ -140,3 +140,38 @@ def test_scoring_shares_a_context_without_changing_a_single_score(offline_instal
         expected = -sum(float(logp[len(c) - 1 + j, t]) for j, t in enumerate(x))
         assert count == len(x) and abs(nll - expected) < 1e-3 * max(1.0, abs(expected)), (context, ending, nll,
                                                                                            expected)
+
+
+def test_a_bundle_carries_a_model_pack_that_verifies(offline_install, tmp_path):
+    """`bundle build --model smollm2`: the registered model's files travel with their digests, are listed in
+    the SBOM and the signed manifest, and `bundle verify` checks them like every other file (offline)."""
+    import hashlib
+
+    from tests.unit.test_bundle import _wheel
+
+    home, env, _ = offline_install
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    w = _wheel(wheels, "tinyalpha", "1.0")
+    lock = tmp_path / "requirements-cpu.lock"
+    lock.write_text(f"tinyalpha==1.0 \\\n    --hash=sha256:{hashlib.sha256(w.read_bytes()).hexdigest()}\n")
+    assert run_appliance("bundle", "keygen", "--out", tmp_path / "keys", env=env).returncode == 0
+    built = run_appliance("bundle", "build", "--profile", "cpu", "--out", tmp_path / "bundle", "--key",
+                          tmp_path / "keys" / "release-key.pem", "--lock", lock, "--find-links", wheels,
+                          "--no-index", "--model", "smollm2", "--json", env=env, timeout=900)
+    assert built.returncode == 0, built.stderr[-2000:]
+    pack = tmp_path / "bundle" / "models" / "smollm2"
+    info = json.loads((pack / "model.json").read_text())
+    shown = json.loads(run_appliance("models", "show", "smollm2", "--json", env=env).stdout)
+    assert info["digest"] == shown["digest"] and info["files"] == {f["path"]: f["sha256"] for f in shown["files"]}
+    sbom = json.loads((tmp_path / "bundle" / "sbom.cdx.json").read_text())
+    assert {"type": "machine-learning-model", "name": "smollm2"}.items() <= next(
+        c for c in sbom["components"] if c["type"] == "machine-learning-model").items()
+    verified = run_appliance("bundle", "verify", tmp_path / "bundle", "--public-key",
+                             tmp_path / "keys" / "release-key.pub.pem", "--json", env=env, prefix=OFFLINE)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
+    (pack / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"swapped")
+    tampered = run_appliance("bundle", "verify", tmp_path / "bundle", "--public-key",
+                             tmp_path / "keys" / "release-key.pub.pem", env=env)
+    assert tampered.returncode == 4
+    assert "models/smollm2/gguf/SmolLM2-135M-Instruct.Q4_1.gguf: sha256 differs" in tampered.stdout
