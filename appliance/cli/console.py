@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,4 +47,8 @@ def console(app: App, host: str, port: int, gateway_url: str) -> None:
     env = {**os.environ, **offline.OFFLINE_ENV, "APPLIANCE_HOME": str(app.settings.home),
            "APPLIANCE_GATEWAY_URL": gateway_url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     click.echo(f"console for {app.settings.home} at http://{host}:{port}", err=True)
-    raise SystemExit(subprocess.call(streamlit_command(host, port), env=env))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = streamlit_command(host, port)
+    # Streamlit replaces this process, so a service manager's SIGTERM reaches the server itself.
+    os.execve(command[0], command, env)

@@ -51,7 +51,7 @@ def console(lab, tmp_path_factory):
     env = copy_lab(lab, dst, ("browser-one",))
     recipe = dst / "short.yaml"
     sft = (ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml").read_text()
-    recipe.write_text(sft.replace("max_steps: 40", "max_steps: 4").replace("checkpoint_every: 10",
+    recipe.write_text(sft.replace("max_steps: 60", "max_steps: 4").replace("checkpoint_every: 20",
                                                                             "checkpoint_every: 1"))
     exe = Path(sys.executable).with_name("appliance")
     training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut", "--engine",
@@ -82,6 +82,8 @@ def console(lab, tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+    left = subprocess.run(["pgrep", "-f", f"server.port {port} "], capture_output=True, text=True).stdout.split()
+    assert not left, f"the console's server outlived SIGTERM: {left}"
 
 
 @pytest.fixture(scope="module")
