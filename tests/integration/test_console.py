@@ -64,7 +64,7 @@ def test_the_pages_show_the_pipelines_records(console):
     assert any("- exact duplicates: " in m.value for m in at.markdown)  # the CLI's own lint summary
     at = page(at, "Training")
     at.selectbox(key="run_name").set_value("triage").run()
-    assert any(m.value.startswith("**triage**: succeeded, step 40 of 40") for m in at.markdown)
+    assert any(m.value.startswith("**triage**: succeeded, step 60 of 60") for m in at.markdown)
     at = page(at, "Evaluations")
     assert any("**Gates**" in m.value for m in at.markdown) and len(at.dataframe) >= 4
     advice = next(d.value for d in at.dataframe if "recommendation" in d.value.columns)  # from the advise test

@@ -46,7 +46,7 @@ def test_policy_refusals_are_clear_and_audited(lab, tmp_path):
     assert result.returncode == 5
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: training refused by policy: base model 'smollm2' is not on the allowed list")
-    assert "scrubbed at strictness 2, below the required 3" in line and "40 steps is over the budget of 10" in line
+    assert "scrubbed at strictness 2, below the required 3" in line and "60 steps is over the budget of 10" in line
     assert events(root, "train.start")[-1] == ("train.start", "refused", "denied")
     officer = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "officer-session")}
     assert run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer).returncode == 0
@@ -114,18 +114,18 @@ def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
                            env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
-    assert run["status"] == "succeeded" and run["steps_done"] == 40 and run["final_loss"] < 1.0
-    assert re.search(r"step 30/40  loss \d\.\d+  lr [\d.e+-]+  [\d,]+ tok/s  ETA \d+:\d\d", result.stderr)
+    assert run["status"] == "succeeded" and run["steps_done"] == 60 and run["final_loss"] < 1.0
+    assert re.search(r"step 30/60  loss \d\.\d+  lr [\d.e+-]+  [\d,]+ tok/s  ETA \d+:\d\d", result.stderr)
     run_dir = root / "home" / "runs" / "triage"
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert not [p for p in run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-10", "step-20", "step-30"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-20", "step-40"]
     shown = json.loads(run_appliance("runs", "show", "triage", "--json", env=env).stdout)
-    assert [m["step"] for m in shown["metrics"]] == list(range(1, 41))
+    assert [m["step"] for m in shown["metrics"]] == list(range(1, 61))
     assert shown["dataset_digest"] and shown["base_digest"] and shown["recipe_digest"]
     assert shown["environment"]["libraries"]["trl"]
     assert [e[0] for e in events(root, "train.", "triage")] == ["train.queue", "train.start", "train.checkpoint",
-                                                                "train.checkpoint", "train.checkpoint", "train.end"]
+                                                                "train.checkpoint", "train.end"]
     # Evaluation against the base model is the proof that it learned: the taught format on held-out prompts.
     evaluated = run_appliance("eval", "triage", "--judge", "smollm2", "--json", env=env, timeout=1200)
     assert evaluated.returncode in (0, 5), evaluated.stderr[-3000:]
@@ -196,7 +196,7 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     run that was never interrupted ends."""
     root, env = lab
     recipe = tmp_path / "short.yaml"
-    recipe.write_text(SFT.read_text().replace("max_steps: 40", "max_steps: 6").replace("checkpoint_every: 10",
+    recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 6").replace("checkpoint_every: 20",
                                                                                         "checkpoint_every: 2"))
     whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--engine", "trl", "--json",
                           env=env)
