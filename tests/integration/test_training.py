@@ -342,7 +342,12 @@ def _scheduled_evaluation_flags_drift(root: Path, env: dict, officer: dict, dire
     raised["task"] = {**raised["task"], "adapter": {**raised["task"]["adapter"], task_metric: released + 0.25}}
     with sqlite3.connect(root / "home" / "appliance.db") as db:
         db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(raised), before["id"]))
-    checked = run_appliance("eval", "--scheduled", "--json", env=env)
+    try:
+        checked = run_appliance("eval", "--scheduled", "--json", env=env)
+    finally:  # the later tests (the console's pages, their screenshots) see the evaluation as it was
+        with sqlite3.connect(root / "home" / "appliance.db") as db:
+            db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(before["result"]),
+                                                                          before["id"]))
     assert checked.returncode == 5 and "drift: triage fell beyond the policy" in checked.stderr, checked.stderr[-2000:]
     [point] = json.loads(checked.stdout)
     assert point["status"] == "drop" and point["task_metric"] == task_metric, point
