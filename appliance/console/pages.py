@@ -155,8 +155,22 @@ def training(ctx: Context) -> None:
         _queue_form(ctx)
 
 
-@st.fragment(run_every=3)
 def _run_detail(ctx: Context, name: str) -> None:
+    """A run's progress; redrawn every 3 s only while it is queued or running (a redraw closes open menus)."""
+    from appliance.train import runs
+
+    if runs.get_run(ctx.engine, name).status in ("queued", "running"):
+        _live_run_detail(ctx, name)
+    else:
+        _run_detail_body(ctx, name)
+
+
+@st.fragment(run_every=3)
+def _live_run_detail(ctx: Context, name: str) -> None:
+    _run_detail_body(ctx, name)
+
+
+def _run_detail_body(ctx: Context, name: str) -> None:
     from appliance.train import runs
 
     run = runs.get_run(ctx.engine, name)
