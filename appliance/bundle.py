@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance.digests import sha256_file
 from appliance.errors import InputError, IntegrityError, StorageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,16 +42,8 @@ SIGNED = ("manifest.json", "manifest.sig")  # the manifest covers every other fi
 Say = Callable[[str], None]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(root.rglob("*"))
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
             if p.is_file() and p.relative_to(root).as_posix() not in SIGNED}
 
 
@@ -112,7 +105,7 @@ def _install_lock(wheels: Path, profile: str) -> str:
              f"--no-deps -r requirements-{profile}.lock", ""]
     for wheel in sorted(wheels.glob("*.whl"), key=lambda p: p.name.lower()):
         name, version, _, _ = parse_wheel_filename(wheel.name)
-        lines.append(f"{name}=={version} \\\n    --hash=sha256:{_sha256(wheel)}")
+        lines.append(f"{name}=={version} \\\n    --hash=sha256:{sha256_file(wheel)}")
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +120,7 @@ def _sbom(root: Path, profile: str, created: str) -> dict:
         name, version, _, _ = parse_wheel_filename(wheel.name)
         components.append({"type": "library", "bom-ref": f"pkg:pypi/{name}@{version}", "name": str(name),
                            "version": str(version), "purl": f"pkg:pypi/{name}@{version}",
-                           "hashes": [{"alg": "SHA-256", "content": _sha256(wheel)}],
+                           "hashes": [{"alg": "SHA-256", "content": sha256_file(wheel)}],
                            "properties": [{"name": "appliance:file", "value": f"offline-wheels/{wheel.name}"}]})
     for pack in sorted((root / "models").glob("*/model.json")):
         info = json.loads(pack.read_text())
@@ -156,7 +149,7 @@ def _model_pack(home_settings, name: str, dest: Path) -> None:
         target = pack / f.relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / f.relpath, target)
-        if _sha256(target) != f.sha256:
+        if sha256_file(target) != f.sha256:
             raise IntegrityError(f"model {name}: {f.relpath} no longer matches its recorded sha256")
     (pack / "model.json").write_text(json.dumps({"name": name, "digest": model.digest, "architecture":
                                                  model.architecture, "files": {f.relpath: f.sha256 for f in files}},
@@ -282,7 +275,7 @@ def verify(bundle: Path, public_key: Path) -> BundleReport:
     for name in sorted(present - set(listed)):
         report.problems.append(f"{name}: not in the manifest")
     for name in sorted(set(listed) & present):
-        if _sha256(bundle / name) != listed[name]:
+        if sha256_file(bundle / name) != listed[name]:
             report.problems.append(f"{name}: sha256 differs from the manifest")
     report.files = len(listed)
     lock = bundle / f"requirements-{report.profile}.lock"
