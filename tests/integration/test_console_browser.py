@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORDS, run_appliance
+from tests.conftest import PASSWORDS, free_port, run_appliance
 from tests.integration.conftest import copy_lab
 
 pytestmark = pytest.mark.browser
@@ -35,12 +34,6 @@ PAGES = {"Overview": "Latest audit events", "Datasets": "Lineage", "Training": r
          "Evaluations": "Advise: ", "Artifacts": "Decision", "Serving": "Gateway: ", "Playground": "API token",
          "Audit": "Verify the chain"}
 TIMEOUT = 120_000  # ms; the first page that loads the scrubber or a model takes a while on two cores
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def console(lab, tmp_path_factory):
     cut = json.loads(run_appliance("runs", "show", "cut", "--json", env=env).stdout)
     assert cut["status"] == "interrupted" and cut["error"] == "stopped by Ctrl-C or SIGINT", cut
 
-    port = _free_port()
+    port = free_port()
     log = (dst / "console.log").open("w")
     proc = subprocess.Popen([str(exe), "console", "--port", str(port)], env={**os.environ, **env}, stdout=log,
                             stderr=subprocess.STDOUT)

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import run_appliance
+from tests.conftest import free_port, run_appliance
 
 try:
     import torch
@@ -85,12 +84,6 @@ def released(lab):
     return root, env, officer, admin, tokens
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gateway(released, tmp_path_factory):
     root, env, officer, admin, tokens = released
@@ -103,7 +96,7 @@ def gateway(released, tmp_path_factory):
                       .replace("sync_seconds: 1.0", "sync_seconds: 0.5")
                       # answers must not change path mid-module; merging has its own test below
                       .replace("merge_after_requests: 8", "merge_after_requests: 0"))
-    port = _free_port()
+    port = free_port()
     log = root / "gateway.log"
     exe = Path(sys.executable).with_name("appliance")
     with open(log, "w") as out:
@@ -454,12 +447,12 @@ def test_vllm_serves_base_and_adapter_through_the_same_gateway(released):
     """Where a GPU and vLLM are present: the same gateway over `vllm serve --enable-lora`, adapters loaded at run
     time by name."""
     root, env, *_ , tokens = released
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("appliance")
     log = root / "vllm-gateway.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(exe), "serve", "--backend", "vllm", "--port", str(port),
-                                 "--vllm-port", str(_free_port())], env={**os.environ, **env}, stdout=out,
+                                 "--vllm-port", str(free_port())], env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
