@@ -176,6 +176,23 @@ def read_config_file(path: Path) -> FileSettings:
         raise ConfigError(format_validation_error(str(path), exc)) from None
 
 
+def check_config_file(path: Path) -> FileSettings:
+    """Like `read_config_file`, but a missing file is an error and the database URL's scheme is checked too."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file")
+    settings = read_config_file(Path(path))
+    if settings.database.url is not None:
+        _check_database_url(settings.database.url, str(path))
+    return settings
+
+
+def _check_database_url(url: str, source: str | None = None) -> None:
+    if not (url.startswith("sqlite") or url.startswith("postgresql")):
+        scheme = url.split(":", 1)[0]
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}database URL must be sqlite:/// or postgresql+psycopg://, got scheme {scheme!r}")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings for this process: APPLIANCE_HOME (default ./var), its appliance.toml, and the environment."""
     env = os.environ if env is None else env
@@ -186,7 +203,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     url = env.get("APPLIANCE_DATABASE_URL", "").strip() or file_settings.database.url
     if url is None:
         url = f"sqlite:///{home / SQLITE_FILE}"
-    if not (url.startswith("sqlite") or url.startswith("postgresql")):
-        scheme = url.split(":", 1)[0]
-        raise ConfigError(f"database URL must be sqlite:/// or postgresql+psycopg://, got scheme {scheme!r}")
+    _check_database_url(url)
     return Settings(home=home, file=file_settings, database_url=url, env=dict(env))

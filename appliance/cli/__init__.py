@@ -12,6 +12,7 @@ from appliance.cli import (  # noqa: F401
     keys,
     models,
     serve,
+    settings,
     train,
 )
 from appliance.cli.app import App, cli, entry, main

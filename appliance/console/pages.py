@@ -17,8 +17,7 @@ import streamlit as st
 from appliance.context import Context
 from appliance.errors import ApplianceError
 from appliance.identity.roles import allowed, require
-
-ROOT = Path(__file__).resolve().parents[2]
+from appliance.paths import policies_dir
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def _ingest_form(ctx: Context) -> None:
         upload = st.file_uploader("Records (JSONL, CSV or Parquet)", type=["jsonl", "json", "csv", "parquet"],
                                   key="ingest_file")
         name = st.text_input("Dataset name", key="ingest_name")
-        policies = sorted(p.name for p in (ROOT / "policies").glob("pii*.yaml"))
+        policies = sorted(p.name for p in policies_dir().glob("pii*.yaml"))
         policy = st.selectbox("PII policy", policies, key="ingest_policy")
         submitted = st.form_submit_button("Ingest")
     if not submitted:
@@ -131,7 +130,7 @@ def _ingest_form(ctx: Context) -> None:
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             out.write(upload.getvalue())
         with shown_errors(), st.spinner("scrubbing and ingesting"):
-            result = ingest(ctx, [path], name, policy_path=ROOT / "policies" / policy)
+            result = ingest(ctx, [path], name, policy_path=policies_dir() / policy)
             v = result.version
             st.success(f"ingested {v.ref}: {v.records} records, {v.rejected} rejected" if result.created
                        else f"the same content is already {v.ref}; nothing new stored")
@@ -194,7 +193,7 @@ def _queue_form(ctx: Context) -> None:
     from appliance.train.run import train
 
     st.subheader("Queue a run")
-    recipes = sorted(p.name for p in (ROOT / "policies" / "recipes").glob("*.yaml"))
+    recipes = sorted(p.name for p in (policies_dir() / "recipes").glob("*.yaml"))
     names = sorted({v.name for v in versions.list_versions(ctx.engine)})
     with st.form("queue"):
         recipe = st.selectbox("Recipe", recipes, key="queue_recipe")
@@ -208,7 +207,7 @@ def _queue_form(ctx: Context) -> None:
     with shown_errors():
         if not dataset:
             raise ApplianceError("ingest a dataset first")
-        outcome = train(ctx, ROOT / "policies" / "recipes" / recipe, dataset, name=name or None,
+        outcome = train(ctx, policies_dir() / "recipes" / recipe, dataset, name=name or None,
                         max_steps=int(steps) or None, queue=True, say=lines.append)
         st.success(f"run {outcome.run.name} queued for `appliance worker` ({outcome.run.max_steps} steps)")
         st.code("\n".join(lines))

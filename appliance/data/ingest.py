@@ -28,8 +28,9 @@ from appliance.digests import sha256_file
 from appliance.errors import ConfigError, InputError
 from appliance.fsutil import ensure_private_dir, private_tree, staged_dir
 from appliance.identity.roles import require
+from appliance.paths import policies_dir
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "pii.yaml"
+DEFAULT_POLICY = policies_dir() / "pii.yaml"
 _SALT_FILE = "pii-hmac.salt"
 
 

@@ -9,8 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.config import load_yaml_model
+from appliance.paths import policies_dir
 
-DEFAULT_RELEASE_POLICY = Path(__file__).resolve().parents[2] / "policies" / "release.yaml"
+DEFAULT_RELEASE_POLICY = policies_dir() / "release.yaml"
 
 
 class _Strict(BaseModel):

@@ -9,8 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.config import load_yaml_model
+from appliance.paths import policies_dir
 
-DEFAULT_SERVING_POLICY = Path(__file__).resolve().parents[2] / "policies" / "serving.yaml"
+DEFAULT_SERVING_POLICY = policies_dir() / "serving.yaml"
 
 
 class _Strict(BaseModel):

@@ -14,8 +14,9 @@ from appliance.audit.log import record_alone
 from appliance.config import load_yaml_model
 from appliance.context import Context
 from appliance.errors import PolicyViolation
+from appliance.paths import policies_dir
 
-DEFAULT_TRAINING_POLICY = Path(__file__).resolve().parents[2] / "policies" / "training.yaml"
+DEFAULT_TRAINING_POLICY = policies_dir() / "training.yaml"
 
 
 class AllowedModel(BaseModel):

@@ -60,3 +60,39 @@ def test_unknown_database_scheme_is_refused_without_echoing_credentials(tmp_path
         load_settings({"APPLIANCE_HOME": str(tmp_path), "APPLIANCE_DATABASE_URL": "mysql://root:hunter2@db/x"})
     assert "hunter2" not in str(exc.value)
     assert "'mysql'" in str(exc.value)
+
+
+def test_config_check_validates_a_file_before_it_is_used(tmp_path, cli):
+    """What Ansible's `validate:` runs on a rendered appliance.toml: no home or database needed."""
+    good = tmp_path / "good.toml"
+    good.write_text('log_level = "warning"\n[llama]\nn_ctx = 4096\n')
+    result = cli("config", "check", good)
+    assert result.code == 0 and result.out.strip() == f"{good}: valid"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('log_level = "loud"\n[llama]\nn_thread = 3\n')
+    result = cli("config", "check", bad)
+    assert result.code == 2 and "2 errors" in result.err and "llama.n_thread: unknown key" in result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    url = tmp_path / "url.toml"
+    url.write_text('[database]\nurl = "mysql://root:hunter2@db/x"\n')
+    result = cli("config", "check", url)
+    assert result.code == 2 and "'mysql'" in result.err and "hunter2" not in result.err
+    missing = cli("config", "check", tmp_path / "absent.toml")
+    assert missing.code == 2 and "absent.toml: no such file" in missing.err
+    assert not (tmp_path / "var").exists()
+
+
+def test_policies_come_from_the_environment_a_checkout_or_the_installed_copy(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from appliance import paths
+
+    monkeypatch.setenv("APPLIANCE_POLICIES", str(tmp_path))
+    assert paths.policies_dir() == tmp_path
+    monkeypatch.delenv("APPLIANCE_POLICIES")
+    checkout = Path(paths.__file__).resolve().parents[1] / "policies"
+    assert paths.policies_dir() == checkout and (checkout / "release.yaml").is_file()
+    # Outside a checkout (a wheel install), the data files under the environment's prefix.
+    monkeypatch.setattr(paths, "__file__", str(tmp_path / "site-packages" / "appliance" / "paths.py"))
+    assert paths.policies_dir() == Path(sys.prefix) / "share" / "appliance" / "policies"
