@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test tier: lint, the generated docs, unit, integration (real model, real llama.cpp), postgres.
+# Every test tier: lint, the generated docs, unit, integration (real model, real llama.cpp), browser, postgres,
+# ansible (the playbook run for real into a temporary prefix, ansible-lint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin

@@ -123,3 +123,61 @@ def test_build_refuses_bad_input_with_one_line(built, cli, tmp_path, monkeypatch
     for result in (taken, wrong, again):
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.building-*"))
+
+
+def _stdlib_verify(bundle: Path, public: Path, profile: str = "cpu"):
+    """The Ansible role's pre-install check (Python's standard library and openssl), as the role runs it."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "ansible/roles/appliance/files/verify_bundle.py"
+    return subprocess.run([sys.executable, "-I", str(script), str(bundle), str(public), profile],
+                          capture_output=True, text=True)
+
+
+def test_the_roles_standard_library_check_agrees_with_bundle_verify(built, tmp_path):
+    """Before anything is installed on the target there is no `appliance` to run: the role's own check must
+    refuse what `bundle verify` refuses, naming the same file."""
+    import hashlib
+    import shutil
+
+    from appliance.bundle import keygen
+
+    _, bundle, public, _, _ = built
+    good = _stdlib_verify(bundle, public)
+    digest = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert good.returncode == 0 and good.stdout.strip() == f"0.1.0-{digest[:12]}", good.stderr
+    assert "manifest.json: a 'cpu' bundle, not 'cuda'" in _stdlib_verify(bundle, public, "cuda").stderr
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    wheel = copy / "offline-wheels" / "tinybeta-2.3-py3-none-any.whl"
+    data = bytearray(wheel.read_bytes())
+    data[10] ^= 1
+    wheel.write_bytes(bytes(data))
+    (copy / "sbom.cdx.json").unlink()
+    (copy / "offline-wheels" / "extra-9.9-py3-none-any.whl").write_bytes(b"not listed")
+    damaged = _stdlib_verify(copy, public)
+    assert damaged.returncode == 4 and not damaged.stdout
+    assert damaged.stderr.splitlines() == [
+        f"bundle {copy}: sbom.cdx.json: missing",
+        f"bundle {copy}: offline-wheels/extra-9.9-py3-none-any.whl: not in the manifest",
+        f"bundle {copy}: offline-wheels/tinybeta-2.3-py3-none-any.whl: sha256 differs from the manifest"]
+
+    forged = tmp_path / "forged"
+    shutil.copytree(bundle, forged)
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["files"]["requirements-cpu.lock"] = "0" * 64
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    result = _stdlib_verify(forged, public)
+    assert result.returncode == 4 and "manifest.sig: not a signature of manifest.json" in result.stderr
+
+    _, other, _ = keygen(tmp_path / "other", PASSPHRASE.encode())
+    result = _stdlib_verify(bundle, other)
+    assert result.returncode == 4 and "another release key" in result.stderr
+
+    unpinned = tmp_path / "unpinned"
+    shutil.copytree(bundle, unpinned)
+    (unpinned / "requirements-cpu.lock").write_text("tinyalpha==1.0\n")
+    result = _stdlib_verify(unpinned, public)
+    assert "offline-wheels/tinybeta-2.3-py3-none-any.whl: not pinned by requirements-cpu.lock" in result.stderr

