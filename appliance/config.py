@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from appliance.errors import ConfigError
 
@@ -27,6 +27,15 @@ class _Strict(BaseModel):
 
 class DatabaseSection(_Strict):
     url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under the home when unset")
+    url_file: str | None = Field(
+        default=None, description="a file whose first line is the URL: keeps a database password out of this file "
+                                  "(and so out of backups of the home) and out of every process's environment")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.url is not None and self.url_file is not None:
+            raise ValueError("set url or url_file, not both")
+        return self
 
 
 class LlamaSection(_Strict):
@@ -193,6 +202,17 @@ def _check_database_url(url: str, source: str | None = None) -> None:
         raise ConfigError(f"{where}database URL must be sqlite:/// or postgresql+psycopg://, got scheme {scheme!r}")
 
 
+def _read_url_file(path: Path, config: Path) -> str:
+    try:
+        url = path.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read the database URL ([database] url_file in {config}): {reason}") from None
+    if not url:
+        raise ConfigError(f"{path}: the database URL file ([database] url_file in {config}) is empty")
+    return url
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Settings for this process: APPLIANCE_HOME (default ./var), its appliance.toml, and the environment."""
     env = os.environ if env is None else env
@@ -201,6 +221,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     home = Path(os.path.abspath(home))
     file_settings = read_config_file(home / CONFIG_FILE) if home.is_dir() else FileSettings()
     url = env.get("APPLIANCE_DATABASE_URL", "").strip() or file_settings.database.url
+    if url is None and file_settings.database.url_file is not None:
+        url = _read_url_file(Path(file_settings.database.url_file), home / CONFIG_FILE)
     if url is None:
         url = f"sqlite:///{home / SQLITE_FILE}"
     _check_database_url(url)

@@ -226,3 +226,34 @@ def test_ansible_lint_passes():
                           cwd=REPO / "ansible", capture_output=True, text=True, timeout=600,
                           env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg")})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_with_postgresql_the_password_is_only_in_the_url_file(tmp_path):
+    """The role's settings templates for a PostgreSQL install, rendered by Ansible: appliance.toml names the URL
+    file, neither it nor the services' environment holds the password, and the settings resolve to the URL."""
+    from appliance.config import check_config_file, load_settings
+
+    url = "postgresql+psycopg://appliance:Vault-s3cret@db.internal/appliance"
+    templates = REPO / "ansible" / "roles" / "appliance" / "templates"
+    (tmp_path / "home").mkdir()
+    playbook = tmp_path / "render.yml"
+    tasks = [{"name": f"Render {name}", "ansible.builtin.template": {
+        "src": str(templates / f"{name}.j2"), "dest": str(tmp_path / dest), "mode": "0600"}}
+        for name, dest in (("appliance.toml", "home/appliance.toml"), ("appliance.env", "appliance.env"))]
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    variables = {"appliance_database_url": url, "appliance_config_dir": str(tmp_path), "appliance_home":
+                 str(tmp_path / "home"), "appliance_cli_path": "/usr/local/bin/appliance"}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+                           "-e", f"@{templates.parent / 'defaults' / 'main.yml'}", "-e", f"@{tmp_path / 'vars.json'}"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOME": str(tmp_path / "ah"),
+                               "ANSIBLE_LOCAL_TEMP": str(tmp_path / "at"),
+                               "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    assert done.returncode == 0, done.stdout[-3000:]
+    (tmp_path / "database-url").write_text(url + "\n")  # what the role's copy task writes, 0640
+    toml = (tmp_path / "home" / "appliance.toml").read_text()
+    assert f'url_file = "{tmp_path}/database-url"' in toml
+    assert "s3cret" not in toml and "s3cret" not in (tmp_path / "appliance.env").read_text()
+    check_config_file(tmp_path / "home" / "appliance.toml")
+    assert load_settings({"APPLIANCE_HOME": str(tmp_path / "home")}).database_url == url

@@ -62,6 +62,28 @@ def test_unknown_database_scheme_is_refused_without_echoing_credentials(tmp_path
     assert "'mysql'" in str(exc.value)
 
 
+def test_the_database_url_can_live_in_its_own_file(tmp_path):
+    """A PostgreSQL password in neither appliance.toml (which backups copy) nor any environment."""
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql+psycopg://appliance:s3cret@127.0.0.1/appliance\n")
+    (tmp_path / "appliance.toml").write_text(f'[database]\nurl_file = "{secret}"\n')
+    settings = load_settings({"APPLIANCE_HOME": str(tmp_path)})
+    assert settings.database_url == "postgresql+psycopg://appliance:s3cret@127.0.0.1/appliance"
+    assert "s3cret" not in (tmp_path / "appliance.toml").read_text()
+    # The environment still wins, as for `url`.
+    assert load_settings({"APPLIANCE_HOME": str(tmp_path), "APPLIANCE_DATABASE_URL": "sqlite:///x.db"}
+                         ).database_url == "sqlite:///x.db"
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="database-url: the database URL file .* is empty"):
+        load_settings({"APPLIANCE_HOME": str(tmp_path)})
+    secret.unlink()
+    with pytest.raises(ConfigError, match="database-url: cannot read the database URL"):
+        load_settings({"APPLIANCE_HOME": str(tmp_path)})
+    (tmp_path / "appliance.toml").write_text(f'[database]\nurl = "sqlite:///x.db"\nurl_file = "{secret}"\n')
+    with pytest.raises(ConfigError, match="set url or url_file, not both"):
+        load_settings({"APPLIANCE_HOME": str(tmp_path)})
+
+
 def test_config_check_validates_a_file_before_it_is_used(tmp_path, cli):
     """What Ansible's `validate:` runs on a rendered appliance.toml: no home or database needed."""
     good = tmp_path / "good.toml"
