@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from tests.conftest import PASSPHRASE, REPO
 pytestmark = pytest.mark.ansible
 
 BIN = Path(sys.executable).parent
+# A real system account, created by the role (and removed after the tier): file modes then matter, as on a host.
+USER = "appliance-test"
 RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -34,7 +37,8 @@ class Target:
             (self.prefix / folder).mkdir(parents=True)
         self.public_key = public_key
         (root / "inventory.ini").write_text(
-            f"[appliance]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+            # The host's own Python, as on a target: the service account cannot reach this test's interpreter.
+            "[appliance]\nlocalhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
 
     @property
     def install(self) -> Path:
@@ -51,9 +55,9 @@ class Target:
     def play(self, bundle: Path, **extra) -> tuple[subprocess.CompletedProcess, tuple[int, ...]]:
         variables = {
             "appliance_bundle_src": str(bundle), "appliance_release_public_key": str(self.public_key),
-            "appliance_prefix": str(self.prefix), "appliance_manage_user": False, "appliance_user": "root",
-            "appliance_group": "root", "appliance_manage_services": False,
-            "appliance_python": os.path.realpath(sys._base_executable), "appliance_pip_compile": False,
+            "appliance_prefix": str(self.prefix), "appliance_user": USER, "appliance_group": USER,
+            "appliance_manage_services": False,
+            "appliance_pip_compile": False,
             # Rendered and checked by `nft -c`; with service management off, never loaded into this host.
             "appliance_firewall_enabled": True, "appliance_firewall_allow_from": ["10.0.0.0/24", "fd00::/8"], **extra}
         vars_file = self.root / "vars.json"
@@ -68,10 +72,12 @@ class Target:
         return done, tuple(int(n) for n in recap.groups()) if recap else ()
 
     def appliance(self, *args: str) -> subprocess.CompletedProcess:
-        """The installed `appliance`, through the operators' wrapper, with no network."""
-        return subprocess.run(["unshare", "-n", str(self.prefix / "usr/local/bin/appliance"), *args],
-                              capture_output=True, text=True, timeout=300,
-                              env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"})
+        """The installed `appliance`, through the operators' wrapper, as the service account, with no network."""
+        return self.as_service(str(self.prefix / "usr/local/bin/appliance"), *args)
+
+    def as_service(self, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["unshare", "-n", "sudo", "-u", USER, *argv], capture_output=True, text=True,
+                              timeout=300, env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8"})
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +93,19 @@ def bundles(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target(bundles, tmp_path_factory):
+def target(bundles):
     root, _, public = bundles
-    target = Target(tmp_path_factory.mktemp("host"), public)
+    # Outside pytest's 0700 temporary folders, so that the service account can reach its home, as on a host.
+    host = Path(tempfile.mkdtemp(prefix="appliance-ansible-", dir="/var/tmp"))
+    host.chmod(0o755)
+    target = Target(host, public)
     done, recap = target.play(root / "bundle")
     assert done.returncode == 0 and recap[3] == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert recap[1] > 0
     yield target
     shutil.rmtree(target.root, ignore_errors=True)  # two virtual environments and two bundles
+    subprocess.run(["userdel", USER], capture_output=True)
+    subprocess.run(["groupdel", USER], capture_output=True)
 
 
 def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
@@ -107,6 +118,11 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by the role as the admin
     assert "appliance 0.1.0" in checks["version"]["detail"] and str(target.home) in checks["home"]["detail"]
     # Modes: the home and the bundle store private, configuration readable by the service group only.
+    owners = {p: (target.prefix / p).owner() for p in ("var/lib/appliance", "var/lib/appliance/appliance.toml",
+                                                      "etc/appliance/initial-admin-password", "etc/appliance")}
+    assert owners == {"var/lib/appliance": USER, "var/lib/appliance/appliance.toml": USER,
+                      "etc/appliance/initial-admin-password": USER, "etc/appliance": "root"}, owners
+    assert (target.config / "key-passphrase").group() == USER
     modes = {p: (target.prefix / p).stat().st_mode & 0o777 for p in (
         "var/lib/appliance", "var/lib/appliance/appliance.toml", "etc/appliance", "etc/appliance/appliance.env",
         "etc/appliance/key-passphrase", "etc/appliance/initial-admin-password", "opt/appliance",
@@ -123,15 +139,22 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     # The installed appliance reads the operators' copy of the policies, not a checkout's.
     assert (target.config / "policies" / "release.yaml").is_file()
     assert (target.config / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml").is_file()
-    where = subprocess.run(["sh", "-c", f". {target.config}/appliance.env && export APPLIANCE_POLICIES && "
-                                        f"{current}/venv/bin/python -c 'from appliance.eval.policy import "
-                                        "DEFAULT_RELEASE_POLICY as p; print(p)'"], capture_output=True, text=True)
-    assert where.stdout.strip() == str(target.config / "policies" / "release.yaml"), where.stderr
+    # ... and, as the service account, can read every one of them.
+    where = target.as_service("sh", "-c", f". {target.config}/appliance.env && export APPLIANCE_POLICIES && "
+                                          f"{current}/venv/bin/python -c 'from appliance.eval.policy import "
+                                          "DEFAULT_RELEASE_POLICY as p; print(p); "
+                                          "[f.read_bytes() for f in p.parent.rglob(\"*.yaml\")]'")
+    assert where.returncode == 0 and where.stdout.strip() == str(target.config / "policies" / "release.yaml"), \
+        where.stderr
 
 
 def test_a_second_run_changes_nothing(target, bundles):
+    # The operators deleted the first admin's password after the first login, as the guide says: nothing
+    # recreates it, and no admin is created again.
+    (target.config / "initial-admin-password").unlink()
     done, recap = target.play(bundles[0] / "bundle")
     assert done.returncode == 0 and recap[1] == 0 and recap[3] == 0, done.stdout[-4000:]
+    assert not (target.config / "initial-admin-password").exists()
 
 
 def test_the_units_are_hardened_and_pass_systemd_analyze(target):
@@ -141,7 +164,7 @@ def test_the_units_are_hardened_and_pass_systemd_analyze(target):
                                           "appliance-gateway.service", "appliance-worker.service"]
     for unit in services:
         text = unit.read_text()
-        for line in ("User=root", "NoNewPrivileges=true", "ProtectSystem=strict", "PrivateTmp=true",
+        for line in (f"User={USER}", "NoNewPrivileges=true", "ProtectSystem=strict", "PrivateTmp=true",
                      f"ReadWritePaths={target.home}", "CapabilityBoundingSet=\n"):
             assert line in text, (unit.name, line)
     assert "--host 127.0.0.1 --port 8000" in (units / "appliance-gateway.service").read_text()
@@ -151,6 +174,8 @@ def test_the_units_are_hardened_and_pass_systemd_analyze(target):
     assert "ip saddr { 10.0.0.0/24 } tcp dport { 8000, 8501 } accept" in rules
     assert "ip6 saddr { fd00::/8 } tcp dport { 8000, 8501 } accept" in rules
     assert rules.index("accept") < rules.index("tcp dport { 8000, 8501 } drop")
+    boot = (target.prefix / "etc" / "nftables.conf").read_text()
+    assert f'include "{target.prefix}/etc/nftables.d/appliance.nft"' in boot
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
@@ -214,6 +239,28 @@ def test_an_upgrade_whose_doctor_fails_is_rolled_back_with_the_data(target, bund
     assert next(c for c in json.loads(after.stdout)["checks"] if c["name"] == "audit trail")["detail"] == trail
     assert not list((target.home / "tmp").glob("appliance.db.before-*"))
     shutil.rmtree(tmp_path / "bundle")
+
+
+def test_an_interrupted_upgrade_is_rolled_back_by_a_run_with_the_previous_bundle(target, bundles):
+    """What a run killed between switching `current` and checking the new release leaves behind, made by hand
+    (killing ansible-playbook at that moment cannot be done reliably): the marker naming the previous release,
+    `current` on the new one, the database copy. A run with the previous bundle puts everything back."""
+    import sqlite3
+
+    link, marker = target.install / "current", target.install / "upgrade-in-progress"
+    snapshot = target.home / "tmp" / "appliance.db.before-upgrade"
+    before = os.readlink(link)
+    newer = next(p for p in (target.install / "releases").iterdir() if str(p) != before)  # the rolled-back one
+    with sqlite3.connect(target.home / "appliance.db") as db, sqlite3.connect(snapshot) as copy:
+        db.backup(copy)
+    shutil.chown(snapshot, USER, USER)
+    marker.write_text(before + "\n")
+    link.unlink()
+    link.symlink_to(newer)
+    done, recap = target.play(bundles[0] / "bundle")
+    assert done.returncode == 0 and recap[3] == 0, done.stdout[-4000:]
+    assert os.readlink(link) == before and not marker.exists() and not snapshot.exists()
+    assert target.appliance("doctor").returncode == 0
 
 
 def test_the_role_refuses_missing_or_wrong_variables(target, bundles):
