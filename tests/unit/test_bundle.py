@@ -72,13 +72,10 @@ def test_a_built_bundle_verifies_offline_and_pins_every_wheel(built, cli):
                                         "key_fingerprint": print_, "problems": []}
 
 
-def test_verify_names_every_damage(built, cli, tmp_path):
+def _damaged_copy(bundle: Path, copy: Path) -> Path:
+    """A copy of the bundle with one wheel changed, the SBOM gone and a wheel the manifest does not list."""
     import shutil
 
-    from appliance.bundle import keygen
-
-    _, bundle, public, _, _ = built
-    copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     wheel = copy / "offline-wheels" / "tinybeta-2.3-py3-none-any.whl"
     data = bytearray(wheel.read_bytes())
@@ -86,6 +83,16 @@ def test_verify_names_every_damage(built, cli, tmp_path):
     wheel.write_bytes(bytes(data))
     (copy / "sbom.cdx.json").unlink()
     (copy / "offline-wheels" / "extra-9.9-py3-none-any.whl").write_bytes(b"not listed")
+    return copy
+
+
+def test_verify_names_every_damage(built, cli, tmp_path):
+    import shutil
+
+    from appliance.bundle import keygen
+
+    _, bundle, public, _, _ = built
+    copy = _damaged_copy(bundle, tmp_path / "copy")
     result = cli("bundle", "verify", copy, "--public-key", public)
     assert result.code == 4 and "NOT verified" in result.out
     for line in ("offline-wheels/tinybeta-2.3-py3-none-any.whl: sha256 differs from the manifest",
@@ -149,14 +156,7 @@ def test_the_roles_standard_library_check_agrees_with_bundle_verify(built, tmp_p
     assert good.returncode == 0 and good.stdout.strip() == f"0.1.0-{digest[:12]}", good.stderr
     assert "manifest.json: a 'cpu' bundle, not 'cuda'" in _stdlib_verify(bundle, public, "cuda").stderr
 
-    copy = tmp_path / "copy"
-    shutil.copytree(bundle, copy)
-    wheel = copy / "offline-wheels" / "tinybeta-2.3-py3-none-any.whl"
-    data = bytearray(wheel.read_bytes())
-    data[10] ^= 1
-    wheel.write_bytes(bytes(data))
-    (copy / "sbom.cdx.json").unlink()
-    (copy / "offline-wheels" / "extra-9.9-py3-none-any.whl").write_bytes(b"not listed")
+    copy = _damaged_copy(bundle, tmp_path / "copy")
     damaged = _stdlib_verify(copy, public)
     assert damaged.returncode == 4 and not damaged.stdout
     assert damaged.stderr.splitlines() == [
