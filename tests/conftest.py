@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -58,6 +59,13 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("APPLIANCE_KEY_PASSPHRASE_FILE", str(secret / "passphrase"))
     monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session.json"))
     return path
+
+
+def token_secret(token: str) -> str:
+    """The secret part of an API token, taken by its format `apl_<32 hex id>_<secret>` (a secret may hold '_')."""
+    match = re.fullmatch(r"apl_([0-9a-f]{32})_(.+)", token)
+    assert match, f"not an API token: {token[:8]}..."
+    return match.group(2)
 
 
 def pw_file(home: Path, name: str) -> Path:

@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, run_appliance
+from tests.conftest import free_port, run_appliance, token_secret
 
 try:
     import torch
@@ -280,7 +280,7 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
     assert 429 in codes and codes.count(200) >= 30, codes
     assert _wait(lambda: any(e["details"]["status"] == 429 for e in _audit(root, "serve.request")))
 
-    secrets = [t.rsplit("_", 1)[1] for t in gateway["tokens"].values()]
+    secrets = [token_secret(t) for t in gateway["tokens"].values()]
     for text in (gateway["log"].read_text(), (root / "home" / "logs" / "backend.log").read_text(),
                  json.dumps(_audit(root, "serve.request"))):
         assert not any(secret in text for secret in secrets)
