@@ -25,7 +25,7 @@ from appliance.errors import InputError, IntegrityError, NotFound, PolicyViolati
 from appliance.eval import run as evaluation
 from appliance.fsutil import ensure_private_dir
 from appliance.identity.roles import require
-from appliance.keys import store
+from appliance.keys import crypto, store
 from appliance.train import runs
 
 
@@ -68,7 +68,7 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
         staged = Path(tmp) / SIGNATURE
         try:
             config = signing.Config().use_elliptic_key_signer(
-                private_key=ctx.settings.keys_dir / key.private_file, password=store.passphrase(ctx.settings))
+                private_key=ctx.settings.keys_dir / key.private_file, password=crypto.passphrase(ctx.settings))
         except (ValueError, TypeError):
             raise IntegrityError("cannot decrypt the artifact signing key: wrong passphrase or damaged key file"
                                  ) from None

@@ -1,11 +1,15 @@
 """What an audit event is, and its canonical bytes.
 
-Canonical form (version 1), the bytes a Merkle leaf covers: the UTF-8 JSON array
-[1, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
- outcome, reason, correlation_id, details] with no whitespace (separators "," and ":") and non-ASCII
-characters written as themselves; `details` is itself a string holding the details object as JSON with
-sorted keys and the same separators. The standalone verifier in the evidence pack rebuilds these bytes
-from the exported events the same way.
+Canonical form, the bytes a Merkle leaf covers: the UTF-8 JSON array
+[2, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
+ outcome, reason, correlation_id, details, os_user, os_uid, os_source] with no whitespace (separators ","
+and ":") and non-ASCII characters written as themselves; `details` is itself a string holding the details
+object as JSON with sorted keys and the same separators. `os_user`/`os_uid` name the operating-system account
+behind the event and `os_source` how it is known ("peer": the kernel's peer credentials on the control socket;
+"process": the appliance's own process). Events written before the OS account was recorded (os_user NULL)
+keep version 1: the array starts with 1 and ends at `details`. Nulling a version-2 event's OS account changes
+its bytes, so it cannot be passed off as version 1. The standalone verifier in the evidence pack rebuilds
+these bytes from the exported events the same way.
 """
 
 from __future__ import annotations
@@ -15,26 +19,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OUTCOMES = ("ok", "denied", "error")
-COLUMNS = ("seq", "event_id", "ts", "actor", "actor_role", "auth_method", "action", "object_type", "object_id",
-           "object_sha256", "outcome", "reason", "correlation_id", "details")
+V1_COLUMNS = ("seq", "event_id", "ts", "actor", "actor_role", "auth_method", "action", "object_type", "object_id",
+              "object_sha256", "outcome", "reason", "correlation_id", "details")
+COLUMNS = (*V1_COLUMNS, "os_user", "os_uid", "os_source")  # every stored column a leaf covers, in order
 
 # Keys that must never reach the audit trail: an event's details are evidence, not a secret store.
 # Matched against the serialised details: a JSON key is a string followed by a colon.
 _SECRET_KEY = re.compile(r'"(?:[^"\\]|\\.)*?(?:pass(?:word|phrase)|secret|token(?!_id)|private)(?:[^"\\]|\\.)*":',
                          re.IGNORECASE)
 _SECRET_WORD = re.compile(r"pass|secret|token|private", re.IGNORECASE)  # cheap filter before the exact match
-
-
-@dataclass(frozen=True)
-class Actor:
-    user: str
-    role: str
-    auth: str  # password, session, token, bootstrap, system
-
-
-SYSTEM = Actor("system", "system", "local")
 
 
 @dataclass(frozen=True)
@@ -67,5 +62,9 @@ def details_text(details: dict[str, Any]) -> str:
 
 
 def canonical(row: tuple | list) -> bytes:
-    """Canonical bytes of an event row in COLUMNS order (details already as text)."""
-    return _ROW.encode([FORMAT_VERSION, *row]).encode("utf-8")
+    """Canonical bytes of an event row in COLUMNS order (details already as text); a row whose os_user is
+    NULL was written before OS accounts were recorded and keeps the version-1 form."""
+    row = list(row)
+    if len(row) > len(V1_COLUMNS) and row[len(V1_COLUMNS)] is not None:
+        return _ROW.encode([FORMAT_VERSION, *row[:len(COLUMNS)]]).encode("utf-8")
+    return _ROW.encode([1, *row[:len(V1_COLUMNS)]]).encode("utf-8")

@@ -18,10 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from appliance.audit import merkle
-from appliance.audit.events import COLUMNS, Actor, Event, canonical
-from appliance.context import Context
+from appliance.audit.events import COLUMNS, Event, canonical
+from appliance.context import Actor, Context
 from appliance.db.engine import placeholder
 from appliance.errors import ApplianceError, NotFound
+from appliance.keys.crypto import KeyRecord, sign
 
 _LOCK_ID = 7245002
 _EVENT_COLUMNS = (*COLUMNS, "leaf_hash")
@@ -127,7 +128,7 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
         seq = frontier.size + 1
         values = (seq, _event_id(), ts, actor.user, actor.role, actor.auth, event.action,
                   event.object_type, str(event.object_id), event.object_sha256, event.outcome, event.reason,
-                  ctx.correlation_id, event.details_json)
+                  ctx.correlation_id, event.details_json, ctx.os.name, ctx.os.uid, ctx.os.source)
         leaf = merkle.leaf_hash(canonical(values))
         for level, idx, node in frontier.append(leaf):
             nodes.append((level, idx, node.hex()))
@@ -188,8 +189,6 @@ def _maybe_checkpoint(ctx: Context, conn, old_size: int, frontier: merkle.Fronti
 
 
 def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
-    from appliance.keys.store import sign
-
     key = _active_audit_key(conn)
     if key is None:
         raise NotFound("no active audit key: run `appliance keys init`")
@@ -204,8 +203,6 @@ def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
 
 
 def _active_audit_key(conn):
-    from appliance.keys.store import KeyRecord
-
     row = conn.execute(text(
         "SELECT key_id, purpose, status, public_pem, private_file, created_at, retired_at, revoked_at, "
         "revoked_reason FROM signing_key WHERE purpose = 'audit' AND status = 'active' "

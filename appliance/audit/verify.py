@@ -24,7 +24,7 @@ from appliance.audit.events import COLUMNS, canonical
 from appliance.audit.log import CHECKPOINT_HEADER, Checkpoint
 from appliance.db.engine import placeholder
 from appliance.errors import InputError
-from appliance.keys.store import verify_signature
+from appliance.keys.crypto import verify_signature
 
 _BATCH = 20_000
 _PARALLEL_FROM = 200_000  # events; below this one process is faster than starting workers

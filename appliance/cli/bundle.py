@@ -23,7 +23,7 @@ def bundle_keygen(out_dir: Path) -> None:
     Hand release-key.pub.pem, and its fingerprint, to IT by a channel other than the bundle."""
     from appliance.bundle import keygen
     from appliance.config import load_settings
-    from appliance.keys.store import passphrase
+    from appliance.keys.crypto import passphrase
 
     private, public, print_ = keygen(out_dir, passphrase(load_settings()))
     click.echo(f"release key: {private} (encrypted, 0600); public key: {public}; fingerprint sha256:{print_}")
@@ -52,7 +52,7 @@ def bundle_build(profile: str, out: Path, key_path: Path, models: tuple[str, ...
     a CycloneDX SBOM and a manifest of every file's sha256 signed with the release key."""
     from appliance.bundle import build
     from appliance.config import load_settings
-    from appliance.keys.store import passphrase
+    from appliance.keys.crypto import passphrase
 
     settings = load_settings()
     summary = build(profile, out, key_path, passphrase(settings), lock=lock, find_links=find_links,

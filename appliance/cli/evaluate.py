@@ -74,7 +74,7 @@ def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, poli
 
 
 def _scheduled(app: App, policy_path: Path | None, as_json: bool, say) -> None:
-    from appliance.audit.events import Actor
+    from appliance.context import Actor
     from appliance.errors import PolicyViolation
     from appliance.eval.drift import OK, scheduled
 

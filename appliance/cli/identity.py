@@ -79,7 +79,7 @@ def init(app: App, admin_name: str | None, password_file: Path | None) -> None:
                                            details={"migrations": applied}))
     if admin_name:
         from appliance.identity.users import check_name
-        from appliance.keys.store import passphrase
+        from appliance.keys.crypto import passphrase
 
         check_name(admin_name)
         passphrase(settings)  # fail before asking for a password

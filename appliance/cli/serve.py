@@ -14,7 +14,7 @@ from appliance.cli.app import App, cli, pass_app
 def build_gateway(app: App, backend_kind: str, model_name: str | None, policy_path: Path | None,
                   vllm_port: int = 8100):
     """The gateway for the registered base model (checked against its digest) and the chosen backend."""
-    from appliance.audit.events import Actor
+    from appliance.context import Actor
     from appliance.errors import InputError
     from appliance.models.registry import get_model, list_models, model_dir
     from appliance.serve.backends import LlamaCppBackend, VllmBackend

@@ -76,7 +76,7 @@ def worker(app: App, once: bool, poll: float) -> None:
     import signal
     import time
 
-    from appliance.audit.events import Actor
+    from appliance.context import Actor
     from appliance.train.run import run_claimed
     from appliance.train.runs import claim_next
 

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from appliance.audit.events import Actor, Event
+from appliance.audit.events import Event
 from appliance.audit.log import record_alone
-from appliance.context import Context
+from appliance.context import Actor, Context
 from appliance.errors import NotFound
 from appliance.identity.users import authenticate, get_user
 

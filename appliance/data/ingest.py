@@ -88,7 +88,7 @@ def hmac_key(ctx: Context) -> bytes:
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     from appliance.fsutil import atomic_write_bytes
-    from appliance.keys.store import passphrase
+    from appliance.keys.crypto import passphrase
 
     ensure_private_dir(ctx.settings.keys_dir)
     salt_path = ctx.settings.keys_dir / _SALT_FILE

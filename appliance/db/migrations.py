@@ -294,6 +294,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX drift_check_artifact ON drift_check (artifact, checked_at)",
     )),
+    Migration(8, "OS accounts behind events and sessions, one-time passwords, token scopes, policy digests", (
+        # The operating-system account behind each event (NULL for events written before: canonical form 1).
+        "ALTER TABLE audit_event ADD COLUMN os_user VARCHAR(64)",
+        "ALTER TABLE audit_event ADD COLUMN os_uid BIGINT",
+        "ALTER TABLE audit_event ADD COLUMN os_source VARCHAR(8)",
+        # A session is bound to the OS account that logged in; an older session (NULL) is refused.
+        "ALTER TABLE auth_session ADD COLUMN os_uid BIGINT",
+        # A password set by someone else (users add, reset) must be changed at the first login.
+        "ALTER TABLE app_user ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE app_user ADD COLUMN password_changed_at VARCHAR(32)",
+        # gateway (queries only) or control (the CLI); a control token is bound to one OS account.
+        "ALTER TABLE api_token ADD COLUMN scope VARCHAR(16) NOT NULL DEFAULT 'gateway'",
+        "ALTER TABLE api_token ADD COLUMN os_uid BIGINT",
+        # The installed training policy a run was checked against.
+        "ALTER TABLE training_run ADD COLUMN policy_digest VARCHAR(64)",
+        "CREATE INDEX audit_event_object ON audit_event (object_type, object_id)",
+    )),
 )
 
 _LEDGER = "schema_migrations"

@@ -4,6 +4,7 @@ every refusal is an audit event."""
 from __future__ import annotations
 
 from appliance.audit.events import Event
+from appliance.audit.log import record_alone
 from appliance.context import Context
 from appliance.errors import PermissionDenied
 
@@ -34,8 +35,6 @@ def require(ctx: Context, permission: str, object_type: str, object_id: str) -> 
     """Raise PermissionDenied, after writing the denial to the audit trail, unless the actor may do this."""
     if allowed(ctx.actor.role, permission):
         return
-    from appliance.audit.log import record_alone
-
     reason = f"role {ctx.actor.role} lacks permission {permission}"
     record_alone(ctx, Event(f"{permission}", object_type, object_id, outcome="denied", reason=reason))
     raise PermissionDenied(f"{ctx.actor.user} ({ctx.actor.role}) may not {permission.replace('.', ' ')}: {reason}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from appliance.audit.events import Actor, Event
+from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
 from appliance.config import Settings
-from appliance.context import Context
+from appliance.context import Actor, Context
 from appliance.db import session_scope
 from appliance.errors import PermissionDenied
 from appliance.fsutil import atomic_write_bytes

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from appliance.audit.events import Actor, Event
+from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
-from appliance.context import Context
+from appliance.context import Actor, Context
 from appliance.db import session_scope
 from appliance.errors import AlreadyExists, InputError, NotFound, PermissionDenied
 from appliance.identity import passwords

@@ -12,8 +12,12 @@ What it checks, from the raw exported events alone:
      one given with --checkpoint, e.g. kept on write-once media), each signed by an audit key in the pack
      that is not revoked.
 Canonical bytes of an event: UTF-8 JSON, no spaces, of the array
-  [1, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
-   outcome, reason, correlation_id, details]   (details: the details object as sorted-key JSON text).
+  [2, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
+   outcome, reason, correlation_id, details, os_user, os_uid, os_source]
+(details: the details object as sorted-key JSON text; os_user, os_uid: the operating-system account behind
+the event, os_source: "peer" when the kernel reported it for a caller on the control socket, "process" for
+the appliance's own process). An event with no os_user was written before OS accounts were recorded: its
+array starts with 1 and ends at details.
 Exit status 0 only when everything holds.
 """
 import base64
@@ -26,6 +30,7 @@ from pathlib import Path
 
 COLUMNS = ["seq", "event_id", "ts", "actor", "actor_role", "auth_method", "action", "object_type", "object_id",
            "object_sha256", "outcome", "reason", "correlation_id", "details"]
+OS_COLUMNS = ["os_user", "os_uid", "os_source"]
 HEADER = "appliance audit checkpoint v1"
 
 
@@ -95,7 +100,10 @@ def main(argv):
                 problems.append(f"event {size + 1} is missing")
                 first_bad = first_bad or size + 1
                 break
-            data = enc.encode([1] + [event[c] for c in COLUMNS]).encode("utf-8")
+            if event.get("os_user") is not None:
+                data = enc.encode([2] + [event[c] for c in COLUMNS + OS_COLUMNS]).encode("utf-8")
+            else:
+                data = enc.encode([1] + [event[c] for c in COLUMNS]).encode("utf-8")
             leaf = hashlib.sha256(b"\x00" + data).digest()
             if leaf.hex() != event["leaf_hash"]:
                 problems.append(f"event {event['seq']} was modified")

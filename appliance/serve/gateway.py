@@ -25,8 +25,8 @@ import aiohttp
 import httpx
 from fastapi import Request
 
-from appliance.audit.events import Actor, Event
-from appliance.context import Context
+from appliance.audit.events import Event
+from appliance.context import Actor, Context
 from appliance.serve.backend import completion_routes
 from appliance.serve.backends import AdapterFiles, Backend
 from appliance.serve.policy import ServingPolicy

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from appliance.audit import merkle
-from appliance.audit.events import Actor, Event
+from appliance.audit.events import Event
 from appliance.audit.log import (
     Checkpoint,
     _sign_checkpoint,
@@ -24,9 +24,9 @@ from appliance.audit.log import (
 )
 from appliance.audit.verify import verify_log
 from appliance.config import load_settings
-from appliance.context import Context
+from appliance.context import Actor, Context
 from appliance.db import connect, migrate, session_scope
-from appliance.keys import store
+from appliance.keys import crypto, store
 
 pytestmark = pytest.mark.unit
 
@@ -144,8 +144,8 @@ def test_an_inserted_event_is_named(ctx):
     tamper(ctx.engine, *[f"UPDATE audit_event SET seq = {s + 1}, event_id = substr(event_id, 2) || 'x' WHERE seq = {s}"
                          for s in range(last, 4, -1)],
            "INSERT INTO audit_event SELECT 5, 'forged', ts, 'mallory', actor_role, auth_method, action, object_type, "
-           "object_id, object_sha256, outcome, reason, correlation_id, details, leaf_hash FROM audit_event "
-           "WHERE seq = 4")
+           "object_id, object_sha256, outcome, reason, correlation_id, details, leaf_hash, os_user, os_uid, "
+           "os_source FROM audit_event WHERE seq = 4")
     report = verify_log(ctx.engine)
     assert report.first_bad_seq == 5 and "event 5 was modified" in report.problems[0]
 
@@ -183,7 +183,7 @@ def test_a_checkpoint_forged_with_a_foreign_key_is_refused(ctx):
     append(ctx, 5)
     real = checkpoint_now(ctx)
     foreign = ec.generate_private_key(ec.SECP256R1())
-    forged = Checkpoint(real.tree_size, real.root, real.ts, store.key_id_of(foreign.public_key()), "")
+    forged = Checkpoint(real.tree_size, real.root, real.ts, crypto.key_id_of(foreign.public_key()), "")
     signature = base64.b64encode(foreign.sign(forged.body(), ec.ECDSA(hashes.SHA256()))).decode()
     forged = Checkpoint(forged.tree_size, forged.root, forged.ts, forged.key_id, signature)
     report = verify_log(ctx.engine, forged)
@@ -224,7 +224,8 @@ def test_inclusion_proof_from_the_stored_tree(ctx):
 
 _WRITER = """
 import sys
-from appliance.audit.events import Actor, Event
+from appliance.audit.events import Event
+from appliance.context import Actor
 from appliance.audit.log import record
 from appliance.config import load_settings
 from appliance.context import Context

@@ -215,7 +215,7 @@ def _stored_eval(engine, run, passed: bool) -> None:
 
 
 def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited(settings, ctx):
-    from appliance.audit.events import Actor
+    from appliance.context import Actor
     from appliance.errors import PermissionDenied
     from appliance.eval import run as evaluation
     from appliance.train import runs
@@ -243,7 +243,7 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
 
 def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):
     from appliance.artifacts import registry, signing
-    from appliance.audit.events import Actor
+    from appliance.context import Actor
     from appliance.errors import PolicyViolation
     from appliance.train import runs
 
