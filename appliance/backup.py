@@ -88,27 +88,31 @@ def _home_files(home: Path) -> list[Path]:
     return found
 
 
-def backup(ctx: Context, out: Path, say: Say = lambda _: None) -> dict:
-    """Write the home and the database to the archive `out` (which must not exist, outside the home)."""
+def backup(ctx: Context, out, say: Say = lambda _: None) -> dict:
+    """Write the home and the database to the archive `out` (a path, or a file the admin asked for:
+    `userfiles.OutputFile`), which must not exist and must lie outside the home."""
     from appliance import __version__
     from appliance.audit.log import record_alone
     from appliance.audit.verify import verify_log
+    from appliance.userfiles import LocalOutput, as_output
 
     require(ctx, "backup", "appliance", "home")
     settings = ctx.settings
-    out = Path(os.path.abspath(out))
-    if out.is_relative_to(settings.home):
-        raise InputError(f"--out {out}: inside the home it backs up; write it elsewhere")
-    if out.exists():
-        raise InputError(f"--out {out}: already exists; choose a new file")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: folder {out.parent} does not exist")
+    out = as_output(out)
+    out.exclusive = True
+    if isinstance(out, LocalOutput):
+        resolved = Path(os.path.abspath(out.path))
+        if resolved.is_relative_to(settings.home):
+            raise InputError(f"{out.name}: inside the home it backs up; write it elsewhere", param="out")
+        if resolved.exists():
+            raise InputError(f"{out.name}: already exists; choose a new file", param="out")
+        if not resolved.parent.is_dir():
+            raise InputError(f"{out.name}: folder {resolved.parent} does not exist", param="out")
     report = verify_log(ctx.engine)
     if not report.ok:
-        raise IntegrityError("the audit trail does not verify (" + "; ".join(report.problems)[:300]
-                             + "); run `appliance audit verify` before taking a backup")
+        raise IntegrityError("the audit trail does not verify (" + "; ".join(report.problems)[:300] + ")",
+                             hint="audit.verify")
     sqlite = settings.uses_sqlite
-    partial = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     staging = Path(tempfile.mkdtemp(prefix="appliance-backup-"))
     members: dict[str, str] = {}
     total = 0
@@ -131,8 +135,7 @@ def backup(ctx: Context, out: Path, say: Say = lambda _: None) -> dict:
                 raise StorageError(f"pg_dump failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
             db_name = "database/appliance.pgdump"
         say(f"database: {'SQLite online backup' if sqlite else 'pg_dump'}, {db_file.stat().st_size:,} bytes")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with out.open() as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path, name in [(db_file, db_name)] + [(p, "home/" + p.relative_to(settings.home).as_posix())
                                                       for p in _home_files(settings.home)]:
                 info = tar.gettarinfo(str(path), arcname=name)
@@ -149,17 +152,11 @@ def backup(ctx: Context, out: Path, say: Say = lambda _: None) -> dict:
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
             tar.addfile(info, _bytes(data))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.rename(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    summary = {"archive": str(out), "files": len(members) - 1, "bytes": total, "database": manifest["database"],
+    summary = {"archive": out.name, "files": len(members) - 1, "bytes": total, "database": manifest["database"],
                "audit_events": report.events, "audit_root": report.root}
-    record_alone(ctx, Event("backup.create", "appliance", out.name, details={
+    record_alone(ctx, Event("backup.create", "appliance", Path(out.name).name, details={
         k: summary[k] for k in ("files", "bytes", "database", "audit_events")}))
     return summary
 

@@ -141,28 +141,36 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return f"{source}: {count} error{'s' if count != 1 else ''}: " + "; ".join(parts)
 
 
-def load_yaml_model(path: Path, model: type[BaseModel], what: str) -> tuple[BaseModel, str]:
-    """A YAML policy or recipe file validated against `model`, and the sha256 of its bytes; every problem in
-    one ConfigError naming the file."""
+def load_yaml_model(path, model: type[BaseModel], what: str) -> tuple[BaseModel, str]:
+    """A YAML policy or recipe file (a path, or a file a person named: `userfiles.InputFile`) validated against
+    `model`, and the sha256 of its bytes; every problem in one ConfigError naming the file."""
+    if hasattr(path, "read_bytes") and hasattr(path, "name") and not isinstance(path, Path):
+        name, raw = path.name, path.read_bytes()  # an InputError names the file already
+    else:
+        path = Path(path)
+        name = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    return parse_yaml_model(raw, name, model, what)
+
+
+def parse_yaml_model(raw: bytes, name: str, model: type[BaseModel], what: str) -> tuple[BaseModel, str]:
     import hashlib
 
     import yaml
 
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{name}: malformed YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a {what} is a mapping of keys")
+        raise ConfigError(f"{name}: a {what} is a mapping of keys")
     try:
         return model.model_validate(data), hashlib.sha256(raw).hexdigest()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(name, exc)) from None
 
 
 def read_config_file(path: Path) -> FileSettings:

@@ -23,6 +23,7 @@ class Actor:
     user: str
     role: str
     auth: str  # password, session, token, console, system, local
+    must_change_password: bool = False  # may do nothing but change it (identity/roles.require)
 
 
 SYSTEM = Actor("system", "system", "local")

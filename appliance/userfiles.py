@@ -54,7 +54,7 @@ class InputFile:
 
     def size(self) -> int:
         with self.open() as fh:
-            return os.fstat(fh.fileno()).st_size
+            return fh.seek(0, os.SEEK_END)
 
     def read_bytes(self) -> bytes:
         with self.open() as fh:
@@ -116,16 +116,34 @@ class PeerFile(InputFile):
         return os.fdopen(fds[0], "rb")
 
 
+class MemoryFile(InputFile):
+    """Bytes that never touched a disk (a file uploaded to the console)."""
+
+    def __init__(self, name: str, data: bytes):
+        super().__init__(name)
+        self._data = data
+
+    def open(self) -> BinaryIO:
+        import io
+
+        return io.BytesIO(self._data)
+
+    def size(self) -> int:
+        return len(self._data)
+
+
 def as_input(value: InputFile | Path | str) -> InputFile:
     return value if isinstance(value, InputFile) else LocalFile(value)
 
 
 class InputTree:
     """A file or folder a person named (a model to import, an artifact copy to verify). `local()` gives a
-    path this process may read: the original in-process, a private copy under `tmp_dir` otherwise."""
+    path this process may read: the original in-process, a private copy under `tmp_dir` otherwise. `origin`
+    is the absolute path on the person's side, for the records."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, origin: str | None = None):
         self.name = name
+        self.origin = origin or name
 
     @property
     def basename(self) -> str:
@@ -142,21 +160,21 @@ class InputTree:
 
 class LocalTree(InputTree):
     def __init__(self, path: Path | str, name: str | None = None):
-        super().__init__(name or str(path))
+        super().__init__(name or str(path), str(Path(path).resolve()))
         self.path = Path(path)
 
     @contextlib.contextmanager
     def local(self, tmp_dir: Path) -> Iterator[Path]:
         if not self.path.exists():
-            raise InputError(f"{self.name}: no such file or folder")
+            raise InputError(f"{self.name}: no such file or directory")
         yield self.path
 
 
 class PeerTree(InputTree):
     """A file (its descriptor) or a folder (a tar stream the person's process writes into a pipe)."""
 
-    def __init__(self, name: str, channel: Channel):
-        super().__init__(name)
+    def __init__(self, name: str, channel: Channel, origin: str | None = None):
+        super().__init__(name, origin)
         self._channel = channel
 
     @contextlib.contextmanager

@@ -38,8 +38,17 @@ class CliResult:
 
 PASSWORDS = {"alice": "Kv9!xq2Lm-admin-staple", "erin": "R4#pw8Zt-engineer-lamp", "oscar": "M2$ty6Qs-officer-door",
              "ursula": "B7%nc3Wd-user-window"}
+# The one-time password each account is created with; the first login replaces it with PASSWORDS[name].
+FIRST_PASSWORDS = {name: f"first-{pw[::-1]}" for name, pw in PASSWORDS.items()}
 ROLES = {"alice": "admin", "erin": "engineer", "oscar": "officer", "ursula": "user"}
 PASSPHRASE = "correct horse battery staple 42"
+
+
+def write_password_files(folder: Path) -> None:
+    """NAME.pw (the password each person chooses) and NAME.first (the one-time one they are given)."""
+    for name, pw in PASSWORDS.items():
+        (folder / f"{name}.pw").write_text(pw + "\n")
+        (folder / f"{name}.first").write_text(FIRST_PASSWORDS[name] + "\n")
 
 
 @pytest.fixture
@@ -54,8 +63,7 @@ def home(tmp_path, monkeypatch) -> Path:
     secret = tmp_path / "secrets"
     secret.mkdir(mode=0o700)
     (secret / "passphrase").write_text(PASSPHRASE + "\n")
-    for name, pw in PASSWORDS.items():
-        (secret / f"{name}.pw").write_text(pw + "\n")
+    write_password_files(secret)
     monkeypatch.setenv("APPLIANCE_KEY_PASSPHRASE_FILE", str(secret / "passphrase"))
     monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session.json"))
     return path
@@ -72,6 +80,20 @@ def pw_file(home: Path, name: str) -> Path:
     return home.parent / "secrets" / f"{name}.pw"
 
 
+def first_pw_file(home: Path, name: str) -> Path:
+    return home.parent / "secrets" / f"{name}.first"
+
+
+def first_login(cli, folder: Path, name: str) -> None:
+    """Log in with the one-time password NAME.first and choose NAME.pw (`appliance passwd`)."""
+    result = cli("login", name, "--password-file", folder / f"{name}.first")
+    assert result.code == 0, result.err
+    assert "appliance passwd" in result.out
+    result = cli("passwd", "--old-password-file", folder / f"{name}.first", "--new-password-file",
+                 folder / f"{name}.pw")
+    assert result.code == 0, result.err
+
+
 @dataclass
 class Staff:
     home: Path
@@ -82,18 +104,65 @@ class Staff:
         assert result.code == 0, result.err
 
 
-@pytest.fixture
-def staff(cli, home) -> Staff:
-    """An initialised home with admin alice, engineer erin, officer oscar and user ursula; erin logged in."""
-    result = cli("init", "--admin", "alice", "--password-file", pw_file(home, "alice"))
+def _build_staff(cli, home: Path) -> None:
+    secrets = home.parent / "secrets"
+    result = cli("init", "--admin", "alice", "--password-file", first_pw_file(home, "alice"))
     assert result.code == 0, result.err
-    team = Staff(home, cli)
-    team.login("alice")
+    first_login(cli, secrets, "alice")
     for name in ("erin", "oscar", "ursula"):
-        result = cli("users", "add", name, "--role", ROLES[name], "--password-file", pw_file(home, name))
+        assert cli("login", "alice", "--password-file", pw_file(home, "alice")).code == 0
+        result = cli("users", "add", name, "--role", ROLES[name], "--password-file", first_pw_file(home, name))
         assert result.code == 0, result.err
-    team.login("erin")
-    return team
+        first_login(cli, secrets, name)
+    result = cli("login", "erin", "--password-file", pw_file(home, "erin"))
+    assert result.code == 0, result.err
+
+
+@pytest.fixture(scope="session")
+def staff_template(tmp_path_factory) -> Path:
+    """The staff home built once (init, four accounts past their first login: a few seconds of Argon2); each
+    test that wants it gets a copy."""
+    import contextlib
+    import io
+
+    from appliance.cli import main
+
+    root = tmp_path_factory.mktemp("staff-template")
+    (root / "secrets").mkdir(mode=0o700)
+    (root / "secrets" / "passphrase").write_text(PASSPHRASE + "\n")
+    write_password_files(root / "secrets")
+    env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "secrets" / "passphrase"),
+           "APPLIANCE_SESSION_FILE": str(root / "session.json")}
+
+    def run(*args) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("APPLIANCE_DATABASE_URL", "APPLIANCE_TOKEN", "APPLIANCE_KEY_PASSPHRASE"):
+            mp.delenv(key, raising=False)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        _build_staff(run, root / "home")
+    return root
+
+
+@pytest.fixture
+def staff(cli, home, staff_template) -> Staff:
+    """An initialised home with admin alice, engineer erin, officer oscar and user ursula, each past their
+    first login (PASSWORDS hold); erin logged in. A copy of `staff_template`."""
+    import shutil
+    import sqlite3
+
+    source = staff_template / "home"
+    shutil.copytree(source, home, symlinks=True, ignore=shutil.ignore_patterns("appliance.db*"))
+    with sqlite3.connect(source / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
+        src.backup(out)
+    os.chmod(home / "appliance.db", 0o600)
+    shutil.copy2(staff_template / "session.json", home.parent / "session.json")
+    return Staff(home, cli)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
-"""Approval: packaged -> signed -> approved | rejected; approved -> revoked. Only an officer decides, never
-the run's trainer nor the artifact's packager (four eyes), and approval needs a verified signature and a
-passed (or officer-overridden) evaluation. Every transition and every refusal is an audit event."""
+"""Approval: packaged -> signed -> approved | rejected; approved -> revoked. Only an officer decides, under the
+four-eyes rules of `duties.py` (not the trainer, packager or signer; not someone they appointed; not the same
+OS account), and approval needs a verified signature, a passed (or officer-overridden) evaluation and policy
+digests the installed history admits. Every transition and every refusal is an audit event naming the rule."""
 
 from __future__ import annotations
 
-from appliance.artifacts import registry
+from appliance import policies
+from appliance.artifacts import duties, registry
 from appliance.artifacts.signing import verify
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
@@ -19,27 +21,29 @@ _FROM = {"approve": ("signed",), "reject": ("packaged", "signed"), "revoke": ("a
 _TO = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
 
 
-def _refuse(ctx: Context, action: str, name: str, error: Exception) -> None:
-    record_alone(ctx, Event(f"artifact.{action}", "artifact", name, outcome="denied", reason=str(error)))
+def _refuse(ctx: Context, action: str, name: str, error: Exception, rule: str | None = None) -> None:
+    record_alone(ctx, Event(f"artifact.{action}", "artifact", name, outcome="denied", reason=str(error),
+                            details={"rule": rule} if rule else {}))
     raise error
 
 
 def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifact:
+    require(ctx, "artifacts.approve", "artifact", ref)
     artifact = registry.get(ctx.engine, ctx.settings, ref)
-    require(ctx, "artifacts.approve", "artifact", artifact.name)
     reason = reason.strip()
     if len(reason) < 10:
-        raise InputError("--reason: write why (at least 10 characters); it is kept in the audit trail")
+        raise InputError("write why (at least 10 characters); it is kept in the audit trail", param="reason")
     if artifact.status not in _FROM[action]:
         raise InputError(f"artifact {artifact.name!r} is {artifact.status}; {action} applies to "
                          f"{' or '.join(_FROM[action])} artifacts")
     run = runs.get_run(ctx.engine, artifact.run_name)
+    checked_rules: dict = {}
     if action == "approve":
-        did = [what for who, what in ((run.created_by, "trained the run"),
-                                      (artifact.packaged_by, "packaged the artifact")) if who == ctx.actor.user]
-        if did:
+        refusal, checked_rules = duties.four_eyes(ctx, run, artifact)
+        if refusal:
             _refuse(ctx, action, artifact.name, PermissionDenied(
-                f"four-eyes rule: {ctx.actor.user} {' and '.join(did)} and may not approve it"))
+                f"four-eyes rule ({refusal.rule}): {refusal.reason}; {ctx.actor.user} may not approve it"),
+                rule=f"four-eyes:{refusal.rule}")
         checked = verify(ctx, artifact.name)
         if not checked.ok:
             failed = "; ".join(c["detail"] for c in checked.checks if not c["ok"])
@@ -53,11 +57,16 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
         if not packaged_eval.releasable:
             failed = [g["gate"] for g in packaged_eval.result["gates"] if g["status"] == "fail"]
             _refuse(ctx, action, artifact.name, PolicyViolation(
-                f"run {run.name!r} failed release gates ({', '.join(failed)}); an officer must override them "
-                f"first: `appliance evals override {run.name} --reason ...`"))
+                f"run {run.name!r} failed release gates ({', '.join(failed)}); override them first",
+                hint="evals.override"))
+        problems = policies.unadmitted(ctx.engine, duties.recorded_policies(ctx, run, packaged_eval.policy_digest))
+        if problems:
+            _refuse(ctx, action, artifact.name, PolicyViolation(
+                f"artifact {artifact.name!r} was not made under installed policies: {'; '.join(problems)}",
+                hint="policies"), rule="installed-policies")
     with session_scope(ctx.engine) as s:
         registry.update(s.connection(), artifact.id, artifact.status, status=_TO[action], decided_by=ctx.actor.user,
                         decided_at=runs.now(), decision_reason=reason)
         record(ctx, s, Event(f"artifact.{action}", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
-                             reason=reason, details={"from": artifact.status, "to": _TO[action]}))
+                             reason=reason, details={"from": artifact.status, "to": _TO[action], **checked_rules}))
     return registry.get(ctx.engine, ctx.settings, artifact.name)

@@ -165,7 +165,7 @@ def package(ctx: Context, run_name: str, *, name: str | None = None, say: Say = 
     if not registry.NAME_RE.match(name):
         raise InputError(f"artifact name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'")
     if registry.name_taken(ctx.engine, name):
-        raise AlreadyExists(f"an artifact named {name!r} exists; choose another --name")
+        raise AlreadyExists(f"an artifact named {name!r} exists; choose another", param="name")
     dataset = versions.get_version(ctx.engine, run.dataset_ref)
     base, _ = get_model(ctx.engine, run.base_model)
     base_dir = model_dir(ctx.settings, base)

@@ -69,10 +69,10 @@ def update(conn, artifact_id: str, expected_status: str, **fields) -> None:
 
 
 def get(engine, settings: Settings, ref: str) -> Artifact:
-    """An artifact by name, or by the path of its directory."""
+    """An artifact by name, or by the path of its directory (a path holds a '/')."""
     name = ref
     candidate = Path(ref)
-    if "/" in ref or candidate.is_dir():
+    if "/" in ref:
         resolved = candidate.resolve()
         root = settings.artifacts_dir.resolve()
         if resolved.parent != root:
@@ -81,7 +81,7 @@ def get(engine, settings: Settings, ref: str) -> Artifact:
     with engine.connect() as conn:
         row = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM artifact WHERE name = :n"), {"n": name}).first()
     if row is None:
-        raise NotFound(f"no artifact named {name!r}; see `appliance artifacts list`")
+        raise NotFound(f"no artifact named {name!r}", hint="artifacts.list")
     return _artifact(row)
 
 

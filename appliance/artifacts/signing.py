@@ -27,6 +27,7 @@ from appliance.fsutil import ensure_private_dir
 from appliance.identity.roles import require
 from appliance.keys import crypto, store
 from appliance.train import runs
+from appliance.userfiles import InputTree
 
 
 def _hashing():
@@ -45,24 +46,33 @@ def _differences(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
 def sign(ctx: Context, ref: str) -> registry.Artifact:
     from model_signing import signing
 
+    require(ctx, "sign", "artifact", ref)
     artifact = registry.get(ctx.engine, ctx.settings, ref)
-    require(ctx, "sign", "artifact", artifact.name)
     if artifact.status != "packaged":
         raise InputError(f"artifact {artifact.name!r} is {artifact.status}; only a packaged artifact is signed")
     evaluated = evaluation.get_result(ctx.engine, artifact.eval_id)
     if not evaluated.releasable:
         failed = ", ".join(g["gate"] for g in evaluated.result["gates"] if g["status"] == "fail")
-        reason = (f"run {artifact.run_name!r} failed release gates ({failed}); an officer must override them "
-                  f"before it is signed: `appliance evals override {artifact.run_name} --reason ...`")
+        reason = f"run {artifact.run_name!r} failed release gates ({failed}); an officer must override them first"
         record_alone(ctx, Event("artifact.sign", "artifact", artifact.name, outcome="denied", reason=reason))
-        raise PolicyViolation(reason)
+        raise PolicyViolation(reason, hint="evals.override")
+    from appliance import policies
+    from appliance.artifacts.duties import recorded_policies
+
+    problems = policies.unadmitted(ctx.engine, recorded_policies(
+        ctx, runs.get_run(ctx.engine, artifact.run_name), evaluated.policy_digest))
+    if problems:
+        reason = f"artifact {artifact.name!r} was not made under installed policies: {'; '.join(problems)}"
+        record_alone(ctx, Event("artifact.sign", "artifact", artifact.name, outcome="denied", reason=reason,
+                                details={"rule": "installed-policies"}))
+        raise PolicyViolation(reason, hint="policies")
     directory = artifact.directory(ctx.settings)
     changed = _differences(artifact.files, file_digests(directory))
     if changed:
         raise IntegrityError(f"artifact {artifact.name!r} changed since it was packaged: {'; '.join(changed)}")
     key = store.active_key(ctx.engine, "artifact")
     if key is None:
-        raise NotFound("no active artifact key: run `appliance keys init`")
+        raise NotFound("no active artifact key", hint="keys.init")
     ensure_private_dir(ctx.settings.tmp_dir)
     with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
         staged = Path(tmp) / SIGNATURE
@@ -128,27 +138,40 @@ def _verifies(directory: Path, signature: Path, public_pem: str) -> bool:
             return False
 
 
-def verify(ctx: Context, ref: str) -> Verification:
+def verify(ctx: Context, ref: str | InputTree) -> Verification:
     """Signature against the trust store and revocation list, the signed file list against the directory,
-    then the registry's and the provenance's digests. Every failure is named; `ok` only when all hold."""
-    given = Path(ref)
-    if given.is_dir() and given.resolve().parent != ctx.settings.artifacts_dir.resolve():
-        # a copy carried elsewhere: checked against the registry's record of the artifact of the same name
-        directory = given.resolve()
+    then the registry's and the provenance's digests. Every failure is named; `ok` only when all hold.
+
+    `ref` is an artifact's name, or a folder a person names (`userfiles.InputTree`: read with their
+    permissions): a copy carried elsewhere is checked against the registry's record of the same name."""
+    if isinstance(ref, InputTree):
+        with ref.local(ctx.settings.tmp_dir) as folder:
+            return _verify(ctx, folder.resolve(), ref.name.rstrip("/"))
+    if "/" in ref:
+        if not Path(ref).is_dir():
+            raise NotFound(f"{ref}: no such folder")
+        return _verify(ctx, Path(ref).resolve(), ref)
+    artifact = registry.get(ctx.engine, ctx.settings, ref)
+    return _verify(ctx, artifact.directory(ctx.settings), str(artifact.directory(ctx.settings)))
+
+
+def _verify(ctx: Context, directory: Path, shown: str) -> Verification:
+    if directory.parent == ctx.settings.artifacts_dir.resolve():
         artifact = registry.get(ctx.engine, ctx.settings, directory.name)
-    else:
-        artifact = registry.get(ctx.engine, ctx.settings, ref)
         directory = artifact.directory(ctx.settings)
+    else:  # a copy carried elsewhere: checked against the registry's record of the artifact of the same name
+        artifact = registry.get(ctx.engine, ctx.settings, directory.name)
     require(ctx, "read", "artifact", artifact.name)
     result = Verification(artifact.name)
     signature = directory / SIGNATURE
+    label = f"{shown}/{SIGNATURE}"
     if not signature.is_file():
-        result.add("signature", False, f"{signature}: no signature; run `appliance sign {artifact.name}`")
+        result.add("signature", False, f"{label}: no signature; run `appliance sign {artifact.name}`")
         return result
     try:
         statement = _statement(signature)
     except ValueError as exc:
-        result.add("signature", False, f"{signature}: truncated or not a model_signing bundle ({exc})")
+        result.add("signature", False, f"{label}: truncated or not a model_signing bundle ({exc})")
         return result
     try:
         current = file_digests(directory)
@@ -158,7 +181,7 @@ def verify(ctx: Context, ref: str) -> Verification:
     signed = {r["name"]: r["digest"] for r in statement["predicate"]["resources"]}
     subject = statement.get("subject", [{}])[0].get("name")
     if subject != directory.name:
-        result.add("signature", False, f"{signature}: signs artifact {subject!r}, not {directory.name!r}")
+        result.add("signature", False, f"{label}: signs artifact {subject!r}, not {directory.name!r}")
     changed = _differences(signed, current)
     result.add("files", not changed, "every file matches the signed list" if not changed else "; ".join(changed))
     keys = [k for k in store.list_keys(ctx.engine) if k.purpose == "artifact"]

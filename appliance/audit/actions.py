@@ -30,11 +30,12 @@ def checkpoint(ctx: Context) -> Checkpoint:
     return cp
 
 
-def export(ctx: Context, out: Path) -> dict:
-    """Write the evidence pack to `out`."""
+def export(ctx: Context, out) -> dict:
+    """Write the evidence pack to `out` (a path or a `userfiles.OutputFile`)."""
     from appliance.audit.export import export_pack
 
     require(ctx, "audit.export", "audit", "log")
     summary = export_pack(ctx.engine, out)
-    record_alone(ctx, Event("audit.export", "audit", str(out.name), details={"events": summary["events"]}))
+    record_alone(ctx, Event("audit.export", "audit", Path(summary["path"]).name,
+                            details={"events": summary["events"]}))
     return summary

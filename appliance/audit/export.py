@@ -6,7 +6,6 @@ import hashlib
 import json
 import zipfile
 from importlib import resources
-from pathlib import Path
 
 from sqlalchemy import text
 
@@ -38,12 +37,13 @@ The canonical form that each leaf hash covers is described at the top of verify_
 """
 
 
-def export_pack(engine, out: Path) -> dict:
-    out = Path(out)
-    if out.suffix != ".zip":
-        raise InputError(f"{out}: the evidence pack is a .zip file")
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: no such directory")
+def export_pack(engine, out) -> dict:
+    """Write the pack to `out` (a path, or a file a person asked for: `userfiles.OutputFile`)."""
+    from appliance.userfiles import as_output
+
+    out = as_output(out)
+    if not out.name.endswith(".zip"):
+        raise InputError(f"{out.name}: the evidence pack is a .zip file")
     files: dict[str, bytes] = {}
     with engine.connect() as conn:
         rows = conn.execute(text(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event ORDER BY seq")).all()
@@ -69,9 +69,7 @@ def export_pack(engine, out: Path) -> dict:
     files["README.md"] = README.format(**summary).encode()
     files["manifest.sha256"] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n"
                                        for name, data in sorted(files.items())).encode()
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with out.open() as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-    tmp.replace(out)
-    return {**summary, "path": str(out)}
+    return {**summary, "path": out.name}

@@ -59,7 +59,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _lock(conn) -> None:
+def lock_appends(conn) -> None:
+    """Serialise with every appender for the rest of this transaction (SQLite's transactions already are)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
 
@@ -118,7 +119,7 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
     """Append events in the caller's transaction; returns their sequence numbers."""
     conn = _conn(session)
     actor = actor or ctx.actor
-    _lock(conn)
+    lock_appends(conn)
     size, last_leaf = _head(conn)
     frontier = _frontier(conn, size, last_leaf)
     rows, nodes, seqs = [], [], []
@@ -191,7 +192,7 @@ def _maybe_checkpoint(ctx: Context, conn, old_size: int, frontier: merkle.Fronti
 def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
     key = _active_audit_key(conn)
     if key is None:
-        raise NotFound("no active audit key: run `appliance keys init`")
+        raise NotFound("no active audit key", hint="keys.init")
     unsigned = Checkpoint(size, root.hex(), datetime.now(UTC).isoformat(timespec="seconds"), key.key_id, "")
     signature = base64.b64encode(sign(ctx.settings, key, unsigned.body())).decode()
     cp = Checkpoint(size, unsigned.root, unsigned.ts, key.key_id, signature)
@@ -216,7 +217,7 @@ def checkpoint_now(ctx: Context) -> Checkpoint:
 
     with session_scope(ctx.engine) as s:
         conn = _conn(s)
-        _lock(conn)
+        lock_appends(conn)
         size, last_leaf = _head(conn)
         last = last_checkpoint(conn)
         if last is not None and last.tree_size == size:

@@ -17,7 +17,7 @@ def search(engine, *, since: str | None = None, actor: str | None = None, action
         try:
             parsed = datetime.fromisoformat(since)
         except ValueError:
-            raise InputError(f"--since {since!r}: not an ISO 8601 date or time") from None
+            raise InputError(f"{since!r}: not an ISO 8601 date or time", param="since") from None
         clauses.append("ts >= :since")
         params["since"] = parsed.isoformat() if parsed.tzinfo else parsed.isoformat() + "+00:00"
     if actor:

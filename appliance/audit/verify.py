@@ -14,7 +14,6 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
@@ -51,11 +50,14 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def read_checkpoint_file(path: Path) -> Checkpoint:
+def read_checkpoint_file(source) -> Checkpoint:
+    """A checkpoint kept elsewhere: a path, or a file a person named (`userfiles.InputFile`)."""
+    from appliance.userfiles import as_input
+
+    source = as_input(source)
+    path = source.name
     try:
-        data = json.loads(Path(path).read_text("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        data = json.loads(source.read_bytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a checkpoint file: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_HEADER:

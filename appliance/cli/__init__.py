@@ -11,7 +11,9 @@ from appliance.cli import (  # noqa: F401
     identity,
     keys,
     models,
+    policies,
     serve,
+    service,
     settings,
     train,
 )

@@ -44,10 +44,14 @@ def sign(app: App, artifact: str) -> None:
 def verify(app: App, artifact: str, as_json: bool) -> None:
     """Verify ARTIFACT: signature, trust store and revocations, files, registry and provenance digests.
 
-    Exit status 0 only when every check holds, 4 otherwise."""
+    ARTIFACT is a name, or a folder holding a copy (a path with a '/', read with your own permissions), which
+    is checked against the registry's record of the same name. Exit status 0 only when every check holds,
+    4 otherwise."""
     from appliance.artifacts.signing import verify as do_verify
+    from appliance.cli.params import InTree
 
-    result = do_verify(app.ctx, artifact)
+    ref = InTree().convert(artifact, None, click.get_current_context()) if "/" in artifact else artifact
+    result = do_verify(app.ctx, ref)
     if as_json:
         emit_json(result.as_dict())
     else:

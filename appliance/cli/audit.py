@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InFile, OutFile
 from appliance.identity.roles import require
+from appliance.userfiles import InputFile, OutputFile
 
 
 @cli.group()
@@ -17,11 +18,11 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path),
+@click.option("--checkpoint", "checkpoint_file", type=InFile(),
               help="A checkpoint exported earlier: proves no truncation or rewrite since.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
+def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> None:
     """Recompute every event's hash and the Merkle tree; check every signed checkpoint. Exit 0 only if all holds."""
     from appliance.audit import actions
     from appliance.audit.verify import read_checkpoint_file
@@ -43,18 +44,14 @@ def audit_verify(app: App, checkpoint_file: Path | None, as_json: bool) -> None:
 
 
 @audit.command("checkpoint")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the checkpoint JSON.")
+@click.option("--out", required=True, type=OutFile(mode=0o644), help="Where to write the checkpoint JSON.")
 @pass_app
-def audit_checkpoint(app: App, out: Path) -> None:
+def audit_checkpoint(app: App, out: OutputFile) -> None:
     """Sign a checkpoint of the log as it is now and export it, for anchoring elsewhere."""
     from appliance.audit import actions
-    from appliance.errors import InputError
-    from appliance.fsutil import atomic_write_bytes
 
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: no such directory")
     cp = actions.checkpoint(app.ctx)
-    atomic_write_bytes(out, (json.dumps(cp.as_dict(), indent=1) + "\n").encode(), mode=0o644)
+    out.write_bytes((json.dumps(cp.as_dict(), indent=1) + "\n").encode())
     click.echo(f"checkpoint: {cp.tree_size} events, root {cp.root}, written to {out}")
 
 
@@ -82,9 +79,9 @@ def audit_log(app: App, since: str | None, actor: str | None, action: str | None
 
 
 @audit.command("export")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="The evidence pack, F.zip.")
+@click.option("--out", required=True, type=OutFile(), help="The evidence pack, F.zip.")
 @pass_app
-def audit_export(app: App, out: Path) -> None:
+def audit_export(app: App, out: OutputFile) -> None:
     """Write an evidence pack: events, checkpoints, public keys, a standalone verifier and a README."""
     from appliance.audit import actions
 

@@ -7,14 +7,16 @@ from pathlib import Path
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import OutFile
+from appliance.userfiles import OutputFile
 
 
 @cli.command("backup")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The archive to write (a new file outside the home).")
+@click.option("--out", "out", required=True, type=OutFile(exclusive=True),
+              help="The archive to write (a new file outside the home; written as you).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
-def backup_cmd(app: App, out: Path, as_json: bool) -> None:
+def backup_cmd(app: App, out: OutputFile, as_json: bool) -> None:
     """Back up the home and its database into one archive (admin).
 
     SQLite is copied with its online backup API and PostgreSQL with pg_dump, so the appliance may keep

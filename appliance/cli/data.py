@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InFile, OutFile
 from appliance.identity.roles import require
+from appliance.userfiles import InputFile, OutputFile
 
 _FORMAT = click.option("--format", "fmt", default="auto", show_default=True,
                        type=click.Choice(["auto", "chat", "sharegpt", "instruction", "preference", "text"]))
@@ -20,23 +21,23 @@ def data() -> None:
 
 
 @data.command("ingest")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=InFile())
 @click.option("--name", required=True, help="Dataset name; each ingest makes NAME@vN.")
 @_FORMAT
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
-              help="Scrub policy (default policies/pii.yaml).")
 @click.option("--strict", is_flag=True, help="Refuse the whole batch if any record is bad.")
 @click.option("--model", help="Registered model whose tokenizer counts tokens for lint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the version as JSON.")
 @pass_app
-def data_ingest(app: App, files: tuple[Path, ...], name: str, fmt: str, policy_path: Path | None, strict: bool,
-                model: str | None, as_json: bool) -> None:
-    """Validate, scrub personal data, lint, de-duplicate and version FILES (JSONL, JSON, CSV, Parquet)."""
+def data_ingest(app: App, files: tuple[InputFile, ...], name: str, fmt: str, strict: bool, model: str | None,
+                as_json: bool) -> None:
+    """Validate, scrub personal data, lint, de-duplicate and version FILES (JSONL, JSON, CSV, Parquet).
+
+    FILES are read with your own permissions; only the scrubbed records are stored. The installed scrub policy
+    (`appliance policies list`) applies; the version records its digest and computed strictness."""
     from appliance.data.ingest import ingest
     from appliance.data.lint import summary_lines
 
-    result = ingest(app.ctx, list(files), name, fmt=fmt, policy_path=policy_path, strict=strict,
-                    tokenizer_model=model)
+    result = ingest(app.ctx, list(files), name, fmt=fmt, strict=strict, tokenizer_model=model)
     v = result.version
     if as_json:
         emit_json({**v.as_dict(full=False), "created": result.created, "scrub_report": v.scrub_report})
@@ -63,12 +64,12 @@ def data_ingest(app: App, files: tuple[Path, ...], name: str, fmt: str, policy_p
 
 
 @data.command("lint")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=InFile())
 @_FORMAT
 @click.option("--model", help="Registered model whose tokenizer counts tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def data_lint(app: App, files: tuple[Path, ...], fmt: str, model: str | None, as_json: bool) -> None:
+def data_lint(app: App, files: tuple[InputFile, ...], fmt: str, model: str | None, as_json: bool) -> None:
     """Check FILES without storing anything: bad records, duplicates, conflicts, lengths."""
     from appliance.data.ingest import _tokenizer, limits_of, parse
     from appliance.data.lint import LintRecord, lint, summary_lines
@@ -141,24 +142,20 @@ def data_show(app: App, ref: str, as_json: bool) -> None:
 
 @data.command("export")
 @click.argument("ref")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the JSONL.")
+@click.option("--out", required=True, type=OutFile(), help="Where to write the JSONL (written as you).")
 @click.option("--split", type=click.Choice(["all", "train", "eval"]), default="all", show_default=True)
 @pass_app
-def data_export(app: App, ref: str, out: Path, split: str) -> None:
+def data_export(app: App, ref: str, out: OutputFile, split: str) -> None:
     """Write the scrubbed records of NAME[@vN] as JSONL, in their input schema."""
     from appliance.data import versions
-    from appliance.errors import InputError
-    from appliance.fsutil import atomic_write_bytes
 
     require(app.ctx, "read", "dataset", ref)
     v = versions.get_version(app.engine, ref)
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: no such directory")
     rows = []
     for name in (("train", "eval") if split == "all" else (split,)):
         rows += versions.read_split(app.settings, v, name)
     body = "".join(json.dumps({k: val for k, val in r.items() if k != "id"}, ensure_ascii=False) + "\n" for r in rows)
-    atomic_write_bytes(out, body.encode("utf-8"))
+    out.write_bytes(body.encode("utf-8"))
     click.echo(f"wrote {len(rows)} records of {v.ref} to {out}")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InFile
 from appliance.identity.roles import require
+from appliance.userfiles import InputFile
 
 
 def _timed_say():
@@ -37,13 +38,10 @@ def _gates(result: dict) -> None:
               help="Instead of RUN: re-run the frozen sets on every approved adapter and compare with the "
                    "evaluation it was approved on (the drift check; for a timer).")
 @click.option("--judge", help="A registered model to grade base vs adapter answers pairwise (served locally).")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
-              help="Release policy (default policies/release.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored result as JSON.")
 @pass_app
-def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, policy_path: Path | None,
-             as_json: bool) -> None:
-    """Compare base model and base + adapter of RUN; store the result and the release gates' verdict.
+def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, as_json: bool) -> None:
+    """Compare base model and base + adapter of RUN; store the result and the installed release gates' verdict.
 
     Exit status 0 when every gate passes, 5 when one fails (the result is stored either way).
     With --scheduled (as the appliance's service account): exit 5 when an adapter's scores fell more
@@ -57,10 +55,11 @@ def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, poli
         raise InputError("--judge applies to the evaluation of a RUN, not to --scheduled")
     say = _timed_say()
     if scheduled:
-        _scheduled(app, policy_path, as_json, say)
+        app.service_account_only("`appliance eval --scheduled`")
+        _scheduled(app, as_json, say)
         return
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_eval(app.ctx, run, judge=judge, policy_path=policy_path, say=say)
+        result = run_eval(app.ctx, run, judge=judge, say=say)
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -69,18 +68,18 @@ def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, poli
         _gates(result.result)
     if not result.passed:
         failed = [g["gate"] for g in result.result["gates"] if g["status"] == "fail"]
-        raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(failed)} (stored; an officer "
-                              f"may override with `appliance evals override {run} --reason ...`)")
+        raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(failed)} (stored)",
+                              hint="evals.override")
 
 
-def _scheduled(app: App, policy_path: Path | None, as_json: bool, say) -> None:
+def _scheduled(app: App, as_json: bool, say) -> None:
     from appliance.context import Actor
     from appliance.errors import PolicyViolation
     from appliance.eval.drift import OK, scheduled
 
     ctx = app.system_ctx.acting_as(Actor("scheduler", "system", "system"))
     with contextlib.redirect_stdout(sys.stderr):
-        checks = scheduled(ctx, policy_path=policy_path, say=say)
+        checks = scheduled(ctx, say=say)
     if as_json:
         emit_json([c.as_dict() | {"drops": c.drops} for c in checks])
     else:
@@ -164,14 +163,12 @@ def evals_override(app: App, run: str, reason: str) -> None:
 @cli.command()
 @click.argument("dataset")
 @click.option("--base", help="Registered base model to run the baselines with (default: the recipe's, or smollm2).")
-@click.option("--recipe", type=click.Path(path_type=Path), help="Take the answer format and base model from RECIPE.")
+@click.option("--recipe", type=InFile(), help="Take the answer format and base model from RECIPE.")
 @click.option("--format", "format_regex", help="Regular expression the answers must match (the task metric).")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
-              help="Release policy with the advise thresholds (default policies/release.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice and its numbers as JSON.")
 @pass_app
-def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format_regex: str | None,
-           policy_path: Path | None, as_json: bool) -> None:
+def advise(app: App, dataset: str, base: str | None, recipe: InputFile | None, format_regex: str | None,
+           as_json: bool) -> None:
     """Should you fine-tune at all? Prompting, retrieval or fine-tuning for DATASET[@vN], measured.
 
     Runs the base model zero-shot and few-shot on the held-out split and measures how much of the answers
@@ -186,7 +183,7 @@ def advise(app: App, dataset: str, base: str | None, recipe: Path | None, format
     say = _timed_say()
 
     with contextlib.redirect_stdout(sys.stderr):
-        advice = run_advise(app.ctx, dataset, base=base, format_regex=format_regex, policy_path=policy_path, say=say)
+        advice = run_advise(app.ctx, dataset, base=base, format_regex=format_regex, say=say)
     if as_json:
         emit_json(advice.as_dict())
         return

@@ -1,33 +1,28 @@
-"""`appliance init --admin`, `login`, `logout`, `whoami`, `users ...`, `tokens ...`."""
+"""`appliance init --admin`, `login`, `logout`, `whoami`, `passwd`, `users ...`, `tokens ...`."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InFile
 from appliance.errors import InputError
+from appliance.userfiles import InputFile
 
-_PASSWORD_FILE = click.option("--password-file", type=click.Path(path_type=Path),
+_PASSWORD_FILE = click.option("--password-file", type=InFile(),
                               help="Read the password from the first line of this file (never from argv).")
 
 
-def read_password(path: Path | None, *, confirm: bool, prompt: str = "Password") -> str:
-    """From a file's first line, or an interactive prompt; never from the command line."""
-    if path is not None:
-        try:
-            lines = path.read_text("utf-8").splitlines()
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read password file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: password file is not UTF-8 text") from None
-        if not lines or not lines[0]:
-            raise InputError(f"{path}: password file is empty")
-        return lines[0]
+def read_password(source: InputFile | None, *, confirm: bool, prompt: str = "Password",
+                  flag: str = "--password-file") -> str:
+    """From a file's first line (read with the caller's permissions), or an interactive prompt on the caller's
+    terminal; never from the command line."""
+    if source is not None:
+        return source.first_line("password")
     if not sys.stdin.isatty():
-        raise InputError("no password: give --password-file FILE, or run interactively")
+        raise InputError(f"no password: give {flag} FILE, or run interactively")
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
 
 
@@ -55,11 +50,12 @@ def bootstrap_admin(app: App, name: str, password: str) -> list[str]:
 @click.option("--admin", "admin_name", metavar="NAME", help="Also create the signing keys and this first admin.")
 @_PASSWORD_FILE
 @pass_app
-def init(app: App, admin_name: str | None, password_file: Path | None) -> None:
+def init(app: App, admin_name: str | None, password_file: InputFile | None) -> None:
     """Create APPLIANCE_HOME (0700) and the database, or migrate them; with --admin, keys and the first admin.
 
     Safe to re-run. The key passphrase comes from APPLIANCE_KEY_PASSPHRASE_FILE (or [keys] passphrase_file,
-    or APPLIANCE_KEY_PASSPHRASE); the admin's password from --password-file or a prompt.
+    or APPLIANCE_KEY_PASSPHRASE); the admin's password from --password-file or a prompt. It is one-time: the
+    admin changes it at the first login (`appliance passwd`).
     """
     from appliance.audit.events import Event
     from appliance.audit.log import record_alone
@@ -91,36 +87,59 @@ def init(app: App, admin_name: str | None, password_file: Path | None) -> None:
 @click.argument("name")
 @_PASSWORD_FILE
 @pass_app
-def login(app: App, name: str, password_file: Path | None) -> None:
-    """Log in as NAME; later commands by this OS user act as NAME until logout or expiry."""
+def login(app: App, name: str, password_file: InputFile | None) -> None:
+    """Log in as NAME; later commands by this OS account act as NAME until logout or expiry.
+
+    The session is bound to this OS account: a copy of its file is refused anywhere else. A password set by
+    someone else (a new account, a reset) must be changed first: `appliance passwd`."""
     from appliance.identity import sessions
 
-    actor, expires = sessions.login(app.system_ctx, name, read_password(password_file, confirm=False))
+    actor, expires = sessions.login(app.system_ctx, app.who.store, name, read_password(password_file, confirm=False))
     click.echo(f"logged in as {actor.user} ({actor.role}) until {expires}")
+    if actor.must_change_password:
+        click.echo("your password was set by someone else and works once: choose your own now with "
+                   "`appliance passwd` (nothing else is allowed until then)")
 
 
 @cli.command()
 @pass_app
 def logout(app: App) -> None:
-    """End this OS user's session."""
+    """End this OS account's session."""
     from appliance.identity import sessions
 
-    click.echo("logged out" if sessions.logout(app.system_ctx) else "not logged in")
+    click.echo("logged out" if sessions.logout(app.system_ctx, app.who.store) else "not logged in")
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def whoami(app: App, as_json: bool) -> None:
-    """Show who commands act as."""
+    """Show who commands act as, and as which OS account."""
     from appliance.identity import sessions
 
-    info = sessions.whoami(app.settings, app.engine)
+    info = sessions.whoami(app.system_ctx, app.who.store, app.who.token)
     if as_json:
         emit_json(info)
     else:
         until = f" until {info['expires_at']}" if info.get("expires_at") else ""
-        click.echo(f"{info['user']} ({info['role']}, {info['auth']}){until}")
+        change = "; must change the password (`appliance passwd`)" if info["must_change_password"] else ""
+        click.echo(f"{info['user']} ({info['role']}, {info['auth']}){until}, OS account {info['os_user']} "
+                   f"(uid {info['os_uid']}){change}")
+
+
+@cli.command()
+@click.option("--old-password-file", type=InFile(), help="The current password, from this file's first line.")
+@click.option("--new-password-file", type=InFile(), help="The new password, from this file's first line.")
+@pass_app
+def passwd(app: App, old_password_file: InputFile | None, new_password_file: InputFile | None) -> None:
+    """Change your own password (the current one is needed); your other sessions end."""
+    from appliance.identity import sessions, users
+
+    ctx = app.ctx
+    old = read_password(old_password_file, confirm=False, prompt="Current password", flag="--old-password-file")
+    new = read_password(new_password_file, confirm=True, prompt="New password", flag="--new-password-file")
+    user = users.change_password(ctx, old, new, keep_session=sessions.session_id(app.who.store))
+    click.echo(f"password of {user.name} changed")
 
 
 @cli.group()
@@ -133,8 +152,8 @@ def users() -> None:
 @click.option("--role", required=True, type=click.Choice(["admin", "engineer", "officer", "user"]))
 @_PASSWORD_FILE
 @pass_app
-def users_add(app: App, name: str, role: str, password_file: Path | None) -> None:
-    """Add a user with a role."""
+def users_add(app: App, name: str, role: str, password_file: InputFile | None) -> None:
+    """Add a user with a role. The password works once: they choose their own at the first login."""
     from appliance.identity import users as u
     from appliance.identity.roles import require
 
@@ -143,6 +162,18 @@ def users_add(app: App, name: str, role: str, password_file: Path | None) -> Non
     require(ctx, "users.manage", "user", name)  # before asking for a password
     user = u.add_user(ctx, name, role, read_password(password_file, confirm=True))
     click.echo(f"added {user.name} ({user.role})")
+
+
+@users.command("reset-password")
+@click.argument("name")
+@pass_app
+def users_reset_password(app: App, name: str) -> None:
+    """Give NAME a new one-time password (printed once) and end their sessions and tokens."""
+    from appliance.identity import users as u
+
+    password = u.reset_password(app.ctx, name)
+    click.echo(password)
+    click.echo(f"one-time password for {name}; shown once: they must change it at the next login", err=True)
 
 
 @users.command("list")
@@ -157,7 +188,8 @@ def users_list(app: App, as_json: bool) -> None:
         emit_json([x.as_dict() for x in found])
         return
     for x in found:
-        state = "disabled" if x.disabled else ("locked" if x.locked_until else "active")
+        state = ("disabled" if x.disabled else "locked" if x.locked_until else
+                 "one-time password" if x.must_change_password else "active")
         click.echo(f"{x.name:<24} {x.role:<9} {state:<9} created {x.created_at} by {x.created_by}")
 
 
@@ -197,33 +229,39 @@ def users_set_role(app: App, name: str, role: str) -> None:
 
 @cli.group()
 def tokens() -> None:
-    """API tokens for automation and the gateway (admin)."""
+    """API tokens: for the gateway, or for the command line (control scope)."""
 
 
 @tokens.command("create")
-@click.option("--user", "user_name", required=True, help="The user the token acts as.")
+@click.option("--user", "user_name", help="The user the token acts as (default: you).")
+@click.option("--scope", type=click.Choice(["gateway", "control"]), default="gateway", show_default=True,
+              help="gateway: queries served models only. control: the command line (APPLIANCE_TOKEN) with its "
+                   "owner's powers: for yourself, or (admin) for a service account of role user.")
+@click.option("--os-user", help="control scope, for a service account: the OS account its automation runs as "
+                                "(your own token is bound to your OS account).")
 @click.option("--adapters", help="Comma-separated adapters the token may query (default: all it may).")
 @click.option("--expires-days", type=int, help="Days until the token expires (default: never).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"token": ...} as JSON.')
 @pass_app
-def tokens_create(app: App, user_name: str, adapters: str | None, expires_days: int | None, as_json: bool) -> None:
+def tokens_create(app: App, user_name: str | None, scope: str, os_user: str | None, adapters: str | None,
+                  expires_days: int | None, as_json: bool) -> None:
     """Create a token; it is printed once and stored only as a hash."""
     from appliance.identity import tokens as t
 
     names = [a.strip() for a in adapters.split(",") if a.strip()] if adapters else None
-    secret, info = t.create(app.ctx, user_name, names, expires_days)
+    secret, info = t.create(app.ctx, user_name, names, expires_days, scope=scope, os_user=os_user)
     if as_json:
         emit_json({"token": secret, **info.as_dict()})
     else:
         click.echo(secret)
-        click.echo(f"token {info.id} for {info.user}; shown once, store it now", err=True)
+        click.echo(f"{info.scope} token {info.id} for {info.user}; shown once, store it now", err=True)
 
 
 @tokens.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def tokens_list(app: App, as_json: bool) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets): every token for an admin, your own otherwise."""
     from appliance.identity import tokens as t
 
     found = t.list_tokens(app.ctx)
@@ -232,14 +270,15 @@ def tokens_list(app: App, as_json: bool) -> None:
         return
     for x in found:
         state = "revoked" if x.revoked_at else (f"expires {x.expires_at}" if x.expires_at else "no expiry")
-        click.echo(f"{x.id}  {x.user:<20} {state:<32} adapters: {','.join(x.adapters) if x.adapters else 'any'}")
+        click.echo(f"{x.id}  {x.user:<20} {x.scope:<8} {state:<32} "
+                   f"adapters: {','.join(x.adapters) if x.adapters else 'any'}")
 
 
 @tokens.command("revoke")
 @click.argument("token_id")
 @pass_app
 def tokens_revoke(app: App, token_id: str) -> None:
-    """Revoke a token by its id."""
+    """Revoke a token by its id (your own, or any as admin)."""
     from appliance.identity import tokens as t
 
     t.revoke(app.ctx, token_id)

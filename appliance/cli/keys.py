@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import OutFile
+from appliance.userfiles import OutputFile
 
 
 @cli.group()
@@ -70,10 +70,10 @@ def keys_revoke(app: App, key_id: str, reason: str) -> None:
 
 
 @keys.command("export-public")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to write the PEM.")
+@click.option("--out", required=True, type=OutFile(mode=0o644), help="Where to write the PEM.")
 @click.option("--purpose", type=click.Choice(["artifact", "audit"]), default="artifact", show_default=True)
 @pass_app
-def keys_export_public(app: App, out: Path, purpose: str) -> None:
+def keys_export_public(app: App, out: OutputFile, purpose: str) -> None:
     """Write the active public key (PEM); artifact signatures verify with it."""
     from appliance.identity.roles import require
     from appliance.keys import store

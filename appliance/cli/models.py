@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InTree
 from appliance.identity.roles import require
+from appliance.userfiles import InputTree
 
 
 @cli.group()
@@ -23,18 +23,18 @@ def _model_dict(model, files=None) -> dict:
 
 
 @models.command("import")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=InTree())
 @click.option("--embedded", metavar="NAME", help="Import a model shipped with the appliance (smollm2).")
 @click.option("--name", help="Registry name (default: the embedded name, or the file or folder name).")
 @click.option("--hf-copy", is_flag=True, help="For a GGUF file: also write a safetensors copy for training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the registered model as JSON.")
 @pass_app
-def models_import(app: App, path: Path | None, embedded: str | None, name: str | None, hf_copy: bool,
+def models_import(app: App, path: InputTree | None, embedded: str | None, name: str | None, hf_copy: bool,
                   as_json: bool) -> None:
     """Import a base model: --embedded NAME, a GGUF file, or a Hugging Face folder (safetensors only).
 
-    Every file is copied under APPLIANCE_HOME/models/NAME and its sha256 recorded. Pickle weights,
-    symlinks leaving the source and incomplete folders are refused.
+    PATH is read with your own permissions. Every file is copied under APPLIANCE_HOME/models/NAME and its
+    sha256 recorded. Pickle weights, symlinks leaving the source and incomplete folders are refused.
     """
     from appliance.models import registry
 

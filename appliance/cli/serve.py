@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, pass_app
 
 
-def build_gateway(app: App, backend_kind: str, model_name: str | None, policy_path: Path | None,
-                  vllm_port: int = 8100):
-    """The gateway for the registered base model (checked against its digest) and the chosen backend."""
+def build_gateway(app: App, backend_kind: str, model_name: str | None, vllm_port: int = 8100):
+    """The gateway for the registered base model (checked against its digest) and the chosen backend, under the
+    installed serving policy."""
+    from appliance import policies
     from appliance.context import Actor
     from appliance.errors import InputError
     from appliance.models.registry import get_model, list_models, model_dir
     from appliance.serve.backends import LlamaCppBackend, VllmBackend
     from appliance.serve.gateway import Gateway
     from appliance.serve.llamacpp import verified_gguf
-    from appliance.serve.policy import load_serving_policy
-
-    policy, _ = load_serving_policy(policy_path)
     ctx = app.system_ctx.acting_as(Actor("gateway", "system", "system"))
+    policy = policies.load(ctx, "serving").policy
     if model_name is None:
         servable = [m.name for m in list_models(app.engine) if (m.gguf_file if backend_kind == "llamacpp"
                                                                 else m.hf_dir)]
@@ -56,13 +54,10 @@ def build_gateway(app: App, backend_kind: str, model_name: str | None, policy_pa
               help="Address to listen on; anything but loopback exposes the gateway to the network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--model", "model_name", help="The registered base model (default: the only one registered).")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
-              help="Serving policy (default policies/serving.yaml).")
 @click.option("--vllm-port", type=click.IntRange(1, 65535), default=8100, show_default=True,
               help="Loopback port of the vLLM engine behind the gateway.")
 @pass_app
-def serve(app: App, backend_kind: str, host: str, port: int, model_name: str | None, policy_path: Path | None,
-          vllm_port: int) -> None:
+def serve(app: App, backend_kind: str, host: str, port: int, model_name: str | None, vllm_port: int) -> None:
     """Serve the base model and every approved adapter behind an OpenAI-compatible API.
 
     Runs as the appliance's service account. Clients send `Authorization: Bearer <API token>`
@@ -80,7 +75,7 @@ def serve(app: App, backend_kind: str, host: str, port: int, model_name: str | N
     import fcntl
     import socket
 
-    gateway = build_gateway(app, backend_kind, model_name, policy_path, vllm_port)
+    gateway = build_gateway(app, backend_kind, model_name, vllm_port)
     lock = open(app.settings.home / "run" / "serve.lock", "w")  # held until the process ends  # noqa: SIM115
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
+from appliance.cli.params import InFile
 from appliance.identity.roles import require
+from appliance.userfiles import InputFile
 
 
 @cli.command()
-@click.argument("recipe", required=False, type=click.Path(path_type=Path))
+@click.argument("recipe", required=False, type=InFile())
 @click.option("--dataset", "dataset_ref", help="Dataset version to train on: NAME or NAME@vN.")
 @click.option("--base", help="Registered base model (default: the recipe's).")
 @click.option("--name", help="Run name (default: DATASET-METHOD-TIME).")
@@ -23,17 +24,16 @@ from appliance.identity.roles import require
 @click.option("--plan", "plan_only", is_flag=True, help="Print parameters, memory and a measured time; train nothing.")
 @click.option("--resume", help="Continue RUN from its newest checkpoint (with --queue: by `appliance worker`).")
 @click.option("--force", is_flag=True, help="Train even when the plan says it will not fit.")
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path),
-              help="Training policy (default policies/training.yaml).")
 @click.option("--queue", is_flag=True, help="Check and plan the run, then leave it for `appliance worker`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (or the plan) as JSON at the end.")
 @pass_app
-def train(app: App, recipe: Path | None, dataset_ref: str | None, base: str | None, name: str | None,
-          max_steps: int | None, engine: str, plan_only: bool, resume: str | None, force: bool,
-          policy_path: Path | None, queue: bool, as_json: bool) -> None:
-    """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the training policy.
+def train(app: App, recipe: InputFile | None, dataset_ref: str | None, base: str | None, name: str | None,
+          max_steps: int | None, engine: str, plan_only: bool, resume: str | None, force: bool, queue: bool,
+          as_json: bool) -> None:
+    """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the installed training policy.
 
-    Runs inline by default; --queue records the run for `appliance worker` instead."""
+    Runs inline by default; --queue records the run for `appliance worker` instead. RECIPE is read with your
+    own permissions; the run records its digest and the training policy's."""
     from appliance.train.run import train as run_training
 
     def say(line: str) -> None:
@@ -43,8 +43,8 @@ def train(app: App, recipe: Path | None, dataset_ref: str | None, base: str | No
     # Training libraries print banners to stdout; stdout is kept for this command's own result.
     with contextlib.redirect_stdout(sys.stderr):
         outcome = run_training(app.ctx, recipe, dataset_ref, base=base, name=name, max_steps=max_steps,
-                               engine=engine, plan_only=plan_only, resume=resume, force=force,
-                               policy_path=policy_path, queue=queue, say=say)
+                               engine=engine, plan_only=plan_only, resume=resume, force=force, queue=queue,
+                               say=say)
     if int(os.environ.get("RANK", "0")) > 0:  # one line per run, from the first process of a distributed run
         return
     if outcome.run is None:
@@ -77,6 +77,8 @@ def worker(app: App, once: bool, poll: float) -> None:
     import time
 
     from appliance.context import Actor
+
+    app.service_account_only("`appliance worker`")
     from appliance.train.run import run_claimed
     from appliance.train.runs import claim_next
 

@@ -41,6 +41,22 @@ def _login(ctx: Context, notice: str) -> None:
         st.rerun()
 
 
+def _new_password(ctx: Context) -> None:
+    """A password set by someone else works once: nothing else is shown until the user chooses their own."""
+    st.title("Choose your password")
+    st.info(f"The password of {ctx.actor.user} was set by someone else; choose your own to continue.")
+    with st.form("passwd"):
+        old = st.text_input("Current password", type="password", key="passwd_old")
+        new = st.text_input("New password", type="password", key="passwd_new")
+        confirm = st.text_input("New password again", type="password", key="passwd_confirm")
+        submitted = st.form_submit_button("Change password")
+    if submitted:
+        with pages.shown_errors():
+            auth.change_password(ctx, old, new, confirm)
+            st.success("Password changed.")
+            st.rerun()
+
+
 def main() -> None:
     st.set_page_config(page_title="Appliance console", layout="wide")
     system = _system(os.environ.get("APPLIANCE_HOME"), os.environ.get("APPLIANCE_DATABASE_URL"))
@@ -55,6 +71,9 @@ def main() -> None:
         _login(system, st.session_state.get("notice", ""))
         return
     ctx = system.acting_as(actor)
+    if actor.must_change_password:
+        _new_password(ctx)
+        return
     available = pages.pages_for(actor.role)
     with st.sidebar:
         st.markdown(f"**{actor.user}** ({actor.role})")

@@ -30,8 +30,9 @@ def sign_in(ctx: Context, name: str, password: str) -> ConsoleSession:
                              datetime.now(UTC) + timedelta(hours=ctx.settings.file.identity.session_hours))
     record_alone(ctx, Event("user.login", "user", user.name,
                             details={"session": session.id, "via": "console",
-                                     "expires_at": session.expires_at.isoformat(timespec="seconds")}),
-                 Actor(user.name, user.role, "console"))
+                                     "expires_at": session.expires_at.isoformat(timespec="seconds"),
+                                     "one_time": user.must_change_password}),
+                 user.actor("console"))
     return session
 
 
@@ -45,7 +46,17 @@ def actor_of(ctx: Context, session: ConsoleSession) -> tuple[Actor | None, str]:
         return None, "Your user no longer exists."
     if user.disabled:
         return None, f"User {user.name} is disabled."
-    return Actor(user.name, user.role, "console"), ""
+    return user.actor("console"), ""
+
+
+def change_password(ctx: Context, old: str, new: str, confirm: str):
+    """The signed-in user's own password (the console's `appliance passwd`)."""
+    from appliance.errors import InputError
+    from appliance.identity.users import change_password as change
+
+    if new != confirm:
+        raise InputError("the two new passwords differ", param="new_password")
+    return change(ctx, old, new)
 
 
 def sign_out(ctx: Context, session: ConsoleSession, actor: Actor) -> None:

@@ -33,7 +33,8 @@ def shown_errors():
     try:
         yield
     except ApplianceError as exc:
-        st.error(str(exc))
+        label = exc.param.replace("_", " ").capitalize() if exc.param else None
+        st.error(exc.render(label, 1))
 
 
 def _table(rows: list[dict], key: str) -> None:
@@ -115,27 +116,21 @@ def _ingest_form(ctx: Context) -> None:
         upload = st.file_uploader("Records (JSONL, CSV or Parquet)", type=["jsonl", "json", "csv", "parquet"],
                                   key="ingest_file")
         name = st.text_input("Dataset name", key="ingest_name")
-        policies = sorted(p.name for p in policies_dir().glob("pii*.yaml"))
-        policy = st.selectbox("PII policy", policies, key="ingest_policy")
+        st.caption(f"Scrubbed under the installed policy {policies_dir() / 'pii.yaml'}")
         submitted = st.form_submit_button("Ingest")
     if not submitted:
         return
     if upload is None or not name:
         st.error("choose a file and name the dataset")
         return
-    # The upload holds raw personal data: it exists on disk only in a private folder, only while ingest runs.
-    folder = Path(tempfile.mkdtemp(prefix="console-upload-"))
-    try:
-        path = folder / Path(upload.name).name
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            out.write(upload.getvalue())
-        with shown_errors(), st.spinner("scrubbing and ingesting"):
-            result = ingest(ctx, [path], name, policy_path=policies_dir() / policy)
-            v = result.version
-            st.success(f"ingested {v.ref}: {v.records} records, {v.rejected} rejected" if result.created
-                       else f"the same content is already {v.ref}; nothing new stored")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    from appliance.userfiles import MemoryFile
+
+    # The upload holds raw personal data: it is read from memory and never written to disk.
+    with shown_errors(), st.spinner("scrubbing and ingesting"):
+        result = ingest(ctx, [MemoryFile(Path(upload.name).name, upload.getvalue())], name)
+        v = result.version
+        st.success(f"ingested {v.ref}: {v.records} records, {v.rejected} rejected" if result.created
+                   else f"the same content is already {v.ref}; nothing new stored")
 
 
 # --- Training ---------------------------------------------------------------------------------------------------

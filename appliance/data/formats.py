@@ -11,12 +11,14 @@ import codecs
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from appliance.errors import InputError
+from appliance.userfiles import InputFile, as_input
 
 FORMATS = ("chat", "sharegpt", "instruction", "preference", "text")
 CHAT_ROLES = ("system", "user", "assistant")
@@ -52,167 +54,164 @@ class Reject:
         return {"file": self.file, "where": self.where, "field": self.field, "reason": self.reason}
 
 
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
+def _suffix(name: str) -> str:
+    lowered = Path(name).name.lower()
     for suffix in (".jsonl", ".ndjson", ".json", ".csv", ".parquet"):
-        if name.endswith(suffix):
+        if lowered.endswith(suffix):
             return suffix
-    raise InputError(f"{path}: unsupported file type; use .jsonl, .json, .csv or .parquet")
+    raise InputError(f"{name}: unsupported file type; use .jsonl, .json, .csv or .parquet")
 
 
-def read_records(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
-    """Records of one file, or Rejects for the ones that cannot even be parsed."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size > limits.max_file_bytes:
-        raise InputError(f"{path}: {size} bytes is over the file size limit of {limits.max_file_bytes}")
-    suffix = _suffix(path)
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl(path, limits)
-    elif suffix == ".json":
-        yield from _json_array(path, limits)
-    elif suffix == ".csv":
-        yield from _csv(path, limits)
-    else:
-        yield from _parquet(path, limits)
+def read_records(source: InputFile | Path, limits: Limits) -> Iterator[RawRecord | Reject]:
+    """Records of one file, or Rejects for the ones that cannot even be parsed. The file is read through
+    `userfiles` (with the permissions of the person who named it); messages use the name they typed."""
+    source = as_input(source)
+    name = source.name
+    suffix = _suffix(name)
+    with source.open() as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
+        if size > limits.max_file_bytes:
+            raise InputError(f"{name}: {size} bytes is over the file size limit of {limits.max_file_bytes}")
+        if suffix in (".jsonl", ".ndjson"):
+            yield from _jsonl(fh, name, limits)
+        elif suffix == ".json":
+            yield from _json_array(fh, name, limits)
+        elif suffix == ".csv":
+            yield from _csv(fh, name, limits)
+        else:
+            yield from _parquet(fh, name, limits)
 
 
-def _jsonl(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
-    name = str(path)
-    with open(path, "rb") as fh:
-        number = 0
-        while True:
-            line = fh.readline(limits.max_record_bytes + 1)
-            if not line:
-                return
-            number += 1
-            where = f"line {number}"
-            if len(line) > limits.max_record_bytes and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):  # skip the rest of the oversized line, unread
-                    line = fh.readline(1024 * 1024)
-                yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
-                continue
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Reject(name, where, "(record)", f"invalid UTF-8 at byte {exc.start}")
-                continue
-            try:
-                yield RawRecord(name, where, json.loads(text))
-            except json.JSONDecodeError as exc:
-                yield Reject(name, where, "(record)", f"bad JSON: {exc.msg} at column {exc.colno}")
+def _jsonl(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
+    number = 0
+    while True:
+        line = fh.readline(limits.max_record_bytes + 1)
+        if not line:
+            return
+        number += 1
+        where = f"line {number}"
+        if len(line) > limits.max_record_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # skip the rest of the oversized line, unread
+                line = fh.readline(1024 * 1024)
+            yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Reject(name, where, "(record)", f"invalid UTF-8 at byte {exc.start}")
+            continue
+        try:
+            yield RawRecord(name, where, json.loads(text))
+        except json.JSONDecodeError as exc:
+            yield Reject(name, where, "(record)", f"bad JSON: {exc.msg} at column {exc.colno}")
 
 
-def _json_array(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
+def _json_array(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
     """Stream the items of a JSON array: at most one record (and one read chunk) is in memory at a time."""
-    name = str(path)
+    path = name
     decoder = json.JSONDecoder()
     text_decoder = codecs.getincrementaldecoder("utf-8")()
-    with open(path, "rb") as fh:
-        buf, pos, eof = "", 0, False
+    buf, pos, eof = "", 0, False
 
-        def fill() -> None:
-            nonlocal buf, pos, eof
-            chunk = fh.read(1024 * 1024)
+    def fill() -> None:
+        nonlocal buf, pos, eof
+        chunk = fh.read(1024 * 1024)
+        try:
+            buf = buf[pos:] + text_decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: invalid UTF-8 near byte {fh.tell() - len(chunk) + exc.start}") from None
+        pos, eof = 0, not chunk
+
+    def next_char() -> str:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos].isspace():
+                pos += 1
+            if pos < len(buf) or eof:
+                return buf[pos] if pos < len(buf) else ""
+            fill()
+
+    fill()
+    if next_char() != "[":
+        raise InputError(f"{path}: a .json file must hold an array of records (use .jsonl for one per line)")
+    pos += 1
+    if next_char() == "]":
+        return
+    index = 0
+    while True:
+        next_char()
+        while True:
             try:
-                buf = buf[pos:] + text_decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}: invalid UTF-8 near byte {fh.tell() - len(chunk) + exc.start}") from None
-            pos, eof = 0, not chunk
-
-        def next_char() -> str:
-            nonlocal pos
-            while True:
-                while pos < len(buf) and buf[pos].isspace():
-                    pos += 1
-                if pos < len(buf) or eof:
-                    return buf[pos] if pos < len(buf) else ""
-                fill()
-
-        fill()
-        if next_char() != "[":
-            raise InputError(f"{path}: a .json file must hold an array of records (use .jsonl for one per line)")
+                item, end = decoder.raw_decode(buf, pos)
+                if end < len(buf) or eof:
+                    break
+            except json.JSONDecodeError as exc:
+                if eof:
+                    raise InputError(f"{path}: bad JSON in item {index}: {exc.msg}") from None
+            if len(buf) - pos > limits.max_record_bytes:
+                raise InputError(f"{path}: item {index} is over the record size limit of "
+                                 f"{limits.max_record_bytes} bytes (JSONL lets single records be rejected)")
+            fill()
+        size = len(buf[pos:end].encode("utf-8"))
+        pos = end
+        where = f"item {index}"
+        if size > limits.max_record_bytes:
+            yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
+        else:
+            yield RawRecord(name, where, item)
+        index += 1
+        separator = next_char()
         pos += 1
-        if next_char() == "]":
+        if separator == "]":
             return
-        index = 0
-        while True:
-            next_char()
-            while True:
-                try:
-                    item, end = decoder.raw_decode(buf, pos)
-                    if end < len(buf) or eof:
-                        break
-                except json.JSONDecodeError as exc:
-                    if eof:
-                        raise InputError(f"{path}: bad JSON in item {index}: {exc.msg}") from None
-                if len(buf) - pos > limits.max_record_bytes:
-                    raise InputError(f"{path}: item {index} is over the record size limit of "
-                                     f"{limits.max_record_bytes} bytes (JSONL lets single records be rejected)")
-                fill()
-            size = len(buf[pos:end].encode("utf-8"))
-            pos = end
-            where = f"item {index}"
-            if size > limits.max_record_bytes:
-                yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
-            else:
-                yield RawRecord(name, where, item)
-            index += 1
-            separator = next_char()
-            pos += 1
-            if separator == "]":
-                return
-            if separator != ",":
-                raise InputError(f"{path}: bad JSON after item {index - 1}: expected ',' or ']'")
+        if separator != ",":
+            raise InputError(f"{path}: bad JSON after item {index - 1}: expected ',' or ']'")
 
 
-def _csv(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
-    name = str(path)
+def _csv(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
     csv.field_size_limit(limits.max_record_bytes)
-    with open(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        reader = csv.DictReader(text)
-        row = 1
-        while True:
-            row += 1
-            where = f"row {row}"
-            try:
-                item = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as exc:
-                yield Reject(name, where, "(record)",
-                             f"invalid UTF-8 at byte {exc.start}; the rest of the file is skipped")
-                return
-            except csv.Error as exc:
-                yield Reject(name, where, "(record)", f"bad CSV: {exc}")
-                continue
-            if None in item:
-                yield Reject(name, where, "(record)", "more fields than the header has columns")
-                continue
-            record: dict[str, Any] = {}
-            for key, value in item.items():
-                if key in ("messages", "conversations") and value:
-                    try:
-                        value = json.loads(value)
-                    except json.JSONDecodeError as exc:
-                        yield Reject(name, where, key, f"bad JSON in CSV cell: {exc.msg}")
-                        break
-                record[key] = value
-            else:
-                yield RawRecord(name, where, record)
+    text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+    reader = csv.DictReader(text)
+    row = 1
+    while True:
+        row += 1
+        where = f"row {row}"
+        try:
+            item = next(reader)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            yield Reject(name, where, "(record)",
+                         f"invalid UTF-8 at byte {exc.start}; the rest of the file is skipped")
+            return
+        except csv.Error as exc:
+            yield Reject(name, where, "(record)", f"bad CSV: {exc}")
+            continue
+        if None in item:
+            yield Reject(name, where, "(record)", "more fields than the header has columns")
+            continue
+        record: dict[str, Any] = {}
+        for key, value in item.items():
+            if key in ("messages", "conversations") and value:
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    yield Reject(name, where, key, f"bad JSON in CSV cell: {exc.msg}")
+                    break
+            record[key] = value
+        else:
+            yield RawRecord(name, where, record)
 
 
-def _parquet(path: Path, limits: Limits) -> Iterator[RawRecord | Reject]:
+def _parquet(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
     import pyarrow.parquet as pq
 
-    name = str(path)
+    path = name
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(fh)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for a damaged file
         raise InputError(f"{path}: not a readable Parquet file: {exc}") from None
     meta = pf.metadata

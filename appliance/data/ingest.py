@@ -21,16 +21,14 @@ from appliance.context import Context
 from appliance.data import formats, versions
 from appliance.data.canaries import plant
 from appliance.data.lint import LintRecord, lint
-from appliance.data.policy import PiiPolicy, load_policy
+from appliance.data.policy import PiiPolicy, strictness
 from appliance.data.scrub import Scrubber
 from appliance.db import session_scope
-from appliance.digests import sha256_file
 from appliance.errors import ConfigError, InputError
 from appliance.fsutil import ensure_private_dir, private_tree, staged_dir
 from appliance.identity.roles import require
-from appliance.paths import policies_dir
+from appliance.userfiles import InputFile, as_input
 
-DEFAULT_POLICY = policies_dir() / "pii.yaml"
 _SALT_FILE = "pii-hmac.salt"
 
 
@@ -48,18 +46,17 @@ def limits_of(ctx: Context) -> formats.Limits:
     return formats.Limits(cfg.max_file_mb * 1024**2, cfg.max_record_kb * 1024, cfg.max_records)
 
 
-def parse(paths: list[Path], fmt: str, limits: formats.Limits) -> Parsed:
-    """Read and validate every record; format 'auto' is detected from the first record that has one."""
-    if not paths:
+def parse(files: list[InputFile | Path], fmt: str, limits: formats.Limits) -> Parsed:
+    """Read and validate every record; format 'auto' is detected from the first record that has one. The files
+    are read with the permissions of the person who named them (`userfiles`)."""
+    if not files:
         raise InputError("no input files given")
     detected = fmt == "auto"
     chosen = None if detected else fmt
     out = Parsed(fmt="", detected=detected)
-    for path in paths:
-        path = Path(path)
-        out.files.append({"file": path.name, "sha256": sha256_file(path) if path.is_file() else "",
-                          "bytes": path.stat().st_size if path.is_file() else 0})
-        for item in formats.read_records(path, limits):
+    for source in map(as_input, files):
+        out.files.append({"file": source.basename, "sha256": source.sha256(), "bytes": source.size()})
+        for item in formats.read_records(source, limits):
             if isinstance(item, formats.Reject):
                 out.rejects.append(item)
                 continue
@@ -110,7 +107,7 @@ def _split(records: list[tuple[str, dict]], share: float, seed: int) -> tuple[li
 def _nlp_digest(model: str) -> str:
     import importlib.util
 
-    from appliance.digests import folder_files, manifest_digest
+    from appliance.digests import folder_files, manifest_digest, sha256_file
 
     spec = importlib.util.find_spec(model)
     root = Path(next(iter(spec.submodule_search_locations)))
@@ -153,21 +150,25 @@ def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str)
     return out, counts, touched
 
 
-def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", policy_path: Path | None = None,
-           strict: bool = False, tokenizer_model: str | None = None) -> IngestResult:
+def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str = "auto", strict: bool = False,
+           tokenizer_model: str | None = None) -> IngestResult:
+    """Scrubbed under the installed scrub policy (`policies.load`), whose digest and computed strictness the
+    version records."""
+    from appliance import policies
+
     versions.check_name(name)
     require(ctx, "data.ingest", "dataset", name)
     if fmt != "auto" and fmt not in formats.FORMATS:
-        raise InputError(f"--format {fmt!r}: one of auto, {', '.join(formats.FORMATS)}")
-    policy_path = Path(policy_path) if policy_path else DEFAULT_POLICY
-    policy, policy_digest = load_policy(policy_path)
+        raise InputError(f"{fmt!r}: one of auto, {', '.join(formats.FORMATS)}", param="fmt")
+    installed = policies.load(ctx, "pii")
+    policy, policy_digest, level = installed.policy, installed.digest, strictness(installed.policy)
     parsed = parse(paths, fmt, limits_of(ctx))
     if strict and parsed.rejects:
         first = parsed.rejects[0]
         raise InputError(f"{first.line()} (--strict: {len(parsed.rejects)} bad record(s), nothing ingested)")
     if not parsed.records:
         detail = f"; first problem: {parsed.rejects[0].line()}" if parsed.rejects else ""
-        raise InputError(f"no valid records in {', '.join(str(p) for p in paths)}{detail}")
+        raise InputError(f"no valid records in {', '.join(as_input(p).name for p in paths)}{detail}")
     scrubber = scrubber_for(ctx, policy)
     scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
     residual = scrubber.residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
@@ -195,7 +196,7 @@ def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", pol
         return IngestResult(existing, created=False)
     touched_sources = set(touched)
     scrub_report = {
-        "policy": policy_path.name, "policy_digest": policy_digest, "strictness": policy.strictness,
+        "policy": installed.path.name, "policy_digest": policy_digest, "strictness": level,
         "entities_found": dict(sorted(counts.items())), "records_scrubbed": len(touched),
         "record_ids_scrubbed": [rid for rid, src in position.items() if src in touched_sources][:200],
         "residual": dict(sorted(residual.items())), "canaries": canary_note or f"{len(canary_list)} canaries",
@@ -229,7 +230,7 @@ def ingest(ctx: Context, paths: list[Path], name: str, *, fmt: str = "auto", pol
             v = versions.DatasetVersion(
                 id=vid, name=name, version=number, digest=digest, format=parsed.fmt, records=len(planted),
                 train_records=len(train), eval_records=len(held_out), rejected=len(rejects), path=rel.as_posix(),
-                policy_digest=policy_digest, policy_strictness=policy.strictness,
+                policy_digest=policy_digest, policy_strictness=level,
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"), created_by=ctx.actor.user,
                 lineage=lineage, scrub_report=scrub_report, lint_report=lint_report, rejects=rejects)
             versions.insert(conn, v)
@@ -261,8 +262,10 @@ def scrubber_for(ctx: Context, policy: PiiPolicy) -> Scrubber:
 
 
 def default_scrubber(ctx: Context) -> Scrubber:
-    """The scrubber of the shipped policy (`policies/pii.yaml`): what ingest applies by default."""
-    return scrubber_for(ctx, load_policy(DEFAULT_POLICY)[0])
+    """The scrubber of the installed scrub policy: what ingest applies."""
+    from appliance import policies
+
+    return scrubber_for(ctx, policies.load(ctx, "pii").policy)
 
 
 def _tokenizer(ctx: Context, model_name: str | None):

@@ -1,5 +1,10 @@
 """The scrub policy (`policies/pii.yaml`): entities and their operators, thresholds, allow-lists, extra
-recognizers, canaries. Validated strictly: unknown keys are refused and every error is reported at once."""
+recognizers, canaries. Validated strictly: unknown keys are refused and every error is reported at once.
+
+How strict a policy is is computed from what it scrubs (`strictness()`), never declared by the file: a policy
+that names one entity, keeps what a keep-pattern matches or sets a threshold few findings reach scores low
+whatever it says about itself.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.config import load_yaml_model
 
@@ -62,7 +67,6 @@ class CanarySpec(_Strict):
 class PiiPolicy(_Strict):
     version: Literal[1] = 1
     language: Literal["en"] = "en"
-    strictness: int = Field(default=2, ge=0, le=3, description="0 off .. 3 strictest; training may require a minimum")
     nlp: NlpSpec = NlpSpec()
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     entities: dict[str, EntityRule] = Field(min_length=1)
@@ -70,6 +74,14 @@ class PiiPolicy(_Strict):
     keep_patterns: list[str] = Field(default=[], description="regexes for business content that is never scrubbed")
     recognizers: list[RecognizerSpec] = []
     canaries: CanarySpec = CanarySpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_declared_strictness(cls, data):
+        if isinstance(data, dict) and "strictness" in data:
+            raise ValueError("strictness is computed from the entities the policy scrubs, not declared: remove the "
+                             "`strictness` key (`appliance policies check FILE` shows the computed value)")
+        return data
 
     @field_validator("keep_patterns")
     @classmethod
@@ -88,6 +100,52 @@ class PiiPolicy(_Strict):
         if bad:
             raise ValueError(f"entity names are UPPER_CASE: {bad}")
         return value
+
+
+# Each level needs every entity of its own and the levels below scrubbed for real (see `covered`).
+LEVELS: tuple[tuple[str, ...], ...] = (
+    ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"),  # 1: direct identifiers
+    ("PERSON", "STREET_ADDRESS", "IP_ADDRESS", "DATE_OF_BIRTH"),  # 2: people and where they are
+    ("NATIONAL_ID", "EMPLOYEE_ID", "CASE_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE"),  # 3: every shipped identifier
+)
+# A typical value of each entity: a keep-pattern or allow-list entry that spares it means the entity is not scrubbed.
+SAMPLES = {"EMAIL_ADDRESS": "jane.doe@example.org", "PHONE_NUMBER": "+1 415 555 0134",
+           "CREDIT_CARD": "4111 1111 1111 1111", "IBAN_CODE": "DE89370400440532013000", "US_SSN": "123-45-6789",
+           "PERSON": "Jane Doe", "STREET_ADDRESS": "12 Main Street", "IP_ADDRESS": "192.168.20.14",
+           "DATE_OF_BIRTH": "March 12, 1984", "NATIONAL_ID": "QQ123456C", "EMPLOYEE_ID": "EMP-104233",
+           "CASE_NUMBER": "CASE-2024-00421", "US_PASSPORT": "912803456", "US_DRIVER_LICENSE": "D1234567"}
+MAX_THRESHOLD = 0.6  # above this, context-dependent findings (+0.35 on 0.2) no longer pass
+MAX_KEEP_LAST = 4
+
+
+def covered(policy: PiiPolicy) -> set[str]:
+    """Entities the policy really scrubs: named, with an operator that removes the value (a mask leaving at
+    most four characters), a threshold findings can reach, and no keep-pattern or allow-list entry sparing a
+    typical value."""
+    out = set()
+    keeps = [re.compile(k) for k in policy.keep_patterns]
+    allowed = {a.lower() for a in policy.allow_list}
+    for entity, rule in policy.entities.items():
+        threshold = policy.score_threshold if rule.score_threshold is None else rule.score_threshold
+        if threshold > MAX_THRESHOLD or (rule.operator == "mask" and rule.keep_last > MAX_KEEP_LAST):
+            continue
+        sample = SAMPLES.get(entity)
+        if sample and (any(k.search(sample) for k in keeps) or sample.lower() in allowed):
+            continue
+        out.add(entity)
+    return out
+
+
+def strictness(policy: PiiPolicy) -> int:
+    """0 .. 3: the highest level whose entities, and those of every level below, are all covered; level 3 also
+    needs the global threshold at 0.5 or below."""
+    have = covered(policy)
+    level = 0
+    for number, entities in enumerate(LEVELS, start=1):
+        if not set(entities) <= have or (number == 3 and policy.score_threshold > 0.5):
+            break
+        level = number
+    return level
 
 
 def load_policy(path: Path) -> tuple[PiiPolicy, str]:

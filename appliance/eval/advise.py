@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from appliance.audit.events import Event
 from appliance.audit.log import record_alone
@@ -15,7 +14,6 @@ from appliance.context import Context
 from appliance.data import versions
 from appliance.errors import InputError
 from appliance.eval import metrics
-from appliance.eval.policy import load_release_policy
 from appliance.identity.roles import require
 from appliance.models.registry import get_model, model_dir
 
@@ -72,12 +70,14 @@ def _scores(answers: list[str], references: list[str], pattern: re.Pattern | Non
 
 
 def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_regex: str | None = None,
-           policy_path: Path | None = None, say: Say = lambda _: None) -> Advice:
+           say: Say = lambda _: None) -> Advice:
+    """With the installed release policy's thresholds."""
+    from appliance import policies
     from appliance.eval.lm import AdapterLM
     from appliance.train.data import prompt_and_answer
 
     require(ctx, "eval", "dataset", dataset_ref)
-    policy, _ = load_release_policy(policy_path)
+    policy = policies.load(ctx, "release").policy
     dataset = versions.get_version(ctx.engine, dataset_ref)
     held_out = versions.read_split(ctx.settings, dataset, "eval")
     train = versions.read_split(ctx.settings, dataset, "train")
@@ -88,7 +88,7 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
     try:
         pattern = re.compile(format_regex) if format_regex else None
     except re.error as exc:
-        raise InputError(f"--format {format_regex!r}: not a regular expression ({exc})") from None
+        raise InputError(f"{format_regex!r}: not a regular expression ({exc})", param="format_regex") from None
     model, _ = get_model(ctx.engine, base or "smollm2")
     if not model.hf_dir:
         raise InputError(f"model {model.name!r} has no safetensors copy to run baselines with")
@@ -101,10 +101,7 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
 
     import spacy
 
-    from appliance.data.ingest import DEFAULT_POLICY
-    from appliance.data.policy import load_policy
-
-    nlp = spacy.load(load_policy(DEFAULT_POLICY)[0].nlp.model, exclude=["lemmatizer", "parser"])
+    nlp = spacy.load(policies.load(ctx, "pii").policy.nlp.model, exclude=["lemmatizer", "parser"])
     pairs = [(" ".join(m["content"] for m in msgs if m["role"] != "assistant"), ref)
              for msgs, ref in [prompt_and_answer(r, dataset.format) for r in (train + held_out)[:400]]]
     share = facts_share(nlp, pairs)

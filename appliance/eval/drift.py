@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import text
 
@@ -21,7 +20,6 @@ from appliance.db import session_scope
 from appliance.digests import sha256_file
 from appliance.eval import run as evaluation
 from appliance.eval.lm import AdapterLM
-from appliance.eval.policy import load_release_policy
 from appliance.identity.roles import require
 from appliance.train import runs
 from appliance.train.recipe import Recipe
@@ -114,10 +112,13 @@ def check(ctx: Context, artifact: registry.Artifact, max_drop: float, say=lambda
     return point
 
 
-def scheduled(ctx: Context, *, policy_path: Path | None = None, say=lambda _: None) -> list[DriftCheck]:
-    """Check every approved artifact, oldest first; the time series grows by one point per artifact."""
+def scheduled(ctx: Context, *, say=lambda _: None) -> list[DriftCheck]:
+    """Check every approved artifact, oldest first, against the installed release policy's drift limit; the
+    time series grows by one point per artifact."""
+    from appliance import policies
+
     require(ctx, "eval.scheduled", "artifact", "*")
-    policy, _ = load_release_policy(policy_path)
+    policy = policies.load(ctx, "release").policy
     approved = [a for a in registry.list_artifacts(ctx.engine) if a.status == "approved"]
     say(f"{len(approved)} approved adapter(s); suite {sha256_file(evaluation.SUITE)[:12]}, "
         f"max_drop {policy.drift.max_drop}")

@@ -3,15 +3,9 @@ reported with its number and pass or fail. Validated strictly; every error is re
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from appliance.config import load_yaml_model
-from appliance.paths import policies_dir
-
-DEFAULT_RELEASE_POLICY = policies_dir() / "release.yaml"
 
 
 class _Strict(BaseModel):
@@ -45,7 +39,3 @@ class ReleasePolicy(_Strict):
     advise: Advice = Advice()
     drift: Drift = Drift()
 
-
-def load_release_policy(path: Path | None = None) -> tuple[ReleasePolicy, str]:
-    """The policy and the sha256 of its file."""
-    return load_yaml_model(Path(path) if path else DEFAULT_RELEASE_POLICY, ReleasePolicy, "release policy")

@@ -25,7 +25,7 @@ from appliance.digests import folder_digest, sha256_file
 from appliance.errors import InputError, NotFound
 from appliance.eval import metrics
 from appliance.eval.lm import AdapterLM
-from appliance.eval.policy import ReleasePolicy, load_release_policy
+from appliance.eval.policy import ReleasePolicy
 from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
 from appliance.models.registry import get_model, model_dir
@@ -243,13 +243,16 @@ def base_model_dir(ctx: Context, run: runs.Run) -> Path:
     return model_dir(ctx.settings, base) / base.hf_dir
 
 
-def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, policy_path: Path | None = None,
-             say: Say = lambda _: None) -> EvalResult:
+def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, say: Say = lambda _: None) -> EvalResult:
+    """Under the installed release policy (`policies.load`), whose digest the result records."""
+    from appliance import policies
+
     require(ctx, "eval", "run", run_name)
     run = runs.get_run(ctx.engine, run_name)
     if run.status != "succeeded":
         raise InputError(f"run {run_name!r} is {run.status}, not finished; evaluate a run that succeeded")
-    policy, policy_digest = load_release_policy(policy_path)
+    installed = policies.load(ctx, "release")
+    policy, policy_digest = installed.policy, installed.digest
     if judge:
         get_model(ctx.engine, judge)  # a judge that is not registered is refused before anything heavy
     dataset, rows = held_out_rows(ctx, run)

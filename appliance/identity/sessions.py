@@ -1,33 +1,45 @@
-"""Login sessions for the operating-system user, and resolving who is acting.
+"""Login sessions, bound to the operating-system account that logged in, and resolving who is acting.
 
-A session's secret lives only in a 0600 file of the OS user (APPLIANCE_SESSION_FILE, default under
-~/.local/state/appliance/); the database keeps its sha256, an expiry and a revocation time. An API token
-in APPLIANCE_TOKEN is the alternative for automation.
+A session's secret lives only in a 0600 file in the person's own home (APPLIANCE_SESSION_FILE, default under
+~/.local/state/appliance/); the database keeps its sha256, the OS uid it belongs to, an expiry and a revocation
+time. A session presented from another OS account is refused, so a copied session file is worth nothing. The
+file is read and written by the person's process: in-process directly (`FileSessionStore`), through the
+control socket by the person's `appliance` client (`control/request.py`). An API token of control scope in
+APPLIANCE_TOKEN is the alternative for automation.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import text
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
-from appliance.config import Settings
-from appliance.context import Actor, Context
+from appliance.context import Actor, Context, OsIdentity
 from appliance.db import session_scope
 from appliance.errors import PermissionDenied
 from appliance.fsutil import atomic_write_bytes
 from appliance.identity import tokens
-from appliance.identity.users import authenticate
+from appliance.identity.users import authenticate, user_by_id
+
+
+class SessionStore(Protocol):
+    """Where the person keeps their session: read, replace, forget."""
+
+    def read(self) -> dict | None: ...
+
+    def write(self, data: dict) -> None: ...
+
+    def clear(self) -> None: ...
 
 
 def _now() -> datetime:
@@ -38,99 +50,129 @@ def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def session_file(settings: Settings) -> Path:
-    explicit = settings.env.get("APPLIANCE_SESSION_FILE")
+def session_path(env: Mapping[str, str], home: str) -> Path:
+    """The person's session file for the appliance at `home`: APPLIANCE_SESSION_FILE, or one file per home
+    under XDG_STATE_HOME (default ~/.local/state)/appliance/."""
+    explicit = env.get("APPLIANCE_SESSION_FILE")
     if explicit:
         return Path(explicit)
-    state = Path(settings.env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    tag = hashlib.sha256(str(settings.home).encode()).hexdigest()[:16]
+    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    tag = hashlib.sha256(str(home).encode()).hexdigest()[:16]
     return state / "appliance" / f"session-{tag}.json"
 
 
-def login(ctx: Context, name: str, password: str) -> tuple[Actor, str]:
-    """Authenticate and store a session for this OS user; returns the actor and the expiry time."""
+class FileSessionStore:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> dict | None:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            raise PermissionDenied(f"{self.path}: unreadable session file", hint="login") from None
+        return data if isinstance(data, dict) else None
+
+    def write(self, data: dict) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps(data).encode())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def login(ctx: Context, store: SessionStore, name: str, password: str) -> tuple[Actor, str]:
+    """Authenticate and keep a session for this OS account; returns the actor and the expiry time. An account
+    whose password was set by someone else gets a session that can only change it (`appliance passwd`)."""
     user = authenticate(ctx, name, password)
     secret = secrets.token_urlsafe(32)
     session_id = uuid.uuid4().hex
     now = _now()
     expires = (now + timedelta(hours=ctx.settings.file.identity.session_hours)).isoformat(timespec="seconds")
-    actor = Actor(user.name, user.role, "password")
-    path = session_file(ctx.settings)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    actor = user.actor("password")
     with session_scope(ctx.engine) as s:
-        s.execute(text("INSERT INTO auth_session (id, user_id, secret_hash, os_user, created_at, expires_at) "
-                       "VALUES (:id, :u, :h, :os, :c, :e)"),
-                  {"id": session_id, "u": user.id, "h": secret_hash(secret), "os": getpass.getuser(),
+        s.execute(text("INSERT INTO auth_session (id, user_id, secret_hash, os_user, os_uid, created_at, expires_at) "
+                       "VALUES (:id, :u, :h, :os, :uid, :c, :e)"),
+                  {"id": session_id, "u": user.id, "h": secret_hash(secret), "os": ctx.os.name, "uid": ctx.os.uid,
                    "c": now.isoformat(timespec="seconds"), "e": expires})
-        record(ctx, s, Event("user.login", "user", user.name, details={"session": session_id,
-                                                                        "expires_at": expires}), actor)
-        atomic_write_bytes(path, json.dumps({"home": str(ctx.settings.home), "session": session_id,
-                                             "secret": secret, "user": user.name}).encode())
+        record(ctx, s, Event("user.login", "user", user.name, details={
+            "session": session_id, "expires_at": expires, "one_time": user.must_change_password}),
+            actor)
+        store.write({"home": str(ctx.settings.home), "session": session_id, "secret": secret, "user": user.name})
     return actor, expires
 
 
-def _read_session_file(settings: Settings) -> dict | None:
-    path = session_file(settings)
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        raise PermissionDenied(f"{path}: unreadable session file; run `appliance login NAME` again") from None
-    return data if isinstance(data, dict) else None
-
-
-def current_actor(settings: Settings, engine) -> Actor:
-    """Who is acting: APPLIANCE_TOKEN if set, else this OS user's session; refused otherwise."""
-    token = settings.env.get("APPLIANCE_TOKEN")
-    if token:
-        user, _ = tokens.resolve(engine, token)
-        return Actor(user.name, user.role, "token")
-    data = _read_session_file(settings)
-    if not data:
-        raise PermissionDenied("not logged in: run `appliance login NAME` (or set APPLIANCE_TOKEN)")
+def _session_row(engine, data: dict):
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT s.secret_hash, s.expires_at, s.revoked_at, u.name, u.role, u.disabled FROM auth_session s "
-            "JOIN app_user u ON u.id = s.user_id WHERE s.id = :id"), {"id": str(data.get("session"))}).first()
+        return conn.execute(text(
+            "SELECT secret_hash, expires_at, revoked_at, user_id, os_uid, os_user FROM auth_session WHERE id = :id"),
+            {"id": str(data.get("session"))}).first()
+
+
+def current_actor(ctx: Context, store: SessionStore, token: str | None) -> Actor:
+    """Who is acting: a control-scope API token if one is presented, else this OS account's session; refused
+    otherwise (the caller audits the refusal)."""
+    if token:
+        user, _ = tokens.resolve(ctx.engine, token, scope=tokens.CONTROL, os_uid=ctx.os.uid)
+        return user.actor("token")
+    data = store.read()
+    if not data:
+        raise PermissionDenied("not logged in (or set APPLIANCE_TOKEN to a control token)", hint="login")
+    row = _session_row(ctx.engine, data)
     if row is None or not hmac.compare_digest(row[0], secret_hash(str(data.get("secret", "")))):
-        raise PermissionDenied("session not recognised: run `appliance login NAME` again")
+        raise PermissionDenied("session not recognised", hint="login")
     if row[2]:
-        raise PermissionDenied("session revoked: run `appliance login NAME` again")
+        raise PermissionDenied("session revoked", hint="login")
     if datetime.fromisoformat(row[1]) <= _now():
-        raise PermissionDenied(f"session expired at {row[1]}: run `appliance login NAME` again")
-    if row[5]:
-        raise PermissionDenied(f"user {row[3]!r} is disabled")
-    return Actor(row[3], row[4], "session")
+        raise PermissionDenied(f"session expired at {row[1]}", hint="login")
+    if row[4] is None or int(row[4]) != ctx.os.uid:
+        owner = f"OS account {row[5]} (uid {row[4]})" if row[4] is not None else "no recorded OS account"
+        raise PermissionDenied(f"this session belongs to {owner}, not to {ctx.os.describe()}", hint="login")
+    user = user_by_id(ctx.engine, row[3])
+    if user.disabled:
+        raise PermissionDenied(f"user {user.name!r} is disabled")
+    return user.actor("session")
 
 
-def logout(ctx: Context) -> bool:
-    """Revoke this OS user's session and delete its file; False when there was none."""
-    data = _read_session_file(ctx.settings)
-    path = session_file(ctx.settings)
+def session_id(store: SessionStore) -> str | None:
+    data = store.read()
+    return str(data.get("session")) if data else None
+
+
+def logout(ctx: Context, store: SessionStore) -> bool:
+    """Revoke this OS account's session and forget it; False when there was none."""
+    data = store.read()
     if not data:
         return False
-    with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE id = :id AND revoked_at IS NULL"),
-                  {"t": _now().isoformat(timespec="seconds"), "id": str(data.get("session"))})
-        record(ctx, s, Event("user.logout", "user", str(data.get("user", "?")),
-                             details={"session": str(data.get("session"))}))
-    path.unlink(missing_ok=True)
+    row = _session_row(ctx.engine, data)
+    mine = row is not None and row[4] is not None and int(row[4]) == ctx.os.uid and \
+        hmac.compare_digest(row[0], secret_hash(str(data.get("secret", ""))))
+    if mine:
+        with session_scope(ctx.engine) as s:
+            s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE id = :id AND revoked_at IS NULL"),
+                      {"t": _now().isoformat(timespec="seconds"), "id": str(data.get("session"))})
+            record(ctx, s, Event("user.logout", "user", str(data.get("user", "?")),
+                                 details={"session": str(data.get("session"))}))
+    store.clear()
     return True
 
 
-def whoami(settings: Settings, engine) -> dict:
-    actor = current_actor(settings, engine)
-    info = {"user": actor.user, "role": actor.role, "auth": actor.auth}
+def whoami(ctx: Context, store: SessionStore, token: str | None) -> dict:
+    actor = current_actor(ctx, store, token)
+    info = {"user": actor.user, "role": actor.role, "auth": actor.auth, "os_user": ctx.os.name, "os_uid": ctx.os.uid,
+            "must_change_password": actor.must_change_password}
     if actor.auth == "session":
-        data = _read_session_file(settings) or {}
-        with engine.connect() as conn:
-            info["expires_at"] = conn.execute(text("SELECT expires_at FROM auth_session WHERE id = :id"),
-                                              {"id": str(data.get("session"))}).scalar()
+        row = _session_row(ctx.engine, store.read() or {})
+        info["expires_at"] = row[1] if row else None
     return info
 
 
 def deny_unauthenticated(ctx: Context, action: str, reason: str) -> None:
     """Audit a refused attempt by someone who could not be identified."""
-    record_alone(ctx, Event(action, "session", os.environ.get("USER", "?"), outcome="denied", reason=reason),
-                 Actor("unknown", "none", "none"))
+    record_alone(ctx, Event(action, "session", ctx.os.name, outcome="denied", reason=reason,
+                            details={"os_uid": ctx.os.uid}), Actor("unknown", "none", "none"))
+
+
+__all__ = ["FileSessionStore", "OsIdentity", "SessionStore", "current_actor", "login", "logout", "session_path",
+           "whoami"]

@@ -1,5 +1,11 @@
-"""API tokens for automation and the gateway: shown once, stored as a sha256, optionally limited to
-adapters, expiring, revocable. Format: apl_<id>_<secret>."""
+"""API tokens: shown once, stored as a sha256, expiring, revocable. Format: apl_<id>_<secret>.
+
+Two scopes. A gateway token (the default) only queries served models, optionally limited to some adapters;
+an admin may issue one for anyone. A control token works the command line (APPLIANCE_TOKEN) with its owner's
+powers, so nobody can mint one for somebody else: only its owner, for themselves, or an admin for a service
+account of role `user`. A control token is bound to one OS account (the creator's own, or the one named for a
+service account) and refused from any other. Neither scope is accepted where the other is expected.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from appliance.audit.events import Event
-from appliance.audit.log import record
-from appliance.context import Context
+from appliance.audit.log import record, record_alone
+from appliance.context import Context, os_user_name
 from appliance.db import session_scope
 from appliance.errors import InputError, NotFound, PermissionDenied
+from appliance.identity.roles import allowed, require
+from appliance.identity.users import get_user, user_by_id
 
-_TOKEN_RE = re.compile(r"^apl_([0-9a-f]{32})_([A-Za-z0-9_-]{20,})$")
+TOKEN_RE = re.compile(r"^apl_([0-9a-f]{32})_([A-Za-z0-9_-]{20,})$")
+GATEWAY, CONTROL = "gateway", "control"
+SCOPES = (GATEWAY, CONTROL)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,8 @@ class TokenInfo:
     created_by: str
     expires_at: str | None
     revoked_at: str | None
+    scope: str = GATEWAY
+    os_uid: int | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -45,60 +57,97 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(ctx: Context, user_name: str, adapters: list[str] | None = None,
-           expires_days: int | None = None) -> tuple[str, TokenInfo]:
-    """A new token for a user; the secret is returned here and never stored."""
-    from appliance.identity.roles import require
-    from appliance.identity.users import get_user
+def _os_uid(os_user: str) -> int:
+    import pwd
 
-    require(ctx, "tokens.manage", "token", user_name)
+    try:
+        return pwd.getpwnam(os_user).pw_uid
+    except KeyError:
+        raise InputError(f"no OS account named {os_user!r} on this host", param="os_user") from None
+
+
+def _refuse(ctx: Context, user_name: str, reason: str) -> None:
+    record_alone(ctx, Event("token.create", "token", user_name, outcome="denied", reason=reason))
+    raise PermissionDenied(reason)
+
+
+def create(ctx: Context, user_name: str | None = None, adapters: list[str] | None = None,
+           expires_days: int | None = None, *, scope: str = GATEWAY, os_user: str | None = None
+           ) -> tuple[str, TokenInfo]:
+    """A new token for a user (default: the actor); the secret is returned here and never stored."""
+    user_name = user_name or ctx.actor.user
+    if scope not in SCOPES:
+        raise InputError(f"scope {scope!r}: one of {', '.join(SCOPES)}", param="scope")
+    own = user_name == ctx.actor.user
+    require(ctx, "tokens.own" if own else "tokens.manage", "token", user_name)
     user = get_user(ctx.engine, user_name)
     if user.disabled:
         raise InputError(f"user {user_name!r} is disabled")
     if expires_days is not None and expires_days < 1:
-        raise InputError("--expires-days must be at least 1")
+        raise InputError("must be at least 1", param="expires_days")
+    bound_uid = None
+    if scope == CONTROL:
+        if adapters:
+            raise InputError("a control token works the command line; adapters limit gateway tokens", param="adapters")
+        if not own and user.role != "user":
+            _refuse(ctx, user_name, f"a control token carries its owner's powers: only {user_name} may create one "
+                                    f"for {user_name} (an admin may for service accounts of role user; "
+                                    f"{user_name} is {user.role})")
+        if own and os_user is not None and os_user != ctx.os.name:
+            raise InputError("your own control token is bound to your OS account", param="os_user")
+        if not own and os_user is None:
+            raise InputError("name the OS account the service account's automation runs as", param="os_user")
+        bound_uid = ctx.os.uid if own else _os_uid(os_user)
+    elif os_user is not None:
+        raise InputError("only control tokens are bound to an OS account", param="os_user")
+    elif not allowed(user.role, "serve.query"):
+        raise InputError(f"user {user_name!r} ({user.role}) may not query models")
     token_id, secret = uuid.uuid4().hex, secrets.token_urlsafe(32)
     now = _now()
     info = TokenInfo(token_id, user.name, sorted(set(adapters)) if adapters else None,
                      now.isoformat(timespec="seconds"), ctx.actor.user,
-                     (now + timedelta(days=expires_days)).isoformat(timespec="seconds") if expires_days else None, None)
+                     (now + timedelta(days=expires_days)).isoformat(timespec="seconds") if expires_days else None, None,
+                     scope, bound_uid)
     with session_scope(ctx.engine) as s:
-        s.execute(text("INSERT INTO api_token (id, user_id, secret_hash, adapters, created_at, created_by, expires_at) "
-                       "VALUES (:id, :u, :h, :a, :c, :by, :e)"),
+        s.execute(text("INSERT INTO api_token (id, user_id, secret_hash, adapters, created_at, created_by, expires_at, "
+                       "scope, os_uid) VALUES (:id, :u, :h, :a, :c, :by, :e, :scope, :uid)"),
                   {"id": token_id, "u": user.id, "h": _hash(secret),
                    "a": json.dumps(info.adapters) if info.adapters else None, "c": info.created_at,
-                   "by": info.created_by, "e": info.expires_at})
-        record(ctx, s, Event("token.create", "token", token_id,
-                             details={"user": user.name, "adapters": info.adapters, "expires_at": info.expires_at}))
+                   "by": info.created_by, "e": info.expires_at, "scope": scope, "uid": bound_uid})
+        record(ctx, s, Event("token.create", "token", token_id, details={
+            "user": user.name, "adapters": info.adapters, "expires_at": info.expires_at, "scope": scope,
+            "bound_os_user": os_user_name(bound_uid) if bound_uid is not None else None}))
     return f"apl_{token_id}_{secret}", info
 
 
-_SELECT = ("SELECT t.id, u.name, t.adapters, t.created_at, t.created_by, t.expires_at, t.revoked_at "
-           "FROM api_token t JOIN app_user u ON u.id = t.user_id")
+_SELECT = ("SELECT t.id, u.name, t.adapters, t.created_at, t.created_by, t.expires_at, t.revoked_at, t.scope, "
+           "t.os_uid FROM api_token t JOIN app_user u ON u.id = t.user_id")
 
 
 def _info(row) -> TokenInfo:
-    return TokenInfo(row[0], row[1], json.loads(row[2]) if row[2] else None, row[3], row[4], row[5], row[6])
+    return TokenInfo(row[0], row[1], json.loads(row[2]) if row[2] else None, row[3], row[4], row[5], row[6], row[7],
+                     None if row[8] is None else int(row[8]))
 
 
 def list_tokens(ctx: Context) -> list[TokenInfo]:
-    from appliance.identity.roles import require
-
-    require(ctx, "tokens.manage", "token", "*")
+    """Every token for an admin; one's own otherwise."""
+    manage = allowed(ctx.actor.role, "tokens.manage")
+    require(ctx, "tokens.manage" if manage else "tokens.own", "token", "*")
+    where, params = ("", {}) if manage else (" WHERE u.name = :n", {"n": ctx.actor.user})
     with ctx.engine.connect() as conn:
-        return [_info(r) for r in conn.execute(text(f"{_SELECT} ORDER BY t.created_at")).all()]
+        return [_info(r) for r in conn.execute(text(f"{_SELECT}{where} ORDER BY t.created_at"), params).all()]
 
 
 def revoke(ctx: Context, token_id: str) -> TokenInfo:
-    from appliance.identity.roles import require
-
-    require(ctx, "tokens.manage", "token", token_id)
+    with ctx.engine.connect() as conn:
+        row = conn.execute(text(f"{_SELECT} WHERE t.id = :id"), {"id": token_id}).first()
+    own = row is not None and row[1] == ctx.actor.user
+    require(ctx, "tokens.own" if own else "tokens.manage", "token", token_id)
+    if row is None:
+        raise NotFound(f"no token with id {token_id!r}")
+    if row[6]:
+        raise InputError(f"token {token_id} is already revoked")
     with session_scope(ctx.engine) as s:
-        row = s.execute(text(f"{_SELECT} WHERE t.id = :id"), {"id": token_id}).first()
-        if row is None:
-            raise NotFound(f"no token with id {token_id!r}")
-        if row[6]:
-            raise InputError(f"token {token_id} is already revoked")
         s.execute(text("UPDATE api_token SET revoked_at = :t WHERE id = :id"),
                   {"t": _now().isoformat(timespec="seconds"), "id": token_id})
         record(ctx, s, Event("token.revoke", "token", token_id, details={"user": row[1]}))
@@ -106,26 +155,30 @@ def revoke(ctx: Context, token_id: str) -> TokenInfo:
         return _info(conn.execute(text(f"{_SELECT} WHERE t.id = :id"), {"id": token_id}).first())
 
 
-def resolve(engine, token: str):
-    """The user a presented token belongs to, and the token; PermissionDenied for anything not valid now."""
-    from appliance.identity.users import _SELECT as USER_SELECT
-    from appliance.identity.users import _user
-
-    match = _TOKEN_RE.match(token.strip())
+def resolve(engine, token: str, *, scope: str = GATEWAY, os_uid: int | None = None):
+    """The user a presented token belongs to, and the token; PermissionDenied for anything not valid here now:
+    another scope, a control token from another OS account, revoked, expired, a disabled user."""
+    match = TOKEN_RE.match(token.strip())
     if not match:
         raise PermissionDenied("API token is malformed")
     token_id, secret = match.groups()
     with engine.connect() as conn:
         row = conn.execute(text("SELECT user_id, secret_hash, expires_at, revoked_at, id, adapters, created_at, "
-                                "created_by FROM api_token WHERE id = :id"), {"id": token_id}).first()
-        if row is None or not hmac.compare_digest(row[1], _hash(secret)):
-            raise PermissionDenied("API token not recognised")
-        if row[3]:
-            raise PermissionDenied("API token revoked")
-        if row[2] and datetime.fromisoformat(row[2]) <= _now():
-            raise PermissionDenied(f"API token expired at {row[2]}")
-        user_row = conn.execute(text(f"{USER_SELECT} WHERE id = :id"), {"id": row[0]}).first()
-    user = _user(user_row)
+                                "created_by, scope, os_uid FROM api_token WHERE id = :id"), {"id": token_id}).first()
+    if row is None or not hmac.compare_digest(row[1], _hash(secret)):
+        raise PermissionDenied("API token not recognised")
+    if row[3]:
+        raise PermissionDenied("API token revoked")
+    if row[2] and datetime.fromisoformat(row[2]) <= _now():
+        raise PermissionDenied(f"API token expired at {row[2]}")
+    if row[8] != scope:
+        names = {GATEWAY: "the gateway (queries only)", CONTROL: "the command line"}
+        raise PermissionDenied(f"this API token is for {names.get(row[8], row[8])}, not for {names[scope]}")
+    if scope == CONTROL and (row[9] is None or int(row[9]) != os_uid):
+        raise PermissionDenied(f"this control token is bound to OS account {os_user_name(int(row[9]))}"
+                               if row[9] is not None else "this control token is bound to no OS account")
+    user = user_by_id(engine, row[0])
     if user.disabled:
         raise PermissionDenied(f"user {user.name!r} is disabled")
-    return user, TokenInfo(token_id, user.name, json.loads(row[5]) if row[5] else None, row[6], row[7], row[2], None)
+    return user, TokenInfo(token_id, user.name, json.loads(row[5]) if row[5] else None, row[6], row[7], row[2], None,
+                           row[8], None if row[9] is None else int(row[9]))

@@ -1,8 +1,15 @@
-"""Users: create, list, disable, change role, and authenticate with lockout after repeated failures."""
+"""Users: create, list, disable, change role, passwords (change, reset, one-time), and authenticate with a
+lockout after repeated failures.
+
+A password set by someone else (`users add`, `users reset-password`, the first admin of `init`) is one-time:
+until its owner changes it the account may do nothing else. Failed logins are counted in one atomic UPDATE,
+so N parallel wrong guesses count N; every refusal reads the same whether or not the account exists.
+"""
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +25,7 @@ from appliance.identity import passwords
 from appliance.identity.roles import ROLES, require
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+REFUSAL = "invalid user name or password, or the account is locked or disabled"
 
 
 @dataclass(frozen=True)
@@ -30,21 +38,33 @@ class User:
     locked_until: str | None
     created_at: str
     created_by: str
+    must_change_password: bool = False
+    password_changed_at: str | None = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "role", "disabled", "failed_logins", "locked_until",
-                                              "created_at", "created_by")}
+                                              "created_at", "created_by", "must_change_password",
+                                              "password_changed_at")}
+
+    def actor(self, auth: str) -> Actor:
+        return Actor(self.name, self.role, auth, self.must_change_password)
 
 
-_SELECT = ("SELECT id, name, role, disabled, failed_logins, locked_until, created_at, created_by FROM app_user")
+_FIELDS = ("id, name, role, disabled, failed_logins, locked_until, created_at, created_by, must_change_password, "
+           "password_changed_at")
+_SELECT = f"SELECT {_FIELDS} FROM app_user"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _stamp(moment: datetime | None = None) -> str:
+    return (moment or _now()).isoformat(timespec="seconds")
+
+
 def _user(row) -> User:
-    return User(row[0], row[1], row[2], bool(row[3]), int(row[4]), row[5], row[6], row[7])
+    return User(row[0], row[1], row[2], bool(row[3]), int(row[4]), row[5], row[6], row[7], bool(row[8]), row[9])
 
 
 def check_name(name: str) -> str:
@@ -68,6 +88,14 @@ def get_user(engine, name: str) -> User:
     return _user(row)
 
 
+def user_by_id(engine, user_id: str) -> User:
+    with engine.connect() as conn:
+        row = conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": user_id}).first()
+    if row is None:
+        raise NotFound(f"no user with id {user_id!r}")
+    return _user(row)
+
+
 def list_users(ctx: Context) -> list[User]:
     require(ctx, "users.manage", "user", "*")
     with ctx.engine.connect() as conn:
@@ -80,21 +108,34 @@ def count_users(engine) -> int:
 
 
 def add_user(ctx: Context, name: str, role: str, password: str) -> User:
+    """A new account whose password, chosen by the admin (or the installer), must be changed at first login."""
     check_name(name)
     check_role(role)
     require(ctx, "users.manage", "user", name)
     passwords.check_policy(name, password, ctx.settings.file.identity.min_password_length)
     pw_hash = passwords.hash_password(password)
-    user = User(uuid.uuid4().hex, name, role, False, 0, None, _now().isoformat(timespec="seconds"), ctx.actor.user)
+    user = User(uuid.uuid4().hex, name, role, False, 0, None, _stamp(), ctx.actor.user, True, None)
     with session_scope(ctx.engine) as s:
         if s.execute(text("SELECT 1 FROM app_user WHERE name = :n"), {"n": name}).first():
             raise AlreadyExists(f"user {name!r} already exists")
         s.execute(text("INSERT INTO app_user (id, name, role, password_hash, disabled, failed_logins, created_at, "
-                       "created_by) VALUES (:id, :name, :role, :h, FALSE, 0, :created_at, :created_by)"),
+                       "created_by, must_change_password) VALUES (:id, :name, :role, :h, FALSE, 0, :created_at, "
+                       ":created_by, TRUE)"),
                   {"id": user.id, "name": name, "role": role, "h": pw_hash, "created_at": user.created_at,
                    "created_by": user.created_by})
-        record(ctx, s, Event("user.create", "user", name, details={"role": role}))
+        record(ctx, s, Event("user.create", "user", name, details={"role": role, "one_time": True}))
     return user
+
+
+def _revoke_access(s, user_id: str, *, sessions_too: bool = True, tokens_too: bool = False,
+                   keep_session: str | None = None) -> None:
+    stamp = _stamp()
+    if sessions_too:
+        s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE user_id = :id AND revoked_at IS NULL "
+                       "AND id <> :keep"), {"t": stamp, "id": user_id, "keep": keep_session or ""})
+    if tokens_too:
+        s.execute(text("UPDATE api_token SET revoked_at = :t WHERE user_id = :id AND revoked_at IS NULL"),
+                  {"t": stamp, "id": user_id})
 
 
 def set_disabled(ctx: Context, name: str, disabled: bool = True) -> User:
@@ -105,8 +146,7 @@ def set_disabled(ctx: Context, name: str, disabled: bool = True) -> User:
     with session_scope(ctx.engine) as s:
         s.execute(text("UPDATE app_user SET disabled = :d WHERE id = :id"), {"d": disabled, "id": user.id})
         if disabled:
-            s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE user_id = :id AND revoked_at IS NULL"),
-                      {"t": _now().isoformat(timespec="seconds"), "id": user.id})
+            _revoke_access(s, user.id)
         record(ctx, s, Event("user.disable" if disabled else "user.enable", "user", name))
     return get_user(ctx.engine, name)
 
@@ -119,48 +159,102 @@ def set_role(ctx: Context, name: str, role: str) -> User:
         raise InputError("you cannot change your own role")
     with session_scope(ctx.engine) as s:
         s.execute(text("UPDATE app_user SET role = :r WHERE id = :id"), {"r": role, "id": user.id})
+        _revoke_access(s, user.id, tokens_too=True)  # what was issued under the old role goes with it
         record(ctx, s, Event("user.set_role", "user", name, details={"from": user.role, "to": role}))
     return get_user(ctx.engine, name)
 
 
+def one_time_password(name: str, min_length: int) -> str:
+    while True:
+        candidate = secrets.token_urlsafe(max(min_length, 18))
+        try:
+            passwords.check_policy(name, candidate, min_length)
+            return candidate
+        except InputError:
+            continue
+
+
+def reset_password(ctx: Context, name: str) -> str:
+    """Admin: give NAME a new one-time password (returned, shown once) and revoke every session and token of
+    theirs; they must change it at the next login."""
+    require(ctx, "users.manage", "user", name)
+    user = get_user(ctx.engine, name)
+    if name == ctx.actor.user:
+        raise InputError("reset your own password with `appliance passwd` (the old password is needed)")
+    password = one_time_password(name, ctx.settings.file.identity.min_password_length)
+    pw_hash = passwords.hash_password(password)
+    with session_scope(ctx.engine) as s:
+        s.execute(text("UPDATE app_user SET password_hash = :h, must_change_password = TRUE, failed_logins = 0, "
+                       "locked_until = NULL WHERE id = :id"), {"h": pw_hash, "id": user.id})
+        _revoke_access(s, user.id, tokens_too=True)
+        record(ctx, s, Event("user.reset_password", "user", name,
+                             details={"revoked": "every session and API token of theirs"}))
+    return password
+
+
+def change_password(ctx: Context, old: str, new: str, *, keep_session: str | None = None) -> User:
+    """The acting user changes their own password: the old one is checked (a wrong one counts towards the
+    lockout), the new one must pass the policy and differ; their other sessions end."""
+    require(ctx, "password.change", "user", ctx.actor.user)
+    user = authenticate(ctx, ctx.actor.user, old)
+    if new == old:
+        raise InputError("the new password must differ from the old one", param="new_password")
+    passwords.check_policy(user.name, new, ctx.settings.file.identity.min_password_length)
+    pw_hash = passwords.hash_password(new)
+    with session_scope(ctx.engine) as s:
+        s.execute(text("UPDATE app_user SET password_hash = :h, must_change_password = FALSE, "
+                       "password_changed_at = :t WHERE id = :id"), {"h": pw_hash, "t": _stamp(), "id": user.id})
+        _revoke_access(s, user.id, keep_session=keep_session)
+        record(ctx, s, Event("user.passwd", "user", user.name,
+                             details={"was_one_time": user.must_change_password}))
+    return get_user(ctx.engine, user.name)
+
+
+def _refuse(ctx: Context, name: str, reason: str, actor: Actor, **details) -> None:
+    record_alone(ctx, Event("user.login", "user", name, outcome="denied", reason=reason, details=details), actor)
+    raise PermissionDenied(REFUSAL)
+
+
 def authenticate(ctx: Context, name: str, password: str) -> User:
-    """Check a password; failures count towards a lockout, and every outcome is audited."""
+    """Check a password; failures count towards a lockout, and every outcome is audited. Every refusal says
+    the same (REFUSAL) and costs one password verification, whatever the reason."""
     cfg = ctx.settings.file.identity
     anonymous = Actor(name if NAME_RE.match(name) else "unknown", "none", "password")
-    refusal = "invalid user name or password"
     with ctx.engine.connect() as conn:
-        row = conn.execute(text(f"SELECT password_hash, {_SELECT[7:]} WHERE name = :n"), {"n": name}).first()
+        row = conn.execute(text(f"SELECT password_hash, {_FIELDS} FROM app_user WHERE name = :n"),
+                           {"n": name}).first()
     if row is None:
         passwords.dummy_verify(password)
-        record_alone(ctx, Event("user.login", "user", anonymous.user, outcome="denied", reason="unknown user"),
-                     anonymous)
-        raise PermissionDenied(refusal)
+        _refuse(ctx, anonymous.user, "unknown user", anonymous)
     stored_hash, user = row[0], _user(row[1:])
-    actor = Actor(user.name, user.role, "password")
-    if user.disabled:
-        record_alone(ctx, Event("user.login", "user", name, outcome="denied", reason="user is disabled"), actor)
-        raise PermissionDenied(f"user {name!r} is disabled")
+    actor = user.actor("password")
+    matches = passwords.verify_password(stored_hash, password)
     now = _now()
+    if user.disabled:
+        _refuse(ctx, name, "user is disabled", actor)
     if user.locked_until and datetime.fromisoformat(user.locked_until) > now:
-        record_alone(ctx, Event("user.login", "user", name, outcome="denied", reason="locked out"), actor)
-        raise PermissionDenied(f"user {name!r} is locked out until {user.locked_until} after repeated failures")
-    if not passwords.verify_password(stored_hash, password):
-        failures = user.failed_logins + 1
-        locked = failures >= cfg.lockout_attempts
+        _refuse(ctx, name, "locked out", actor, until=user.locked_until)
+    if not matches:
         with session_scope(ctx.engine) as s:
-            s.execute(text("UPDATE app_user SET failed_logins = :f, locked_until = :l WHERE id = :id"),
-                      {"f": 0 if locked else failures, "id": user.id,
-                       "l": (now + timedelta(minutes=cfg.lockout_minutes)).isoformat(timespec="seconds")
-                       if locked else None})
+            failures = int(s.execute(text("UPDATE app_user SET failed_logins = failed_logins + 1 WHERE id = :id "
+                                          "RETURNING failed_logins"), {"id": user.id}).scalar())
             record(ctx, s, Event("user.login", "user", name, outcome="denied", reason="wrong password",
                                  details={"failures": failures}), actor)
-            if locked:
+            if failures >= cfg.lockout_attempts:
+                until = _stamp(now + timedelta(minutes=cfg.lockout_minutes))
+                s.execute(text("UPDATE app_user SET failed_logins = 0, locked_until = :l WHERE id = :id"),
+                          {"l": until, "id": user.id})
                 record(ctx, s, Event("user.lockout", "user", name, outcome="denied",
                                      reason=f"{failures} failed logins",
-                                     details={"minutes": cfg.lockout_minutes}), actor)
-        raise PermissionDenied(refusal)
-    if user.failed_logins or user.locked_until:
-        with session_scope(ctx.engine) as s:
-            s.execute(text("UPDATE app_user SET failed_logins = 0, locked_until = NULL WHERE id = :id"),
-                      {"id": user.id})
+                                     details={"minutes": cfg.lockout_minutes, "until": until}), actor)
+        raise PermissionDenied(REFUSAL)
+    with session_scope(ctx.engine) as s:
+        # Still not locked (a parallel guess may have locked it meanwhile): the check and the reset are one step.
+        cleared = s.execute(text("UPDATE app_user SET failed_logins = 0 WHERE id = :id AND disabled = FALSE AND "
+                                 "(locked_until IS NULL OR locked_until <= :now) RETURNING id"),
+                            {"id": user.id, "now": _stamp(now)}).first()
+        if cleared is not None and user.locked_until:
+            s.execute(text("UPDATE app_user SET locked_until = NULL WHERE id = :id"), {"id": user.id})
+    if cleared is None:
+        _refuse(ctx, name, "locked out", actor)
     return user

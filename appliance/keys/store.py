@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -114,7 +113,7 @@ def revoke(ctx: Context, key_id: str, reason: str) -> KeyRecord:
     """Put a key on the revocation list: nothing it signed verifies any more."""
     require(ctx, "keys.manage", "key", key_id)
     if not reason.strip():
-        raise InputError("--reason: a revocation needs a reason")
+        raise InputError("a revocation needs a reason", param="reason")
     key = get_key(ctx.engine, key_id)
     if key.status == "revoked":
         raise InputError(f"key {key.key_id[:16]} is already revoked")
@@ -125,14 +124,16 @@ def revoke(ctx: Context, key_id: str, reason: str) -> KeyRecord:
     return get_key(ctx.engine, key.key_id)
 
 
-def export_public(ctx: Context, out: Path, purpose: str = "artifact") -> KeyRecord:
+def export_public(ctx: Context, out, purpose: str = "artifact") -> KeyRecord:
+    """Write the active public key to `out` (a path or a `userfiles.OutputFile`), 0644."""
+    from appliance.userfiles import as_output
+
     key = active_key(ctx.engine, purpose)
     if key is None:
-        raise NotFound(f"no active {purpose} key: run `appliance keys init`")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: no such directory")
-    atomic_write_bytes(out, key.public_pem.encode(), mode=0o644)
+        raise NotFound(f"no active {purpose} key", hint="keys.init")
+    out = as_output(out, mode=0o644)
+    out.mode = 0o644
+    out.write_bytes(key.public_pem.encode())
     return key
 
 

@@ -24,6 +24,7 @@ from appliance.errors import AlreadyExists, InputError, NotFound
 from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
 from appliance.models import sources
+from appliance.userfiles import InputTree, as_tree
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -61,7 +62,7 @@ def get_model(engine: Engine, name: str) -> tuple[RegisteredModel, list[ModelFil
     with session_scope(engine) as s:
         model = s.exec(select(RegisteredModel).where(RegisteredModel.name == name)).first()
         if model is None:
-            raise NotFound(f"no model named {name!r}; see `appliance models list`")
+            raise NotFound(f"no model named {name!r}", hint="models.list")
         files = list(s.exec(select(ModelFile).where(ModelFile.model_id == model.id).order_by(ModelFile.relpath)))
     return model, files
 
@@ -95,7 +96,7 @@ def _register(ctx: Context, *, name: str, source: str, origin: str, source_diges
     if existing is not None:
         if existing.source_digest == source_digest:
             return ImportResult(existing, created=False)
-        raise AlreadyExists(f"a different model is already registered as {name!r}; choose another --name")
+        raise AlreadyExists(f"a different model is already registered as {name!r}; choose another", param="name")
     final = settings.models_dir / name
     if final.exists():
         raise AlreadyExists(f"{final}: exists but is not registered; move it away before importing {name!r}")
@@ -144,12 +145,19 @@ def import_embedded(ctx: Context, key: str, name: str | None = None) -> ImportRe
                      gguf_file=gguf_rel, hf_dir="hf")
 
 
-def import_path(ctx: Context, path: Path, name: str | None = None, hf_copy: bool = False) -> ImportResult:
-    """Import a GGUF file (optionally with a safetensors copy for training) or a Hugging Face folder."""
-    path = Path(path)
-    name = name or default_name(path)
+def import_path(ctx: Context, source: InputTree | Path, name: str | None = None, hf_copy: bool = False
+                ) -> ImportResult:
+    """Import a GGUF file (optionally with a safetensors copy for training) or a Hugging Face folder, read with
+    the permissions of the person who named it (`userfiles`)."""
+    tree = as_tree(source)
+    name = name or default_name(Path(tree.basename))
     require(ctx, "models.import", "model", name)
     check_name(name)
+    with tree.local(ctx.settings.tmp_dir) as path:
+        return _import_local(ctx, path, tree.origin, name, hf_copy)
+
+
+def _import_local(ctx: Context, path: Path, origin: str, name: str, hf_copy: bool) -> ImportResult:
     kind = sources.classify(path)
     if kind == "gguf":
         info = sources.read_gguf_info(path)
@@ -162,11 +170,11 @@ def import_path(ctx: Context, path: Path, name: str | None = None, hf_copy: bool
 
                 gguf_to_hf(stage / gguf_rel, stage / "hf")
 
-        return _register(ctx, name=name, source="path", origin=str(path.resolve()),
+        return _register(ctx, name=name, source="path", origin=origin,
                          source_digest=sha256_file(path), fill=fill, architecture=info.architecture,
                          gguf_file=gguf_rel, hf_dir="hf" if hf_copy else None)
     if hf_copy:
-        raise InputError("--hf-copy applies to GGUF files; a Hugging Face folder is already in that form")
+        raise InputError("applies to GGUF files; a Hugging Face folder is already in that form", param="hf_copy")
     files, arch = sources.collect_hf_folder(path)
     source_digest = manifest_digest((f.relpath, sha256_file(f.path)) for f in files)
 
@@ -174,7 +182,7 @@ def import_path(ctx: Context, path: Path, name: str | None = None, hf_copy: bool
         for f in files:
             _copy_hashed(f.path, stage / "hf" / f.relpath)
 
-    return _register(ctx, name=name, source="path", origin=str(path.resolve()),
+    return _register(ctx, name=name, source="path", origin=origin,
                      source_digest=source_digest, fill=fill_hf, architecture=arch, gguf_file=None, hf_dir="hf")
 
 

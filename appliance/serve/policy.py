@@ -3,15 +3,9 @@ text, and the output filter. Validated strictly; every error is reported at once
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from appliance.config import load_yaml_model
-from appliance.paths import policies_dir
-
-DEFAULT_SERVING_POLICY = policies_dir() / "serving.yaml"
 
 
 class _Strict(BaseModel):
@@ -51,7 +45,3 @@ class ServingPolicy(_Strict):
     def _unquoted_off(cls, value):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
-
-def load_serving_policy(path: Path | None = None) -> tuple[ServingPolicy, str]:
-    """The policy and the sha256 of its file."""
-    return load_yaml_model(Path(path) if path else DEFAULT_SERVING_POLICY, ServingPolicy, "serving policy")

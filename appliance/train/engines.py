@@ -31,7 +31,7 @@ def _unsloth_importable() -> str | None:
 
 def choose(requested: str, recipe: Recipe, world_size: int = 1) -> Choice:
     if requested not in ("auto", "unsloth", "trl"):
-        raise ConfigError(f"--engine {requested!r}: one of auto, unsloth, trl")
+        raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="engine")
     if requested == "trl":
         return Choice("trl", "requested: transformers + PEFT + TRL")
     if world_size > 1:

@@ -4,19 +4,14 @@ a clear message and an audit event."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.events import Event
 from appliance.audit.log import record_alone
-from appliance.config import load_yaml_model
 from appliance.context import Context
 from appliance.errors import PolicyViolation
-from appliance.paths import policies_dir
-
-DEFAULT_TRAINING_POLICY = policies_dir() / "training.yaml"
 
 
 class AllowedModel(BaseModel):
@@ -34,10 +29,6 @@ class TrainingPolicy(BaseModel):
     max_hours: float = Field(default=24, gt=0)
 
 
-def load_training_policy(path: Path | None = None) -> TrainingPolicy:
-    return load_yaml_model(Path(path) if path else DEFAULT_TRAINING_POLICY, TrainingPolicy, "training policy")[0]
-
-
 def check(ctx: Context, policy: TrainingPolicy, *, run_name: str, model, dataset, steps: int,
           estimated_hours: float | None = None) -> None:
     """Raise PolicyViolation (after auditing it) unless this run is allowed."""
@@ -51,6 +42,9 @@ def check(ctx: Context, policy: TrainingPolicy, *, run_name: str, model, dataset
     if dataset.policy_strictness < policy.min_scrub_strictness:
         problems.append(f"dataset {dataset.ref} was scrubbed at strictness {dataset.policy_strictness}, "
                         f"below the required {policy.min_scrub_strictness}")
+    from appliance import policies
+
+    problems += [f"dataset {dataset.ref}: {p}" for p in policies.unadmitted(ctx.engine, {"pii": dataset.policy_digest})]
     if steps > policy.max_steps:
         problems.append(f"{steps} steps is over the budget of {policy.max_steps}")
     if estimated_hours is not None and estimated_hours > policy.max_hours:

@@ -32,8 +32,9 @@ from appliance.models.registry import get_model, model_dir
 from appliance.train import checkpoints, engines, runs
 from appliance.train.data import training_rows
 from appliance.train.plan import Plan, estimate
-from appliance.train.policy import check, load_training_policy
+from appliance.train.policy import check
 from appliance.train.recipe import Recipe, load_recipe
+from appliance.userfiles import InputFile, as_input
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 Say = Callable[[str], None]
@@ -79,17 +80,20 @@ def _steps(recipe: Recipe, rows: int) -> int:
     return max(1, math.ceil(per_epoch * recipe.epochs))
 
 
-def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, base: str | None = None,
+def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str | None, *, base: str | None = None,
           name: str | None = None, max_steps: int | None = None, engine: str = "auto", plan_only: bool = False,
-          resume: str | None = None, force: bool = False, policy_path: Path | None = None, queue: bool = False,
+          resume: str | None = None, force: bool = False, queue: bool = False,
           say: Say = lambda _: None) -> Outcome:
-    """Check, plan and run a training job inline; with `queue`, check and plan it and leave it for `worker`."""
+    """Check, plan and run a training job inline; with `queue`, check and plan it and leave it for `worker`.
+    The installed training policy applies (`policies.load`); the run records its digest."""
+    from appliance import policies
+
     require(ctx, "train", "run", name or resume or "new")
     rank, world = distributed()
     if world > 1 and (queue or plan_only or resume):
         raise InputError("--queue, --plan and --resume run in one process; launch them without torchrun")
     if world > 1 and not name:
-        raise InputError("a distributed run needs --name, the same on every process")
+        raise InputError("a distributed run needs a name, the same on every process", param="name")
     if resume:
         previous = runs.get_run(ctx.engine, resume)
         if previous.status == "succeeded":
@@ -101,8 +105,9 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
     else:
         if recipe_path is None or dataset_ref is None:
             raise InputError("give RECIPE and --dataset NAME[@vN] (or --resume RUN)")
-        recipe, recipe_digest = load_recipe(recipe_path)
-        recipe_file = Path(recipe_path).name
+        source = as_input(recipe_path)
+        recipe, recipe_digest = load_recipe(source)
+        recipe_file = source.basename
     model, _ = get_model(ctx.engine, base or recipe.base_model)
     if not model.hf_dir:
         raise InputError(f"model {model.name!r} has no safetensors copy to train (import it with --hf-copy)")
@@ -117,9 +122,12 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
         if not NAME_RE.match(name):
             raise InputError(f"run name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-'")
         if rank == 0 and runs.name_taken(ctx.engine, name):  # the other processes find rank 0's record
-            raise InputError(f"a run named {name!r} exists; choose another --name (or --resume it)")
+            raise InputError(f"a run named {name!r} exists; choose another (or resume it)", param="name")
+    policy_digest = None
     if rank == 0:  # the first process speaks for the run: policy, records and audit events are its alone
-        check(ctx, load_training_policy(policy_path), run_name=name, model=model, dataset=dataset, steps=steps)
+        installed = policies.load(ctx, "training")
+        policy_digest = installed.digest
+        check(ctx, installed.policy, run_name=name, model=model, dataset=dataset, steps=steps)
     choice = (engines.choose(engine, recipe, world) if not resume
               else engines.Choice(engine, "resumed with the same engine"))
     plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.engine)
@@ -155,9 +163,10 @@ def train(ctx: Context, recipe_path: Path | None, dataset_ref: str | None, *, ba
         recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
         dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
         path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
-        created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None)
+        created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None, policy_digest=policy_digest)
     details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
-               "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps, "world_size": world}
+               "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps, "world_size": world,
+               "policy_digest": policy_digest}
     if rank > 0:  # another process of a distributed run: trains its share, records nothing
         return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, None, say, record_outcome=False),
                        plan)

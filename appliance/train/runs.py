@@ -12,7 +12,8 @@ from appliance.errors import NotFound
 
 _COLUMNS = ("id", "name", "status", "method", "engine", "engine_reason", "recipe_file", "recipe_digest", "recipe",
             "base_model", "base_digest", "dataset_ref", "dataset_digest", "seed", "max_steps", "steps_done",
-            "final_loss", "path", "environment", "error", "created_by", "created_at", "started_at", "finished_at")
+            "final_loss", "path", "environment", "error", "created_by", "created_at", "started_at", "finished_at",
+            "policy_digest")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Run:
     created_at: str
     started_at: str | None
     finished_at: str | None
+    policy_digest: str | None = None  # the installed training policy it was checked against
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in _COLUMNS}
@@ -74,7 +76,7 @@ def get_run(engine, name: str) -> Run:
     with engine.connect() as conn:
         row = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM training_run WHERE name = :n"), {"n": name}).first()
     if row is None:
-        raise NotFound(f"no run named {name!r}; see `appliance runs list`")
+        raise NotFound(f"no run named {name!r}", hint="runs.list")
     return _run(row)
 
 

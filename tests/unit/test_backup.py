@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from tests.conftest import PASSWORDS
+from tests.conftest import first_login, write_password_files
 
 pytestmark = pytest.mark.unit
 
 
-def _pw(tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.pw"
-    path.write_text(PASSWORDS[name] + "\n")
-    return path
+def _pw(tmp_path: Path, name: str, which: str = "pw") -> Path:
+    write_password_files(tmp_path)
+    return tmp_path / f"{name}.{which}"
 
 
 @pytest.fixture
@@ -43,9 +42,12 @@ def empty_postgres(database_url):
 def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(database_url, empty_postgres, cli,
                                                                           tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session"))
-    assert cli("init", "--admin", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
+    assert cli("init", "--admin", "alice", "--password-file", _pw(tmp_path, "alice", "first")).code == 0
+    first_login(cli, tmp_path, "alice")
+    added = cli("users", "add", "erin", "--role", "engineer", "--password-file", _pw(tmp_path, "erin", "first"))
+    assert added.code == 0
+    first_login(cli, tmp_path, "erin")
     assert cli("login", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
-    assert cli("users", "add", "erin", "--role", "engineer", "--password-file", _pw(tmp_path, "erin")).code == 0
     home = Path(tmp_path / "home")
     (home / "datasets" / "notes").mkdir(parents=True)
     (home / "datasets" / "notes" / "kept.txt").write_text("a file in the home\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from appliance.identity.users import REFUSAL
 from tests.conftest import PASSWORDS
 
 pytestmark = pytest.mark.unit
@@ -46,7 +47,7 @@ def _events(home: Path, action: str) -> list[tuple]:
 
 def test_sign_in_follows_the_users_passwords_and_audits_every_outcome(staff):
     wrong = _sign_in("oscar", "not-the-password")
-    assert [e.value for e in wrong.error] == ["invalid user name or password"]
+    assert [e.value for e in wrong.error] == [REFUSAL]
     assert not wrong.sidebar.radio  # no page without a session
     at = _sign_in("oscar")
     assert not at.error and "**oscar** (officer)" in at.sidebar.markdown[0].value
@@ -61,8 +62,9 @@ def test_sign_in_follows_the_users_passwords_and_audits_every_outcome(staff):
 def test_repeated_failures_lock_the_user_out(staff):
     for _ in range(5):
         _sign_in("erin", "wrong-password-again")
-    locked = _sign_in("erin")  # the right password, too late
-    assert locked.error and "locked out" in locked.error[0].value
+    locked = _sign_in("erin")  # the right password, too late: told no more than for a wrong one
+    assert locked.error and locked.error[0].value == REFUSAL
+    assert _events(staff.home, "user.login")[-1][3] == "locked out"
     assert _events(staff.home, "user.lockout")[-1][:2] == ("erin", "denied")
 
 

@@ -117,8 +117,9 @@ def test_reimport_of_the_same_model_is_a_no_op(settings, engine, ctx, tmp_path):
 
 def test_a_different_model_under_a_taken_name_is_refused(settings, engine, ctx, tmp_path):
     registry.import_path(ctx, write_hf_folder(tmp_path / "a", seed=1), "tiny")
-    with pytest.raises(AlreadyExists, match="choose another --name"):
+    with pytest.raises(AlreadyExists, match="choose another") as refused:
         registry.import_path(ctx, write_hf_folder(tmp_path / "b", seed=2), "tiny")
+    assert refused.value.param == "name"
 
 
 def test_gguf_import_records_architecture(settings, engine, ctx, tmp_path):

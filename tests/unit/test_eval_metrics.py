@@ -9,7 +9,7 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.eval import metrics
-from appliance.eval.policy import load_release_policy
+from appliance.policies import read as read_policy
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +60,12 @@ def test_general_suite_is_the_frozen_150_items():
 
 
 def test_release_policy_is_strict_and_reports_every_error(tmp_path):
-    policy, digest = load_release_policy()
+    policy, digest = read_policy("release")
     assert policy.gates.max_forgetting == 0.05 and len(digest) == 64
     bad = tmp_path / "release.yaml"
     bad.write_text("version: 1\ngates: {task_improvment: 0.1, max_forgetting: 2}\n")
     with pytest.raises(ConfigError) as err:
-        load_release_policy(bad)
+        read_policy("release", bad)
     message = str(err.value)
     assert str(bad) in message and "task_improvment" in message and "max_forgetting" in message
 

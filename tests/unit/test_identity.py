@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from appliance.identity.users import REFUSAL
 from tests.conftest import PASSWORDS, pw_file, token_secret
 
 pytestmark = pytest.mark.unit
@@ -103,12 +104,12 @@ def test_wrong_password_is_refused_and_audited(cli, staff, tmp_path):
     bad = tmp_path / "bad.pw"
     bad.write_text("not-the-password-123\n")
     result = cli("login", "oscar", "--password-file", bad)
-    assert result.code == 6 and result.err.strip() == "error: invalid user name or password"
+    assert result.code == 6 and result.err.strip() == f"error: {REFUSAL}"
     denied = events(staff.home, "user.login")[-1]
     assert (denied["actor"], denied["outcome"], denied["reason"]) == ("oscar", "denied", "wrong password")
     assert "not-the-password" not in json.dumps(events(staff.home))
     unknown = cli("login", "mallory", "--password-file", bad)
-    assert unknown.err.strip() == "error: invalid user name or password"
+    assert unknown.err == result.err  # the same words whether or not the account exists
     assert events(staff.home, "user.login")[-1]["reason"] == "unknown user"
 
 
@@ -118,7 +119,8 @@ def test_repeated_failures_lock_the_account(cli, staff, tmp_path):
     for _ in range(5):
         assert cli("login", "oscar", "--password-file", bad).code == 6
     result = cli("login", "oscar", "--password-file", pw_file(staff.home, "oscar"))
-    assert result.code == 6 and "locked out until" in result.err
+    assert result.code == 6 and result.err.strip() == f"error: {REFUSAL}"  # the right password, locked out
+    assert events(staff.home, "user.login")[-1]["reason"] == "locked out"
     lockouts = events(staff.home, "user.lockout")
     assert len(lockouts) == 1 and lockouts[0]["object_id"] == "oscar"
 
@@ -128,7 +130,7 @@ def test_disabled_user_cannot_log_in_and_loses_sessions(cli, staff):
     staff.login("alice")
     assert cli("users", "disable", "oscar").code == 0
     result = cli("login", "oscar", "--password-file", pw_file(staff.home, "oscar"))
-    assert result.code == 6 and "disabled" in result.err
+    assert result.code == 6 and result.err.strip() == f"error: {REFUSAL}"
     assert events(staff.home, "user.login")[-1]["reason"] == "user is disabled"
 
 
@@ -137,7 +139,12 @@ def test_disabled_user_cannot_log_in_and_loses_sessions(cli, staff):
     ("erin", ("audit", "verify"), "audit verify"),
     ("oscar", ("models", "import", "--embedded", "smollm2"), "models import"),
     ("ursula", ("models", "list"), "read"),
-    ("ursula", ("tokens", "list"), "tokens manage"),
+    ("ursula", ("tokens", "create", "--user", "erin"), "tokens manage"),
+    ("alice", ("train", "policies/recipes/smollm2-135m-lora-sft.yaml", "--dataset", "x"), "train"),
+    ("alice", ("package", "run"), "package"),
+    ("alice", ("sign", "artifact"), "sign"),
+    ("alice", ("approve", "artifact", "--reason", "the admin approving"), "artifacts approve"),
+    ("alice", ("data", "ingest", "examples/helpdesk.jsonl", "--name", "x"), "data ingest"),
     ("oscar", ("keys", "rotate", "--purpose", "audit"), "keys manage"),
 ])
 def test_roles_acting_outside_their_rights_are_refused_and_audited(cli, staff, who, args, permission):
@@ -165,29 +172,37 @@ def test_api_tokens(cli, staff, monkeypatch):
     staff.login("alice")
     created = json.loads(cli("tokens", "create", "--user", "erin", "--adapters", "b,a", "--expires-days", "3",
                              "--json").out)
-    token = created["token"]
-    assert token.startswith("apl_") and created["adapters"] == ["a", "b"]
+    gateway_token = created["token"]
+    assert gateway_token.startswith("apl_") and created["adapters"] == ["a", "b"] and created["scope"] == "gateway"
     listed = cli("tokens", "list", "--json").out
-    assert token_secret(token) not in listed and created["id"] in listed
-    assert token not in json.dumps(events(staff.home))
+    assert token_secret(gateway_token) not in listed and created["id"] in listed
+    assert gateway_token not in json.dumps(events(staff.home))
     cli("logout")
-    monkeypatch.setenv("APPLIANCE_TOKEN", token)
+    monkeypatch.setenv("APPLIANCE_TOKEN", gateway_token)  # a gateway token works the gateway, not the command line
+    refused = cli("whoami")
+    assert refused.code == 6 and "is for the gateway (queries only), not for the command line" in refused.err
+    monkeypatch.delenv("APPLIANCE_TOKEN")
+    staff.login("erin")
+    own = json.loads(cli("tokens", "create", "--scope", "control", "--json").out)
+    assert own["scope"] == "control" and own["user"] == "erin" and own["os_uid"] == os.geteuid()
+    cli("logout")
+    monkeypatch.setenv("APPLIANCE_TOKEN", own["token"])
     who = json.loads(cli("whoami", "--json").out)
-    assert who == {"user": "erin", "role": "engineer", "auth": "token"}
+    assert (who["user"], who["role"], who["auth"], who["os_uid"]) == ("erin", "engineer", "token", os.geteuid())
     monkeypatch.delenv("APPLIANCE_TOKEN")
     staff.login("alice")
-    assert cli("tokens", "revoke", created["id"]).code == 0
-    monkeypatch.setenv("APPLIANCE_TOKEN", token)
+    assert cli("tokens", "revoke", own["id"]).code == 0
+    monkeypatch.setenv("APPLIANCE_TOKEN", own["token"])
     result = cli("models", "list")
     assert result.code == 6 and "API token revoked" in result.err
     assert events(staff.home, "authenticate")[-1]["reason"] == "API token revoked"
-    monkeypatch.setenv("APPLIANCE_TOKEN", token[:-3] + "abc")
+    monkeypatch.setenv("APPLIANCE_TOKEN", own["token"][:-3] + "abc")
     assert "API token not recognised" in cli("models", "list").err
 
 
 def test_an_expired_token_is_refused(cli, staff, monkeypatch):
-    staff.login("alice")
-    created = json.loads(cli("tokens", "create", "--user", "ursula", "--json").out)
+    staff.login("ursula")
+    created = json.loads(cli("tokens", "create", "--scope", "control", "--json").out)
     db = sqlite3.connect(staff.home / "appliance.db")
     db.execute("UPDATE api_token SET expires_at = '2001-01-01T00:00:00+00:00'")
     db.commit()

@@ -5,34 +5,36 @@ import pytest
 
 from appliance.config import ConfigError
 from appliance.errors import InputError
+from appliance.policies import path_of
+from appliance.policies import read as read_policy
 from appliance.serve.backends import LlamaCppBackend, VllmBackend, VllmOptions
 from appliance.serve.gateway import ApiError, RateLimiter, _validate
-from appliance.serve.policy import DEFAULT_SERVING_POLICY, ServingPolicy, load_serving_policy
+from appliance.serve.policy import ServingPolicy
 
 pytestmark = pytest.mark.unit
 
 
 def test_the_shipped_serving_policy_loads_and_a_bad_one_names_every_problem(tmp_path):
-    policy, digest = load_serving_policy()
+    policy, digest = read_policy("serving")
     assert policy.output_filter == "off" and policy.audit_text == "digest" and len(digest) == 64
     assert policy.hot_adapter.merge_after_requests == 8 and policy.hot_adapter.window_seconds == 120
-    assert DEFAULT_SERVING_POLICY.is_file()
+    assert path_of("serving").is_file()
     bad = tmp_path / "serving.yaml"
     bad.write_text("version: 1\nlimits: {max_tokens: 10, default_max_tokens: 20, burst: 0}\n"
                    "audit_text: everything\nretention_days: 3\noutput_filter: off\n"
                    "hot_adapter: {merge_after_requests: -1}\n")
     with pytest.raises(ConfigError) as caught:
-        load_serving_policy(bad)
+        read_policy("serving", bad)
     message = str(caught.value)
     assert str(bad) in message
     for problem in ("burst", "audit_text", "retention_days", "merge_after_requests"):
         assert problem in message, message
     unquoted = tmp_path / "off.yaml"
     unquoted.write_text("output_filter: off\n")  # YAML's bare off is false: read as the mode it means
-    assert load_serving_policy(unquoted)[0].output_filter == "off"
+    assert read_policy("serving", unquoted)[0].output_filter == "off"
     with pytest.raises(ConfigError, match="default_max_tokens must not exceed max_tokens"):
         (tmp_path / "d.yaml").write_text("limits: {max_tokens: 10, default_max_tokens: 20}\n")
-        load_serving_policy(tmp_path / "d.yaml")
+        read_policy("serving", tmp_path / "d.yaml")
 
 
 def test_the_rate_limiter_refuses_past_the_burst_and_the_concurrency_cap(monkeypatch):
