@@ -197,11 +197,37 @@ class PeerTree(InputTree):
 
 
 def _extract(stream: BinaryIO, target: Path, name: str) -> None:
-    """Unpack a person's tar stream: regular files, folders and links that stay inside only (tarfile's
-    'data' filter), nothing owned, no special files."""
+    """Unpack a person's tar stream into `target`: folders, regular files and relative links that stay inside,
+    written 0700/0600 and owned by this process; anything else (absolute or escaping names, devices, hard
+    links) refuses the whole upload."""
+    root = target.resolve()
+
+    def inside(rel: str) -> Path:
+        path = (root / rel).resolve(strict=False)
+        if rel.startswith("/") or not path.is_relative_to(root) or path == root:
+            raise InputError(f"{name}: {rel!r} would land outside the folder")
+        return path
+
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
-            tar.extractall(target, filter="data")
+            for member in tar:
+                path = inside(member.name)
+                if member.isdir():
+                    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                elif member.isfile():
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    source = tar.extractfile(member)
+                    with open(path, "xb") as out:
+                        shutil.copyfileobj(source, out, _CHUNK)
+                    os.chmod(path, 0o600)
+                elif member.issym():
+                    link = member.linkname
+                    if link.startswith("/") or not (path.parent / link).resolve(strict=False).is_relative_to(root):
+                        raise InputError(f"{name}: link {member.name!r} points outside the folder")
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.symlink(link, path)
+                else:
+                    raise InputError(f"{name}: {member.name!r} is not a file, a folder or a link")
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"{name}: could not be read whole ({exc})") from None
 

@@ -150,9 +150,9 @@ def staff_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def staff(cli, home, staff_template) -> Staff:
+def staff_home(home, staff_template) -> Path:
     """An initialised home with admin alice, engineer erin, officer oscar and user ursula, each past their
-    first login (PASSWORDS hold); erin logged in. A copy of `staff_template`."""
+    first login (PASSWORDS hold); erin logged in (APPLIANCE_SESSION_FILE). A copy of `staff_template`."""
     import shutil
     import sqlite3
 
@@ -162,7 +162,13 @@ def staff(cli, home, staff_template) -> Staff:
         src.backup(out)
     os.chmod(home / "appliance.db", 0o600)
     shutil.copy2(staff_template / "session.json", home.parent / "session.json")
-    return Staff(home, cli)
+    return home
+
+
+@pytest.fixture
+def staff(cli, staff_home) -> Staff:
+    """`staff_home` with the CLI run in-process."""
+    return Staff(staff_home, cli)
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ def _param_label(argv: list[str], param: str | None) -> str | None:
     for word in command_path(argv):
         command = command.commands[word]  # type: ignore[attr-defined]
     for p in command.params:
-        if p.name == param:
+        if p.name in (param, f"{param}_file"):  # a secret's parameter is the file it is read from
             if isinstance(p, click.Option):
                 return max(p.opts, key=len)
             return p.human_readable_name

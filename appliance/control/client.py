@@ -152,6 +152,7 @@ class Client:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         except OSError as exc:
             raise _Refusal(f"{path}: cannot write: {_reason(exc)}") from None
+        os.fchmod(fd, mode)  # what was asked for (0600, or 0644 for a public key), whatever the umask
         handle = uuid.uuid4().hex
         self._writes[handle] = (tmp, target, exclusive)
         return {"handle": handle}, [fd]

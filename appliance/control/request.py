@@ -9,6 +9,7 @@ process: the files they name, the files they ask for, and their session file.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -130,10 +131,11 @@ def _take_terminal(fds: list[int]) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False,  # noqa: SIM115
-                      line_buffering=os.isatty(1))
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, line_buffering=True)  # noqa: SIM115
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  line_buffering=True, write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  line_buffering=True, write_through=True)
 
 
 def handle(conn: socket.socket) -> int:

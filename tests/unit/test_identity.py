@@ -280,3 +280,118 @@ def test_audit_log_verify_checkpoint_and_evidence_pack(cli, staff, tmp_path):
     assert tampered.returncode == 1
     assert "events.jsonl: sha256 differs" in tampered.stdout and "event 4 was modified" in tampered.stdout
     assert "first bad sequence number: 4" in tampered.stdout
+
+
+def test_a_password_set_by_someone_else_works_once_then_only_for_passwd(cli, staff, tmp_path):
+    staff.login("alice")
+    (tmp_path / "dave.first").write_text("Given-by-alice-77\n")
+    (tmp_path / "dave.pw").write_text("Chosen-by-himself-88\n")
+    assert cli("users", "add", "dave", "--role", "engineer", "--password-file", tmp_path / "dave.first").code == 0
+    login = cli("login", "dave", "--password-file", tmp_path / "dave.first")
+    assert login.code == 0 and "`appliance passwd`" in login.out
+    refused = cli("models", "list")
+    assert refused.code == 6 and "must be changed first; run `appliance passwd`" in refused.err
+    assert events(staff.home, "read")[-1]["reason"] == "the password was set by someone else and must be changed first"
+    who = json.loads(cli("whoami", "--json").out)
+    assert who["must_change_password"] is True
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("not-what-alice-gave\n")
+    assert cli("passwd", "--old-password-file", wrong, "--new-password-file", tmp_path / "dave.pw").code == 6
+    assert events(staff.home, "user.login")[-1]["reason"] == "wrong password"  # counts towards the lockout
+    same = cli("passwd", "--old-password-file", tmp_path / "dave.first", "--new-password-file", tmp_path / "dave.first")
+    assert same.code == 2 and "--new-password-file: the new password must differ" in same.err
+    assert cli("passwd", "--old-password-file", tmp_path / "dave.first", "--new-password-file",
+               tmp_path / "dave.pw").code == 0
+    assert cli("models", "list").code == 0  # the same session, now a full one
+    assert cli("login", "dave", "--password-file", tmp_path / "dave.first").code == 6  # the old one is gone
+    assert json.loads(events(staff.home, "user.passwd")[-1]["details"]) == {"was_one_time": True}
+
+
+def test_an_admin_resets_a_password_to_a_one_time_one_and_ends_every_session_and_token(cli, staff, monkeypatch):
+    staff.login("oscar")
+    token = json.loads(cli("tokens", "create", "--scope", "control", "--json").out)["token"]
+    session = (staff.home.parent / "session.json").read_text()
+    staff.login("erin")
+    assert cli("users", "reset-password", "oscar").code == 6  # only an admin
+    staff.login("alice")
+    assert cli("users", "reset-password", "alice").code == 2  # one's own: `appliance passwd`
+    reset = cli("users", "reset-password", "oscar")
+    assert reset.code == 0 and "shown once" in reset.err
+    one_time = reset.out.strip()
+    assert one_time and one_time not in json.dumps(events(staff.home))
+    (staff.home.parent / "session.json").write_text(session)
+    assert "session revoked" in cli("whoami").err
+    monkeypatch.setenv("APPLIANCE_TOKEN", token)
+    assert "API token revoked" in cli("whoami").err
+    monkeypatch.delenv("APPLIANCE_TOKEN")
+    assert cli("login", "oscar", "--password-file", pw_file(staff.home, "oscar")).code == 6
+    given = staff.home.parent / "oscar.reset"
+    given.write_text(one_time + "\n")
+    login = cli("login", "oscar", "--password-file", given)
+    assert login.code == 0 and "appliance passwd" in login.out
+    assert cli("audit", "log").code == 6  # nothing but passwd until he chooses his own
+
+
+def test_parallel_wrong_guesses_each_count(staff):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.config import load_settings
+    from appliance.context import Context
+    from appliance.db import connect
+    from appliance.errors import PermissionDenied
+    from appliance.identity.users import authenticate, get_user
+
+    (staff.home / "appliance.toml").write_text("[identity]\nlockout_attempts = 5\n")
+    settings = load_settings()
+    ctx = Context(settings, connect(settings))
+
+    def guess(_):
+        with pytest.raises(PermissionDenied):
+            authenticate(ctx, "oscar", "a wrong guess, in parallel")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(guess, range(4)))
+    assert get_user(ctx.engine, "oscar").failed_logins == 4  # none lost to a race
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(guess, range(3)))
+    oscar = get_user(ctx.engine, "oscar")
+    assert oscar.locked_until is not None and oscar.failed_logins == 2  # locked at the fifth, counting again
+    with pytest.raises(PermissionDenied):
+        authenticate(ctx, "oscar", PASSWORDS["oscar"])  # locked: the right password does not help
+
+
+def test_nobody_mints_a_token_with_someone_elses_powers(cli, staff, monkeypatch):
+    staff.login("alice")
+    refused = cli("tokens", "create", "--user", "oscar", "--scope", "control")
+    assert refused.code == 6 and "only oscar may create one for oscar" in refused.err
+    assert events(staff.home, "token.create")[-1]["outcome"] == "denied"
+    assert "name the OS account" in cli("tokens", "create", "--user", "ursula", "--scope", "control").err
+    service = json.loads(cli("tokens", "create", "--user", "ursula", "--scope", "control", "--os-user", "nobody",
+                             "--json").out)
+    assert service["os_uid"] == 65534
+    assert "adapters limit gateway tokens" in cli("tokens", "create", "--scope", "control", "--adapters", "a").err
+    gateway = json.loads(cli("tokens", "create", "--user", "oscar", "--json").out)  # queries only
+    cli("logout")
+    monkeypatch.setenv("APPLIANCE_TOKEN", service["token"])  # presented from another OS account than its own
+    assert "bound to OS account nobody" in cli("whoami").err
+    monkeypatch.setenv("APPLIANCE_TOKEN", gateway["token"])
+    result = cli("approve", "anything", "--reason", "with a token that is not mine")
+    assert result.code == 6 and "is for the gateway" in result.err
+
+
+def test_a_session_belongs_to_the_os_account_that_logged_in(cli, staff):
+    db = sqlite3.connect(staff.home / "appliance.db")
+    db.execute("UPDATE auth_session SET os_uid = 4242")
+    db.commit()
+    result = cli("whoami")
+    assert result.code == 6 and "belongs to OS account" in result.err and f"uid {os.geteuid()}" in result.err
+
+
+def test_no_command_takes_a_policy_of_its_own_choosing(cli, staff, tmp_path):
+    weak = tmp_path / "pii.yaml"
+    weak.write_text("entities: {EMAIL_ADDRESS: {operator: replace}}\n")
+    for args in (("data", "ingest", "examples/helpdesk.jsonl", "--name", "x", "--policy", weak),
+                 ("train", "r.yaml", "--dataset", "x", "--policy", weak), ("eval", "run", "--policy", weak),
+                 ("serve", "--policy", weak), ("advise", "x", "--policy", weak)):
+        result = cli(*args)
+        assert result.code == 2 and "No such option '--policy'" in result.err, args

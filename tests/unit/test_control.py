@@ -1,0 +1,166 @@
+"""The control socket's mechanics, with the service and the client as one OS account (the multiuser tier runs them
+as different accounts): the command runs in the service, output reaches the client's terminal, files the client
+names are opened by the client, files it asks for appear only on success, its session file is kept by the
+client, exit codes, Ctrl-C, and what never goes through the socket."""
+
+import json
+import os
+import pwd
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.control import wire
+from appliance.control.client import Client
+from appliance.control.routing import command_path, route
+from tests.conftest import pw_file
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def service(staff_home, tmp_path):
+    """`appliance service` on a socket in tmp_path for the staff home; yields a function running a command through
+    it as a client would (returns the exit code; output is on this process's descriptors)."""
+    sock = tmp_path / "run" / "control.sock"
+    log = open(tmp_path / "service.log", "w")  # noqa: SIM115
+    exe = Path(sys.executable).with_name("appliance")
+    proc = subprocess.Popen([str(exe), "service", "--socket", str(sock)],
+                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        assert proc.poll() is None, (tmp_path / "service.log").read_text()
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.1)
+    session = tmp_path / "client-session.json"
+    (tmp_path / "client-session.json").write_text((tmp_path / "session.json").read_text())
+
+    def run(*args, env=None) -> int:
+        return Client(sock, {**os.environ, **(env or {})}, session).run([str(a) for a in args])
+
+    run.socket, run.session, run.proc, run.log = sock, session, proc, tmp_path / "service.log"
+    yield run
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    log.close()
+
+
+def _events(home, action):
+    with sqlite3.connect(home / "appliance.db") as db:
+        return db.execute("SELECT actor, outcome, os_user, os_uid, os_source, details FROM audit_event "
+                          "WHERE action = ? ORDER BY seq", (action,)).fetchall()
+
+
+def test_a_command_runs_in_the_service_as_the_caller_and_its_os_account(service, staff_home, capfd):
+    assert service("whoami", "--json") == 0
+    who = json.loads(capfd.readouterr().out)
+    assert (who["user"], who["os_uid"]) == ("erin", os.geteuid())
+    assert service("models", "list") == 0
+    assert "no models registered" in capfd.readouterr().out
+    assert service("users", "list") == 6  # erin may not; the refusal reaches the caller's stderr
+    assert "erin (engineer) may not users manage" in capfd.readouterr().err
+    denial = _events(staff_home, "users.manage")[-1]
+    assert denial[:5] == ("erin", "denied", pwd.getpwuid(os.geteuid()).pw_name, os.geteuid(), "peer")
+
+
+def test_files_are_opened_by_the_client_and_outputs_appear_only_on_success(service, staff_home, tmp_path, capfd):
+    secret = tmp_path / "policy-like.yaml"
+    secret.write_text("base_model: smollm2\nmethod: sft\nmax_steps: 1\n")
+    missing = tmp_path / "nope.jsonl"
+    assert service("data", "lint", missing) == 2
+    assert f"{missing}: No such file or directory" in capfd.readouterr().err
+    assert service("data", "lint", tmp_path) == 2  # a folder where a file is wanted
+    assert "is a folder, not a file" in capfd.readouterr().err
+    assert service("login", "alice", "--password-file", pw_file(staff_home, "alice")) == 0
+    out = tmp_path / "exports" / "audit.pem"
+    assert service("keys", "export-public", "--out", out) == 2  # no such folder: nothing is written
+    assert "does not exist" in capfd.readouterr().err
+    out.parent.mkdir()
+    assert service("keys", "export-public", "--out", out) == 0
+    assert out.read_text().startswith("-----BEGIN PUBLIC KEY-----") and out.stat().st_mode & 0o777 == 0o644
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+    pack = tmp_path / "exports" / "evidence.zip"
+    assert service("audit", "export", "--out", pack) == 0 and pack.stat().st_size > 0
+    bad = tmp_path / "exports" / "evidence.txt"  # refused by the library after the client opened a temporary
+    assert service("audit", "export", "--out", bad) == 2
+    capfd.readouterr()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["audit.pem", "evidence.zip"]
+
+
+def test_login_and_logout_keep_the_session_in_the_clients_file(service, staff_home, tmp_path, capfd):
+    service.session.unlink()
+    assert service("whoami") == 6 and "not logged in" in capfd.readouterr().err
+    assert service("login", "oscar", "--password-file", pw_file(staff_home, "oscar")) == 0
+    stored = json.loads(service.session.read_text())
+    assert stored["user"] == "oscar" and service.session.stat().st_mode & 0o777 == 0o600
+    assert service("whoami") == 0 and "oscar (officer, session)" in capfd.readouterr().out
+    assert service("logout") == 0 and not service.session.exists()
+
+
+def test_a_control_token_works_and_a_gateway_token_does_not(service, staff_home, capfd):
+    assert service("tokens", "create", "--scope", "control", "--json") == 0
+    control = json.loads(capfd.readouterr().out)["token"]
+    assert service("tokens", "create", "--json") == 0
+    gateway = json.loads(capfd.readouterr().out)["token"]
+    service.session.unlink()
+    assert service("whoami", env={"APPLIANCE_TOKEN": control}) == 0
+    assert "erin (engineer, token)" in capfd.readouterr().out
+    assert service("whoami", env={"APPLIANCE_TOKEN": gateway}) == 6
+    assert "for the gateway (queries only), not for the command line" in capfd.readouterr().err
+
+
+def test_the_service_account_commands_never_run_through_the_socket(service, capfd):
+    for args in (("worker", "--once"), ("serve",), ("init",), ("eval", "--scheduled"), ("service",)):
+        assert service(*args) == 2, args
+        assert "runs as the appliance's service account" in capfd.readouterr().err
+
+
+def test_ctrl_c_reaches_the_command(service, staff_home, tmp_path, capfd):
+    # A long command (a lint over many records); the client gets SIGINT while it runs and forwards it.
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps({"text": f"record {i} " + "x" * 200}) + "\n" for i in range(300_000)))
+    timer = threading.Timer(4, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    code = service("data", "lint", big)
+    timer.join()
+    assert code == 130 and "aborted" in capfd.readouterr().err  # as in-process: click turns Ctrl-C into an abort
+    assert time.monotonic() - started < 30
+
+
+def test_routing_follows_who_owns_the_home(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    other = tmp_path / "other"  # a home another account owns
+    other.mkdir()
+    if os.geteuid() == 0:
+        os.chown(other, 65534, 65534)
+    else:
+        other = Path("/")
+    assert route(["models", "list"], {"APPLIANCE_HOME": str(mine)}) is None  # my own home: in-process
+    theirs = {"APPLIANCE_HOME": str(other)}
+    assert str(route(["models", "list"], theirs)) == "/run/appliance/control.sock"
+    assert route(["models", "list"], {**theirs, "APPLIANCE_SOCKET": "/s"}) == Path("/s")
+    assert route(["version"], theirs) is None and route(["bundle", "verify", "x"], theirs) is None  # need no home
+    assert route(["models", "list", "--help"], theirs) is None
+    assert route(["init"], {"APPLIANCE_HOME": str(tmp_path / "new")}) is None
+    assert route(["init"], {"APPLIANCE_HOME": str(tmp_path / "new"), "APPLIANCE_SOCKET": "/s"}) == Path("/s")
+    assert command_path(["--json", "data", "ingest", "x.jsonl", "--name", "n"]) == ("data", "ingest")
+
+
+def test_a_stranger_on_the_socket_is_refused_cleanly(service):
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.connect(str(service.socket))
+    wire.send(sock, {"hello": 99, "argv": ["whoami"]})
+    message, _ = wire.recv(sock)
+    assert message == {"op": "exit", "code": 2}
+    sock.close()
+    assert service.proc.poll() is None  # the service goes on
