@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check appliance tests bench scripts
 
 docs: install
-	$(BIN)/cog -r docs/cli.md
+	$(BIN)/cog -r docs/cli.md docs/roles.md
 
 # On a connected machine: re-resolve the hash-pinned locks that `appliance bundle build` fetches.
 lock: install

@@ -173,8 +173,32 @@ def _offline() -> list[Check]:
     return checks
 
 
+def _policies() -> list[Check]:
+    """The installed policies must parse, and (outside a development checkout) be writable by root alone."""
+    from appliance import policies
+    from appliance.paths import policies_dir, policies_source
+
+    folder = policies_dir()
+    problems, writable = [], []
+    for kind in policies.KINDS:
+        try:
+            policies.read(kind)
+        except ApplianceError as exc:
+            problems.append(str(exc))
+        if os.access(policies.path_of(kind), os.W_OK):
+            writable.append(f"{kind}.yaml")
+    if problems:
+        return [Check("policies", FAIL, "; ".join(problems)[:400])]
+    if os.access(folder, os.W_OK):
+        writable.insert(0, "the folder")
+    if writable and policies_source() != "checkout":
+        return [Check("policies", WARN, f"{folder}: {', '.join(writable)} writable by this account (uid "
+                                        f"{os.geteuid()}): only root should change what gates the appliance")]
+    return [Check("policies", OK, f"{folder} ({policies_source()}): {', '.join(policies.KINDS)} valid")]
+
+
 def run(settings: Settings) -> Report:
-    checks = _versions() + _home(settings)
+    checks = _versions() + _home(settings) + _policies()
     engine, db_checks = _database(settings)
     checks += db_checks
     if engine is not None:

@@ -23,7 +23,7 @@ tamper_and_verify() {
 
 serve_pid=""
 stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi; }
-trap stop_serving EXIT
+trap 'stop_serving; stop_service' EXIT
 start_serving() {
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   appliance serve --port "$port" > var/demo-serve.log 2>&1 &
@@ -38,7 +38,6 @@ start_serving() {
     "http://127.0.0.1:$port/readyz"
 }
 side_by_side() {
-  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance login admin --password-file "$secrets_dir/admin.password"
   APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user engineer --json \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' > "$secrets_dir/engineer.token"
   DEMO_URL="http://127.0.0.1:$port/v1" DEMO_TOKEN_FILE="$secrets_dir/engineer.token" python - <<'PY'
@@ -68,21 +67,64 @@ mkdir -p -m 0700 "$secrets_dir"
 umask 077
 random() { python3 -c 'import secrets; print(secrets.token_urlsafe(18))'; }
 random > "$APPLIANCE_KEY_PASSPHRASE_FILE"
-for who in admin engineer officer; do random > "$secrets_dir/$who.password"; done
+# Each account gets a one-time password from whoever creates it (.first) and chooses its own at the first login.
+for who in admin engineer officer; do random > "$secrets_dir/$who.first"; random > "$secrets_dir/$who.password"; done
 {
   echo "Demo credentials (APPLIANCE_HOME=$APPLIANCE_HOME)"
   for who in admin engineer officer; do echo "  $who: $(cat "$secrets_dir/$who.password")"; done
 } > "$secrets_dir/credentials.txt"
+first_login() {  # NAME: log in with the one-time password, then choose one's own
+  appliance login "$1" --password-file "$secrets_dir/$1.first"
+  appliance passwd --old-password-file "$secrets_dir/$1.first" --new-password-file "$secrets_dir/$1.password"
+}
+someone_elses_token() {
+  echo "The admin asks for a command-line (control) token carrying the officer's powers:"
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user officer --scope control \
+    || echo "(refused with exit status $?)"
+  echo "The admin takes a gateway token for the officer instead and tries to approve with it:"
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user officer --json \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' > "$secrets_dir/officer-gateway.token"
+  APPLIANCE_TOKEN="$(cat "$secrets_dir/officer-gateway.token")" \
+    appliance approve helpdesk-triage --reason "approved with someone else's token" || echo "(refused with exit status $?)"
+  echo "... and as the admin herself:"
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" \
+    appliance approve helpdesk-triage --reason "the admin approving" || echo "(refused with exit status $?)"
+}
+service_pid=""
+stop_service() { if [ -n "$service_pid" ]; then kill "$service_pid" 2>/dev/null || true; wait "$service_pid" 2>/dev/null || true; service_pid=""; fi; }
+through_the_socket() {
+  local sock="$PWD/var/demo-run/control.sock"
+  mkdir -p -m 0700 var/demo-run
+  appliance service --socket "$sock" > var/demo-service.log 2>&1 &
+  service_pid=$!
+  for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.2; done
+  echo "$ APPLIANCE_SOCKET=$sock appliance whoami"
+  APPLIANCE_SOCKET="$sock" appliance whoami
+  echo "$ APPLIANCE_SOCKET=$sock appliance artifacts list"
+  APPLIANCE_SOCKET="$sock" appliance artifacts list
+  echo "$ APPLIANCE_SOCKET=$sock appliance serve   (the service account's own: refused through the socket)"
+  APPLIANCE_SOCKET="$sock" appliance serve || echo "(refused with exit status $?)"
+  stop_service
+  cat var/demo-service.log
+}
 echo "Demo home: $APPLIANCE_HOME (recreated on every run); secrets: $secrets_dir"
 
 step "1. Create the home, the database, the signing keys (encrypted at rest) and the first admin" \
-  appliance init --admin admin --password-file "$secrets_dir/admin.password"
-step "2. The admin logs in and adds an engineer and a compliance officer" \
-  appliance login admin --password-file "$secrets_dir/admin.password"
-appliance users add engineer --role engineer --password-file "$secrets_dir/engineer.password"
-appliance users add officer --role officer --password-file "$secrets_dir/officer.password"
+  appliance init --admin admin --password-file "$secrets_dir/admin.first"
+step "2. The admin's password was set by the installer: it works once, for \`appliance passwd\`" \
+  appliance login admin --password-file "$secrets_dir/admin.first"
+appliance users list || echo "(refused with exit status $?: nothing but passwd until the admin chooses a password)"
+echo "$ appliance passwd --old-password-file ... --new-password-file ..."
+appliance passwd --old-password-file "$secrets_dir/admin.first" --new-password-file "$secrets_dir/admin.password"
+echo "The admin adds an engineer and a compliance officer, each with a one-time password:"
+appliance users add engineer --role engineer --password-file "$secrets_dir/engineer.first"
+appliance users add officer --role officer --password-file "$secrets_dir/officer.first"
 appliance users list
-step "3. From here on the engineer acts" appliance login engineer --password-file "$secrets_dir/engineer.password"
+cp "$APPLIANCE_SESSION_FILE" "$secrets_dir/admin-session.json"
+step "3. The officer and the engineer log in for the first time and choose their own passwords" first_login officer
+first_login engineer
+echo "From here on the engineer acts (the admin manages people, keys and policies; it never trains or approves)."
+appliance whoami
 step "4. Import the embedded default model (GGUF for llama.cpp + safetensors copy for training)" \
   appliance models import --embedded smollm2
 step "5. The model registry, with a sha256 for every file" appliance models list
@@ -114,17 +156,22 @@ model_signing verify key "$APPLIANCE_HOME/artifacts/helpdesk-triage" \
 step "15. A tampered copy (one bit of the GGUF LoRA flipped) is refused" tamper_and_verify
 step "16. An engineer may not verify the audit trail: refused, and the refusal is itself audited" \
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
-step "17. The officer logs in and approves the adapter (four eyes: neither its trainer nor its packager)" \
+step "17. Nobody acts with someone else's powers: the admin cannot mint the officer a command-line token, and a \
+gateway token (queries only) approves nothing" someone_elses_token
+step "18. The officer logs in and approves the adapter (four eyes: neither its trainer nor its packager)" \
   appliance login officer --password-file "$secrets_dir/officer.password"
 appliance approve helpdesk-triage --reason "Gates passed and the model card was reviewed."
 appliance artifacts list
-step "18. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp)" \
+step "19. The same appliance through its control socket: the service runs each command, the kernel names the OS \
+account (on an install this is how every person reaches it, as themselves)" through_the_socket
+step "20. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp)" \
   start_serving
-step "19. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
+step "21. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
   side_by_side
 stop_serving
-step "20. The officer reads the audit trail (every request is an event)" appliance audit log --limit 25
-step "21. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "22. The officer reads the audit trail (every request is an event; each line names the OS account)" \
+  appliance audit log --limit 25
+step "23. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"
 printf '\nTo look at all of it in a browser, open the admin console:\n'

@@ -7,7 +7,7 @@ bin=.venv/bin
 export APPLIANCE_TEST_PG_URL=${APPLIANCE_TEST_PG_URL:-$(bash scripts/postgres.sh)}
 echo "== ruff"
 $bin/ruff check appliance tests bench scripts
-echo "== docs/cli.md is current"
-$bin/cog --check docs/cli.md
+echo "== docs/cli.md and docs/roles.md are current"
+$bin/cog --check docs/cli.md docs/roles.md
 echo "== pytest (all tiers)"
 $bin/python -m pytest --durations=15 "$@"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = {"unit", "integration", "browser", "ansible", "postgres"}
+TIERS = {"unit", "integration", "browser", "ansible", "postgres", "multiuser"}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
     # The console and serving tests use the adapter the training tests release (one trained adapter for the
     # whole tier); serving last, since it revokes it.
     late = ("tests/integration/test_console.py", "tests/integration/test_console_browser.py",
-            "tests/integration/test_serving.py")
+            "tests/integration/test_people.py", "tests/integration/test_serving.py")
     items.sort(key=lambda item: next((i + 1 for i, f in enumerate(late) if item.nodeid.startswith(f)), 0))
 
 
@@ -191,6 +191,23 @@ def run_appliance(*args: str, env: dict | None = None, prefix: tuple[str, ...] =
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([*prefix, str(exe), *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
+
+
+def run_inprocess(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`appliance ARGS` in this process with ENV over the environment: for loops of quick commands, which would
+    otherwise each pay an interpreter start and the imports (several seconds)."""
+    import contextlib
+    import io
+
+    from appliance.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in (env or {}).items():
+            mp.setenv(key, str(value))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def _postgres_url() -> str:

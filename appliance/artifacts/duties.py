@@ -42,6 +42,13 @@ def _makers(ctx: Context, run: Run, artifact: Artifact) -> list[tuple[str, str, 
     return [(words[r[0]], r[1], None if r[2] is None else int(r[2]), r[3]) for r in rows]
 
 
+_ORDER = ("trained the run", "packaged the artifact", "signed the artifact")
+
+
+def _in_order(deeds: set[str]) -> list[str]:
+    return [d for d in _ORDER if d in deeds]
+
+
 def four_eyes(ctx: Context, run: Run, artifact: Artifact) -> tuple[Refusal | None, dict]:
     """The first four-eyes rule this approval breaks (or None), and what was checked, for the audit event."""
     me = ctx.actor.user
@@ -50,7 +57,7 @@ def four_eyes(ctx: Context, run: Run, artifact: Artifact) -> tuple[Refusal | Non
         makers.setdefault(artifact.signed_by, "signed the artifact")
     events = _makers(ctx, run, artifact)
     people = {user for _, user, _, _ in events if user not in ("worker", "system")} | set(makers)
-    did = sorted({what for what, user, _, _ in events if user == me} | ({makers[me]} if me in makers else set()))
+    did = _in_order({what for what, user, _, _ in events if user == me} | ({makers[me]} if me in makers else set()))
     if did:
         return Refusal("account", f"{me} {' and '.join(did)}"), {}
     with ctx.engine.connect() as conn:
@@ -64,7 +71,7 @@ def four_eyes(ctx: Context, run: Run, artifact: Artifact) -> tuple[Refusal | Non
         return Refusal("appointed", f"{detail}, and {by[0][1]} made this artifact"), {}
     if ctx.os.source != PEER:
         return None, {"os_account_rule": "not applicable: approved in-process by the home's own account"}
-    same = sorted({what for what, _, uid, _ in events if uid == ctx.os.uid})
+    same = _in_order({what for what, _, uid, _ in events if uid == ctx.os.uid})
     if same:
         return Refusal("os-account", f"OS account {ctx.os.name} (uid {ctx.os.uid}) also {' and '.join(same)}"), {}
     return None, {"os_account_rule": f"checked: {ctx.os.name} (uid {ctx.os.uid}) made no part of it"}

@@ -132,7 +132,7 @@ def _param_label(argv: list[str], param: str | None) -> str | None:
     from appliance.control.routing import command_path
 
     command: click.Command = cli
-    for word in command_path(argv):
+    for word in command_path(argv, cli):
         command = command.commands[word]  # type: ignore[attr-defined]
     for p in command.params:
         if p.name in (param, f"{param}_file"):  # a secret's parameter is the file it is read from
@@ -147,7 +147,7 @@ def run_command(argv: list[str], app: App) -> int:
     try:
         from appliance.control.routing import service_only
 
-        if app.remote and service_only(argv):
+        if app.remote and service_only(argv, cli):
             app.service_account_only(f"`appliance {' '.join(w for w in argv if not w.startswith('-'))[:40]}`")
         rv = cli.main(args=argv, prog_name="appliance", standalone_mode=False, obj=app)
         return rv if isinstance(rv, int) else 0
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from appliance.control.routing import home_of, route
 
-    socket_path = route(argv, os.environ)
+    socket_path = route(argv, os.environ, cli)
     if socket_path is not None:
         from appliance.control.client import Client
         from appliance.identity.sessions import session_path

@@ -64,7 +64,7 @@ def audit_checkpoint(app: App, out: OutputFile) -> None:
 @pass_app
 def audit_log(app: App, since: str | None, actor: str | None, action: str | None, limit: int,
               as_json: bool) -> None:
-    """Show audit events, newest last."""
+    """Show audit events, newest last: who (appliance user, OS account; * when the kernel named it) and what."""
     from appliance.audit.query import search
 
     require(app.ctx, "audit.read", "audit", "log")
@@ -75,7 +75,8 @@ def audit_log(app: App, since: str | None, actor: str | None, action: str | None
     for e in events:
         obj = f"{e['object_type']}:{e['object_id']}"
         why = f" ({e['reason']})" if e["reason"] else ""
-        click.echo(f"{e['seq']:>7}  {e['ts'][:19]}  {e['actor']:<16} {e['action']:<22} {e['outcome']:<6} {obj}{why}")
+        who = f"{e['actor']} ({e['os_user']}{'*' if e['os_source'] == 'peer' else ''})" if e["os_user"] else e["actor"]
+        click.echo(f"{e['seq']:>7}  {e['ts'][:19]}  {who:<28} {e['action']:<22} {e['outcome']:<6} {obj}{why}")
 
 
 @audit.command("export")

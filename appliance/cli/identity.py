@@ -49,8 +49,11 @@ def bootstrap_admin(app: App, name: str, password: str) -> list[str]:
 @cli.command()
 @click.option("--admin", "admin_name", metavar="NAME", help="Also create the signing keys and this first admin.")
 @_PASSWORD_FILE
+@click.option("--embedded", "embedded", metavar="MODEL", multiple=True,
+              help="Also register this model shipped with the appliance, if it is not yet (repeatable; the "
+                   "appliance registers it itself, as it creates the keys).")
 @pass_app
-def init(app: App, admin_name: str | None, password_file: InputFile | None) -> None:
+def init(app: App, admin_name: str | None, password_file: InputFile | None, embedded: tuple[str, ...]) -> None:
     """Create APPLIANCE_HOME (0700) and the database, or migrate them; with --admin, keys and the first admin.
 
     Safe to re-run. The key passphrase comes from APPLIANCE_KEY_PASSPHRASE_FILE (or [keys] passphrase_file,
@@ -81,6 +84,16 @@ def init(app: App, admin_name: str | None, password_file: InputFile | None) -> N
         passphrase(settings)  # fail before asking for a password
         for line in bootstrap_admin(app, admin_name, read_password(password_file, confirm=True)):
             click.echo(line)
+    for name in embedded:
+        from appliance.errors import NotFound
+        from appliance.models import registry
+
+        try:
+            registry.get_model(app.engine, name)
+            click.echo(f"embedded model {name!r} already registered")
+        except NotFound:
+            model = registry.import_embedded(app.system_ctx, name).model
+            click.echo(f"registered embedded model {model.name} (sha256 {model.digest[:16]}...)")
 
 
 @cli.command()

@@ -50,8 +50,9 @@ class Client:
                  "token": self.env.get("APPLIANCE_TOKEN") or None, "session": self._read_session(),
                  "cwd": os.getcwd()}
         previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        terminal = [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
         try:
-            wire.send(sock, hello, [0, 1, 2])
+            wire.send(sock, hello, terminal)
             return self._serve(sock)
         except (wire.ProtocolError, OSError) as exc:
             _say(f"error: the connection to the appliance service failed: {exc}")
@@ -201,6 +202,14 @@ class Client:
             atomic_write_bytes(self.session_file, json.dumps(data).encode())
         except OSError as exc:
             raise _Refusal(f"{self.session_file}: cannot write the session: {_reason(exc)}") from None
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
 
 
 class _Refusal(Exception):

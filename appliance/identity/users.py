@@ -159,7 +159,6 @@ def set_role(ctx: Context, name: str, role: str) -> User:
         raise InputError("you cannot change your own role")
     with session_scope(ctx.engine) as s:
         s.execute(text("UPDATE app_user SET role = :r WHERE id = :id"), {"r": role, "id": user.id})
-        _revoke_access(s, user.id, tokens_too=True)  # what was issued under the old role goes with it
         record(ctx, s, Event("user.set_role", "user", name, details={"from": user.role, "to": role}))
     return get_user(ctx.engine, name)
 

@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -115,37 +117,96 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["database"]["status"] == "ok" and checks["keys"]["status"] == "ok"
-    assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by the role as the admin
+    assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by `init --embedded`
     assert "appliance 0.1.0" in checks["version"]["detail"] and str(target.home) in checks["home"]["detail"]
-    # Modes: the home and the bundle store private, configuration readable by the service group only.
+    # Modes: the home and the bundle store private; the configuration readable by the service group (the people
+    # with CLI access), its secrets by the service account alone.
     owners = {p: (target.prefix / p).owner() for p in ("var/lib/appliance", "var/lib/appliance/appliance.toml",
-                                                      "etc/appliance/initial-admin-password", "etc/appliance")}
+                                                      "etc/appliance/initial-admin-password", "etc/appliance",
+                                                      "etc/appliance/key-passphrase")}
     assert owners == {"var/lib/appliance": USER, "var/lib/appliance/appliance.toml": USER,
-                      "etc/appliance/initial-admin-password": USER, "etc/appliance": "root"}, owners
-    assert (target.config / "key-passphrase").group() == USER
+                      "etc/appliance/initial-admin-password": USER, "etc/appliance": "root",
+                      "etc/appliance/key-passphrase": USER}, owners
+    assert (target.config / "key-passphrase").group() == "root"
     modes = {p: (target.prefix / p).stat().st_mode & 0o777 for p in (
         "var/lib/appliance", "var/lib/appliance/appliance.toml", "etc/appliance", "etc/appliance/appliance.env",
         "etc/appliance/key-passphrase", "etc/appliance/initial-admin-password", "opt/appliance",
         "opt/appliance/bundles")}
     assert modes == {"var/lib/appliance": 0o700, "var/lib/appliance/appliance.toml": 0o600, "etc/appliance": 0o750,
-                     "etc/appliance/appliance.env": 0o640, "etc/appliance/key-passphrase": 0o640,
+                     "etc/appliance/appliance.env": 0o640, "etc/appliance/key-passphrase": 0o400,
                      "etc/appliance/initial-admin-password": 0o600, "opt/appliance": 0o750,
                      "opt/appliance/bundles": 0o700}, modes
     assert len((target.config / "key-passphrase").read_text().strip()) == 40
-    # The first admin exists and signs in with the generated password; the keys are encrypted at rest.
+    # The first admin exists and signs in with the generated password, once, to choose their own; the keys are
+    # encrypted at rest.
     admin = target.appliance("login", "admin", "--password-file", str(target.config / "initial-admin-password"))
-    assert admin.returncode == 0 and "(admin)" in admin.stdout, admin.stderr
+    assert admin.returncode == 0 and "(admin)" in admin.stdout and "appliance passwd" in admin.stdout, admin.stderr
     assert all(b"ENCRYPTED" in p.read_bytes() for p in (target.home / "keys").glob("*.pem") if "pub" not in p.name)
     # The installed appliance reads the operators' copy of the policies, not a checkout's.
     assert (target.config / "policies" / "release.yaml").is_file()
     assert (target.config / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml").is_file()
     # ... and, as the service account, can read every one of them.
     where = target.as_service("sh", "-c", f". {target.config}/appliance.env && export APPLIANCE_POLICIES && "
-                                          f"{current}/venv/bin/python -c 'from appliance.eval.policy import "
-                                          "DEFAULT_RELEASE_POLICY as p; print(p); "
+                                          f"{current}/venv/bin/python -c 'from appliance.policies import "
+                                          "path_of; p = path_of(\"release\"); print(p); "
                                           "[f.read_bytes() for f in p.parent.rglob(\"*.yaml\")]'")
     assert where.returncode == 0 and where.stdout.strip() == str(target.config / "policies" / "release.yaml"), \
         where.stderr
+
+
+PERSON = "appliance-test-person"
+
+
+def test_a_person_reaches_the_installed_appliance_through_the_socket_as_themselves(target):
+    """The installed `appliance service` (started by hand: there is no systemd here), and a person in the service
+    account's group using the installed wrapper, under `unshare -n`: the first admin's one-time password, then
+    their own; every command the person's, through the socket."""
+    subprocess.run(["userdel", "-r", PERSON], capture_output=True)
+    subprocess.run(["useradd", "--create-home", "--groups", USER, PERSON], check=True)
+    os.chmod(f"/home/{PERSON}", 0o700)
+    sock = target.prefix / "run" / "appliance" / "control.sock"  # the role's appliance_control_socket
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    shutil.chown(sock.parent, USER, USER)
+    service = subprocess.Popen(["unshare", "-n", "sudo", "-u", USER, "sh", "-c",
+                                f"set -a; . {target.config}/appliance.env; set +a; exec "
+                                f"{target.install}/current/venv/bin/appliance service --socket {sock}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            assert service.poll() is None, service.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert oct(sock.stat().st_mode & 0o777) == "0o660" and sock.group() == USER
+        given, chosen = Path(f"/home/{PERSON}/admin.first"), Path(f"/home/{PERSON}/admin.pw")
+        shutil.copy(target.config / "initial-admin-password", given)  # handed over by the installer
+        chosen.write_text("The-admins-own-choice-42\n")
+        for path in (given, chosen):
+            shutil.chown(path, PERSON, PERSON)
+            path.chmod(0o600)
+
+        def person(*args) -> subprocess.CompletedProcess:
+            return subprocess.run(["unshare", "-n", "runuser", "-u", PERSON, "--", "env", "-i", "PATH=/usr/bin:/bin",
+                                   f"HOME=/home/{PERSON}", str(target.prefix / "usr/local/bin/appliance"), *args],
+                                  capture_output=True, text=True, timeout=300, cwd=f"/home/{PERSON}")
+
+        assert subprocess.run(["runuser", "-u", PERSON, "--", "cat", str(target.config / "key-passphrase")],
+                              capture_output=True).returncode != 0
+        login = person("login", "admin", "--password-file", "admin.first")
+        assert login.returncode == 0 and "appliance passwd" in login.stdout, login.stderr
+        assert person("models", "list").returncode == 6  # a one-time password: nothing but passwd
+        changed = person("passwd", "--old-password-file", "admin.first", "--new-password-file", "admin.pw")
+        assert changed.returncode == 0, changed.stderr
+        who = json.loads(person("whoami", "--json").stdout)
+        assert (who["user"], who["os_user"], who["auth"]) == ("admin", PERSON, "session")
+        listed = person("models", "list")
+        assert listed.returncode == 0 and "smollm2" in listed.stdout, listed.stderr
+        session = next(Path(f"/home/{PERSON}/.local/state/appliance").glob("session-*.json"))
+        assert session.owner() == PERSON and session.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.killpg(service.pid, signal.SIGTERM)
+        service.wait(timeout=60)
+        subprocess.run(["userdel", "-r", PERSON], capture_output=True)
 
 
 def test_a_second_run_changes_nothing(target, bundles):
@@ -160,8 +221,9 @@ def test_a_second_run_changes_nothing(target, bundles):
 def test_the_units_are_hardened_and_pass_systemd_analyze(target):
     units = target.prefix / "etc" / "systemd" / "system"
     services = sorted(units.glob("appliance-*.service"))
-    assert [p.name for p in services] == ["appliance-console.service", "appliance-drift.service",
-                                          "appliance-gateway.service", "appliance-worker.service"]
+    assert [p.name for p in services] == ["appliance-console.service", "appliance-control.service",
+                                          "appliance-drift.service", "appliance-gateway.service",
+                                          "appliance-worker.service"]
     for unit in services:
         text = unit.read_text()
         for line in (f"User={USER}", "NoNewPrivileges=true", "ProtectSystem=strict", "PrivateTmp=true",
@@ -169,6 +231,11 @@ def test_the_units_are_hardened_and_pass_systemd_analyze(target):
             assert line in text, (unit.name, line)
     assert "--host 127.0.0.1 --port 8000" in (units / "appliance-gateway.service").read_text()
     assert "IPAddressDeny=any" in (units / "appliance-worker.service").read_text()
+    socket_unit = (units / "appliance-control.socket").read_text()
+    for line in (f"ListenSequentialPacket={target.prefix}/run/appliance/control.sock", f"SocketUser={USER}",
+                 f"SocketGroup={USER}", "SocketMode=0660"):
+        assert line in socket_unit, line
+    assert "ExecStart=" in (units / "appliance-control.service").read_text()
     assert "OnCalendar=*-*-* 03:00:00" in (units / "appliance-drift.timer").read_text()
     rules = (target.prefix / "etc" / "nftables.d" / "appliance.nft").read_text()
     assert "ip saddr { 10.0.0.0/24 } tcp dport { 8000, 8501 } accept" in rules
@@ -297,7 +364,7 @@ def test_with_postgresql_the_password_is_only_in_the_url_file(tmp_path):
                                "ANSIBLE_LOCAL_TEMP": str(tmp_path / "at"),
                                "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
     assert done.returncode == 0, done.stdout[-3000:]
-    (tmp_path / "database-url").write_text(url + "\n")  # what the role's copy task writes, 0640
+    (tmp_path / "database-url").write_text(url + "\n")  # what the role's copy task writes, 0400
     toml = (tmp_path / "home" / "appliance.toml").read_text()
     assert f'url_file = "{tmp_path}/database-url"' in toml
     assert "s3cret" not in toml and "s3cret" not in (tmp_path / "appliance.env").read_text()

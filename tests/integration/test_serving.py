@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -87,8 +88,9 @@ def released(lab):
 @pytest.fixture(scope="module")
 def gateway(released, tmp_path_factory):
     root, env, officer, admin, tokens = released
-    policy = tmp_path_factory.mktemp("serving") / "serving.yaml"
-    policy.write_text((ROOT / "policies" / "serving.yaml").read_text()
+    folder = tmp_path_factory.mktemp("serving") / "policies"  # the lab's installed policies, serving tightened
+    shutil.copytree(root / "policies", folder)
+    (folder / "serving.yaml").write_text((ROOT / "policies" / "serving.yaml").read_text()
                       .replace("requests_per_minute: 600", "requests_per_minute: 60")
                       .replace("burst: 60", "burst: 30").replace("max_concurrent: 8", "max_concurrent: 3")
                       .replace("audit_text: digest", "audit_text: scrubbed")
@@ -100,8 +102,9 @@ def gateway(released, tmp_path_factory):
     log = root / "gateway.log"
     exe = Path(sys.executable).with_name("appliance")
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--policy", str(policy)],
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)],
+                                env={**os.environ, **env, "APPLIANCE_POLICIES": str(folder)}, stdout=out,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_appliance
+from tests.conftest import run_appliance, run_inprocess
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,16 +38,25 @@ def test_plan_measures_without_training(lab):
     assert json.loads(run_appliance("runs", "list", "--json", env=env).stdout) == []
 
 
+def installed(root: Path, tmp_path: Path, name: str, text: str) -> dict:
+    """The lab's environment with a policy folder of its own installed, NAME.yaml replaced by TEXT."""
+    folder = tmp_path / "installed-policies"
+    shutil.copytree(root / "policies", folder, dirs_exist_ok=True)
+    (folder / name).write_text(text)
+    return {"APPLIANCE_POLICIES": str(folder)}
+
+
 def test_policy_refusals_are_clear_and_audited(lab, tmp_path):
     root, env = lab
-    strict = tmp_path / "training.yaml"
-    strict.write_text("allowed_models: [{name: other, digest: embedded}]\nmin_scrub_strictness: 3\nmax_steps: 10\n")
-    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--policy", strict, "--name", "refused", env=env)
+    strict = installed(root, tmp_path, "training.yaml",
+                       "allowed_models: [{name: other, digest: embedded}]\nmin_scrub_strictness: 2\nmax_steps: 10\n")
+    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "refused", env={**env, **strict})
     assert result.returncode == 5
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: training refused by policy: base model 'smollm2' is not on the allowed list")
-    assert "scrubbed at strictness 2, below the required 3" in line and "60 steps is over the budget of 10" in line
+    assert "60 steps is over the budget of 10" in line
     assert events(root, "train.start")[-1] == ("train.start", "refused", "denied")
+    assert events(root, "policy.change")[-1] == ("policy.change", "training", "ok")  # the change is on the record
     officer = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "officer-session")}
     assert run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer).returncode == 0
     refused = run_appliance("train", SFT, "--dataset", "helpdesk", env=officer)
@@ -166,10 +175,9 @@ def test_evaluation_refuses_bad_input_and_stores_nothing(lab, tmp_path):
     assert pending.returncode == 2 and "run 'pending' is queued, not finished" in pending.stderr
     no_judge = run_appliance("eval", "triage", "--judge", "no-such-model", env=env)
     assert no_judge.returncode == 3 and "no-such-model" in no_judge.stderr
-    policy = tmp_path / "release.yaml"
-    policy.write_text("version: 1\ngates: {task_improvment: 0.1}\n")
-    bad_policy = run_appliance("eval", "triage", "--policy", policy, env=env)
-    assert bad_policy.returncode == 2 and "task_improvment" in bad_policy.stderr and str(policy) in bad_policy.stderr
+    broken = installed(root, tmp_path, "release.yaml", "version: 1\ngates: {task_improvment: 0.1}\n")
+    bad_policy = run_appliance("eval", "triage", env={**env, **broken})
+    assert bad_policy.returncode == 2 and "task_improvment" in bad_policy.stderr and "release.yaml" in bad_policy.stderr
     for result in (pending, no_judge, bad_policy):
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     listed = json.loads(run_appliance("evals", "list", "--json", env=env).stdout)
@@ -432,7 +440,7 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
 
     def broken(change) -> str:
         change()
-        result = run_appliance("verify", "triage", env=env)
+        result = run_inprocess("verify", "triage", env=env)
         shutil.rmtree(directory)
         shutil.copytree(backup, directory)
         assert result.returncode == 4, result.stdout
@@ -476,18 +484,47 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     assert "verifies with no key in the trust store" in broken(
         lambda: shutil.copy(foreign / "triage" / "model.sig", directory / "model.sig"))
 
-    # Approval: officer only, never the trainer or packager, with a reason; every step audited.
+    # Approval: officer only, never the trainer or packager, nor anyone they appointed, with a reason and under
+    # installed policies; every step and every refusal audited with its rule.
     assert run_appliance("approve", "triage", "--reason", "engineer approving own work", env=env).returncode == 6
     admin = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "admin-session")}
     assert run_appliance("login", "alice", "--password-file", root / "alice.pw", env=admin).returncode == 0
+    assert run_appliance("approve", "triage", "--reason", "the admin approving it", env=admin).returncode == 6
     assert run_appliance("users", "set-role", "erin", "officer", env=admin).returncode == 0
+    turned = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "erin-officer")}
     try:
-        turned = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "erin-officer")}
         assert run_appliance("login", "erin", "--password-file", root / "erin.pw", env=turned).returncode == 0
         own = run_appliance("approve", "triage", "--reason", "I trained it and it is fine", env=turned)
-        assert own.returncode == 6 and "four-eyes rule: erin trained the run" in own.stderr
+        assert own.returncode == 6 and ("four-eyes rule (account): erin trained the run and packaged the artifact "
+                                        "and signed the artifact") in own.stderr
+        # erin, made admin for a while, appoints an officer of her own
+        assert run_appliance("users", "set-role", "erin", "admin", env=admin).returncode == 0
+        (tmp_path / "otto.first").write_text("Otto-given-by-erin-1\n")
+        (tmp_path / "otto.pw").write_text("Otto-chose-this-one-2\n")
+        assert run_appliance("users", "add", "otto", "--role", "officer", "--password-file", tmp_path / "otto.first",
+                             env=turned).returncode == 0
     finally:
         assert run_appliance("users", "set-role", "erin", "engineer", env=admin).returncode == 0
+    otto = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "otto-session")}
+    assert run_appliance("login", "otto", "--password-file", tmp_path / "otto.first", env=otto).returncode == 0
+    assert run_appliance("passwd", "--old-password-file", tmp_path / "otto.first", "--new-password-file",
+                         tmp_path / "otto.pw", env=otto).returncode == 0
+    appointed = run_appliance("approve", "triage", "--reason", "erin's officer approving erin's work", env=otto)
+    assert appointed.returncode == 6 and "four-eyes rule (appointed): erin created the account otto" in appointed.stderr
+    db = sqlite3.connect(root / "home" / "appliance.db")
+    recorded = db.execute("SELECT policy_digest FROM training_run WHERE name = 'triage'").fetchone()[0]
+    db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", ("ab" * 32,))
+    db.commit()
+    try:  # a run whose recorded training policy was never installed (someone with the database edited it)
+        forged = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
+        assert forged.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
+            in forged.stderr
+    finally:
+        db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", (recorded,))
+        db.commit()
+    rules = [json.loads(d or "{}").get("rule") for (d,) in db.execute(
+        "SELECT details FROM audit_event WHERE action = 'artifact.approve' AND outcome = 'denied' ORDER BY seq")]
+    assert rules[-3:] == ["four-eyes:account", "four-eyes:appointed", "installed-policies"]
     approved = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == "artifact triage: approved by oscar"
@@ -496,5 +533,5 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     _scheduled_evaluation_flags_drift(root, env, officer, directory, backup)
     signing = ["artifact.sign:denied", "artifact.sign:ok"] if not evaluated["passed"] else ["artifact.sign:ok"]
     assert [e[0] + ":" + e[2] for e in events(root, "artifact.", "triage")] == [
-        "artifact.package:ok", *signing, "artifact.approve:denied", "artifact.approve:ok"]
+        "artifact.package:ok", *signing, *["artifact.approve:denied"] * 3, "artifact.approve:ok"]
     # `triage` stays approved: tests/integration/test_serving.py serves it, then revokes it and its key.

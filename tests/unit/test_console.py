@@ -168,3 +168,20 @@ def test_the_console_runs_headless_on_loopback_with_xsrf_on_and_usage_statistics
 def test_a_console_on_a_name_instead_of_an_address_is_refused(staff):
     result = staff.cli("console", "--host", "console.example.org")
     assert result.code != 0 and "give an IP address" in result.err
+
+
+def test_a_one_time_password_signs_in_to_one_form_only(staff, tmp_path):
+    staff.login("alice")
+    (tmp_path / "vera.first").write_text("Given-by-alice-5x\n")
+    assert staff.cli("users", "add", "vera", "--role", "officer", "--password-file", tmp_path / "vera.first").code == 0
+    at = _sign_in("vera", "Given-by-alice-5x")
+    assert at.title[0].value == "Choose your password" and not at.sidebar.radio  # no page, no menu
+    at.text_input(key="passwd_old").input("Given-by-alice-5x")
+    at.text_input(key="passwd_new").input("Her-own-choice-6y")
+    at.text_input(key="passwd_confirm").input("Her-own-choice-7z")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["New password: the two new passwords differ"]
+    at.text_input(key="passwd_confirm").input("Her-own-choice-6y")
+    at.button[0].click().run()
+    assert not at.exception and "**vera** (officer)" in at.sidebar.markdown[0].value
+    assert _events(staff.home, "user.passwd")[-1][:3] == ("vera", "ok", "vera")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cli import cli
 from appliance.control import wire
 from appliance.control.client import Client
 from appliance.control.routing import command_path, route
@@ -42,6 +43,7 @@ def service(staff_home, tmp_path):
     (tmp_path / "client-session.json").write_text((tmp_path / "session.json").read_text())
 
     def run(*args, env=None) -> int:
+        """What `appliance ARGS` does with APPLIANCE_SOCKET set: the client side of the socket."""
         return Client(sock, {**os.environ, **(env or {})}, session).run([str(a) for a in args])
 
     run.socket, run.session, run.proc, run.log = sock, session, proc, tmp_path / "service.log"
@@ -143,15 +145,16 @@ def test_routing_follows_who_owns_the_home(tmp_path):
         os.chown(other, 65534, 65534)
     else:
         other = Path("/")
-    assert route(["models", "list"], {"APPLIANCE_HOME": str(mine)}) is None  # my own home: in-process
+    assert route(["models", "list"], {"APPLIANCE_HOME": str(mine)}, cli) is None  # my own home: in-process
+    assert route(["models", "list"], {"APPLIANCE_HOME": str(mine), "APPLIANCE_SOCKET": "/s"}, cli) == Path("/s")
     theirs = {"APPLIANCE_HOME": str(other)}
-    assert str(route(["models", "list"], theirs)) == "/run/appliance/control.sock"
-    assert route(["models", "list"], {**theirs, "APPLIANCE_SOCKET": "/s"}) == Path("/s")
-    assert route(["version"], theirs) is None and route(["bundle", "verify", "x"], theirs) is None  # need no home
-    assert route(["models", "list", "--help"], theirs) is None
-    assert route(["init"], {"APPLIANCE_HOME": str(tmp_path / "new")}) is None
-    assert route(["init"], {"APPLIANCE_HOME": str(tmp_path / "new"), "APPLIANCE_SOCKET": "/s"}) == Path("/s")
-    assert command_path(["--json", "data", "ingest", "x.jsonl", "--name", "n"]) == ("data", "ingest")
+    assert str(route(["models", "list"], theirs, cli)) == "/run/appliance/control.sock"
+    assert route(["models", "list"], {**theirs, "APPLIANCE_SOCKET": "/s"}, cli) == Path("/s")
+    assert route(["version"], theirs, cli) is None  # needs no home
+    assert route(["bundle", "verify", "x"], theirs, cli) is None
+    assert route(["models", "list", "--help"], theirs, cli) is None
+    assert route(["init"], {"APPLIANCE_HOME": str(tmp_path / "new")}, cli) is None
+    assert command_path(["--json", "data", "ingest", "x.jsonl", "--name", "n"], cli) == ("data", "ingest")
 
 
 def test_a_stranger_on_the_socket_is_refused_cleanly(service):
@@ -164,3 +167,30 @@ def test_a_stranger_on_the_socket_is_refused_cleanly(service):
     assert message == {"op": "exit", "code": 2}
     sock.close()
     assert service.proc.poll() is None  # the service goes on
+
+
+def test_the_callers_environment_chooses_nothing_in_the_service(service, staff_home, tmp_path, capfd):
+    weak = tmp_path / "weak-policies"
+    weak.mkdir()
+    (weak / "pii.yaml").write_text("entities: {EMAIL_ADDRESS: {operator: replace}}\n")
+    assert service("policies", "list", "--json") == 0
+    installed = {e["policy"]: e["digest"] for e in json.loads(capfd.readouterr().out)}
+    hostile = {"APPLIANCE_POLICIES": str(weak), "APPLIANCE_HOME": str(tmp_path), "APPLIANCE_DATABASE_URL":
+               f"sqlite:///{tmp_path}/other.db", "APPLIANCE_KEY_PASSPHRASE": "chosen by the caller, 42"}
+    assert service("policies", "list", "--json", env=hostile) == 0
+    assert {e["policy"]: e["digest"] for e in json.loads(capfd.readouterr().out)} == installed
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_a_folder_with_a_link_leaving_it_is_refused_whole(service, staff_home, tmp_path, capfd):
+    from tests.helpers import write_hf_folder
+
+    assert service("login", "alice", "--password-file", pw_file(staff_home, "alice")) == 0
+    model = write_hf_folder(tmp_path / "tiny")
+    (model / "extra.json").symlink_to("/etc/passwd")
+    assert service("models", "import", model, "--name", "tiny") == 2
+    assert "link 'extra.json' points outside the folder" in capfd.readouterr().err
+    (model / "extra.json").unlink()
+    assert service("models", "import", model, "--name", "tiny", "--json") == 0
+    imported = json.loads(capfd.readouterr().out)
+    assert imported["origin"].endswith(f":{model}") and not list((staff_home / "tmp").glob("upload-*"))

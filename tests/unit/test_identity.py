@@ -395,3 +395,17 @@ def test_no_command_takes_a_policy_of_its_own_choosing(cli, staff, tmp_path):
                  ("serve", "--policy", weak), ("advise", "x", "--policy", weak)):
         result = cli(*args)
         assert result.code == 2 and "No such option '--policy'" in result.err, args
+
+
+def test_a_token_works_only_where_its_scope_says(cli, staff):
+    from appliance.config import load_settings
+    from appliance.db import connect
+    from appliance.errors import PermissionDenied
+    from appliance.identity import tokens
+
+    control = json.loads(cli("tokens", "create", "--scope", "control", "--json").out)["token"]
+    engine = connect(load_settings())
+    with pytest.raises(PermissionDenied, match="is for the command line, not for the gateway"):
+        tokens.resolve(engine, control)  # the gateway's default scope
+    user, info = tokens.resolve(engine, control, scope=tokens.CONTROL, os_uid=os.geteuid())
+    assert (user.name, info.scope) == ("erin", "control")
