@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     socket_path = route(argv, os.environ, cli)
     if socket_path is not None:
         from appliance.control.client import Client
-        from appliance.identity.sessions import session_path
+        from appliance.identity.session_file import session_path
 
         return Client(socket_path, os.environ, session_path(os.environ, str(home_of(os.environ)))).run(argv)
     return run_command(argv, App())

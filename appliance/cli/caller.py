@@ -10,7 +10,7 @@ from typing import Protocol
 
 from appliance.config import Settings
 from appliance.context import OsIdentity
-from appliance.identity.sessions import FileSessionStore, SessionStore, session_path
+from appliance.identity.session_file import FileSessionStore, SessionStore, session_path
 from appliance.userfiles import InputFile, InputTree, LocalFile, LocalOutput, LocalTree, OutputFile
 
 

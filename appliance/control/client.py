@@ -24,7 +24,7 @@ from appliance.control import wire
 
 # What the service may learn of the person's environment: how to draw on their terminal, nothing that
 # chooses a home, a database, a key or a policy.
-FORWARDED_ENV = ("TERM", "COLUMNS", "LINES", "NO_COLOR", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "APPLIANCE_DEBUG")
+FORWARDED_ENV = ("TERM", "COLUMNS", "LINES", "NO_COLOR", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 LOST = 70
 
 

@@ -12,34 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import text
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
-from appliance.context import Actor, Context, OsIdentity
+from appliance.context import Actor, Context
 from appliance.db import session_scope
 from appliance.errors import PermissionDenied
-from appliance.fsutil import atomic_write_bytes
 from appliance.identity import tokens
+from appliance.identity.session_file import FileSessionStore, SessionStore, session_path
 from appliance.identity.users import authenticate, user_by_id
-
-
-class SessionStore(Protocol):
-    """Where the person keeps their session: read, replace, forget."""
-
-    def read(self) -> dict | None: ...
-
-    def write(self, data: dict) -> None: ...
-
-    def clear(self) -> None: ...
 
 
 def _now() -> datetime:
@@ -48,38 +34,6 @@ def _now() -> datetime:
 
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def session_path(env: Mapping[str, str], home: str) -> Path:
-    """The person's session file for the appliance at `home`: APPLIANCE_SESSION_FILE, or one file per home
-    under XDG_STATE_HOME (default ~/.local/state)/appliance/."""
-    explicit = env.get("APPLIANCE_SESSION_FILE")
-    if explicit:
-        return Path(explicit)
-    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    tag = hashlib.sha256(str(home).encode()).hexdigest()[:16]
-    return state / "appliance" / f"session-{tag}.json"
-
-
-class FileSessionStore:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> dict | None:
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            raise PermissionDenied(f"{self.path}: unreadable session file", hint="login") from None
-        return data if isinstance(data, dict) else None
-
-    def write(self, data: dict) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(data).encode())
-
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def login(ctx: Context, store: SessionStore, name: str, password: str) -> tuple[Actor, str]:
@@ -174,5 +128,4 @@ def deny_unauthenticated(ctx: Context, action: str, reason: str) -> None:
                             details={"os_uid": ctx.os.uid}), Actor("unknown", "none", "none"))
 
 
-__all__ = ["FileSessionStore", "OsIdentity", "SessionStore", "current_actor", "login", "logout", "session_path",
-           "whoami"]
+__all__ = ["FileSessionStore", "SessionStore", "current_actor", "login", "logout", "session_path", "whoami"]

@@ -80,20 +80,20 @@ def check_role(role: str) -> str:
     return role
 
 
-def get_user(engine, name: str) -> User:
+def _one(engine, column: str, value: str) -> User:
     with engine.connect() as conn:
-        row = conn.execute(text(f"{_SELECT} WHERE name = :n"), {"n": name}).first()
+        row = conn.execute(text(f"{_SELECT} WHERE {column} = :v"), {"v": value}).first()
     if row is None:
-        raise NotFound(f"no user named {name!r}")
+        raise NotFound(f"no user named {value!r}" if column == "name" else f"no user with id {value!r}")
     return _user(row)
+
+
+def get_user(engine, name: str) -> User:
+    return _one(engine, "name", name)
 
 
 def user_by_id(engine, user_id: str) -> User:
-    with engine.connect() as conn:
-        row = conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": user_id}).first()
-    if row is None:
-        raise NotFound(f"no user with id {user_id!r}")
-    return _user(row)
+    return _one(engine, "id", user_id)
 
 
 def list_users(ctx: Context) -> list[User]:

@@ -180,7 +180,7 @@ def test_a_person_reaches_the_installed_appliance_through_the_socket_as_themselv
         assert oct(sock.stat().st_mode & 0o777) == "0o660" and sock.group() == USER
         given, chosen = Path(f"/home/{PERSON}/admin.first"), Path(f"/home/{PERSON}/admin.pw")
         shutil.copy(target.config / "initial-admin-password", given)  # handed over by the installer
-        chosen.write_text("The-admins-own-choice-42\n")
+        chosen.write_text("Chosen-by-this-person-42\n")
         for path in (given, chosen):
             shutil.chown(path, PERSON, PERSON)
             path.chmod(0o600)
