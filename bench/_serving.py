@@ -30,9 +30,8 @@ def parser(doc: str):
 def tokens(home: Path, user: str, count: int) -> list[str]:
     """New API tokens for `user`, created through the library as the appliance (recorded in the audit trail)."""
     os.environ["APPLIANCE_HOME"] = str(home)
-    from appliance.audit.events import Actor
     from appliance.config import load_settings
-    from appliance.context import Context
+    from appliance.context import Actor, Context
     from appliance.db import connect
     from appliance.identity.tokens import create
 
@@ -54,16 +53,15 @@ def approved_adapter(home: Path) -> str:
 
 
 @contextmanager
-def gateway(home: Path, policy: Path | None = None):
+def gateway(home: Path, policies: Path | None = None):
+    """`appliance serve` on HOME; POLICIES, when given, is the policy folder it runs under (APPLIANCE_POLICIES)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [str(Path(sys.executable).with_name("appliance")), "serve", "--port", str(port)]
-    if policy:
-        args += ["--policy", str(policy)]
+    env = {**os.environ, "APPLIANCE_HOME": str(home), **({"APPLIANCE_POLICIES": str(policies)} if policies else {})}
     log = open(home / "logs" / "bench-gateway.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(args, env={**os.environ, "APPLIANCE_HOME": str(home)}, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180

@@ -57,10 +57,15 @@ def _speed(direct: httpx.Client, models: tuple[str, str]) -> dict[str, float]:
 
 
 def _policy(folder: Path, merge_after: int) -> Path:
+    """A policy folder: the shipped policies with the serving policy's merge threshold set."""
+    import shutil
+
+    installed = folder / f"policies-merge-{merge_after}"
+    shutil.copytree(ROOT / "policies", installed)
     text = (ROOT / "policies" / "serving.yaml").read_text()
-    path = folder / f"serving-{merge_after}.yaml"
-    path.write_text(text.replace("merge_after_requests: 8", f"merge_after_requests: {merge_after}"))
-    return path
+    (installed / "serving.yaml").write_text(text.replace("merge_after_requests: 8",
+                                                         f"merge_after_requests: {merge_after}"))
+    return installed
 
 
 def main() -> None:

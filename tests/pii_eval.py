@@ -171,8 +171,8 @@ KEEP_GATE = 0.95
 def eval_policy():
     """The default policy as an organisation would configure it: with its own product catalogue on the
     allow-list (product names are business content, and spaCy's NER takes some for people)."""
-    from appliance.data.ingest import DEFAULT_POLICY
-    from appliance.data.policy import PiiPolicy, load_policy
+    from appliance import policies
+    from appliance.data.policy import PiiPolicy
 
-    policy, _ = load_policy(DEFAULT_POLICY)
+    policy, _ = policies.read("pii")
     return PiiPolicy.model_validate({**policy.model_dump(), "allow_list": [*policy.allow_list, *PRODUCTS]})

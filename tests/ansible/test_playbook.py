@@ -166,6 +166,8 @@ def test_a_person_reaches_the_installed_appliance_through_the_socket_as_themselv
     os.chmod(f"/home/{PERSON}", 0o700)
     sock = target.prefix / "run" / "appliance" / "control.sock"  # the role's appliance_control_socket
     sock.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (sock.parent.parent, sock.parent):  # what systemd's DirectoryMode=0755 makes
+        folder.chmod(0o755)
     shutil.chown(sock.parent, USER, USER)
     service = subprocess.Popen(["unshare", "-n", "sudo", "-u", USER, "sh", "-c",
                                 f"set -a; . {target.config}/appliance.env; set +a; exec "

@@ -100,6 +100,7 @@ def _launcher(root: Path) -> Path:
         checkout = mount
     launcher = root / "bin" / "appliance"
     launcher.parent.mkdir()
+    launcher.parent.chmod(0o755)  # modes are set, never left to this process's umask
     launcher.write_text(f"#!{PYTHON} -S\nimport site, sys\nsys.path.insert(0, {str(checkout)!r})\n"
                         f"site.addsitedir({str(site)!r})\nfrom appliance.cli import entry\nentry()\n")
     launcher.chmod(0o755)
@@ -138,14 +139,16 @@ def host(lab):
         _copy_home(lab_root, home, svc.pw_uid, svc.pw_gid)
         etc = root / "etc"
         shutil.copytree(lab_root / "policies", etc / "policies")  # root's, readable by all, writable by root only
-        etc.chmod(0o755)
+        for path in [etc, *etc.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         passphrase = etc / "key-passphrase"
         shutil.copy(Path(lab_env["APPLIANCE_KEY_PASSPHRASE_FILE"]), passphrase)
         os.chown(passphrase, svc.pw_uid, 0)
         passphrase.chmod(0o400)
         run = root / "run"
-        run.mkdir(mode=0o750)
+        run.mkdir()
         os.chown(run, svc.pw_uid, svc.pw_gid)
+        run.chmod(0o750)
         sock = run / "control.sock"
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "APPLIANCE_HOME": str(home),
                "APPLIANCE_POLICIES": str(etc / "policies"), "APPLIANCE_KEY_PASSPHRASE_FILE": str(passphrase)}

@@ -499,8 +499,8 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
                                         "and signed the artifact") in own.stderr
         # erin, made admin for a while, appoints an officer of her own
         assert run_appliance("users", "set-role", "erin", "admin", env=admin).returncode == 0
-        (tmp_path / "otto.first").write_text("Otto-given-by-erin-1\n")
-        (tmp_path / "otto.pw").write_text("Otto-chose-this-one-2\n")
+        (tmp_path / "otto.first").write_text("Given-by-erin-1x\n")
+        (tmp_path / "otto.pw").write_text("Chosen-by-him-later-2y\n")
         assert run_appliance("users", "add", "otto", "--role", "officer", "--password-file", tmp_path / "otto.first",
                              env=turned).returncode == 0
     finally:
