@@ -113,6 +113,7 @@ step "1. Create the home, the database, the signing keys (encrypted at rest) and
   appliance init --admin admin --password-file "$secrets_dir/admin.first"
 step "2. The admin's password was set by the installer: it works once, for \`appliance passwd\`" \
   appliance login admin --password-file "$secrets_dir/admin.first"
+echo "$ appliance users list"
 appliance users list || echo "(refused with exit status $?: nothing but passwd until the admin chooses a password)"
 echo "$ appliance passwd --old-password-file ... --new-password-file ..."
 appliance passwd --old-password-file "$secrets_dir/admin.first" --new-password-file "$secrets_dir/admin.password"
