@@ -519,8 +519,14 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
         forged = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
         assert forged.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
             in forged.stderr
+        db.execute("UPDATE artifact SET status = 'packaged' WHERE name = 'triage'")  # and signed anew
+        db.commit()
+        resigned = run_appliance("sign", "triage", env=env)
+        assert resigned.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
+            in resigned.stderr
     finally:
         db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", (recorded,))
+        db.execute("UPDATE artifact SET status = 'signed' WHERE name = 'triage'")
         db.commit()
     rules = [json.loads(d or "{}").get("rule") for (d,) in db.execute(
         "SELECT details FROM audit_event WHERE action = 'artifact.approve' AND outcome = 'denied' ORDER BY seq")]
@@ -533,5 +539,6 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
     _scheduled_evaluation_flags_drift(root, env, officer, directory, backup)
     signing = ["artifact.sign:denied", "artifact.sign:ok"] if not evaluated["passed"] else ["artifact.sign:ok"]
     assert [e[0] + ":" + e[2] for e in events(root, "artifact.", "triage")] == [
-        "artifact.package:ok", *signing, *["artifact.approve:denied"] * 3, "artifact.approve:ok"]
+        "artifact.package:ok", *signing, *["artifact.approve:denied"] * 3, "artifact.sign:denied",
+        "artifact.approve:ok"]
     # `triage` stays approved: tests/integration/test_serving.py serves it, then revokes it and its key.
