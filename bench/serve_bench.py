@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -58,11 +59,11 @@ def _speed(direct: httpx.Client, models: tuple[str, str]) -> dict[str, float]:
 
 def _policy(folder: Path, merge_after: int) -> Path:
     """A policy folder: the shipped policies with the serving policy's merge threshold set."""
-    import shutil
-
     installed = folder / f"policies-merge-{merge_after}"
     shutil.copytree(ROOT / "policies", installed)
     text = (ROOT / "policies" / "serving.yaml").read_text()
+    if "merge_after_requests: 8" not in text:
+        sys.exit("bench: policies/serving.yaml no longer sets merge_after_requests: 8; update this benchmark")
     (installed / "serving.yaml").write_text(text.replace("merge_after_requests: 8",
                                                          f"merge_after_requests: {merge_after}"))
     return installed
