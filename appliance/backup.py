@@ -93,7 +93,7 @@ def backup(ctx: Context, out, say: Say = lambda _: None) -> dict:
     `userfiles.OutputFile`), which must not exist and must lie outside the home."""
     from appliance import __version__
     from appliance.audit.log import record_alone
-    from appliance.audit.verify import verify_log
+    from appliance.audit.verify import Trust, verify_log
     from appliance.userfiles import LocalOutput, as_output
 
     require(ctx, "backup", "appliance", "home")
@@ -108,7 +108,7 @@ def backup(ctx: Context, out, say: Say = lambda _: None) -> dict:
             raise InputError(f"{out.name}: already exists; choose a new file", param="out")
         if not resolved.parent.is_dir():
             raise InputError(f"{out.name}: folder {resolved.parent} does not exist", param="out")
-    report = verify_log(ctx.engine)
+    report = verify_log(ctx.engine, Trust.of(settings))
     if not report.ok:
         raise IntegrityError("the audit trail does not verify (" + "; ".join(report.problems)[:300] + ")",
                              hint="audit.verify")
@@ -214,9 +214,31 @@ def _extract(tar: tarfile.TarFile, archive: Path, manifest: dict, staging: Path)
     return database
 
 
-def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say = lambda _: None) -> dict:
+def _restore_trust(settings: Settings, fingerprint: str | None):
+    """What the restored trail is verified against: this install's pinned audit keys (read before anything is
+    replaced), or the one key whose fingerprint the operator gives; never the keys inside the archive."""
+    import re
+
+    from appliance.audit.verify import Trust
+
+    if fingerprint and not re.fullmatch(r"(sha256:)?[0-9a-fA-F]{64}", fingerprint):
+        raise InputError(f"--audit-key {fingerprint}: give the key's whole sha256 fingerprint, 64 hex digits "
+                         "(`appliance keys list --json` shows it)", param="audit_key")
+    trust = Trust.of(settings, fingerprint=fingerprint, with_anchors=False)
+    if not trust.keys and not fingerprint:
+        raise InputError(f"no pinned audit keys here ({trust.problems[0] if trust.problems else 'none'}): give "
+                         "--audit-key SHA256, the fingerprint of the audit key you trust (`appliance keys list` "
+                         "on the old appliance, or its pinned key file)", param="audit_key")
+    return trust
+
+
+def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say = lambda _: None,
+            audit_key: str | None = None) -> dict:
     """Restore `archive` into the home of `settings` (which must be empty or absent unless `force`, which moves
-    it aside first). The restored audit trail must verify and hold at least the events the backup recorded."""
+    it aside first). The restored audit trail must verify against this install's pinned audit keys (or the key
+    `audit_key` names) and hold at least the events the backup recorded; a PostgreSQL dump is restored into a
+    scratch database that replaces the live one only after it verifies."""
+    from appliance.audit import pins
     from appliance.audit.log import record_alone
     from appliance.audit.verify import verify_log
     from appliance.db import connect
@@ -224,6 +246,8 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
     home = settings.home
     if home.exists() and any(home.iterdir()) and not force:
         raise InputError(f"{home} is not empty; restore into a new home, or give --force to move this one aside")
+    trust = _restore_trust(settings, audit_key)
+    scratch_url = None
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = home.parent / f".{home.name}.restoring-{uuid.uuid4().hex[:8]}"
     staging.mkdir(mode=0o700)
@@ -251,17 +275,33 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
                 raise InputError(f"{archive} holds a PostgreSQL dump: set APPLIANCE_DATABASE_URL to the (empty) "
                                  "database to restore into")
             url = settings.database_url
-            _pg_restore(url, database, force)
-        check = Settings(home=restored_home, file=settings.file, database_url=url, env=settings.env)
+            _pg_check_target(url, force)
+            scratch_url = _pg_restore(url, database)
+        check = Settings(home=restored_home, file=settings.file, database_url=scratch_url or url, env=settings.env)
         engine = connect(check)
-        report = verify_log(engine)
-        engine.dispose()
+        try:
+            report = verify_log(engine, trust)
+        finally:
+            engine.dispose()
         wanted = manifest.get("audit", {}).get("events", 0)
         if not report.ok or report.events < wanted:
+            if scratch_url:
+                _pg_drop(scratch_url)
             raise IntegrityError("the restored audit trail does not verify: "
                                  + ("; ".join(report.problems)[:300] or f"{report.events} events, the backup had "
                                                                          f"{wanted}"))
-        say(f"audit trail verified: {report.events} events, tree head {report.root}")
+        say(f"audit trail verified against {trust.pin_source}: {report.events} events, tree head {report.root}")
+        if settings.pinned_keys_path.is_relative_to(home):
+            # The pins travel in the home: the restored home keeps the ones it was verified against, not the
+            # archive's own.
+            restored_pins = restored_home / settings.pinned_keys_path.relative_to(home)
+            restored_pins.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            restored_pins.unlink(missing_ok=True)
+            for key in _verified_keys(check, trust):
+                pins.pin(Settings(home=restored_home, file=settings.file, database_url=url, env=settings.env),
+                         _pem(key))
+        if scratch_url:
+            _pg_switch(url, scratch_url, keep_old=force)
         aside = None
         if home.exists():
             if any(home.iterdir()):
@@ -284,7 +324,37 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
             "audit_root": report.root, "moved_aside": str(aside) if aside else None}
 
 
-def _pg_restore(url: str, dump: Path, force: bool) -> None:
+def _verified_keys(check: Settings, trust) -> list:
+    """The keys the restore verified with: the pinned ones, and the one given by its fingerprint."""
+    from appliance.audit.verify import trusted_audit_keys
+    from appliance.db import connect
+
+    engine = connect(check)
+    try:
+        with engine.connect() as conn:
+            return list(trusted_audit_keys(conn, trust)[0].values())
+    finally:
+        engine.dispose()
+
+
+def _pem(key) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _where(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _pg_admin(url: str):
+    """An autocommit engine on the server's maintenance database, for creating and renaming databases."""
+    from sqlalchemy import create_engine
+
+    return create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+def _pg_check_target(url: str, force: bool) -> None:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -293,14 +363,75 @@ def _pg_restore(url: str, dump: Path, force: bool) -> None:
             tables = conn.execute(text("SELECT count(*) FROM information_schema.tables "
                                        "WHERE table_schema = 'public'")).scalar()
     except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
-        raise StorageError(f"database {make_url(url).render_as_string(hide_password=True)}: {exc}") from None
+        raise StorageError(f"database {_where(url)}: {exc}") from None
     finally:
         engine.dispose()
     if tables and not force:
-        raise InputError(f"database {make_url(url).render_as_string(hide_password=True)} is not empty "
-                         f"({tables} tables); restore into an empty database, or give --force to replace it")
-    args, env = _pg_env(url)
-    done = subprocess.run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--exit-on-error",
-                           *args, str(dump)], env=env, capture_output=True, text=True)
+        raise InputError(f"database {_where(url)} is not empty ({tables} tables); restore into an empty database, "
+                         f"or give --force to replace it")
+
+
+def _pg_restore(url: str, dump: Path) -> str:
+    """Restore the dump into a new scratch database beside the target; returns its URL. The live database is
+    not touched."""
+    from sqlalchemy import text
+
+    scratch = f"{make_url(url).database}_restoring_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin(url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+    except Exception as exc:  # noqa: BLE001 - one clear line: the role needs CREATEDB
+        raise StorageError(f"cannot create the scratch database {scratch} to restore into (the database role "
+                           f"needs CREATEDB): {str(exc).splitlines()[0]}") from None
+    finally:
+        admin.dispose()
+    scratch_url = make_url(url).set(database=scratch).render_as_string(hide_password=False)
+    args, env = _pg_env(scratch_url)
+    done = subprocess.run([_pg_tool("pg_restore"), "--no-owner", "--exit-on-error", *args, str(dump)], env=env,
+                          capture_output=True, text=True)
     if done.returncode != 0:
+        _pg_drop(scratch_url)
         raise StorageError(f"pg_restore failed: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}")
+    return scratch_url
+
+
+def _pg_drop(scratch_url: str) -> None:
+    from sqlalchemy import text
+
+    from appliance.db.engine import _engine_for
+
+    _engine_for(scratch_url).dispose()
+    admin = _pg_admin(scratch_url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(scratch_url).database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _pg_switch(url: str, scratch_url: str, keep_old: bool) -> None:
+    """The verified scratch database takes the live one's name; the live one is kept aside (--force) or, when
+    it was empty, dropped."""
+    from sqlalchemy import text
+
+    from appliance.db.engine import _engine_for
+
+    live, scratch = make_url(url).database, make_url(scratch_url).database
+    aside = f"{live}_before_restore_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    for each in (url, scratch_url):
+        _engine_for(each).dispose()
+    admin = _pg_admin(url)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (:a, :b) "
+                              "AND pid <> pg_backend_pid()"), {"a": live, "b": scratch})
+            conn.execute(text(f'ALTER DATABASE "{live}" RENAME TO "{aside}"'))
+            conn.execute(text(f'ALTER DATABASE "{scratch}" RENAME TO "{live}"'))
+            if not keep_old:
+                conn.execute(text(f'DROP DATABASE "{aside}" WITH (FORCE)'))
+    except Exception as exc:  # noqa: BLE001
+        raise StorageError(f"the restored database verified as {scratch} but could not replace {live}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    finally:
+        admin.dispose()

@@ -50,8 +50,16 @@ class KeysSection(_Strict):
 
 
 class AuditSection(_Strict):
-    checkpoint_every: int = Field(default=1000, ge=1, le=10_000_000, description="sign a checkpoint every N events")
-    checkpoint_minutes: int = Field(default=60, ge=1, le=525_600, description="... or when the last is this old")
+    anchor_file: str | None = Field(
+        default=None, description="append-only file every signed checkpoint is also written to, outside the "
+                                  "database (default <home>/logs/checkpoints.jsonl; an install: "
+                                  "/var/log/appliance/checkpoints.jsonl)")
+    journal: bool = Field(default=True, description="also send every checkpoint to the system journal "
+                                                    "(syslog identifier appliance-audit)")
+    pinned_keys: str | None = Field(
+        default=None, description="PEM file of the audit public keys verification trusts; a key found only in "
+                                  "the database is refused (default <home>/keys/audit-pinned.pem; an install: "
+                                  "/etc/appliance/audit-keys.pem, written by root)")
 
 
 class IdentitySection(_Strict):
@@ -115,6 +123,16 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def anchor_path(self) -> Path:
+        """Where signed checkpoints are anchored outside the database."""
+        return Path(self.file.audit.anchor_file) if self.file.audit.anchor_file else self.logs_dir / "checkpoints.jsonl"
+
+    @property
+    def pinned_keys_path(self) -> Path:
+        """The audit public keys that verification trusts."""
+        return Path(self.file.audit.pinned_keys) if self.file.audit.pinned_keys else self.keys_dir / "audit-pinned.pem"
 
     @property
     def tmp_dir(self) -> Path:

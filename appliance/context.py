@@ -65,6 +65,11 @@ class Context:
     actor: Actor = SYSTEM
     correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     os: OsIdentity = field(default_factory=OsIdentity.of_process)
+    signs_checkpoints: bool = True  # False in the gateway and the console: the signer processes sign
 
     def acting_as(self, actor: Actor) -> Context:
         return dataclasses.replace(self, actor=actor)
+
+    def not_signing(self) -> Context:
+        """This context never signs audit checkpoints (a network-facing process)."""
+        return dataclasses.replace(self, signs_checkpoints=False)

@@ -129,14 +129,51 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
         active = sorted(f"{k.purpose} {k.key_id[:16]}" for k in keys if k.status == "active")
         checks = [Check("keys", FAIL if problems else OK,
                         "; ".join(problems) if problems else f"encrypted at rest, 0600; active: {', '.join(active)}")]
+    from appliance.audit import anchors, pins
+    from appliance.audit.policy import cadence
+
     with engine.connect() as conn:
         events = int(conn.execute(text("SELECT COUNT(*) FROM audit_event")).scalar())
         covered = conn.execute(text("SELECT MAX(tree_size) FROM audit_checkpoint")).scalar() or 0
     behind = events - int(covered)
-    status = WARN if behind > settings.file.audit.checkpoint_every else OK
+    status = WARN if behind > cadence().every_events else OK
     checks.append(Check("audit trail", status, f"{events} events; newest signed checkpoint covers {covered}"
-                        + ("; run `appliance audit checkpoint`" if status == WARN else "")))
-    return checks
+                        + ("; is the signer (`appliance worker`) running?" if status == WARN else "")))
+    pinned, problem = pins.read(settings)
+    # Missing pins are a warning here (an upgrade pins them after its doctor); `audit verify` fails without them.
+    checks.append(Check("audit keys pinned", WARN if problem else OK,
+                        problem or f"{len(pinned)} in {settings.pinned_keys_path}"))
+    found, problems, exists = anchors.read(settings)
+    anchored = max((a.checkpoint.tree_size for a in found), default=0)
+    checks.append(Check("audit anchors", FAIL if problems or (covered and not exists) else OK,
+                        "; ".join(problems) if problems else f"{settings.anchor_path}: newest covers {anchored} "
+                        "events" if exists else f"{settings.anchor_path} is missing"))
+    return checks + _key_isolation(settings)
+
+
+SYSTEMD_DIR = "/etc/systemd/system"
+NETWORK_FACING = ("appliance-gateway.service", "appliance-console.service")
+
+
+def _key_isolation(settings: Settings) -> list[Check]:
+    """On an install (its units present): the gateway and the console never get the key passphrase, and the
+    service account they run as cannot read it; only the signer units receive it (`LoadCredential=`)."""
+    from pathlib import Path
+
+    units = [Path(os.environ.get("APPLIANCE_SYSTEMD_DIR") or SYSTEMD_DIR) / name for name in NETWORK_FACING]
+    if not any(u.exists() for u in units):
+        return []
+    problems = [f"{u.name} is given the key passphrase" for u in units
+                if u.exists() and "key-passphrase" in u.read_text(errors="replace")]
+    path = settings.file.keys.passphrase_file
+    if path and os.access(path, os.R_OK):
+        problems.append(f"{path} is readable by this account ({os.getuid()}), which the gateway and the console "
+                        "run as: it must be root's (0400), given to the signer units by LoadCredential=")
+    if "APPLIANCE_KEY_PASSPHRASE" in os.environ:
+        problems.append("APPLIANCE_KEY_PASSPHRASE is in the services' environment")
+    return [Check("key isolation", FAIL if problems else OK, "; ".join(problems) or
+                  "the gateway and the console cannot read the key passphrase; the worker and the control service "
+                  "get it as a systemd credential")]
 
 
 def _drift(engine) -> list[Check]:

@@ -27,16 +27,18 @@ from appliance.paths import policies_dir
 
 
 def _models() -> dict[str, tuple[type[BaseModel], str]]:
+    from appliance.audit.policy import AuditPolicy
     from appliance.data.policy import PiiPolicy
     from appliance.eval.policy import ReleasePolicy
     from appliance.serve.policy import ServingPolicy
     from appliance.train.policy import TrainingPolicy
 
     return {"pii": (PiiPolicy, "scrub policy"), "training": (TrainingPolicy, "training policy"),
-            "release": (ReleasePolicy, "release policy"), "serving": (ServingPolicy, "serving policy")}
+            "release": (ReleasePolicy, "release policy"), "serving": (ServingPolicy, "serving policy"),
+            "audit": (AuditPolicy, "audit policy")}
 
 
-KINDS = ("pii", "training", "release", "serving")
+KINDS = ("pii", "training", "release", "serving", "audit")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,27 @@ tamper_and_verify() {
   appliance verify "$copy" || echo "(refused with exit status $?)"
 }
 
+cut_the_trail() {
+  local copy=var/demo-tampered/audit-home
+  rm -rf "$copy" && mkdir -p "$copy" && chmod 0700 "$copy"
+  cp -a "$APPLIANCE_HOME/keys" "$APPLIANCE_HOME/logs" "$copy/"
+  python3 - "$APPLIANCE_HOME/appliance.db" "$copy/appliance.db" <<'PY'
+import sqlite3, sys
+src, dst = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+src.backup(dst)
+for (name,) in dst.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+    dst.execute(f"DROP TRIGGER {name}")
+size = dst.execute("SELECT MAX(seq) FROM audit_event").fetchone()[0]
+keep = size - 5
+dst.execute("DELETE FROM audit_event WHERE seq > ?", (keep,))
+dst.execute("DELETE FROM audit_node WHERE (idx + 1) * (1 << level) > ?", (keep,))
+dst.execute("DELETE FROM audit_checkpoint WHERE tree_size > ?", (keep,))
+dst.commit()
+print(f"deleted events {keep + 1}..{size} with their tree nodes and checkpoints")
+PY
+  APPLIANCE_HOME="$copy" appliance audit verify || echo "(refused with exit status $?)"
+}
+
 serve_pid=""
 stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi; }
 trap 'stop_serving; stop_service' EXIT
@@ -172,7 +193,12 @@ step "21. Query base and adapter with the official openai SDK, side by side (an 
 stop_serving
 step "22. The officer reads the audit trail (every request is an event; each line names the OS account)" \
   appliance audit log --limit 25
-step "23. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint" appliance audit verify
+step "23. ... has the tail signed and anchored, keeping her own copy (on an install the worker signs at the audit \
+policy's cadence; the gateway never can)" appliance audit checkpoint --out "$secrets_dir/kept-checkpoint.json"
+step "24. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint, the anchors outside \
+the database, the pinned audit key" appliance audit verify --checkpoint "$secrets_dir/kept-checkpoint.json"
+step "25. Someone with the database deletes the newest events, their tree nodes and checkpoints (in a copy of the \
+home): the anchors outside the database name what is missing" cut_the_trail
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"
 printf '\nTo look at all of it in a browser, open the admin console:\n'

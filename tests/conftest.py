@@ -69,6 +69,22 @@ def home(tmp_path, monkeypatch) -> Path:
     return path
 
 
+def installed_policies(folder: Path, edits: dict[str, dict[str, str]] | None = None) -> Path:
+    """A copy of the shipped policies in `folder`, as root would install them, with `edits`: per policy kind,
+    {old text: new text} replacements, each of which must apply (a shipped file that changed fails loudly)."""
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "policies", folder)
+    for kind, replacements in (edits or {}).items():
+        path = folder / f"{kind}.yaml"
+        content = path.read_text()
+        for old, new in replacements.items():
+            assert old in content, f"{path}: {old!r} is not in the shipped policy"
+            content = content.replace(old, new)
+        path.write_text(content)
+    return folder
+
+
 def token_secret(token: str) -> str:
     """The secret part of an API token, taken by its format `apl_<32 hex id>_<secret>` (a secret may hold '_')."""
     match = re.fullmatch(r"apl_([0-9a-f]{32})_(.+)", token)
@@ -146,6 +162,13 @@ def staff_template(tmp_path_factory) -> Path:
         for key, value in env.items():
             mp.setenv(key, value)
         _build_staff(run, root / "home")
+        from appliance.audit.log import checkpoint_now
+        from appliance.config import load_settings
+        from appliance.context import Context
+        from appliance.db import connect
+
+        settings = load_settings()  # the tail anchored, as a running signer would leave it for whoever copies it
+        checkpoint_now(Context(settings, connect(settings)))
     return root
 
 

@@ -9,7 +9,7 @@ from appliance import policies
 from appliance.artifacts import duties, registry
 from appliance.artifacts.signing import verify
 from appliance.audit.events import Event
-from appliance.audit.log import record, record_alone
+from appliance.audit.log import record, record_alone, sign_if_due
 from appliance.context import Context
 from appliance.db import session_scope
 from appliance.errors import InputError, PermissionDenied, PolicyViolation
@@ -69,4 +69,7 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
                         decided_at=runs.now(), decision_reason=reason)
         record(ctx, s, Event(f"artifact.{action}", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
                              reason=reason, details={"from": artifact.status, "to": _TO[action], **checked_rules}))
+    # The gateway serves an adapter once a signed checkpoint proves its approval: sign one now where this
+    # process can (otherwise the signer does within the audit policy's cadence).
+    sign_if_due(ctx, force=True)
     return registry.get(ctx.engine, ctx.settings, artifact.name)

@@ -1,9 +1,15 @@
 """Appending to the audit trail, inside the caller's transaction, and signing checkpoints.
 
 Every state change writes its event in the same transaction as the change, so if the event cannot be
-written the change does not happen. Appends are serialised (SQLite: every transaction begins
+written the change does not happen. Appends are serialised (SQLite: a writing transaction begins
 IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so sequence numbers have no gap and no
 duplicate however many processes append at once.
+
+Checkpoints are signed after the events they cover are committed, in a transaction of their own, and only
+by a process that may hold the audit key: the gateway's and the console's contexts do not sign
+(`Context.not_signing`; on an install they cannot read the key passphrase either). Each checkpoint is anchored
+outside the database (`audit/anchors.py`) before its row is committed, so an anchor never covers events that
+were rolled back.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -21,7 +28,7 @@ from appliance.audit import merkle
 from appliance.audit.events import COLUMNS, Event, canonical
 from appliance.context import Actor, Context
 from appliance.db.engine import placeholder
-from appliance.errors import ApplianceError, NotFound
+from appliance.errors import ApplianceError, NotFound, PermissionDenied
 from appliance.keys.crypto import KeyRecord, sign
 
 _LOCK_ID = 7245002
@@ -138,8 +145,9 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
     conn.exec_driver_sql(_insert_sql(conn, "audit_event", _EVENT_COLUMNS), rows)
     if nodes:
         conn.exec_driver_sql(_insert_sql(conn, "audit_node", ("level", "idx", "hash")), nodes)
-    _maybe_checkpoint(ctx, conn, size, frontier)
     _frontiers[str(conn.engine.url)] = (frontier, leaf)
+    if isinstance(session, Session) and _signing_due(ctx, conn, size, frontier.size):
+        _sign_after_commit(ctx, session)
     return seqs
 
 
@@ -165,31 +173,70 @@ def last_checkpoint(conn) -> Checkpoint | None:
 # retried after it failed (no key or no passphrase here), so an append does not query for them each time.
 _last_signed: dict[str, datetime] = {}
 _unsignable_until: dict[str, datetime] = {}
+def _signing_due(ctx: Context, conn, old_size: int, new_size: int) -> bool:
+    from appliance.audit.policy import cadence
 
-
-def _maybe_checkpoint(ctx: Context, conn, old_size: int, frontier: merkle.Frontier) -> None:
-    cfg = ctx.settings.file.audit
+    if not ctx.signs_checkpoints:
+        return False
     key = str(conn.engine.url)
     now = datetime.now(UTC)
-    age_limit = now - timedelta(minutes=cfg.checkpoint_minutes)
-    due = frontier.size // cfg.checkpoint_every > old_size // cfg.checkpoint_every
-    if not due and _last_signed.get(key, age_limit) <= age_limit:
+    if _unsignable_until.get(key, now) > now:
+        return False
+    every = cadence()
+    if new_size // every.every_events > old_size // every.every_events:
+        return True
+    age_limit = now - timedelta(seconds=every.every_seconds)
+    if _last_signed.get(key, age_limit) <= age_limit:
         last = last_checkpoint(conn)
         if last is not None:
             _last_signed[key] = datetime.fromisoformat(last.ts)
-        due = last is None or _last_signed[key] < age_limit
-    if due and _unsignable_until.get(key, now) <= now:
-        try:
-            _sign_checkpoint(ctx, conn, frontier.size, frontier.root())
-            _last_signed[key] = now
-        except NotFound:
-            pass  # no audit key yet: the first append after `keys init` signs
-        except ApplianceError:
-            # The key is not usable here (no passphrase): `appliance audit checkpoint` signs later.
-            _unsignable_until[key] = now + timedelta(seconds=60)
+        return last is None or _last_signed[key] <= age_limit
+    return False
+
+
+def _sign_after_commit(ctx: Context, session: Session) -> None:
+    if session.info.get("audit_sign_pending"):
+        return
+    session.info["audit_sign_pending"] = True
+
+    def sign(_session) -> None:
+        session.info.pop("audit_sign_pending", None)
+        sign_if_due(ctx, force=True)
+
+    def forget(_session) -> None:
+        session.info.pop("audit_sign_pending", None)
+
+    sqlalchemy_event.listen(session, "after_commit", sign, once=True)
+    sqlalchemy_event.listen(session, "after_rollback", forget, once=True)
+
+
+def sign_if_due(ctx: Context, force: bool = False) -> Checkpoint | None:
+    """Sign (and anchor) a checkpoint of the committed log when the cadence says so, or whenever the log has
+    grown with `force`. Quietly does nothing in a process that may not or cannot sign: the freshness check in
+    `audit verify` is what notices a signer that is missing."""
+    from appliance.audit.policy import cadence
+
+    if not ctx.signs_checkpoints:
+        return None
+    key = str(ctx.engine.url)
+    now = datetime.now(UTC)
+    if _unsignable_until.get(key, now) > now:
+        return None
+    try:
+        every = None if force else cadence()
+        return checkpoint_now(ctx, due=every)
+    except NotFound:
+        return None  # no audit key yet: the first append after `keys init` signs
+    except ApplianceError:
+        # The key is not usable here (no passphrase, or the anchor file cannot be written): a signer that can
+        # signs within the cadence; `audit verify` fails if none does.
+        _unsignable_until[key] = now + timedelta(seconds=60)
+        return None
 
 
 def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
+    from appliance.audit import anchors
+
     key = _active_audit_key(conn)
     if key is None:
         raise NotFound("no active audit key", hint="keys.init")
@@ -200,6 +247,8 @@ def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
     if not exists:
         conn.execute(text("INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) "
                           "VALUES (:tree_size, :root, :ts, :key_id, :signature)"), cp.__dict__)
+        anchors.append(ctx.settings, cp)  # the events are committed; the row commits after its anchor
+    _last_signed[str(conn.engine.url)] = datetime.now(UTC)
     return cp
 
 
@@ -211,10 +260,14 @@ def _active_audit_key(conn):
     return None if row is None else KeyRecord(*row)
 
 
-def checkpoint_now(ctx: Context) -> Checkpoint:
-    """Sign a checkpoint of the whole log as it is now (or return the one already made at this size)."""
+def checkpoint_now(ctx: Context, due=None) -> Checkpoint | None:
+    """Sign a checkpoint of the whole committed log as it is now (or return the one already made at this size).
+    With `due` (the audit policy's cadence) only when the events since the last checkpoint call for one."""
     from appliance.db import session_scope
 
+    if not ctx.signs_checkpoints:
+        raise PermissionDenied("this process does not sign audit checkpoints: the worker, the control service or "
+                               "a command (`appliance audit checkpoint`) does")
     with session_scope(ctx.engine) as s:
         conn = _conn(s)
         lock_appends(conn)
@@ -222,5 +275,9 @@ def checkpoint_now(ctx: Context) -> Checkpoint:
         last = last_checkpoint(conn)
         if last is not None and last.tree_size == size:
             return last
+        if due is not None and last is not None and size - last.tree_size < due.every_events:
+            age = datetime.now(UTC) - datetime.fromisoformat(last.ts)
+            if age < timedelta(seconds=due.every_seconds):
+                return None
         frontier = _frontier(conn, size, last_leaf)
         return _sign_checkpoint(ctx, conn, size, frontier.root())

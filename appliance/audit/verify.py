@@ -1,26 +1,29 @@
 """Verifying the audit trail from its raw rows, trusting nothing that is stored derived.
 
 Each event's leaf is recomputed from its columns, the tree head is rebuilt from those leaves, and every
-signed checkpoint (stored, or exported earlier and given back) must match the rebuilt head at its size.
-Database triggers that refuse UPDATE and DELETE are not relied on: someone with file access can drop them.
+signed checkpoint (stored, anchored outside the database, or exported earlier and given back) must match the
+rebuilt head at its size. Signatures are checked against the keys pinned outside the database only (`pins.py`);
+the anchors (`anchors.py`) prove the log was not cut short; the events after the newest anchor must be within
+the audit policy's cadence. Database triggers that refuse UPDATE and DELETE are not relied on: someone with
+file access can drop them.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
+from appliance.audit.anchors import Anchor
 from appliance.audit.events import COLUMNS, canonical
-from appliance.audit.log import CHECKPOINT_HEADER, Checkpoint
+from appliance.audit.log import Checkpoint
 from appliance.db.engine import placeholder
 from appliance.errors import InputError
 from appliance.keys.crypto import verify_signature
@@ -36,6 +39,8 @@ class VerifyReport:
     root: str = ""
     problems: list[str] = field(default_factory=list)
     first_bad_seq: int | None = None
+    anchored: int = 0  # events covered by the newest trusted anchor
+    unanchored: int = 0  # events after it
 
     @property
     def ok(self) -> bool:
@@ -50,37 +55,87 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def read_checkpoint_file(source) -> Checkpoint:
-    """A checkpoint kept elsewhere: a path, or a file a person named (`userfiles.InputFile`)."""
+def read_checkpoint_file(source) -> list[Checkpoint]:
+    """Checkpoints kept elsewhere: one exported checkpoint, an evidence pack's list, or JSON lines (an anchor
+    file's copy, or the journal's); a path, or a file a person named (`userfiles.InputFile`)."""
+    from appliance.audit.anchors import parse
     from appliance.userfiles import as_input
 
     source = as_input(source)
-    path = source.name
+    raw = source.read_bytes()
     try:
-        data = json.loads(source.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a checkpoint file: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_HEADER:
-        raise InputError(f"{path}: field format: not an appliance audit checkpoint")
-    try:
-        return Checkpoint(int(data["tree_size"]), str(data["root"]), str(data["ts"]), str(data["key_id"]),
-                          str(data["signature"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: field {exc}: missing or malformed") from None
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{source.name}: not a checkpoint file: not UTF-8") from None
+    anchors, problems = parse(raw, source.name)
+    if problems:
+        raise InputError(problems[0])
+    if not anchors:
+        raise InputError(f"{source.name}: holds no appliance audit checkpoint")
+    return [a.checkpoint for a in anchors]
 
 
-def _trusted_audit_keys(conn) -> tuple[dict, set[str]]:
+@dataclass
+class Trust:
+    """What verification trusts, none of it from the database: the pinned keys, the anchors, the cadence."""
+
+    keys: dict
+    anchors: list[Anchor] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    anchor_file: str = ""
+    anchor_file_exists: bool = False
+    cadence: object | None = None  # audit.policy.Cadence; None: anchoring and freshness are not checked
+    pin_source: str = "the pinned keys"
+    fingerprint: str | None = None  # a key the operator vouches for by its sha256, wherever its PEM comes from
+
+    @classmethod
+    def of(cls, settings, fingerprint: str | None = None, with_anchors: bool = True) -> Trust:
+        """The install's trust: its pinned keys (or only the key with this sha256 fingerprint), its anchor file,
+        its audit policy's cadence."""
+        from appliance.audit import anchors, pins
+        from appliance.audit.policy import cadence
+
+        keys, problem = pins.read(settings)
+        source = str(settings.pinned_keys_path)
+        wanted = fingerprint.lower().removeprefix("sha256:") if fingerprint else None
+        if wanted:
+            keys, problem = {k: v for k, v in keys.items() if k == wanted}, None
+            source = f"the audit key {wanted[:16]} given by its fingerprint"
+        trust = cls(keys, problems=[problem] if problem else [], pin_source=source, fingerprint=wanted)
+        if with_anchors:
+            trust.anchors, problems, trust.anchor_file_exists = anchors.read(settings)
+            trust.problems += problems
+            trust.anchor_file = str(settings.anchor_path)
+            trust.cadence = cadence()
+        return trust
+
+
+def trusted_audit_keys(conn, trust: Trust) -> tuple[dict, set[str], set[str]]:
+    """(pinned keys not revoked, revoked key ids, key ids the database holds)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from appliance.keys.crypto import key_id_of
+
     rows = conn.execute(text("SELECT key_id, status, public_pem FROM signing_key WHERE purpose = 'audit'")).all()
-    trusted = {k: serialization.load_pem_public_key(pem.encode()) for k, status, pem in rows if status != "revoked"}
-    return trusted, {k for k, status, _ in rows if status == "revoked"}
+    revoked = {k for k, status, _ in rows if status == "revoked"}
+    trusted = {k: v for k, v in trust.keys.items() if k not in revoked}
+    for key_id, status, pem in rows:
+        if trust.fingerprint and key_id == trust.fingerprint and status != "revoked":
+            key = serialization.load_pem_public_key(pem.encode())
+            if key_id_of(key) == trust.fingerprint:  # the PEM is the key the fingerprint names
+                trusted[key_id] = key
+    return trusted, revoked, {k for k, _, _ in rows}
 
 
-def check_signature(cp: Checkpoint, trusted: dict, revoked: set[str]) -> str | None:
+def check_signature(cp: Checkpoint, trusted: dict, revoked: set[str], in_database: frozenset | set = frozenset(),
+                    pin_source: str = "the pinned keys") -> str | None:
     """None when the checkpoint is signed by a trusted audit key; otherwise what is wrong."""
     if cp.key_id in revoked:
         return f"signed by revoked key {cp.key_id[:16]}"
     key = trusted.get(cp.key_id)
     if key is None:
+        if cp.key_id in in_database:
+            return f"signed by key {cp.key_id[:16]}, found only in the database (not in {pin_source})"
         return f"signed by unknown key {cp.key_id[:16]}"
     try:
         signature = base64.b64decode(cp.signature, validate=True)
@@ -159,26 +214,35 @@ def _scan_log(engine, max_seq: int, sizes: frozenset[int]) -> list[_Scan]:
         return [first.result(), second.result()]
 
 
-def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
+
+def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | None = None,
+               now: datetime | None = None) -> VerifyReport:
     report = VerifyReport()
+    for problem in trust.problems:
+        report.fail(problem)
+    if isinstance(exported, Checkpoint):
+        exported = [exported]
     with engine.connect() as conn:
-        trusted, revoked = _trusted_audit_keys(conn)
+        trusted, revoked, in_database = trusted_audit_keys(conn, trust)
         stored = [Checkpoint(int(r[0]), r[1], r[2], r[3], r[4]) for r in conn.execute(text(
             "SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint ORDER BY tree_size")).all()]
         max_seq = int(conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM audit_event")).scalar())
     targets: dict[int, list[tuple[str, Checkpoint]]] = {}
+
+    def admit(what: str, cp: Checkpoint) -> bool:
+        problem = check_signature(cp, trusted, revoked, in_database, trust.pin_source)
+        if problem:
+            report.fail(f"{what} at size {cp.tree_size}: {problem}")
+            return False
+        targets.setdefault(cp.tree_size, []).append((what, cp))
+        return True
+
     for cp in stored:
-        problem = check_signature(cp, trusted, revoked)
-        if problem:
-            report.fail(f"stored checkpoint at size {cp.tree_size}: {problem}")
-        else:
-            targets.setdefault(cp.tree_size, []).append(("stored checkpoint", cp))
-    if exported is not None:
-        problem = check_signature(exported, trusted, revoked)
-        if problem:
-            report.fail(f"exported checkpoint at size {exported.tree_size}: {problem}")
-        else:
-            targets.setdefault(exported.tree_size, []).append(("exported checkpoint", exported))
+        admit("stored checkpoint", cp)
+    anchored = [a for a in trust.anchors if admit(f"the anchor at {a.where}", a.checkpoint)]
+    for cp in exported or []:
+        admit("exported checkpoint", cp)
+    _check_anchoring(report, trust, stored, anchored)
     targets.pop(0, None)
 
     parts = _scan_log(engine, max_seq, frozenset(targets))
@@ -201,7 +265,8 @@ def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
     for tree_size in sorted(targets):
         for what, cp in targets[tree_size]:
             if tree_size > size:
-                report.fail(f"log truncated: the {what} covers {tree_size} events, the log has {size}", size + 1)
+                report.fail(f"log truncated: events {size + 1}..{tree_size} are missing; {what} (signed {cp.ts}) "
+                            f"covers {tree_size} events, the log has {size}", size + 1)
                 continue
             report.checkpoints_checked += 1
             if cp.root != roots[tree_size]:
@@ -209,7 +274,49 @@ def verify_log(engine, exported: Checkpoint | None = None) -> VerifyReport:
                             f"{tree_size} was rewritten after it was signed", _rewritten_from(stored, tree_size))
     report.events = size
     report.root = _fold(prefix).hex()
+    report.anchored = max((a.checkpoint.tree_size for a in anchored), default=0)
+    report.unanchored = max(size - report.anchored, 0)
+    if trust.cadence is not None and report.unanchored:
+        _check_freshness(engine, report, trust, now or datetime.now(UTC))
     return report
+
+
+def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint], anchored: list[Anchor]) -> None:
+    """Every stored checkpoint since anchoring began has its anchor, and every anchor its stored checkpoint."""
+    if trust.cadence is None:
+        return
+    anchored_sizes = {a.checkpoint.tree_size for a in anchored}
+    if not trust.anchor_file_exists:
+        if stored:
+            report.fail(f"the anchor file {trust.anchor_file} is missing, but the database holds {len(stored)} "
+                        f"signed checkpoints: the anchors were removed (compare with the journal's copy: "
+                        f"journalctl -t appliance-audit)")
+        return
+    first = min(anchored_sizes, default=None)
+    for cp in stored:
+        if first is not None and cp.tree_size > first and cp.tree_size not in anchored_sizes:
+            report.fail(f"the stored checkpoint at size {cp.tree_size} has no anchor in {trust.anchor_file}: "
+                        f"the anchor file was edited or replaced")
+    stored_sizes = {cp.tree_size for cp in stored}
+    for a in anchored:
+        if a.checkpoint.tree_size not in stored_sizes:
+            report.fail(f"the database lacks the checkpoint anchored at {a.where} (size {a.checkpoint.tree_size}): "
+                        f"stored checkpoints were deleted")
+
+
+def _check_freshness(engine, report: VerifyReport, trust: Trust, now: datetime) -> None:
+    cadence = trust.cadence
+    with engine.connect() as conn:
+        oldest = conn.execute(text("SELECT ts FROM audit_event WHERE seq = :s"), {"s": report.anchored + 1}).scalar()
+    if oldest is None:
+        return
+    age = (now - datetime.fromisoformat(oldest)).total_seconds()
+    grace = cadence.grace_seconds
+    if age > cadence.every_seconds + grace or (report.unanchored > cadence.every_events and age > grace):
+        report.fail(f"unanchored tail: events {report.anchored + 1}..{report.events} ({report.unanchored}) are not "
+                    f"covered by an anchored checkpoint, the oldest for {age:.0f} s, beyond the audit policy's "
+                    f"cadence ({cadence.every_events} events or {cadence.every_seconds} s): is the signer "
+                    f"(`appliance worker`) running? `appliance audit checkpoint` anchors them", report.anchored + 1)
 
 
 def _rewritten_from(stored: list[Checkpoint], size: int) -> int:

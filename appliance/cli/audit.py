@@ -19,11 +19,14 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--checkpoint", "checkpoint_file", type=InFile(),
-              help="A checkpoint exported earlier: proves no truncation or rewrite since.")
+              help="Checkpoints kept elsewhere (one exported, or JSON lines: a copy of the anchor file or of the "
+                   "journal's appliance-audit lines): proves no truncation or rewrite since.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> None:
-    """Recompute every event's hash and the Merkle tree; check every signed checkpoint. Exit 0 only if all holds."""
+    """Recompute every event's hash and the Merkle tree; check every signed checkpoint (stored, anchored outside the
+    database, given) against the pinned audit keys, and that the events after the newest anchor are within the
+    audit policy's cadence. Exit 0 only if all holds."""
     from appliance.audit import actions
     from appliance.audit.verify import read_checkpoint_file
 
@@ -37,6 +40,8 @@ def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> 
         if report.ok:
             click.echo(f"OK: {report.events} events, {report.checkpoints_checked} checkpoint comparisons, "
                        f"tree head {report.root}")
+            click.echo(f"anchored outside the database: {report.anchored} events; after the newest anchor: "
+                       f"{report.unanchored} (within the cadence)")
         elif report.first_bad_seq is not None:
             click.echo(f"first bad sequence number: {report.first_bad_seq}")
     if not report.ok:

@@ -36,17 +36,23 @@ def backup_cmd(app: App, out: OutputFile, as_json: bool) -> None:
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True,
               help="Restore over a home (or PostgreSQL database) that is not empty: the home is moved aside to "
-                   "HOME.before-restore-TIMESTAMP first.")
+                   "HOME.before-restore-TIMESTAMP first (a PostgreSQL database to NAME_before_restore_TIMESTAMP).")
+@click.option("--audit-key", metavar="SHA256",
+              help="Verify the restored audit trail against this audit key (its fingerprint, as `appliance keys "
+                   "list` shows it) instead of the keys pinned here; the archive's own keys are never trusted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def restore_cmd(archive: Path, force: bool, as_json: bool) -> None:
+def restore_cmd(archive: Path, force: bool, audit_key: str | None, as_json: bool) -> None:
     """Restore a backup into APPLIANCE_HOME (run as the appliance's system user, with the services stopped).
 
     Every file is checked against the archive's manifest before anything is put in place, the restored audit
-    trail must verify, and only then is the restored home renamed into place."""
+    trail must verify against this install's pinned audit keys (or --audit-key), and only then is the restored
+    home renamed into place; a PostgreSQL dump goes into a scratch database that replaces the live one only
+    after it verifies."""
     from appliance.backup import restore
     from appliance.config import load_settings
 
-    summary = restore(load_settings(), archive, force=force, say=lambda line: click.echo(line, err=True))
+    summary = restore(load_settings(), archive, force=force, audit_key=audit_key,
+                      say=lambda line: click.echo(line, err=True))
     if as_json:
         emit_json(summary)
         return

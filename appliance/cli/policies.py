@@ -38,7 +38,7 @@ def policies_list(app: App, as_json: bool) -> None:
 
 @policies.command("check")
 @click.argument("file", type=InFile())
-@click.option("--kind", type=click.Choice(["pii", "training", "release", "serving"]),
+@click.option("--kind", type=click.Choice(["pii", "training", "release", "serving", "audit"]),
               help="Which policy FILE is (default: its name, e.g. pii.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policies_check(file: InputFile, kind: str | None, as_json: bool) -> None:

@@ -72,10 +72,12 @@ def worker(app: App, once: bool, poll: float) -> None:
 
     Runs as the appliance's own service account: each run was checked against the queuing user's
     permissions and the training policy when it was queued. SIGTERM stops the current run, which is
-    recorded as interrupted and can be continued with `appliance train --resume RUN`."""
+    recorded as interrupted and can be continued with `appliance train --resume RUN`. The worker is also the
+    audit trail's signer: it signs and anchors checkpoints at the audit policy's cadence."""
     import signal
     import time
 
+    from appliance.audit import signer
     from appliance.context import Actor
 
     app.service_account_only("`appliance worker`")
@@ -87,6 +89,7 @@ def worker(app: App, once: bool, poll: float) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     ctx = app.system_ctx.acting_as(Actor("worker", "system", "system"))
+    signer.start(ctx)
 
     def say(line: str) -> None:
         click.echo(line, err=True)

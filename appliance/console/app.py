@@ -20,7 +20,8 @@ def _system(home: str | None, database: str | None) -> Context:
 
     offline.enforce()
     settings = load_settings()
-    return Context(settings, connect(settings))
+    # The signer processes sign audit checkpoints; on an install this one cannot read the passphrase either.
+    return Context(settings, connect(settings)).not_signing()
 
 
 def _login(ctx: Context, notice: str) -> None:

@@ -439,9 +439,9 @@ def audit(ctx: Context) -> None:
     if st.session_state.get("evidence_pack"):
         middle.download_button("Download evidence.zip", st.session_state["evidence_pack"], "evidence.zip",
                                "application/zip", key="audit_download")
-    if right.button("Sign a checkpoint", key="audit_checkpoint"):
+    if right.button("Copy the newest checkpoint", key="audit_checkpoint"):
         with shown_errors():
-            cp = actions.checkpoint(ctx)
+            cp = actions.newest_checkpoint(ctx)
             st.session_state["checkpoint"] = json.dumps(cp.as_dict(), indent=1) + "\n"
             st.success(f"checkpoint: {cp.tree_size} events, root {cp.root}")
     if st.session_state.get("checkpoint"):

@@ -24,8 +24,8 @@ from appliance.data.lint import LintRecord, lint
 from appliance.data.policy import PiiPolicy, strictness
 from appliance.data.scrub import Scrubber
 from appliance.db import session_scope
-from appliance.errors import ConfigError, InputError
-from appliance.fsutil import ensure_private_dir, private_tree, staged_dir
+from appliance.errors import ConfigError, InputError, StorageError
+from appliance.fsutil import ensure_private_dir, private_tree
 from appliance.identity.roles import require
 from appliance.userfiles import InputFile, as_input
 
@@ -76,6 +76,40 @@ def parse(files: list[InputFile | Path], fmt: str, limits: formats.Limits) -> Pa
                 raise InputError(f"more than {limits.max_records} records: over the record limit")
     out.fmt = chosen or "unknown"
     return out
+
+
+_STAGE_PREFIX = ".ingest-"
+_STALE_SECONDS = 3600
+
+
+def recover_staged(ctx: Context) -> list[str]:
+    """Finish what a crash between an ingest's commit and its rename left: a staged folder whose version is in
+    the database is renamed into place; one whose version is not (its transaction never committed) is removed
+    once it is an hour old (a younger one may be another ingest's, under way). Returns what it did."""
+    import shutil
+    import time
+
+    from sqlalchemy import text
+
+    done = []
+    tmp = ctx.settings.tmp_dir
+    if not tmp.is_dir():
+        return done
+    for stage in tmp.glob(f"{_STAGE_PREFIX}*"):
+        vid = stage.name[len(_STAGE_PREFIX):]
+        with ctx.engine.connect() as conn:
+            path = conn.execute(text("SELECT path FROM dataset_version WHERE id = :i"), {"i": vid}).scalar()
+        if path is not None:
+            final = ctx.settings.home / path
+            if not final.exists():
+                ensure_private_dir(final.parent)
+                os.replace(stage, final)
+                done.append(f"finished {path}")
+                continue
+        if time.time() - stage.stat().st_mtime > _STALE_SECONDS or path is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+            done.append(f"removed {stage.name}")
+    return done
 
 
 def hmac_key(ctx: Context) -> bytes:
@@ -212,21 +246,35 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
     }
     rejects = [r.as_dict() for r in parsed.rejects]
     vid = uuid.uuid4().hex
-    with session_scope(ctx.engine) as s:
-        conn = s.connection()
-        number = versions.next_version(conn, name)
-        rel = Path("datasets") / name / f"v{number}"
-        final = ctx.settings.home / rel
-        with staged_dir(ctx.settings.tmp_dir, final) as stage:
-            versions.write_split(stage / "train.parquet", [{"id": i, **r} for i, r in train])
-            if held_out:
-                versions.write_split(stage / "eval.parquet", [{"id": i, **r} for i, r in held_out])
-            manifest = {"name": name, "version": number, "digest": digest, "format": parsed.fmt,
-                        "lineage": lineage, "scrub_report": scrub_report, "lint_report": lint_report,
-                        "rejects": rejects}
-            (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            private_tree(stage)
-        try:
+    recover_staged(ctx)
+
+    def manifest_of(number: int) -> str:
+        return json.dumps({"name": name, "version": number, "digest": digest, "format": parsed.fmt,
+                           "lineage": lineage, "scrub_report": scrub_report, "lint_report": lint_report,
+                           "rejects": rejects}, indent=1, sort_keys=True)
+
+    # The files are written before the transaction (which holds the write lock only for the rows and the event)
+    # and renamed into place after its commit; a crash between the two is finished by `recover_staged`.
+    ensure_private_dir(ctx.settings.tmp_dir)
+    stage = ctx.settings.tmp_dir / f"{_STAGE_PREFIX}{vid}"
+    stage.mkdir(mode=0o700)
+    try:
+        with ctx.engine.connect() as conn:
+            planned = versions.next_version(conn, name)
+        versions.write_split(stage / "train.parquet", [{"id": i, **r} for i, r in train])
+        if held_out:
+            versions.write_split(stage / "eval.parquet", [{"id": i, **r} for i, r in held_out])
+        (stage / "manifest.json").write_text(manifest_of(planned))
+        private_tree(stage)
+        with session_scope(ctx.engine) as s:
+            conn = s.connection()
+            number = versions.next_version(conn, name)
+            if number != planned:  # another ingest of this name committed meanwhile
+                (stage / "manifest.json").write_text(manifest_of(number))
+            rel = Path("datasets") / name / f"v{number}"
+            final = ctx.settings.home / rel
+            if final.exists():
+                raise StorageError(f"{final}: already exists")
             v = versions.DatasetVersion(
                 id=vid, name=name, version=number, digest=digest, format=parsed.fmt, records=len(planted),
                 train_records=len(train), eval_records=len(held_out), rejected=len(rejects), path=rel.as_posix(),
@@ -244,11 +292,13 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
             record(ctx, s, Event("data.ingest", "dataset", v.ref, object_sha256=digest, details={
                 "records": v.records, "rejected": v.rejected, "format": v.format, "policy_digest": policy_digest,
                 "inputs": [f["sha256"] for f in parsed.files], "entities_found": scrub_report["entities_found"]}))
-        except BaseException:
-            import shutil
+    except BaseException:
+        import shutil
 
-            shutil.rmtree(final, ignore_errors=True)
-            raise
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    ensure_private_dir(final.parent)
+    os.replace(stage, final)
     return IngestResult(v, created=True)
 
 
@@ -256,16 +306,17 @@ def _needs_hmac(policy: PiiPolicy) -> bool:
     return any(rule.operator == "hash" for rule in policy.entities.values())
 
 
-def scrubber_for(ctx: Context, policy: PiiPolicy) -> Scrubber:
-    """The scrubber for a PII policy, with the install's HMAC key when the policy hashes entities."""
-    return Scrubber(policy, hmac_key(ctx) if _needs_hmac(policy) else None)
+def scrubber_for(ctx: Context, policy: PiiPolicy, key: bytes | None = None) -> Scrubber:
+    """The scrubber for a PII policy, with the install's HMAC key (or `key`) when the policy hashes entities."""
+    return Scrubber(policy, (key or hmac_key(ctx)) if _needs_hmac(policy) else None)
 
 
-def default_scrubber(ctx: Context) -> Scrubber:
-    """The scrubber of the installed scrub policy: what ingest applies."""
+def default_scrubber(ctx: Context, key: bytes | None = None) -> Scrubber:
+    """The scrubber of the installed scrub policy: what ingest applies (with `key` for its keyed hashes: the
+    gateway's own, as it cannot read the key passphrase)."""
     from appliance import policies
 
-    return scrubber_for(ctx, policies.load(ctx, "pii").policy)
+    return scrubber_for(ctx, policies.load(ctx, "pii").policy, key)
 
 
 def _tokenizer(ctx: Context, model_name: str | None):

@@ -16,12 +16,12 @@ from appliance.config import Settings
 from appliance.errors import ConfigError, StorageError
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int = 30000) -> None:
     dbapi_conn.isolation_level = None  # the driver's own BEGIN is replaced by _sqlite_begin
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the audit indexes stay in memory as the log grows
     cur.close()
@@ -32,10 +32,19 @@ def placeholder(dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
+WRITE = {"appliance_write": True}
+
+
 def _sqlite_begin(conn) -> None:
-    """Every transaction takes the write lock up front, so concurrent appenders queue on busy_timeout
-    instead of failing when a read snapshot is upgraded to a write."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """A writing transaction (`session_scope`, `writing(engine).begin()`) takes the write lock up front, so
+    concurrent appenders queue on busy_timeout instead of failing when a read snapshot is upgraded to a write;
+    a read (`engine.connect()`) takes a WAL snapshot and never blocks, nor is blocked by, a writer."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("appliance_write") else "BEGIN")
+
+
+def writing(engine: Engine) -> Engine:
+    """The engine for a transaction that writes: on SQLite it begins IMMEDIATE."""
+    return engine.execution_options(**WRITE)
 
 
 @lru_cache(maxsize=8)
@@ -51,6 +60,22 @@ def _engine_for(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
+
+
+def bounded_engine(url: str, wait_seconds: float) -> Engine:
+    """An engine of its own whose writes give up after `wait_seconds` (SQLite's busy timeout, PostgreSQL's lock
+    and statement timeouts) instead of the usual 30 s: a writer that must fail fast rather than hold requests."""
+    from functools import partial
+
+    parsed = make_url(url)
+    ms = int(wait_seconds * 1000)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": wait_seconds})
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=ms))
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True,
+                         connect_args={"options": f"-c lock_timeout={ms} -c statement_timeout={ms}"})
 
 
 def connect(settings: Settings, create: bool = False) -> Engine:
@@ -73,8 +98,8 @@ def connect(settings: Settings, create: bool = False) -> Engine:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+    """One writing transaction: committed when the block ends, rolled back on any exception."""
+    with Session(writing(engine), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
+from appliance.db.engine import writing
 from appliance.errors import StorageError
 
 
@@ -317,7 +318,7 @@ _LEDGER = "schema_migrations"
 
 
 def _ensure_ledger(engine: Engine) -> None:
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:
         conn.execute(text(
             f"CREATE TABLE IF NOT EXISTS {_LEDGER} ("
             "number INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum VARCHAR(64) NOT NULL, "
@@ -355,7 +356,7 @@ def migrate(engine: Engine) -> list[int]:
     for migration in MIGRATIONS:
         if migration.number in applied:
             continue
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(7245001)"))
                 again = conn.execute(text(f"SELECT 1 FROM {_LEDGER} WHERE number = :n"),

@@ -44,12 +44,16 @@ def key_id_of(public_key: ec.EllipticCurvePublicKey) -> str:
 
 def passphrase(settings: Settings) -> bytes:
     """The passphrase that encrypts private keys: APPLIANCE_KEY_PASSPHRASE, or a file named by
-    APPLIANCE_KEY_PASSPHRASE_FILE or [keys] passphrase_file. Never from the command line."""
+    APPLIANCE_KEY_PASSPHRASE_FILE, or the systemd credential `key-passphrase` (an install gives it to the signer
+    units alone: `LoadCredential=`), or [keys] passphrase_file. Never from the command line."""
     env = settings.env
     value = env.get("APPLIANCE_KEY_PASSPHRASE")
     source = "APPLIANCE_KEY_PASSPHRASE"
     if not value:
-        path = env.get("APPLIANCE_KEY_PASSPHRASE_FILE") or settings.file.keys.passphrase_file
+        credential = Path(env["CREDENTIALS_DIRECTORY"]) / "key-passphrase" if env.get("CREDENTIALS_DIRECTORY") \
+            else None
+        path = env.get("APPLIANCE_KEY_PASSPHRASE_FILE") or (
+            str(credential) if credential and credential.is_file() else None) or settings.file.keys.passphrase_file
         if not path:
             raise ConfigError("no key passphrase: set APPLIANCE_KEY_PASSPHRASE_FILE (or [keys] passphrase_file "
                               "in appliance.toml, or APPLIANCE_KEY_PASSPHRASE)")
@@ -95,3 +99,21 @@ def verify_signature(public_key: ec.EllipticCurvePublicKey, signature: bytes, da
         return True
     except InvalidSignature:
         return False
+
+
+def local_key(settings: Settings, name: str) -> bytes:
+    """A random 32-byte key kept in the keys folder (0600), made on first use: the key of keyed hashes that a
+    process without the passphrase computes (the gateway's audit text), so a digest in the trail cannot be
+    reversed by hashing a dictionary of likely prompts."""
+    import os
+
+    from appliance.fsutil import atomic_write_bytes, ensure_private_dir
+
+    ensure_private_dir(settings.keys_dir)
+    path = settings.keys_dir / f"{name}.key"
+    if not path.exists():
+        atomic_write_bytes(path, os.urandom(32))
+    data = path.read_bytes()
+    if len(data) != 32:
+        raise IntegrityError(f"{path}: not a 32-byte key")
+    return data

@@ -89,7 +89,18 @@ def init_keys(ctx: Context) -> list[KeyRecord]:
             key = _create(ctx, s, purpose, pw)
             record(ctx, s, Event("key.create", "key", key.key_id, details={"purpose": purpose}))
         created.append(key)
+        _pin(ctx, key)
     return created
+
+
+def _pin(ctx: Context, key: KeyRecord) -> None:
+    """An audit key is trusted by verification only once pinned outside the database."""
+    from appliance.audit import pins
+
+    if key.purpose == "audit" and not pins.pin(ctx.settings, key.public_pem):
+        print(f"pin the new audit key {key.key_id[:16]}: add keys/{key.private_file.replace('.key.', '.pub.')} "
+              f"to {ctx.settings.pinned_keys_path} as root (the Ansible role does on its next run); until then "
+              f"`audit verify` refuses the checkpoints it signs", flush=True)
 
 
 def rotate(ctx: Context, purpose: str) -> KeyRecord:
@@ -106,6 +117,7 @@ def rotate(ctx: Context, purpose: str) -> KeyRecord:
         key = _create(ctx, s, purpose, pw)
         record(ctx, s, Event("key.rotate", "key", key.key_id,
                              details={"purpose": purpose, "retired": old.key_id if old else None}))
+    _pin(ctx, key)
     return key
 
 

@@ -6,16 +6,20 @@ token may use (403), per-token rate and concurrency limits (429 with Retry-After
 (413, 400), then the backend; one audit event per request (token owner, model, adapter digest, token counts,
 latency, outcome, and the text as the serving policy says). The adapter set follows the registry: an approved
 artifact is verified and loaded, a revoked one unloaded, without a restart. A backend that dies is restarted;
-a stream it was serving ends with an OpenAI-style error event."""
+a stream it was serving ends with an OpenAI-style error event.
+
+An answer leaves only once its audit event is durable (`audit_writer.py`); while the trail cannot record, requests
+are refused with 503 and `/readyz` says not ready. An adapter is loaded only when the trail itself proves its
+approval (`audit/proofs.py`), whatever its status column says. The gateway never signs audit checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import math
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +31,7 @@ from fastapi import Request
 
 from appliance.audit.events import Event
 from appliance.context import Actor, Context
+from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
 from appliance.serve.backend import completion_routes
 from appliance.serve.backends import AdapterFiles, Backend
 from appliance.serve.policy import ServingPolicy
@@ -52,6 +57,11 @@ def backend_refused(status: int, data) -> ApiError:
     error = data.get("error", {}) if isinstance(data, dict) else {}
     return ApiError(status, error.get("message", "the backend refused the request"),
                     error.get("type", "invalid_request_error"), error.get("code"))
+
+
+def audit_unavailable(reason: str) -> ApiError:
+    return ApiError(503, f"{reason}; nothing is served until every request can be audited", "server_error",
+                    "audit_unavailable", {"Retry-After": "5"})
 
 
 def backend_failed() -> ApiError:
@@ -109,55 +119,6 @@ class RateLimiter:
         self.in_flight[key] = max(0, self.in_flight.get(key, 0) - 1)
 
 
-class AuditWriter:
-    """Request events written in the background, in batches, each batch one transaction."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self.thread.start()
-
-    def put(self, actor: Actor, event) -> None:
-        """`event` is an Event, or a function returning one (called on the writer's thread: scrubbing is slow)."""
-        self.queue.put((actor, event))
-
-    def _run(self) -> None:
-        from appliance.audit.log import record
-        from appliance.db import session_scope
-
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 200:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self.queue.put(None)
-                    break
-                batch.append(nxt)
-            events = []
-            for actor, event in batch:
-                try:
-                    events.append((actor, event() if callable(event) else event))
-                except Exception as exc:  # one bad event must not cost the others theirs
-                    print(f"audit writer: an event could not be built: {exc}", flush=True)
-            try:
-                with session_scope(self.ctx.engine) as s:
-                    for actor, event in events:
-                        record(self.ctx, s, event, actor)
-            except Exception as exc:  # the gateway keeps serving; the failure is in its log
-                print(f"audit writer: {len(events)} events not written: {exc}", flush=True)
-
-    def close(self, timeout: float = 10.0) -> None:
-        self.queue.put(None)
-        self.thread.join(timeout)
-
-
 class BackendResponse:
     """The backend's answer to a completion (aiohttp's response), with the few calls the gateway makes."""
 
@@ -199,12 +160,17 @@ class Outcome:
     error: str = ""
     entities: dict = field(default_factory=dict)
     path: str = ""  # the backend's system_fingerprint: llama.cpp says base, lora or merged
+    response_id: str = ""  # the id the client got, so an auditor can match an answer to its event
 
 
 class Gateway:
     def __init__(self, ctx: Context, backend: Backend, model: str, model_digest: str, policy: ServingPolicy,
                  log_dir) -> None:
-        self.ctx = ctx.acting_as(GATEWAY)
+        from appliance.keys.crypto import local_key
+
+        # The signer processes sign audit checkpoints; on an install this one cannot read the passphrase either.
+        self.ctx = ctx.acting_as(GATEWAY).not_signing()
+        self.text_key = local_key(ctx.settings, "serve-text")
         self.backend, self.model, self.model_digest, self.policy = backend, model, model_digest, policy
         self.log = log_dir / "backend.log"
         self.metrics = Metrics()
@@ -338,13 +304,20 @@ class Gateway:
     def _verify(self, name: str) -> tuple[bool, str]:
         from appliance.artifacts import registry
         from appliance.artifacts.signing import verify
+        from appliance.audit.proofs import approval_problem
+        from appliance.audit.verify import Trust
 
+        artifact = registry.get(self.ctx.engine, self.ctx.settings, name)
+        if artifact.status != "approved":
+            return False, "no longer approved"
+        problem = approval_problem(self.ctx.engine, Trust.of(self.ctx.settings, with_anchors=False), name,
+                                   artifact.manifest_digest)
+        if problem:
+            return False, problem
         result = verify(self.ctx, name)
         if not result.ok:
             return False, "; ".join(f"{c['check']}: {c['detail']}" for c in result.checks if not c["ok"])
-        if registry.get(self.ctx.engine, self.ctx.settings, name).status != "approved":
-            return False, "no longer approved"
-        return True, f"verified with key {result.key_id[:16]}"
+        return True, f"verified with key {result.key_id[:16]}; approval proven in the audit trail"
 
     async def sync(self) -> None:
         from pathlib import Path
@@ -359,6 +332,8 @@ class Gateway:
             if name in self.loaded or self.refused.get(name) == digest:
                 continue
             ok, detail = await asyncio.to_thread(self._verify, name)
+            if not ok and "not yet covered by a signed checkpoint" in detail:
+                continue  # the signer anchors it within the audit policy's cadence: look again next round
             if not ok:
                 self.refused[name] = digest
                 self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="denied",
@@ -373,9 +348,14 @@ class Gateway:
                 self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="error", object_sha256=digest,
                                               reason=f"the backend could not load it: {exc.response.text[:300]}"))
                 continue
+            try:  # served only once its load is on the record
+                await self.audit.write(GATEWAY, Event("serve.load", "artifact", name, object_sha256=digest,
+                                                      reason=detail))
+            except AuditUnavailable:
+                await self.backend.unload(self.client, name)
+                continue
             self.loaded[name] = digest
             self.refused.pop(name, None)
-            self.audit.put(GATEWAY, Event("serve.load", "artifact", name, object_sha256=digest, reason=detail))
         self.metrics.adapters.set(len(self.loaded))
 
     # --- requests ---------------------------------------------------------------------------------------------
@@ -434,15 +414,15 @@ class Gateway:
         if self._scrubber is None:
             from appliance.data.ingest import default_scrubber
 
-            self._scrubber = default_scrubber(self.ctx)
+            self._scrubber = default_scrubber(self.ctx, self.text_key)
         return self._scrubber
 
     def kept_text(self, text: str) -> str | None:
         mode = self.policy.audit_text
         if mode == "none":
             return None
-        if mode == "digest":
-            return hashlib.sha256(text.encode()).hexdigest()
+        if mode == "digest":  # keyed: a dictionary of likely prompts does not reverse it
+            return "hmac-sha256:" + hmac.new(self.text_key, text.encode(), hashlib.sha256).hexdigest()
         with self._scrub_lock:
             return self.scrubber().scrub([text])[0].text
 
@@ -454,8 +434,9 @@ class Gateway:
         outcome.entities = dict(result.found)
         return result.text if self.policy.output_filter == "redact" else text
 
-    def record(self, caller: Caller | None, model: str, digest: str, route: str, started: float,
-               outcome: Outcome, prompt_text: str, stream: bool) -> None:
+    async def record(self, caller: Caller | None, model: str, digest: str, route: str, started: float,
+                     outcome: Outcome, prompt_text: str, stream: bool) -> None:
+        """The request's one audit event, durable when this returns; AuditUnavailable when it cannot be."""
         latency = time.perf_counter() - started
         self.metrics.requests.labels(model or "-", str(outcome.status)).inc()
         self.metrics.latency.labels(model or "-").observe(latency)
@@ -471,18 +452,23 @@ class Gateway:
             details["output_entities"] = outcome.entities
         if outcome.path:
             details["served_by"] = outcome.path
+        if outcome.response_id:
+            details["response_id"] = outcome.response_id
         result = "ok" if outcome.status == 200 else "denied" if outcome.status in (401, 403, 429) else "error"
         completion = "".join(outcome.text)
 
-        def event() -> Event:
+        def event(text_error: str | None = None) -> Event:
             if outcome.status == 200:
-                details["prompt"] = self.kept_text(prompt_text)
-                details["completion"] = self.kept_text(completion)
-                details["text_kept"] = self.policy.audit_text
+                if text_error:  # the text could not be kept as the policy says; the request is still recorded
+                    details.update(prompt=None, completion=None, text_kept=f"none ({text_error[:200]})")
+                else:
+                    details["prompt"] = self.kept_text(prompt_text)
+                    details["completion"] = self.kept_text(completion)
+                    details["text_kept"] = self.policy.audit_text
             return Event("serve.request", "model", model or "-", outcome=result, reason=outcome.error,
                          object_sha256=digest, details=details)
 
-        self.audit.put(caller.actor if caller else ANONYMOUS, event)
+        await self.audit.write(caller.actor if caller else ANONYMOUS, event)
 
 
 def _prompt_text(body: dict, route: str) -> str:
@@ -547,9 +533,10 @@ def create_app(gateway: Gateway):
 
     @app.get("/readyz")
     async def readyz():
-        ready = gateway.ready.is_set() and await gateway.backend.healthy(gateway.client)
+        audit = gateway.audit.failure or "ok"
+        ready = audit == "ok" and gateway.ready.is_set() and await gateway.backend.healthy(gateway.client)
         body = {"ready": ready, "backend": gateway.backend.kind, "model": gateway.model,
-                "adapters": sorted(gateway.loaded)}
+                "adapters": sorted(gateway.loaded), "audit": audit}
         return JSONResponse(body, 200 if ready else 503)
 
     @app.get("/metrics")
@@ -570,7 +557,19 @@ def create_app(gateway: Gateway):
         started = time.perf_counter()
         caller, model, digest, body, limited = None, "", "", {}, None
         outcome = Outcome()
+
+        async def refused(exc: ApiError, prompt_text: str = "", stream: bool = False, error: str | None = None):
+            outcome.status, outcome.error = exc.status, error or exc.message
+            if exc.code != "audit_unavailable":
+                with contextlib.suppress(AuditUnavailable):  # a refusal serves nothing: it is not held back
+                    await gateway.record(caller, model, digest, route, started, outcome, prompt_text, stream)
+            return error_response(exc)
+
         try:
+            try:
+                gateway.audit.check()
+            except AuditUnavailable as exc:
+                raise audit_unavailable(str(exc)) from None
             limit = gateway.policy.limits.max_request_bytes
             too_large = ApiError(413, f"request body over {limit} bytes", "invalid_request_error",
                                  "request_too_large")
@@ -601,9 +600,7 @@ def create_app(gateway: Gateway):
         except ApiError as exc:
             if limited:
                 gateway.limits.release(limited)
-            outcome.status, outcome.error = exc.status, exc.message
-            gateway.record(caller, model, digest, route, started, outcome, "", False)
-            return error_response(exc)
+            return await refused(exc)
         path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
         prompt_text = _prompt_text(body, route)
         if body.get("stream"):
@@ -616,11 +613,7 @@ def create_app(gateway: Gateway):
                     raise backend_refused(response.status_code, data)
             except (ApiError, *BACKEND_ERRORS, ValueError) as exc:
                 gateway.limits.release(limited)
-                if not isinstance(exc, ApiError):
-                    exc = backend_failed()
-                outcome.status, outcome.error = exc.status, exc.message
-                gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
-                return error_response(exc)
+                return await refused(exc if isinstance(exc, ApiError) else backend_failed(), prompt_text, True)
             return StreamingResponse(
                 _stream(gateway, caller, model, digest, route, response, body, started, outcome, prompt_text,
                         limited),
@@ -632,6 +625,7 @@ def create_app(gateway: Gateway):
                 raise backend_refused(response.status_code, data)
             usage = data.get("usage") or {}
             outcome.path = str(data.get("system_fingerprint") or "")
+            outcome.response_id = str(data.get("id") or "")
             outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
             outcome.completion_tokens = int(usage.get("completion_tokens", 0))
             filtering = gateway.policy.output_filter != "off"  # the scrubber is slow: off the event loop
@@ -641,16 +635,17 @@ def create_app(gateway: Gateway):
                 if filtering:
                     holder[key] = piece = await asyncio.to_thread(gateway.filter_output, piece, outcome)
                 outcome.text.append(piece)
-            return JSONResponse(data)
         except ApiError as exc:
-            outcome.status, outcome.error = exc.status, exc.message
-            return error_response(exc)
+            return await refused(exc, prompt_text)
         except (*BACKEND_ERRORS, ValueError) as exc:
-            outcome.status, outcome.error = 502, f"backend failed: {type(exc).__name__}"
-            return error_response(backend_failed())
+            return await refused(backend_failed(), prompt_text, error=f"backend failed: {type(exc).__name__}")
         finally:
             gateway.limits.release(limited)
-            gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
+        try:  # the answer leaves only once its event is durable
+            await gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
+        except AuditUnavailable as exc:
+            return error_response(audit_unavailable(str(exc)))
+        return JSONResponse(data)
 
     completion_routes(app, complete)
     return app
@@ -664,7 +659,7 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     redact = gateway.policy.output_filter == "redact"
     held: list[dict] = []  # with redaction, the chunks wait for the whole text
-    finished = False
+    finished = released = recorded = False
     try:
         async with contextlib.aclosing(response.aiter_lines()) as lines, _closing(response):
             async for line in lines:
@@ -676,6 +671,7 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                     break
                 chunk = json.loads(payload)
                 outcome.path = str(chunk.get("system_fingerprint") or outcome.path)
+                outcome.response_id = outcome.response_id or str(chunk.get("id") or "")
                 usage = chunk.get("usage")
                 if usage:
                     outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
@@ -698,6 +694,14 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
         elif gateway.policy.output_filter == "flag":
             await asyncio.to_thread(gateway.filter_output, "".join(outcome.text), outcome)
+        gateway.limits.release(limited)
+        released = True
+        recorded = True
+        try:  # the stream is complete only once its event is durable
+            await gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
+        except AuditUnavailable as exc:
+            yield b"data: " + json.dumps(audit_unavailable(str(exc)).body()).encode() + b"\n\n"
+            return
         yield b"data: [DONE]\n\n"
     except (*BACKEND_ERRORS, ValueError) as exc:
         outcome.status, outcome.error = 502, f"backend failed mid-stream: {type(exc).__name__}"
@@ -705,8 +709,11 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                  "type": "server_error", "param": None, "code": "backend_unavailable"}
         yield b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
     finally:
-        gateway.limits.release(limited)
-        gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
+        if not released:
+            gateway.limits.release(limited)
+        if not recorded:
+            with contextlib.suppress(AuditUnavailable):
+                await gateway.record(caller, model, digest, route, started, outcome, prompt_text, True)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from appliance.db.engine import writing
 from appliance.errors import NotFound
 
 _COLUMNS = ("id", "name", "status", "method", "engine", "engine_reason", "recipe_file", "recipe_digest", "recipe",
@@ -111,7 +112,7 @@ def drop_metrics_after(conn, run_id: str, step: int) -> None:
 def claim_next(engine) -> Run | None:
     """Mark the oldest queued run as running and return it; a conditional UPDATE decides between workers."""
     while True:
-        with engine.begin() as conn:
+        with writing(engine).begin() as conn:
             row = conn.execute(text("SELECT name FROM training_run WHERE status = 'queued' "
                                     "ORDER BY created_at, name LIMIT 1")).first()
             if row is None:

@@ -118,6 +118,15 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["database"]["status"] == "ok" and checks["keys"]["status"] == "ok"
     assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by `init --embedded`
+    # Only the signer units get the key passphrase; the account the gateway and the console run as cannot read it.
+    assert checks["key isolation"]["status"] == "ok", checks["key isolation"]
+    assert checks["audit keys pinned"]["status"] == "ok" and checks["audit anchors"]["status"] == "ok", checks
+    pinned = target.config / "audit-keys.pem"
+    assert pinned.owner() == "root" and pinned.stat().st_mode & 0o777 == 0o644
+    assert pinned.read_text().count("BEGIN PUBLIC KEY") == 1 and "# BEGIN audit key" in pinned.read_text()
+    anchors = target.prefix / "var" / "log" / "appliance" / "checkpoints.jsonl"
+    assert anchors.owner() == USER and anchors.stat().st_mode & 0o777 == 0o640
+    assert '"format":"appliance audit checkpoint v1"' in anchors.read_text()  # init's checkpoint, anchored
     assert "appliance 0.1.0" in checks["version"]["detail"] and str(target.home) in checks["home"]["detail"]
     # Modes: the home and the bundle store private; the configuration readable by the service group (the people
     # with CLI access), its secrets by the service account alone.
@@ -126,7 +135,7 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
                                                       "etc/appliance/key-passphrase")}
     assert owners == {"var/lib/appliance": USER, "var/lib/appliance/appliance.toml": USER,
                       "etc/appliance/initial-admin-password": USER, "etc/appliance": "root",
-                      "etc/appliance/key-passphrase": USER}, owners
+                      "etc/appliance/key-passphrase": "root"}, owners
     assert (target.config / "key-passphrase").group() == "root"
     modes = {p: (target.prefix / p).stat().st_mode & 0o777 for p in (
         "var/lib/appliance", "var/lib/appliance/appliance.toml", "etc/appliance", "etc/appliance/appliance.env",
@@ -233,6 +242,12 @@ def test_the_units_are_hardened_and_pass_systemd_analyze(target):
             assert line in text, (unit.name, line)
     assert "--host 127.0.0.1 --port 8000" in (units / "appliance-gateway.service").read_text()
     assert "IPAddressDeny=any" in (units / "appliance-worker.service").read_text()
+    for signer in ("appliance-worker.service", "appliance-control.service"):  # they alone get the passphrase
+        text = (units / signer).read_text()
+        assert f"LoadCredential=key-passphrase:{target.config}/key-passphrase" in text, signer
+        assert f"ReadWritePaths={target.prefix}/var/log/appliance" in text, signer
+    for facing in ("appliance-gateway.service", "appliance-console.service", "appliance-drift.service"):
+        assert "key-passphrase" not in (units / facing).read_text(), facing
     socket_unit = (units / "appliance-control.socket").read_text()
     for line in (f"ListenSequentialPacket={target.prefix}/run/appliance/control.sock", f"SocketUser={USER}",
                  f"SocketGroup={USER}", "SocketMode=0660"):

@@ -102,9 +102,11 @@ def gateway(released, tmp_path_factory):
     log = root / "gateway.log"
     exe = Path(sys.executable).with_name("appliance")
     with open(log, "w") as out:
+        # As on an install, the gateway cannot read the key passphrase: it appends events but never signs.
         proc = subprocess.Popen([str(exe), "serve", "--port", str(port)],
-                                env={**os.environ, **env, "APPLIANCE_POLICIES": str(folder)}, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                env={**os.environ, **env, "APPLIANCE_POLICIES": str(folder),
+                                     "APPLIANCE_KEY_PASSPHRASE_FILE": "", "APPLIANCE_KEY_PASSPHRASE": ""},
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -119,9 +121,10 @@ def gateway(released, tmp_path_factory):
         pytest.fail("the gateway did not become ready: " + log.read_text()[-3000:])
     yield {"url": url, "root": root, "env": env, "officer": officer, "admin": admin, "tokens": tokens,
            "log": log, "proc": proc}
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(30)
-    assert not _backend_pids(root), "the backend outlived the gateway"
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        assert not _backend_pids(root), "the backend outlived the gateway"
 
 
 def _client(g, token: str | None = None) -> openai.OpenAI:
@@ -478,6 +481,71 @@ def _ready(url: str) -> bool:
         return False
 
 
+def test_a_status_set_by_hand_is_not_served(gateway):
+    """Someone with the database marks a signed, unapproved artifact approved: the trail holds no approval event
+    for it, so the gateway refuses to load it and says why."""
+    root, env = gateway["root"], gateway["env"]
+    _ok(run_appliance("package", "triage", "--name", "triage-flipped", env=env))
+    _ok(run_appliance("sign", "triage-flipped", env=env))
+    db = sqlite3.connect(root / "home" / "appliance.db")
+    db.execute("UPDATE artifact SET status = 'approved', decided_by = 'oscar' WHERE name = 'triage-flipped'")
+    db.commit()
+    db.close()
+    denied = _wait(lambda: [e for e in _audit(root, "serve.load") if e["object"] == "triage-flipped"])
+    assert denied and denied[-1]["outcome"] == "denied", denied
+    assert "no approval event for manifest" in denied[-1]["reason"]
+    assert "triage-flipped" not in [m.id for m in _client(gateway).models.list()]
+
+
+def test_the_gateway_serves_without_the_key_passphrase_and_signs_nothing(gateway):
+    """As on an install: the gateway's process has no passphrase, serves, records, and leaves signing to the
+    signer processes (the checkpoints it needs for approvals are the CLI's)."""
+    environ = dict(line.split("=", 1) for line in
+                   Path(f"/proc/{gateway['proc'].pid}/environ").read_text().split("\0") if "=" in line)
+    assert not environ.get("APPLIANCE_KEY_PASSPHRASE") and not environ.get("APPLIANCE_KEY_PASSPHRASE_FILE")
+    root = gateway["root"]
+    with sqlite3.connect(root / "home" / "appliance.db") as db:
+        before = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    for _ in range(3):
+        _client(gateway).chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
+                                                 max_tokens=2)
+    with sqlite3.connect(root / "home" / "appliance.db") as db:
+        newest = db.execute("SELECT MAX(seq) FROM audit_event").fetchone()[0]
+        after = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    assert after == before < newest  # its events wait for the signer
+    log = gateway["log"].read_text()
+    assert "Traceback" not in log and "passphrase" not in log, log[-2000:]
+
+
+def test_a_locked_audit_database_refuses_requests_then_recovers(gateway):
+    """The trail cannot record (another process holds the database's write lock past the writer's 5 s): the
+    answer is withheld with 503, /readyz says not ready, and once the lock goes the gateway serves again and
+    records the outage."""
+    root, url = gateway["root"], gateway["url"]
+    client = _client(gateway)
+    question = [{"role": "user", "content": "Say OK."}]
+    client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)  # the token is cached
+    holder = sqlite3.connect(root / "home" / "appliance.db", timeout=30, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)
+        assert refused.value.status_code == 503 and refused.value.body["code"] == "audit_unavailable"
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["audit"].startswith("the audit trail cannot record")
+        with pytest.raises(openai.InternalServerError):  # refused up front now, without asking the model
+            client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _wait(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, timeout=20)
+    answer = client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)
+    assert answer.id
+    outage = _audit(root, "serve.audit")
+    assert outage and "audit writes failed from" in outage[-1]["reason"] and outage[-1]["details"]["refused"] >= 1
+    assert any(e["details"].get("response_id") == answer.id for e in _audit(root, "serve.request"))
+
+
 def test_revoking_an_artifact_or_its_signing_key_unloads_it(gateway):
     """Runs last: revokes `triage`; approves another artifact while serving, then revokes its signing key."""
     root, env, officer, admin = gateway["root"], gateway["env"], gateway["officer"], gateway["admin"]
@@ -502,3 +570,45 @@ def test_revoking_an_artifact_or_its_signing_key_unloads_it(gateway):
     assert revoked.returncode == 4 and "signed with revoked key" in revoked.stdout
     assert _wait(lambda: [m.id for m in client.models.list()] == ["smollm2"], timeout=10)
     assert _wait(lambda: any(e["object"] == "triage-2" for e in _audit(root, "serve.unload")))
+
+
+def test_after_kill_9_under_load_every_answered_request_has_its_event(gateway):
+    """Runs last (it kills the gateway): 16 clients on 4 tokens; the gateway is killed with SIGKILL mid-load;
+    every answer a client received (its response id) is in the trail."""
+    root, admin = gateway["root"], gateway["admin"]
+    tokens = [gateway["tokens"]["all"], gateway["tokens"]["burst"]] + [
+        json.loads(_ok(run_appliance("tokens", "create", "--user", "erin", "--json", env=admin)))["token"]
+        for _ in range(2)]
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(token: str) -> None:
+        api = _client(gateway, token)
+        while not stop.is_set():
+            try:
+                reply = api.chat.completions.create(model="smollm2", max_tokens=4,
+                                                    messages=[{"role": "user", "content": "Say OK."}])
+                answered.append(reply.id)
+            except openai.APIError:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(tokens[i % 4],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    assert _wait(lambda: len(answered) >= 20, timeout=120), "the load never got going"
+    backends = _backend_pids(root)
+    gateway["proc"].send_signal(signal.SIGKILL)
+    gateway["proc"].wait(10)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    for pid in backends:  # the backend is the gateway's child: killed with it, as systemd's cgroup would
+        os.kill(pid, signal.SIGKILL)
+    recorded = {e["details"].get("response_id") for e in _audit(root, "serve.request")}
+    missing = [rid for rid in answered if rid not in recorded]
+    assert len(answered) >= 20 and not missing, f"{len(missing)} of {len(answered)} answers have no event"
+    # The signer anchors what the gateway wrote; the trail verifies.
+    officer = gateway["officer"]
+    _ok(run_appliance("audit", "checkpoint", "--out", root / "kept-checkpoint.json", env=officer))
+    verified = run_appliance("audit", "verify", env=officer)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

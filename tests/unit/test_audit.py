@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
@@ -22,11 +22,13 @@ from appliance.audit.log import (
     record,
     record_many,
 )
-from appliance.audit.verify import verify_log
+from appliance.audit.verify import Trust, verify_log
 from appliance.config import load_settings
 from appliance.context import Actor, Context
 from appliance.db import connect, migrate, session_scope
+from appliance.errors import PermissionDenied
 from appliance.keys import crypto, store
+from tests.conftest import installed_policies
 
 pytestmark = pytest.mark.unit
 
@@ -34,14 +36,20 @@ ERIN = Actor("erin", "engineer", "session")
 
 
 @pytest.fixture
-def ctx(database_url, tmp_path):
-    (tmp_path / "home" / "appliance.toml").write_text("[audit]\ncheckpoint_every = 4\n")
+def ctx(database_url, tmp_path, monkeypatch):
+    folder = installed_policies(tmp_path / "policies", {"audit": {"every_events: 1000": "every_events: 4"}})
+    monkeypatch.setenv("APPLIANCE_POLICIES", str(folder))
     settings = load_settings()
     engine = connect(settings, create=True)
     migrate(engine)
     system = Context(settings, engine)
     store.init_keys(system)
     return system.acting_as(ERIN)
+
+
+def verify(ctx, exported=None, **kwargs):
+    """`audit verify` as the officer runs it: the pinned keys, the anchors and the cadence of this install."""
+    return verify_log(ctx.engine, Trust.of(ctx.settings), exported, **kwargs)
 
 
 def append(ctx, n, start=0):
@@ -57,19 +65,20 @@ def test_a_batch_is_one_transaction_with_consecutive_numbers(ctx):
     with session_scope(ctx.engine) as s:
         seqs = record_many(ctx, s, [Event("test.batch", "test", str(i)) for i in range(50)])
     assert seqs == list(range(3, 53))
-    assert verify_log(ctx.engine).ok
+    assert verify(ctx).ok
 
 
 def tamper(engine, *statements):
     """Someone with file access: triggers dropped or disabled, rows rewritten."""
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            for table in ("audit_event", "audit_checkpoint"):
+            for table in ("audit_event", "audit_checkpoint", "audit_node"):
                 conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_update")
                 conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_delete")
         else:
             conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
             conn.exec_driver_sql("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
+            conn.exec_driver_sql("ALTER TABLE audit_node DISABLE TRIGGER USER")
         for statement in statements:
             conn.exec_driver_sql(statement)
 
@@ -84,7 +93,7 @@ def leaf_of(engine, seq):
 
 def test_events_are_appended_in_sequence_and_verify(ctx):
     assert append(ctx, 3) == [3, 4, 5]  # 1 and 2 are the creation of the two keys
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.ok, report.problems
     assert report.events == 5
     with ctx.engine.connect() as conn:
@@ -98,7 +107,7 @@ def test_checkpoints_are_signed_every_n_events(ctx):
     with ctx.engine.connect() as conn:
         sizes = [r[0] for r in conn.execute(text("SELECT tree_size FROM audit_checkpoint ORDER BY tree_size"))]
     assert sizes == [2, 4, 8, 12]  # the first as soon as the audit key exists (event 2), then every 4
-    assert verify_log(ctx.engine).checkpoints_checked == len(sizes)
+    assert verify(ctx).checkpoints_checked == 2 * len(sizes)  # each stored, and each anchored outside
 
 
 def test_audit_tables_refuse_update_and_delete(ctx):
@@ -115,7 +124,7 @@ def test_audit_tables_refuse_update_and_delete(ctx):
 def test_a_modified_event_is_named(ctx):
     append(ctx, 9)
     tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 5")
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert not report.ok and report.first_bad_seq == 5
     assert "event 5 was modified" in report.problems[0]
 
@@ -124,7 +133,7 @@ def test_a_modified_event_with_its_hash_rewritten_is_caught_by_checkpoints(ctx):
     append(ctx, 9)
     tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 6")
     tamper(ctx.engine, f"UPDATE audit_event SET leaf_hash = '{leaf_of(ctx.engine, 6)}' WHERE seq = 6")
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert not report.ok
     assert any("history up to event 8 was rewritten" in p for p in report.problems), report.problems
     assert report.first_bad_seq == 5  # just after the checkpoint at size 4, the last one still matching
@@ -133,7 +142,7 @@ def test_a_modified_event_with_its_hash_rewritten_is_caught_by_checkpoints(ctx):
 def test_a_deleted_event_is_named(ctx):
     append(ctx, 9)
     tamper(ctx.engine, "DELETE FROM audit_event WHERE seq = 7")
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.first_bad_seq == 7 and "event 7 is missing" in report.problems[0]
 
 
@@ -146,7 +155,7 @@ def test_an_inserted_event_is_named(ctx):
            "INSERT INTO audit_event SELECT 5, 'forged', ts, 'mallory', actor_role, auth_method, action, object_type, "
            "object_id, object_sha256, outcome, reason, correlation_id, details, leaf_hash, os_user, os_uid, "
            "os_source FROM audit_event WHERE seq = 4")
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.first_bad_seq == 5 and "event 5 was modified" in report.problems[0]
 
 
@@ -163,20 +172,121 @@ def test_swapped_events_are_named(ctx):
     assert a != b
     tamper(ctx.engine, f"UPDATE audit_event SET {assign(a)} WHERE seq = 4",
            f"UPDATE audit_event SET {assign(b)} WHERE seq = 3")
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.first_bad_seq == 3
 
 
-def test_truncation_is_reported_against_an_exported_checkpoint(ctx):
+def _cut_tail(engine, keep: int) -> None:
+    """The insider's truncation: the newest events, the tree nodes that cover them and the checkpoints above."""
+    tamper(engine, f"DELETE FROM audit_event WHERE seq > {keep}",
+           f"DELETE FROM audit_node WHERE (idx + 1) * (1 << level) > {keep}",
+           f"DELETE FROM audit_checkpoint WHERE tree_size > {keep}")
+
+
+def test_tail_truncation_with_its_nodes_and_checkpoints_is_named_by_the_anchors(ctx):
     append(ctx, 9)
     exported = checkpoint_now(ctx)
     size = exported.tree_size
-    tamper(ctx.engine, f"DELETE FROM audit_event WHERE seq > {size - 2}",
-           f"DELETE FROM audit_checkpoint WHERE tree_size > {size - 2}")
-    assert verify_log(ctx.engine).ok  # locally consistent: only the exported checkpoint can tell
-    report = verify_log(ctx.engine, exported)
+    _cut_tail(ctx.engine, size - 2)
+    report = verify(ctx)  # the database alone is consistent: the anchor file outside it is not
+    assert not report.ok and report.first_bad_seq == size - 1
+    assert any(p.startswith(f"log truncated: events {size - 1}..{size} are missing; the anchor at "
+                            f"{ctx.settings.anchor_path} line") for p in report.problems), report.problems
+    report = verify(ctx, [exported])
+    assert f"log truncated: events {size - 1}..{size} are missing; exported checkpoint (signed {exported.ts}) " \
+           f"covers {size} events, the log has {size - 2}" in report.problems
+
+
+def test_an_emptied_checkpoint_table_is_named(ctx):
+    append(ctx, 9)
+    tamper(ctx.engine, "DELETE FROM audit_checkpoint")
+    report = verify(ctx)
+    assert any("the database lacks the checkpoint anchored at" in p and "stored checkpoints were deleted" in p
+               for p in report.problems), report.problems
+
+
+def test_an_edited_or_removed_anchor_file_is_named(ctx):
+    append(ctx, 9)
+    path = ctx.settings.anchor_path
+    lines = path.read_text().splitlines()
+    forged = json.loads(lines[1])
+    forged["root"] = "00" * 32
+    path.write_text("\n".join([lines[0], json.dumps(forged), *lines[2:]]) + "\n")
+    report = verify(ctx)
+    assert any(f"the anchor at {path} line 2 at size {forged['tree_size']}: signature does not verify" in p
+               for p in report.problems), report.problems
+    path.write_text("not json\n")
+    assert any(f"{path} line 1: not a JSON checkpoint" in p for p in verify(ctx).problems)
+    path.unlink()
+    assert any(f"the anchor file {path} is missing" in p for p in verify(ctx).problems)
+
+
+def test_a_key_inserted_into_the_database_is_not_trusted(ctx):
+    """Someone with the database adds an audit key of their own and re-signs the history they rewrote."""
+    append(ctx, 5)
+    foreign = ec.generate_private_key(ec.SECP256R1())
+    pem = foreign.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key_id = crypto.key_id_of(foreign.public_key())
+    with ctx.engine.connect() as conn:
+        size = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
+        root = merkle.subtree_hash(0, size, perfect_lookup(conn))
+    body = Checkpoint(size, root.hex(), "2026-12-01T00:00:00+00:00", key_id, "")
+    signature = base64.b64encode(foreign.sign(body.body(), ec.ECDSA(hashes.SHA256()))).decode()
+    tamper(ctx.engine, "UPDATE signing_key SET status = 'retired' WHERE purpose = 'audit'",
+           "INSERT INTO signing_key (key_id, purpose, status, public_pem, private_file, created_at) VALUES "
+           f"('{key_id}', 'audit', 'active', '{pem}', 'x', '2026-12-01T00:00:00+00:00')",
+           f"DELETE FROM audit_checkpoint WHERE tree_size = {size}",
+           "INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) VALUES "
+           f"({size}, '{root.hex()}', '{body.ts}', '{key_id}', '{signature}')")
+    report = verify(ctx)
+    assert any(f"stored checkpoint at size {size}: signed by key {key_id[:16]}, found only in the database (not in "
+               f"{ctx.settings.pinned_keys_path})" in p for p in report.problems), report.problems
+
+
+def test_without_pinned_keys_nothing_verifies(ctx):
+    append(ctx, 3)
+    ctx.settings.pinned_keys_path.unlink()
+    report = verify(ctx)
     assert not report.ok
-    assert f"log truncated: the exported checkpoint covers {size} events, the log has {size - 2}" in report.problems
+    assert report.problems[0].startswith(f"no pinned audit keys: {ctx.settings.pinned_keys_path} does not exist")
+
+
+def test_an_unanchored_tail_beyond_the_cadence_fails(ctx):
+    from datetime import UTC, datetime, timedelta
+
+    gateway = ctx.not_signing()  # appends, never signs: as the gateway does
+    for i in range(3):
+        with session_scope(ctx.engine) as s:
+            record(gateway, s, Event("test.unsigned", "test", str(i)))
+    report = verify(ctx)
+    assert report.ok and report.unanchored == 3, report.problems
+    later = datetime.now(UTC) + timedelta(seconds=300 + 60 + 5)
+    report = verify(ctx, now=later)
+    assert not report.ok and report.first_bad_seq == report.anchored + 1
+    assert f"unanchored tail: events {report.anchored + 1}..{report.events} (3)" in report.problems[0]
+    with pytest.raises(PermissionDenied, match="does not sign audit checkpoints"):
+        checkpoint_now(gateway)
+    checkpoint_now(ctx)  # the signer anchors it
+    assert verify(ctx, now=later).ok
+
+
+def test_an_approval_is_proven_from_the_trail_not_a_column(ctx):
+    from appliance.audit.proofs import approval_problem
+
+    trust = Trust.of(ctx.settings, with_anchors=False)
+    assert "no approval event for manifest" in approval_problem(ctx.engine, trust, "triage", "ab" * 32)
+    with session_scope(ctx.engine) as s:
+        seq = record(ctx, s, Event("artifact.approve", "artifact", "triage", object_sha256="ab" * 32))
+    checkpoint_now(ctx)
+    assert approval_problem(ctx.engine, trust, "triage", "ab" * 32) is None
+    assert "no approval event for manifest" in approval_problem(ctx.engine, trust, "triage", "cd" * 32)
+    tamper(ctx.engine, f"UPDATE audit_event SET actor = 'mallory' WHERE seq = {seq}")
+    assert "is not in the signed tree" in approval_problem(ctx.engine, trust, "triage", "ab" * 32)
+    with session_scope(ctx.engine) as s:
+        record(ctx, s, Event("artifact.approve", "artifact", "other", object_sha256="ef" * 32))
+        record(ctx, s, Event("artifact.revoke", "artifact", "other", object_sha256="ef" * 32))
+    assert "revoked in the audit trail" in approval_problem(ctx.engine, trust, "other", "ef" * 32)
 
 
 def test_a_checkpoint_forged_with_a_foreign_key_is_refused(ctx):
@@ -186,10 +296,10 @@ def test_a_checkpoint_forged_with_a_foreign_key_is_refused(ctx):
     forged = Checkpoint(real.tree_size, real.root, real.ts, crypto.key_id_of(foreign.public_key()), "")
     signature = base64.b64encode(foreign.sign(forged.body(), ec.ECDSA(hashes.SHA256()))).decode()
     forged = Checkpoint(forged.tree_size, forged.root, forged.ts, forged.key_id, signature)
-    report = verify_log(ctx.engine, forged)
+    report = verify(ctx, forged)
     assert any("exported checkpoint" in p and "signed by unknown key" in p for p in report.problems)
     claimed = Checkpoint(real.tree_size, real.root, real.ts, real.key_id, signature)  # real key id, wrong signature
-    assert any("signature does not verify" in p for p in verify_log(ctx.engine, claimed).problems)
+    assert any("signature does not verify" in p for p in verify(ctx, claimed).problems)
 
 
 def test_history_resigned_with_the_real_key_is_caught_by_the_exported_checkpoint(ctx):
@@ -204,8 +314,9 @@ def test_history_resigned_with_the_real_key_is_caught_by_the_exported_checkpoint
     leaves = [bytes.fromhex(leaf_of(ctx.engine, s)) for s in seqs]
     with ctx.engine.begin() as conn:
         _sign_checkpoint(ctx, conn, len(leaves), merkle.root_of(leaves))
-    assert verify_log(ctx.engine).ok  # the rewritten log is self-consistent and signed
-    report = verify_log(ctx.engine, exported)
+    # Self-consistent and signed with the real key, but the anchors written before the rewrite disagree ...
+    assert any("does not match the events" in p and "the anchor at" in p for p in verify(ctx).problems)
+    report = verify(ctx, exported)  # ... as does the officer's own copy
     assert not report.ok
     assert any(f"exported checkpoint at size {exported.tree_size} does not match" in p for p in report.problems)
 
@@ -219,7 +330,7 @@ def test_inclusion_proof_from_the_stored_tree(ctx):
         for seq in (1, 7, size):
             path = merkle.inclusion_path(seq - 1, size, perfect)
             assert merkle.verify_inclusion(perfect(0, seq - 1), seq - 1, size, path, root)
-    assert root.hex() == verify_log(ctx.engine).root
+    assert root.hex() == verify(ctx).root
 
 
 _WRITER = """
@@ -243,12 +354,12 @@ while count < 0 or i < count:
 
 
 def test_concurrent_appenders_leave_no_gap_and_no_duplicate(ctx):
-    before = verify_log(ctx.engine).events
+    before = verify(ctx).events
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, "60", f"w{w}"], stderr=subprocess.PIPE, text=True)
              for w in range(4)]
     for p in procs:
         assert p.wait(timeout=180) == 0, p.stderr.read()
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.ok, report.problems
     assert report.events == before + 240
     with ctx.engine.connect() as conn:
@@ -267,7 +378,7 @@ def test_a_crash_in_the_middle_of_appending_leaves_a_verifiable_log(ctx):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     append(ctx, 3, start=100)  # the log goes on after the crash
-    report = verify_log(ctx.engine)
+    report = verify(ctx)
     assert report.ok, report.problems
     assert report.events > 30
 
@@ -280,7 +391,7 @@ def test_failed_action_writes_no_event(ctx):
     with ctx.engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE action = 'test.rolled_back'")).scalar() == 0
     append(ctx, 1)
-    assert verify_log(ctx.engine).ok
+    assert verify(ctx).ok
 
 
 def test_details_never_carry_secrets():
@@ -298,5 +409,6 @@ def test_checkpoint_json_round_trips(ctx, tmp_path):
     cp = checkpoint_now(ctx)
     path = tmp_path / "cp.json"
     path.write_text(json.dumps(cp.as_dict()))
-    assert read_checkpoint_file(path) == cp
-    assert verify_log(ctx.engine, cp).ok
+    assert read_checkpoint_file(path) == [cp]
+    assert verify(ctx, [cp]).ok
+    assert read_checkpoint_file(ctx.settings.anchor_path)[-1] == cp  # the anchor file reads the same way

@@ -39,6 +39,70 @@ def empty_postgres(database_url):
     admin.dispose()
 
 
+def _audit_key(cli) -> str:
+    """The active audit key's whole fingerprint, as the operator reads it on the old appliance."""
+    keys = json.loads(cli("keys", "list", "--json").out)
+    return next(k["key_id"] for k in keys if k["purpose"] == "audit" and k["status"] == "active")
+
+
+def _resign(archive: Path, out: Path) -> str:
+    """The insider's archive: an audit key of their own in the database (and in the home's pin file), the stored
+    checkpoints replaced by one they signed over the whole log, the manifest recomputed. Returns their key id."""
+    import base64
+    import hashlib
+    import io
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from appliance.audit import merkle
+    from appliance.audit.log import Checkpoint
+    from appliance.keys.crypto import key_id_of
+
+    foreign = ec.generate_private_key(ec.SECP256R1())
+    pem = foreign.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key_id = key_id_of(foreign.public_key())
+    work = out.parent / "forge"
+    work.mkdir()
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    files = {}
+    for member, data in members:
+        if member.name == "database/appliance.db":
+            db = work / "appliance.db"
+            db.write_bytes(data)
+            conn = sqlite3.connect(db)
+            for table in ("audit_checkpoint", "signing_key"):
+                for trigger in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                                            (table,)).fetchall():
+                    conn.execute(f"DROP TRIGGER {trigger[0]}")
+            leaves = [bytes.fromhex(r[0]) for r in conn.execute("SELECT leaf_hash FROM audit_event ORDER BY seq")]
+            body = Checkpoint(len(leaves), merkle.root_of(leaves).hex(), "2026-12-01T00:00:00+00:00", key_id, "")
+            signature = base64.b64encode(foreign.sign(body.body(), ec.ECDSA(hashes.SHA256()))).decode()
+            conn.execute("UPDATE signing_key SET status = 'retired' WHERE purpose = 'audit'")
+            conn.execute("INSERT INTO signing_key (key_id, purpose, status, public_pem, private_file, created_at) "
+                         "VALUES (?, 'audit', 'active', ?, 'x', ?)", (key_id, pem, body.ts))
+            conn.execute("DELETE FROM audit_checkpoint")
+            conn.execute("INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) VALUES (?, ?, ?, ?, ?)",
+                         (body.tree_size, body.root, body.ts, key_id, signature))
+            conn.commit()
+            conn.close()
+            data = db.read_bytes()
+        elif member.name == "home/keys/audit-pinned.pem":
+            data = pem.encode()
+        if member.name != "backup.json":
+            files[member.name] = data
+    manifest = json.loads(dict((m.name, d) for m, d in members)["backup.json"])
+    manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in [*files.items(), ("backup.json", json.dumps(manifest).encode())]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            tar.addfile(info, io.BytesIO(data))
+    return key_id
+
+
 def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(database_url, empty_postgres, cli,
                                                                           tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session"))
@@ -67,6 +131,7 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
 
     made_event = json.loads(cli("audit", "log", "--action", "backup.create", "--json").out)
     assert [(e["actor"], e["object_id"]) for e in made_event] == [("alice", "appliance.tar")]
+    fingerprint = _audit_key(cli)
 
     restored = tmp_path / "restored"
     monkeypatch.setenv("APPLIANCE_HOME", str(restored))
@@ -75,7 +140,25 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
         monkeypatch.setenv("APPLIANCE_DATABASE_URL", empty_postgres)
     else:
         monkeypatch.delenv("APPLIANCE_DATABASE_URL", raising=False)
-    back = cli("restore", archive, "--json")
+    unpinned = cli("restore", archive)  # a new machine pins nothing yet: the archive's own keys are not trusted
+    assert unpinned.code == 2 and "give --audit-key SHA256" in unpinned.err, unpinned.err
+    assert not restored.exists()
+    wrong = cli("restore", archive, "--audit-key", "0" * 64)  # a key that signed nothing here: nothing verifies
+    assert wrong.code == 4 and "found only in the database" in wrong.err, wrong.err
+    assert not restored.exists()
+    if empty_postgres:  # restored into a scratch database, dropped when it did not verify; the target untouched
+        admin = sqlalchemy.create_engine(empty_postgres.rsplit("/", 1)[0] + "/postgres")
+        target = empty_postgres.rsplit("/", 1)[1]
+        with admin.connect() as conn:
+            assert not conn.execute(sqlalchemy.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                    {"p": f"{target}_restoring_%"}).all()
+        admin.dispose()
+        probe = sqlalchemy.create_engine(empty_postgres)
+        with probe.connect() as conn:
+            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM information_schema.tables "
+                                                "WHERE table_schema = 'public'")).scalar() == 0
+        probe.dispose()
+    back = cli("restore", archive, "--audit-key", fingerprint, "--json")
     assert back.code == 0, back.err
     assert json.loads(back.out)["audit_events"] == summary["audit_events"]
     assert (restored / "datasets" / "notes" / "kept.txt").read_text() == "a file in the home\n"
@@ -99,24 +182,39 @@ def test_restore_refuses_a_damaged_archive_and_a_home_in_use(staff, cli, tmp_pat
     data[member.offset_data + 3] ^= 0x01  # one bit of a key file, inside the archive
     damaged = tmp_path / "damaged.tar"
     damaged.write_bytes(bytes(data))
+    fingerprint = _audit_key(cli)
 
     target = tmp_path / "elsewhere"
     monkeypatch.setenv("APPLIANCE_HOME", str(target))
-    refused = cli("restore", damaged)
+    refused = cli("restore", damaged, "--audit-key", fingerprint)
     assert refused.code == 4 and f"{member.name}: sha256 differs" in refused.err, refused.err
     assert not target.exists() and not list(tmp_path.glob(".elsewhere.restoring-*"))  # nothing left behind
     not_tar = tmp_path / "notes.txt"
     not_tar.write_text("hello\n")
-    garbage = cli("restore", not_tar)
+    garbage = cli("restore", not_tar, "--audit-key", fingerprint)
     assert garbage.code == 2 and "not a readable backup archive" in garbage.err
+
+    # An archive re-signed with an insider's key (in its database and its home's pin file) is refused: the trail
+    # is verified against this install's pinned keys, or the fingerprint the operator gives.
+    forged = tmp_path / "forged.tar"
+    their_key = _resign(archive, forged)
+    resigned = cli("restore", forged, "--audit-key", fingerprint)
+    assert resigned.code == 4 and f"signed by key {their_key[:16]}, found only in the database" in resigned.err, \
+        resigned.err
+    assert not target.exists()
 
     monkeypatch.setenv("APPLIANCE_HOME", str(staff.home))  # the live home: refused without --force
     busy = cli("restore", archive)
     assert busy.code == 2 and "is not empty" in busy.err and "--force" in busy.err
+    forced_resigned = cli("restore", forged, "--force")  # against the live home's own pins
+    assert forced_resigned.code == 4 and "found only in the database" in forced_resigned.err
+    assert not list(staff.home.parent.glob("home.before-restore-*"))  # the live home untouched
     forced = cli("restore", archive, "--force")
     assert forced.code == 0, forced.err
     aside = list(staff.home.parent.glob("home.before-restore-*"))
     assert len(aside) == 1 and (aside[0] / "appliance.db").is_file()
+    for result in (resigned, forced_resigned):  # after the archive's progress line, one line of error
+        assert "Traceback" not in result.err and result.err.strip().splitlines()[-1].startswith("error: ")
     for result in (refused, garbage, busy):
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
 

@@ -104,7 +104,7 @@ def test_each_role_sees_its_pages_and_every_page_renders(staff, user, pages):
         assert not [b for b in at.button if b.key == "FormSubmitter:ingest-Ingest"]
 
 
-def test_the_audit_page_verifies_the_chain_exports_the_pack_and_signs_a_checkpoint(staff):
+def test_the_audit_page_verifies_the_chain_exports_the_pack_and_copies_the_newest_checkpoint(staff):
     at = _page(_sign_in("oscar"), "Audit")
     assert at.dataframe  # the events table
     at.button(key="audit_verify").click().run()
@@ -112,10 +112,14 @@ def test_the_audit_page_verifies_the_chain_exports_the_pack_and_signs_a_checkpoi
     at.button(key="audit_export").click().run()
     pack = at.session_state["evidence_pack"]
     assert "verify_audit.py" in " ".join(zipfile.ZipFile(io.BytesIO(pack)).namelist())
-    at.button(key="audit_checkpoint").click().run()
+    with sqlite3.connect(staff.home / "appliance.db") as db:
+        newest = db.execute("SELECT MAX(tree_size) FROM audit_checkpoint").fetchone()[0]
+    at.button(key="audit_checkpoint").click().run()  # the console never signs: it copies the signer's newest
     checkpoint = json.loads(at.session_state["checkpoint"])
-    assert checkpoint["tree_size"] > 0 and checkpoint["signature"]
-    for action in ("audit.verify", "audit.export", "audit.checkpoint"):
+    assert checkpoint["tree_size"] == newest and checkpoint["signature"]
+    with sqlite3.connect(staff.home / "appliance.db") as db:
+        assert db.execute("SELECT MAX(tree_size) FROM audit_checkpoint").fetchone()[0] == newest
+    for action in ("audit.verify", "audit.export", "audit.checkpoint_copy"):
         assert _events(staff.home, action)[-1][:2] == ("oscar", "ok"), action
 
     # A broken chain is reported with the first bad sequence number (someone with file access rewrote a row).

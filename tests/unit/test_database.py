@@ -266,3 +266,35 @@ def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):
     with ctx.engine.connect() as conn:
         row = conn.execute(text("SELECT actor, outcome FROM audit_event WHERE action = 'artifact.sign'")).one()
     assert tuple(row) == ("erin", "denied")
+
+
+def test_an_ingest_interrupted_between_its_commit_and_its_rename_is_finished_at_the_next(staff):
+    """Dataset files are written before the transaction and renamed into place after its commit: a stage whose
+    version committed is renamed by the next ingest's recovery; one whose transaction never committed is removed
+    once stale (a fresh one may be another ingest's, under way)."""
+    import os
+    import time
+
+    from appliance.data import versions
+    from appliance.data.ingest import recover_staged
+
+    settings = load_settings()
+    ctx = Context(settings, connect(settings))
+    tmp = settings.tmp_dir
+    tmp.mkdir(exist_ok=True)
+    committed, stale, fresh = (tmp / f".ingest-{name}" for name in ("a" * 32, "b" * 32, "c" * 32))
+    for stage in (committed, stale, fresh):
+        stage.mkdir()
+        (stage / "train.parquet").write_bytes(b"rows")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    with session_scope(ctx.engine) as s:
+        versions.insert(s.connection(), versions.DatasetVersion(
+            id="a" * 32, name="notes", version=1, digest="d" * 64, format="jsonl", records=1, train_records=1,
+            eval_records=0, rejected=0, path="datasets/notes/v1", policy_digest="p" * 64, policy_strictness=3,
+            created_at="2026-12-01T00:00:00+00:00", created_by="erin", lineage={}, scrub_report={}, lint_report={},
+            rejects=[]))
+    done = recover_staged(ctx)
+    assert sorted(done) == ["finished datasets/notes/v1", f"removed {stale.name}"]
+    assert (settings.home / "datasets" / "notes" / "v1" / "train.parquet").read_bytes() == b"rows"
+    assert not committed.exists() and not stale.exists() and fresh.exists()

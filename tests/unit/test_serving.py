@@ -1,6 +1,10 @@
 """The gateway's parts that need no model: the serving policy, per-token limits, request checks, and the vLLM
 launcher's command line and environment."""
 
+import hashlib
+import hmac
+import json
+
 import pytest
 
 from appliance.config import ConfigError
@@ -139,7 +143,12 @@ def test_the_output_filter_and_the_kept_text_use_the_ingest_scrubber(staff, tmp_
         assert flagging.kept_text(text) is None
         flagging.audit.close()
         digest = Gateway(ctx, backend, "smollm2", "0" * 64, ServingPolicy(), tmp_path)
-        assert digest.kept_text("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        kept = digest.kept_text("abc")  # keyed: a dictionary of likely prompts does not reverse it
+        assert kept.startswith("hmac-sha256:") and len(kept) == len("hmac-sha256:") + 64
+        assert kept[12:] != hashlib.sha256(b"abc").hexdigest() and digest.kept_text("abc") == kept
+        key = (settings.keys_dir / "serve-text.key")
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert kept[12:] == hmac.new(key.read_bytes(), b"abc", hashlib.sha256).hexdigest()
         digest.audit.close()
     finally:
         gateway.audit.close()
@@ -149,3 +158,50 @@ def test_the_output_filter_and_the_kept_text_use_the_ingest_scrubber(staff, tmp_
     whole, ending = _redacted(held, "<EMAIL_ADDRESS>", "chat")
     assert whole["choices"][0]["delta"]["content"] == "<EMAIL_ADDRESS>"
     assert ending["choices"][0]["finish_reason"] == "length"
+
+
+def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
+    """The gateway's writer with its database locked by another process: the request's write fails within the
+    writer's wait (never an answer without its event), new requests are refused up front, a full queue refuses
+    instead of growing; once the lock goes, the outage is recorded and writes work again."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from appliance.audit.events import Event
+    from appliance.config import load_settings
+    from appliance.context import Context
+    from appliance.db import connect
+    from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
+    from appliance.serve.gateway import GATEWAY
+
+    settings = load_settings()
+    ctx = Context(settings, connect(settings)).acting_as(GATEWAY).not_signing()
+    writer = AuditWriter(ctx, capacity=4, wait_seconds=1.0)
+    request = Event("serve.request", "model", "smollm2", details={"status": 200})
+    holder = sqlite3.connect(settings.home / "appliance.db", timeout=30, isolation_level=None)
+    try:
+        assert asyncio.run(writer.write(GATEWAY, request)) > 0  # durable: it has its sequence number
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(AuditUnavailable, match="the audit trail cannot record requests: database is locked"):
+            asyncio.run(writer.write(GATEWAY, request))
+        with pytest.raises(AuditUnavailable):
+            writer.check()  # refused up front while writes fail
+        stuck = writer.put(GATEWAY, request)  # the writer now tries again, and waits on the lock ...
+        time.sleep(0.2)
+        queued = [writer.put(GATEWAY, request) for _ in range(5)]  # ... while the queue fills: bounded
+        assert "the audit queue is full" in str(queued[-1].exception(timeout=1))
+        holder.execute("ROLLBACK")
+        deadline = time.monotonic() + 15
+        while writer.failure is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert writer.failure is None
+        stuck.exception(timeout=5)  # settled either way: failed with the outage, or written after it
+        with ctx.engine.connect() as conn:
+            outage = conn.exec_driver_sql("SELECT reason, details FROM audit_event WHERE action = 'serve.audit' "
+                                          "ORDER BY seq DESC").first()
+        assert outage and "audit writes failed from" in outage[0] and json.loads(outage[1])["refused"] >= 1
+        assert asyncio.run(writer.write(GATEWAY, request)) > 0
+    finally:
+        holder.close()
+        writer.close()
