@@ -21,17 +21,20 @@ Exported by the appliance at {exported_at}; {events} events; newest signed check
 | --- | --- |
 | events.jsonl | every audit event, one JSON object a line, in sequence order, with its recorded leaf hash |
 | checkpoints.json | signed tree heads (RFC 6962 Merkle roots) over the first N events |
-| audit-keys.json | the public audit keys (PEM), with their status; revoked keys are not trusted |
+| audit-keys.json | the audit keys the database holds, with their status: revocations only; trust your --key |
 | verify_audit.py | a standalone verifier (Python 3.9+, `cryptography`) |
 | manifest.sha256 | sha256 of every other file |
 
 ## How to verify
 
 With the appliance:    appliance audit verify                    (on the appliance itself)
-Without the appliance: python3 verify_audit.py THIS.zip [--checkpoint KEPT-CHECKPOINT.json]
+Without the appliance: python3 verify_audit.py THIS.zip --key AUDIT-KEY.pem [--checkpoint KEPT.json]
 
-Pass a checkpoint you kept elsewhere (write-once media, another system) with --checkpoint: it proves the log
-was not truncated or rewritten since then, even by someone holding the appliance's keys. Exit status 0 means
+--key is the audit public key you trust, taken from outside this pack (the appliance's pinned key file,
+/etc/appliance/audit-keys.pem): audit-keys.json is listed for reference and revocations only, since whoever
+could write the database could have added a key of their own. Pass checkpoints you kept elsewhere (write-once
+media, the SIEM's copy of the journal's appliance-audit lines, one per line) with --checkpoint: they prove the
+log was not truncated or rewritten since then, even by someone holding the appliance's keys. Exit status 0 means
 every event, every checkpoint and every signature holds; otherwise the first bad sequence number is printed.
 The canonical form that each leaf hash covers is described at the top of verify_audit.py.
 """

@@ -22,8 +22,20 @@ class AuditPolicy(_Strict):
     checkpoint: Cadence = Cadence()
 
 
+_cached: dict[tuple[str, int], Cadence] = {}
+
+
 def cadence() -> Cadence:
-    """The installed cadence, read without recording (the signer reads it while appending)."""
+    """The installed cadence, read without recording (appends consult it), parsed again only when the file
+    changes."""
     from appliance import policies
 
-    return policies.read("audit")[0].checkpoint
+    path = policies.path_of("audit")
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        key = (str(path), -1)  # read() names the problem
+    if key not in _cached:
+        _cached.clear()
+        _cached[key] = policies.read("audit", path)[0].checkpoint
+    return _cached[key]

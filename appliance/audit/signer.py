@@ -11,10 +11,12 @@ from appliance.context import Context
 
 
 def start(ctx: Context, stop: threading.Event | None = None) -> threading.Thread:
+    from appliance import policies
     from appliance.audit.log import sign_if_due
     from appliance.audit.policy import cadence
 
     stop = stop or threading.Event()
+    policies.load(ctx, "audit")  # the cadence it keeps is admitted into the trail's policy history
 
     def loop() -> None:
         while True:

@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Verify an appliance audit evidence pack on any machine, without the appliance.
 
-Usage:  python3 verify_audit.py PACK_DIR_OR_ZIP [--checkpoint CHECKPOINT.json]
+Usage:  python3 verify_audit.py PACK_DIR_OR_ZIP --key AUDIT-KEY.pem [--key ...] [--checkpoint KEPT.json]
 Needs Python 3.9+ and the `cryptography` package (for the ECDSA P-256 checkpoint signatures).
+
+--key names the audit public keys you trust, obtained outside the pack (the appliance's pinned key file,
+/etc/appliance/audit-keys.pem, or `appliance keys export-public --purpose audit`): a checkpoint signed by a
+key that is only in the pack is refused, since whoever wrote the database could have put it there.
+--checkpoint takes a kept checkpoint, or a file of them one per line (a copy of the anchor file, or of the
+journal's lines: journalctl -t appliance-audit -o cat).
 
 What it checks, from the raw exported events alone:
   1. every file's sha256 against manifest.sha256;
   2. sequence numbers run 1..N with no gap;
   3. each event's leaf hash, SHA-256(0x00 || canonical bytes), equals the one recorded;
-  4. the RFC 6962 Merkle tree head rebuilt from those leaves matches every checkpoint in the pack (and the
-     one given with --checkpoint, e.g. kept on write-once media), each signed by an audit key in the pack
-     that is not revoked.
+  4. the RFC 6962 Merkle tree head rebuilt from those leaves matches every checkpoint in the pack (and those
+     given with --checkpoint, e.g. kept on write-once media), each signed by a key given with --key that the
+     pack does not list as revoked.
 Canonical bytes of an event: UTF-8 JSON, no spaces, of the array
   [2, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
    outcome, reason, correlation_id, details, os_user, os_uid, os_source]
@@ -43,17 +49,33 @@ def fold(stack):
     return acc
 
 
-def check_signature(cp, keys):
+def trusted_keys(paths):
+    """key_id (sha256 of the DER public key) -> public key, for every PEM public key in the files given."""
+    import re
+
+    from cryptography.hazmat.primitives import serialization
+
+    keys = {}
+    for path in paths:
+        for block in re.findall(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", Path(path).read_bytes(),
+                                re.S):
+            public = serialization.load_pem_public_key(block)
+            der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            keys[hashlib.sha256(der).hexdigest()] = public
+    return keys
+
+
+def check_signature(cp, trusted, pack_keys):
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    key = keys.get(cp["key_id"])
-    if key is None:
-        return "signed by a key that is not a trusted audit key of this pack"
-    if key["status"] == "revoked":
+    if pack_keys.get(cp["key_id"], {}).get("status") == "revoked":
         return "signed by a revoked key"
-    public = serialization.load_pem_public_key(key["public_pem"].encode())
+    public = trusted.get(cp["key_id"])
+    if public is None:
+        where = "found only in the pack" if cp["key_id"] in pack_keys else "unknown"
+        return f"signed by key {cp['key_id'][:16]}, not one given with --key ({where})"
     body = f"{HEADER}\n{cp['tree_size']}\n{cp['root']}\n{cp['ts']}\n".encode()
     try:
         public.verify(base64.b64decode(cp["signature"]), body, ec.ECDSA(hashes.SHA256()))
@@ -67,9 +89,21 @@ def main(argv):
         print(__doc__)
         return 2
     pack = Path(argv[0])
-    extra = None
-    if "--checkpoint" in argv:
-        extra = json.loads(Path(argv[argv.index("--checkpoint") + 1]).read_text("utf-8"))
+    key_files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--key"]
+    if not key_files:
+        print("give --key AUDIT-KEY.pem: the audit public key you trust, from outside the pack (the appliance's "
+              "pinned key file, /etc/appliance/audit-keys.pem)")
+        return 2
+    trusted = trusted_keys(key_files)
+    extra = []
+    for i, a in enumerate(argv[:-1]):
+        if a == "--checkpoint":
+            text = Path(argv[i + 1]).read_text("utf-8").strip()
+            try:  # one checkpoint, or a list of them ...
+                data = json.loads(text)
+                extra += data if isinstance(data, list) else [data]
+            except ValueError:  # ... or one a line
+                extra += [json.loads(line) for line in text.splitlines() if line.strip()]
     if pack.is_file():
         tmp = tempfile.mkdtemp()
         with zipfile.ZipFile(pack) as zf:
@@ -82,11 +116,10 @@ def main(argv):
             problems.append(f"{name}: sha256 differs from manifest.sha256")
     keys = {k["key_id"]: k for k in json.loads((pack / "audit-keys.json").read_text("utf-8"))}
     checkpoints = json.loads((pack / "checkpoints.json").read_text("utf-8"))
-    if extra is not None:
-        checkpoints.append(extra)
+    checkpoints += extra
     targets = {}
     for cp in checkpoints:
-        bad = check_signature(cp, keys)
+        bad = check_signature(cp, trusted, keys)
         if bad:
             problems.append(f"checkpoint at size {cp['tree_size']}: {bad}")
         elif cp["tree_size"] > 0:

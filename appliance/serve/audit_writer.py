@@ -132,11 +132,12 @@ class AuditWriter:
 
     def _fail(self, exc: Exception) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-        if self.failure is None:
+        first = self.failure is None
+        self.failure = f"the audit trail cannot record requests: {reason}"  # before the probe looks at it
+        if first:
             self._failed_at = datetime.now(UTC).isoformat(timespec="seconds")
             print(f"audit writes fail ({reason}): requests are refused until they work again", flush=True)
             threading.Thread(target=self._probe, name="audit-probe", daemon=True).start()
-        self.failure = f"the audit trail cannot record requests: {reason}"
 
     def _recover(self) -> bool:
         """Record the outage (when it can be written, writes work again); True once recovered."""

@@ -264,10 +264,25 @@ def test_audit_log_verify_checkpoint_and_evidence_pack(cli, staff, tmp_path):
                      "manifest.sha256"}
     script = tmp_path / "verify_audit.py"
     script.write_bytes(zipfile.ZipFile(pack).read("verify_audit.py"))
-    alone = subprocess.run([sys.executable, script, pack, "--checkpoint", checkpoint], capture_output=True, text=True,
-                           cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    pinned = staff.home / "keys" / "audit-pinned.pem"  # the key the auditor got from outside the pack
+    alone = subprocess.run([sys.executable, script, pack, "--key", pinned, "--checkpoint", checkpoint],
+                           capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert alone.stdout.startswith("OK: ")
+    kept = tmp_path / "journal-copy.jsonl"  # the SIEM's copy of the anchors, one per line
+    kept.write_text((staff.home / "logs" / "checkpoints.jsonl").read_text())
+    assert subprocess.run([sys.executable, script, pack, "--key", pinned, "--checkpoint", kept],
+                          capture_output=True, text=True).returncode == 0
+    unkeyed = subprocess.run([sys.executable, script, pack], capture_output=True, text=True)
+    assert unkeyed.returncode == 2 and "give --key" in unkeyed.stdout
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = tmp_path / "other.pem"  # a key that signed nothing here: no checkpoint of the pack is trusted
+    other.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    foreign = subprocess.run([sys.executable, script, pack, "--key", other], capture_output=True, text=True)
+    assert foreign.returncode == 1 and "not one given with --key (found only in the pack)" in foreign.stdout
     # The auditor's copy is tampered with: one event's actor changes.
     extracted = tmp_path / "pack"
     zipfile.ZipFile(pack).extractall(extracted)
@@ -276,7 +291,7 @@ def test_audit_log_verify_checkpoint_and_evidence_pack(cli, staff, tmp_path):
     row["actor"] = "mallory"
     lines[3] = json.dumps(row)
     (extracted / "events.jsonl").write_text("\n".join(lines) + "\n")
-    tampered = subprocess.run([sys.executable, script, extracted], capture_output=True, text=True)
+    tampered = subprocess.run([sys.executable, script, extracted, "--key", pinned], capture_output=True, text=True)
     assert tampered.returncode == 1
     assert "events.jsonl: sha256 differs" in tampered.stdout and "event 4 was modified" in tampered.stdout
     assert "first bad sequence number: 4" in tampered.stdout
