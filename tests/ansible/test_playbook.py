@@ -123,7 +123,7 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     assert checks["audit keys pinned"]["status"] == "ok" and checks["audit anchors"]["status"] == "ok", checks
     pinned = target.config / "audit-keys.pem"
     assert pinned.owner() == "root" and pinned.stat().st_mode & 0o777 == 0o644
-    assert pinned.read_text().count("BEGIN PUBLIC KEY") == 1 and "# BEGIN audit key" in pinned.read_text()
+    assert pinned.read_text().count("BEGIN PUBLIC KEY") == 1 and "# BEGIN audit-" in pinned.read_text()
     anchors = target.prefix / "var" / "log" / "appliance" / "checkpoints.jsonl"
     assert anchors.owner() == USER and anchors.stat().st_mode & 0o777 == 0o640
     assert '"format":"appliance audit checkpoint v1"' in anchors.read_text()  # init's checkpoint, anchored
