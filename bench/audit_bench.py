@@ -37,11 +37,11 @@ def main() -> None:
     os.environ.pop("APPLIANCE_DATABASE_URL", None)
 
     from appliance.audit import merkle
-    from appliance.audit.events import Actor, Event
+    from appliance.audit.events import Event
     from appliance.audit.log import perfect_lookup, record, record_many
     from appliance.audit.verify import Trust, verify_log
     from appliance.config import load_settings
-    from appliance.context import Context
+    from appliance.context import Actor, Context
     from appliance.db import connect, migrate, session_scope
     from appliance.fsutil import ensure_private_dir
     from appliance.keys.store import init_keys

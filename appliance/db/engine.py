@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -42,9 +43,16 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("appliance_write") else "BEGIN")
 
 
+_writing: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def writing(engine: Engine) -> Engine:
-    """The engine for a transaction that writes: on SQLite it begins IMMEDIATE."""
-    return engine.execution_options(**WRITE)
+    """The engine for a transaction that writes: on SQLite it begins IMMEDIATE (one per engine, made once)."""
+    if engine.get_execution_options().get("appliance_write"):
+        return engine
+    if engine not in _writing:
+        _writing[engine] = engine.execution_options(**WRITE)
+    return _writing[engine]
 
 
 @lru_cache(maxsize=8)
