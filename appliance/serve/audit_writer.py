@@ -14,7 +14,7 @@ import asyncio
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from datetime import UTC, datetime
 
 from appliance.audit.events import Event
@@ -61,14 +61,15 @@ class AuditWriter:
         except queue.Full:
             with self._lock:
                 self._refused += 1
-            future.set_exception(AuditUnavailable(f"the audit queue is full ({self.queue.maxsize} events waiting)"))
+            _settle(future, error=AuditUnavailable(f"the audit queue is full ({self.queue.maxsize} events waiting)"))
         return future
 
     async def write(self, actor: Actor, event) -> int:
-        """Queue `event` and wait until it is durable; AuditUnavailable when it cannot be."""
+        """Queue `event` and wait until it is durable; AuditUnavailable when it cannot be. A request cancelled
+        meanwhile (its client went away) stops waiting; its event is written all the same."""
         future = self.put(actor, event)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.wait_seconds * 3 + 5)
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.wait_seconds * 3 + 5)
         except TimeoutError:
             raise AuditUnavailable("the audit event was not committed in time") from None
 
@@ -96,7 +97,12 @@ class AuditWriter:
                     self.queue.put(None)
                     break
                 batch.append(nxt)
-            self._write(batch)
+            try:
+                self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - the writer outlives anything: its requests are refused
+                self._fail(exc)
+                for *_, future in batch:
+                    _settle(future, error=AuditUnavailable(self.failure))
 
     def _build(self, event) -> Event:
         if not callable(event):
@@ -113,7 +119,7 @@ class AuditWriter:
         events = [(actor, self._build(event), future) for actor, event, future in batch if future is not None]
         if self.failure is not None and not self._recover():
             for _, _, future in events:
-                future.set_exception(AuditUnavailable(self.failure))
+                _settle(future, error=AuditUnavailable(self.failure))
             return
         if not events:
             return
@@ -125,10 +131,10 @@ class AuditWriter:
         except Exception as exc:  # noqa: BLE001 - whatever the database says, the requests are refused
             self._fail(exc)
             for _, _, future in events:
-                future.set_exception(AuditUnavailable(self.failure))
+                _settle(future, error=AuditUnavailable(self.failure))
             return
         for (_, _, future), seq in zip(events, seqs, strict=True):
-            future.set_result(seq)
+            _settle(future, seq)
 
     def _fail(self, exc: Exception) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
@@ -169,6 +175,19 @@ class AuditWriter:
                 self.queue.put_nowait(_PROBE)
             except queue.Full:
                 continue
+
+
+def _settle(future: Future, result=None, error: Exception | None = None) -> None:
+    """Complete a request's future, unless it already is (cancelled by a request that stopped waiting)."""
+    if future is None or future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the look and the call
+        pass
 
 
 _PROBE = (None, None, None)  # a queued no-op: makes the writer try to recover even when no request comes

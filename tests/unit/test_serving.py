@@ -182,6 +182,17 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     holder = sqlite3.connect(settings.home / "appliance.db", timeout=30, isolation_level=None)
     try:
         assert asyncio.run(writer.write(GATEWAY, request)) > 0  # durable: it has its sequence number
+
+        async def client_goes_away() -> None:  # a request cancelled while its event is being written
+            task = asyncio.ensure_future(writer.write(GATEWAY, request))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(client_goes_away())
+        writer.put(GATEWAY, request).cancel()
+        assert asyncio.run(writer.write(GATEWAY, request)) > 0 and writer.thread.is_alive()  # the writer lives on
         holder.execute("BEGIN EXCLUSIVE")
         with pytest.raises(AuditUnavailable, match="the audit trail cannot record requests: database is locked"):
             asyncio.run(writer.write(GATEWAY, request))
