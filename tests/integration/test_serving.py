@@ -583,7 +583,7 @@ def test_after_kill_9_under_load_every_answered_request_has_its_event(gateway):
     stop = threading.Event()
 
     def client(token: str) -> None:
-        api = _client(gateway, token)
+        api = openai.OpenAI(base_url=gateway["url"] + "/v1", api_key=token, max_retries=0, timeout=30)
         while not stop.is_set():
             try:
                 reply = api.chat.completions.create(model="smollm2", max_tokens=4,
@@ -592,14 +592,16 @@ def test_after_kill_9_under_load_every_answered_request_has_its_event(gateway):
             except openai.APIError:
                 time.sleep(0.05)
 
-    threads = [threading.Thread(target=client, args=(tokens[i % 4],)) for i in range(16)]
+    threads = [threading.Thread(target=client, args=(tokens[i % 4],), daemon=True) for i in range(16)]
     for t in threads:
         t.start()
-    assert _wait(lambda: len(answered) >= 20, timeout=120), "the load never got going"
-    backends = _backend_pids(root)
-    gateway["proc"].send_signal(signal.SIGKILL)
-    gateway["proc"].wait(10)
-    stop.set()
+    try:
+        assert _wait(lambda: len(answered) >= 20, timeout=120), "the load never got going"
+        backends = _backend_pids(root)
+        gateway["proc"].send_signal(signal.SIGKILL)
+        gateway["proc"].wait(10)
+    finally:
+        stop.set()  # the clients stop, whatever happened
     for t in threads:
         t.join(60)
     for pid in backends:  # the backend is the gateway's child: killed with it, as systemd's cgroup would
