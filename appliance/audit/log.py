@@ -173,14 +173,19 @@ def last_checkpoint(conn) -> Checkpoint | None:
 # retried after it failed (no key or no passphrase here), so an append does not query for them each time.
 _last_signed: dict[str, datetime] = {}
 _unsignable_until: dict[str, datetime] = {}
+
+
+def _may_sign(ctx: Context, key: str, now: datetime) -> bool:
+    """This context signs checkpoints, and signing has not just failed here for this database."""
+    return ctx.signs_checkpoints and _unsignable_until.get(key, now) <= now
+
+
 def _signing_due(ctx: Context, conn, old_size: int, new_size: int) -> bool:
     from appliance.audit.policy import cadence
 
-    if not ctx.signs_checkpoints:
-        return False
     key = str(conn.engine.url)
     now = datetime.now(UTC)
-    if _unsignable_until.get(key, now) > now:
+    if not _may_sign(ctx, key, now):
         return False
     every = cadence()
     if new_size // every.every_events > old_size // every.every_events:
@@ -216,11 +221,9 @@ def sign_if_due(ctx: Context, force: bool = False) -> Checkpoint | None:
     `audit verify` is what notices a signer that is missing."""
     from appliance.audit.policy import cadence
 
-    if not ctx.signs_checkpoints:
-        return None
     key = str(ctx.engine.url)
     now = datetime.now(UTC)
-    if _unsignable_until.get(key, now) > now:
+    if not _may_sign(ctx, key, now):
         return None
     try:
         every = None if force else cadence()
