@@ -7,7 +7,9 @@ CONSTRAINTS := offline-wheels/constraints-cpu.txt
 
 .PHONY: install demo test test-fast lint docs lock clean
 
-install: $(STAMP)
+ENGINE := $(BIN)/llama-server
+
+install: $(STAMP) $(ENGINE)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +18,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	# PyPI's torchvision does not load beside the CPU torch build, and Unsloth refuses to import with it.
 	$(BIN)/python -m pip uninstall --yes torchvision
 	touch $(STAMP)
+
+# llama.cpp's server (the CPU backend), built from the locked llama-cpp-python sdist with every download off;
+# cached by the sdist's digest under ~/.cache/appliance/llama-server, so a machine builds it once.
+$(ENGINE): $(STAMP) offline-wheels/requirements-cpu.lock appliance/serve/llama_server_build.py
+	$(BIN)/python -m appliance.serve.llama_server_build
 
 demo: install
 	bash scripts/demo.sh

@@ -11,6 +11,7 @@ lock against the wheels, and names anything missing, changed or unexpected.
       offline-wheels/*.whl
       requirements-<profile>.lock    pip install --no-index --find-links offline-wheels --require-hashes
                                      --only-binary :all: --no-deps -r requirements-<profile>.lock
+      engines/llama-server           (cpu) llama.cpp's server, built from the lock's llama-cpp-python sdist
       models/<name>/...  models/<name>/model.json
       sbom.cdx.json
       manifest.json  manifest.sig  release-key.pub.pem
@@ -95,6 +96,24 @@ def _pip(args: list[str], say: Say) -> None:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
         raise StorageError("pip " + args[0] + " failed: " + " | ".join(tail))
     say(f"pip {args[0]}: done")
+
+
+def _engine(lock: Path, staging: Path, pip_options: list[str], say: Say) -> None:
+    """engines/llama-server: the CPU backend, built (or taken from the build cache) from the lock's sdist."""
+    from appliance.serve import llama_server_build as engine
+
+    if not engine.pins_engine(lock):
+        return
+    version, sha = engine.pinned(lock)
+    try:
+        sdist = engine.fetch_sdist(version, sha, engine.cache_root() / "sdist", tuple(pip_options))
+    except subprocess.CalledProcessError as exc:
+        raise StorageError(f"could not fetch the {engine.PACKAGE} {version} sdist that llama-server is built "
+                           f"from (pip exited {exc.returncode})") from None
+    binary = engine.build(sdist, say=say)
+    (staging / "engines").mkdir(mode=0o755)
+    shutil.copy2(binary, staging / "engines" / engine.BINARY)
+    say(f"engine: {engine.BINARY} from {sdist.name}")
 
 
 def _install_lock(wheels: Path, profile: str) -> str:
@@ -183,6 +202,8 @@ def build(profile: str, out: Path, key_path: Path, passphrase: bytes, *, lock: P
         if any(p.suffix != ".whl" for p in wheels.iterdir()):
             raise StorageError(f"pip left something other than wheels in {wheels}")
         (staging / f"requirements-{profile}.lock").write_text(_install_lock(wheels, profile))
+        if profile == "cpu":
+            _engine(lock, staging, links, say)
         for name in models:
             if home_settings is None:
                 raise InputError("--model needs an appliance home (APPLIANCE_HOME) where the model is registered")

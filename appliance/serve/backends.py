@@ -32,10 +32,25 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Route:
+    """A request's way to the backend: the aiohttp session to post on (None: the gateway's own), the body, and
+    what to call once its response is closed."""
+    session: object
+    body: dict
+    done: object = None
+
+    def close(self) -> None:
+        if self.done is not None:
+            done, self.done = self.done, None
+            done()
+
+
 class Backend:
     """A child process speaking OpenAI's protocol; `transport` reaches it."""
 
     kind = ""
+    model = ""
     proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -48,6 +63,10 @@ class Backend:
         raise NotImplementedError
 
     base_url = "http://backend"
+
+    def headers(self) -> dict[str, str]:
+        """Headers every request to the backend carries (vLLM's API key)."""
+        return {}
 
     def connector(self):
         """The aiohttp connector the gateway's completion requests use (its hot path; httpx serves the rest)."""
@@ -81,6 +100,29 @@ class Backend:
     async def unload(self, client: httpx.AsyncClient, name: str) -> None:
         raise NotImplementedError
 
+    async def commit(self) -> str | None:
+        """After loads and unloads: make them take effect. None, or why they could not (nothing changed)."""
+        return None
+
+    def serves(self, name: str) -> bool:
+        """Whether a request for this adapter can be answered now."""
+        return True
+
+    # The OpenAI fields this backend honours (protocol.py refuses the others); None: all the gateway accepts.
+    supported: frozenset[str] | None = None
+
+    async def native_tools(self) -> bool:
+        """Whether the engine turns `tools` into calls itself (else the gateway does: tool_calls.py)."""
+        return True
+
+    def served_by(self, adapter: str | None, fingerprint) -> str:
+        """What the audit event records as the path that answered (the binding says base, lora or merged)."""
+        return str(fingerprint or "")
+
+    def route(self, adapter: str | None, body: dict) -> Route:
+        """Where a request for the base (`adapter` None) or an adapter goes, and the body it goes with."""
+        return Route(None, {**body, "model": adapter or self.model})
+
     async def healthy(self, client: httpx.AsyncClient) -> bool:
         try:
             return (await client.get("/health", timeout=2.0)).status_code == 200
@@ -89,9 +131,13 @@ class Backend:
 
 
 class LlamaCppBackend(Backend):
-    """The appliance's llama.cpp backend (appliance/serve/backend.py): adapters share one base in memory."""
+    """llama-cpp-python's binding (appliance/serve/backend.py): one sequence at a time, adapters share one base in
+    memory, a hot adapter is merged into a copy. Kept beside llama-server for comparison (`--backend
+    llamacpp-binding`, bench/serve_load.py)."""
 
-    kind = "llamacpp"
+    kind = "llamacpp-binding"
+    supported = frozenset({"model", "messages", "prompt", "max_tokens", "stream", "stream_options", "temperature",
+                           "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "user"})
 
     def __init__(self, model: str, gguf: Path, socket: Path, threads: int, n_ctx: int, *, merge_after: int = 0,
                  hot_window: float = 120.0) -> None:
@@ -145,30 +191,54 @@ class VllmOptions:
 
 class VllmBackend(Backend):
     """`vllm serve` of the base model's safetensors copy with LoRA enabled; adapters (the PEFT directory of each
-    verified artifact) are registered by name at run time through vLLM's load/unload endpoints."""
+    verified artifact) are registered by name at run time through vLLM's load/unload endpoints.
+
+    The engine listens on a Unix socket in a 0700 folder (not a TCP port any local process could reach) and
+    also requires an API key that only this gateway holds (made afresh at each start, passed through the
+    environment, never on a command line): no other process can query it unaudited or load an adapter."""
 
     kind = "vllm"
+    base_url = "http://vllm"
 
-    def __init__(self, model: str, hf_dir: Path, port: int, options: VllmOptions = VllmOptions(),
+    def __init__(self, model: str, hf_dir: Path, run_dir: Path, options: VllmOptions = VllmOptions(),
                  executable: str | None = None) -> None:
-        self.model, self.hf_dir, self.port, self.options = model, hf_dir, port, options
+        import secrets
+
+        self.model, self.hf_dir, self.options = model, hf_dir, options
+        self.folder = run_dir / "vllm"
+        self.socket = self.folder / "engine.sock"
         self.executable = executable or str(Path(sys.executable).with_name("vllm"))
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.api_key = secrets.token_urlsafe(32)
+
+    def start(self, log: Path) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        if self.socket.exists():
+            self.socket.unlink()
+        super().start(log)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def command(self) -> list[str]:
         o = self.options
         return [self.executable, "serve", str(self.hf_dir), "--served-model-name", self.model,
-                "--host", "127.0.0.1", "--port", str(self.port), "--enable-lora", "--max-loras", str(o.max_loras),
+                "--uds", str(self.socket), "--enable-lora", "--max-loras", str(o.max_loras),
                 "--max-lora-rank", str(o.max_lora_rank), "--max-cpu-loras", str(o.max_cpu_loras),
                 "--gpu-memory-utilization", str(o.gpu_memory_utilization), "--max-model-len", str(o.max_model_len),
                 "--dtype", o.dtype, "--disable-log-requests", "--disable-uvicorn-access-log"]
 
     def env(self) -> dict[str, str]:
         return _child_env({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_NO_USAGE_STATS": "1",
-                           "VLLM_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1"})
+                           "VLLM_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "VLLM_API_KEY": self.api_key})
 
     def transport(self) -> httpx.AsyncBaseTransport:
-        return httpx.AsyncHTTPTransport()
+        return httpx.AsyncHTTPTransport(uds=str(self.socket))
+
+    def connector(self):
+        import aiohttp
+
+        return aiohttp.UnixConnector(path=str(self.socket), limit=0)
 
     async def load(self, client: httpx.AsyncClient, adapter: AdapterFiles) -> None:
         response = await client.post("/v1/load_lora_adapter", timeout=300.0,

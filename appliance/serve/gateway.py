@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import math
 import threading
 import time
@@ -31,25 +32,29 @@ from fastapi import Request
 
 from appliance.audit.events import Event
 from appliance.context import Actor, Context
+from appliance.serve import protocol, tool_calls
 from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
+from appliance.serve.auth_failures import ANONYMOUS, AuthFailures
 from appliance.serve.backend import completion_routes
 from appliance.serve.backends import AdapterFiles, Backend
 from appliance.serve.policy import ServingPolicy
 
+log = logging.getLogger("appliance.serve")
+
 GATEWAY = Actor("gateway", "system", "system")
 # What a backend that died, hung up or answered garbage raises, through either client.
 BACKEND_ERRORS = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
-ANONYMOUS = Actor("anonymous", "none", "token")
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
+        self.param = param
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
 def backend_refused(status: int, data) -> ApiError:
@@ -122,8 +127,8 @@ class RateLimiter:
 class BackendResponse:
     """The backend's answer to a completion (aiohttp's response), with the few calls the gateway makes."""
 
-    def __init__(self, raw: aiohttp.ClientResponse, content: bytes | None = None) -> None:
-        self.raw, self.content, self.status_code = raw, content, raw.status
+    def __init__(self, raw: aiohttp.ClientResponse, content: bytes | None = None, done=None) -> None:
+        self.raw, self.content, self.status_code, self.done = raw, content, raw.status, done
 
     def json(self):
         return json.loads(self.content)
@@ -142,6 +147,9 @@ class BackendResponse:
             self.raw.release()  # back to the pool
         else:
             self.raw.close()  # a stream left early: the connection goes with it
+        if self.done is not None:
+            done, self.done = self.done, None
+            done()
 
 
 @dataclass
@@ -161,6 +169,8 @@ class Outcome:
     entities: dict = field(default_factory=dict)
     path: str = ""  # the backend's system_fingerprint: llama.cpp says base, lora or merged
     response_id: str = ""  # the id the client got, so an auditor can match an answer to its event
+    clamped: int | None = None  # the max_tokens asked for, when the policy served fewer
+    user: str | None = None  # the request's `user` field (an end-user id the client application sends)
 
 
 class Gateway:
@@ -180,6 +190,7 @@ class Gateway:
         self.refused: dict[str, str] = {}  # adapter name -> manifest digest whose load was refused
         self.ready = asyncio.Event()  # set once the backend answers and its adapters are loaded
         self.audit = AuditWriter(self.ctx)
+        self.auth_failures = AuthFailures(self.audit, policy.server.auth_failures_every_seconds)
         self.client: httpx.AsyncClient | None = None  # health and adapter calls
         self.session: aiohttp.ClientSession | None = None  # completions: a third of httpx's cost per request
         self._callers: dict[bytes, tuple[float, Caller]] = {}  # token digest -> (valid until, caller)
@@ -190,13 +201,15 @@ class Gateway:
     # --- life cycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.client = httpx.AsyncClient(transport=self.backend.transport(), base_url=self.backend.base_url,
-                                        timeout=httpx.Timeout(600.0, connect=5.0))
+                                        timeout=httpx.Timeout(600.0, connect=5.0), headers=self.backend.headers())
         self.session = aiohttp.ClientSession(base_url=self.backend.base_url, connector=self.backend.connector(),
-                                             timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0))
+                                             timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0),
+                                             headers=self.backend.headers())
         await self._start_backend()
         await self.sync()
         self.ready.set()
-        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._supervise())]
+        self._tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._supervise()),
+                       asyncio.create_task(self.auth_failures.run())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -209,6 +222,7 @@ class Gateway:
             await self.client.aclose()
         if self.session:
             await self.session.close()
+        self.auth_failures.flush()
         await asyncio.to_thread(self.audit.close)
 
     async def _start_backend(self, timeout: float = 600.0) -> None:
@@ -232,21 +246,28 @@ class Gateway:
             return False
         return True
 
-    async def post(self, path: str, body: dict, stream: bool = False) -> BackendResponse:
-        """POST to the backend; a backend that died before answering is waited for (restarted) and asked again.
-        With `stream` the response is open for reading (the caller closes it)."""
+    async def post(self, path: str, body: dict, adapter: str | None = None, stream: bool = False) -> BackendResponse:
+        """POST to the backend for the base (`adapter` None) or an adapter; a backend that died before answering
+        is waited for (restarted) and asked again. With `stream` the response is open for reading (the caller
+        closes it)."""
         for attempt in (1, 2):
+            route = self.backend.route(adapter, body)
             try:
-                raw = await self.session.post(path, json=body)
+                raw = await (route.session or self.session).post(path, json=route.body)
                 if stream:
-                    return BackendResponse(raw)
+                    return BackendResponse(raw, done=route.close)
                 try:
                     return BackendResponse(raw, await raw.read())
                 finally:
                     raw.release()
+                    route.close()
             except aiohttp.ClientConnectionError:  # refused, or hung up before answering
+                route.close()
                 if attempt == 2 or not await self.backend_back():
                     raise
+            except BaseException:
+                route.close()
+                raise
         raise AssertionError("unreachable")
 
     async def _supervise(self) -> None:
@@ -267,10 +288,9 @@ class Gateway:
                 await self.sync()
                 self.ready.set()  # requests waiting for the restart go on, with the adapters loaded again
                 if set(previous) - set(self.loaded):
-                    print(f"after the restart, not loaded again: {sorted(set(previous) - set(self.loaded))}",
-                          flush=True)
+                    log.warning("after the restart, not loaded again: %s", sorted(set(previous) - set(self.loaded)))
             except Exception as exc:
-                print(f"backend restart failed: {exc}; trying again", flush=True)
+                log.warning("backend restart failed: %s; trying again", exc)
                 await asyncio.sleep(2.0)
 
     async def _follow(self) -> None:
@@ -281,7 +301,7 @@ class Gateway:
             try:
                 await self.sync()
             except Exception as exc:  # the registry or the backend was briefly unreachable: next round
-                print(f"adapter sync: {type(exc).__name__}: {exc}", flush=True)
+                log.warning("adapter sync: %s: %s", type(exc).__name__, exc)
 
     # --- the adapter set follows the registry -----------------------------------------------------------------
     def _wanted(self) -> dict[str, tuple[str, str]]:
@@ -324,10 +344,11 @@ class Gateway:
 
         wanted = await asyncio.to_thread(self._wanted)
         for name in [n for n in self.loaded if n not in wanted or wanted[n][0] != self.loaded[n]]:
+            digest = self.loaded.pop(name)  # refused at the gateway from now on, whatever the backend holds
             await self.backend.unload(self.client, name)
-            digest = self.loaded.pop(name)
             self.audit.put(GATEWAY, Event("serve.unload", "artifact", name, object_sha256=digest,
                                           reason="no longer approved, or its signing key was revoked"))
+        staged: list[tuple[str, str, str]] = []
         for name, (digest, directory) in wanted.items():
             if name in self.loaded or self.refused.get(name) == digest:
                 continue
@@ -338,16 +359,22 @@ class Gateway:
                 self.refused[name] = digest
                 self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="denied",
                                               object_sha256=digest, reason=detail))
-                print(f"refused to load {name}: {detail}", flush=True)
+                log.warning("refused to load %s: %s", name, detail)
                 continue
             try:
                 await self.backend.load(self.client, AdapterFiles(name, Path(directory), digest))
             except httpx.HTTPStatusError as exc:
-                print(f"the backend could not load {name}: {exc.response.text[:300]}", flush=True)
-                self.refused[name] = digest
-                self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="error", object_sha256=digest,
-                                              reason=f"the backend could not load it: {exc.response.text[:300]}"))
+                self._load_failed(name, digest, exc.response.text[:300])
                 continue
+            staged.append((name, digest, detail))
+        problem = await self.backend.commit()  # llama-server: an engine with the new adapter list
+        if problem:
+            for name, digest, _ in staged:
+                await self.backend.unload(self.client, name)
+                self._load_failed(name, digest, problem)
+            staged = []
+            await self.backend.commit()
+        for name, digest, detail in staged:
             try:  # served only once its load is on the record
                 await self.audit.write(GATEWAY, Event("serve.load", "artifact", name, object_sha256=digest,
                                                       reason=detail))
@@ -357,6 +384,12 @@ class Gateway:
             self.loaded[name] = digest
             self.refused.pop(name, None)
         self.metrics.adapters.set(len(self.loaded))
+
+    def _load_failed(self, name: str, digest: str, why: str) -> None:
+        log.warning("the backend could not load %s: %s", name, why)
+        self.refused[name] = digest
+        self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="error", object_sha256=digest,
+                                      reason=f"the backend could not load it: {why}"))
 
     # --- requests ---------------------------------------------------------------------------------------------
     def cached_caller(self, header: str | None) -> Caller | None:
@@ -438,12 +471,13 @@ class Gateway:
                      outcome: Outcome, prompt_text: str, stream: bool) -> None:
         """The request's one audit event, durable when this returns; AuditUnavailable when it cannot be."""
         latency = time.perf_counter() - started
-        self.metrics.requests.labels(model or "-", str(outcome.status)).inc()
-        self.metrics.latency.labels(model or "-").observe(latency)
+        label = model if model == self.model or model in self.loaded else "-"  # never a caller's free text
+        self.metrics.requests.labels(label, str(outcome.status)).inc()
+        self.metrics.latency.labels(label).observe(latency)
         if outcome.prompt_tokens:
-            self.metrics.tokens.labels(model, "prompt").inc(outcome.prompt_tokens)
+            self.metrics.tokens.labels(label, "prompt").inc(outcome.prompt_tokens)
         if outcome.completion_tokens:
-            self.metrics.tokens.labels(model, "completion").inc(outcome.completion_tokens)
+            self.metrics.tokens.labels(label, "completion").inc(outcome.completion_tokens)
         details = {"route": route, "status": outcome.status, "stream": stream,
                    "token_id": caller.token_id if caller else None,
                    "usage": {"prompt": outcome.prompt_tokens, "completion": outcome.completion_tokens},
@@ -454,6 +488,10 @@ class Gateway:
             details["served_by"] = outcome.path
         if outcome.response_id:
             details["response_id"] = outcome.response_id
+        if outcome.clamped:
+            details["max_tokens_asked"] = outcome.clamped
+        if outcome.user:
+            details["client_user"] = outcome.user
         result = "ok" if outcome.status == 200 else "denied" if outcome.status in (401, 403, 429) else "error"
         completion = "".join(outcome.text)
 
@@ -471,39 +509,30 @@ class Gateway:
         await self.audit.write(caller.actor if caller else ANONYMOUS, event)
 
 
-def _prompt_text(body: dict, route: str) -> str:
-    if route == "chat":
-        return "\n".join(str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict))
-    prompt = body.get("prompt", "")
-    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+async def read_body(request: Request, policy: ServingPolicy) -> bytes:
+    """The body, refused (413) as soon as it passes the policy's size, chunked or not, and (408) when the client
+    sends it slower than the policy allows."""
+    limit = policy.limits.max_request_bytes
+    too_large = ApiError(413, f"request body over {limit} bytes", "invalid_request_error", "request_too_large")
+    size = request.headers.get("content-length")
+    if size and size.isdigit() and int(size) > limit:
+        raise too_large  # refused before the body is read
+    chunks: list[bytes] = []
 
+    async def collect() -> None:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
 
-def _validate(body, route: str, policy: ServingPolicy) -> dict:
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object", "invalid_request_error", "invalid_body")
-    if route == "chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages):
-            raise ApiError(400, "'messages' must be a non-empty list of {role, content} objects with text content",
-                           "invalid_request_error", "invalid_messages")
-    elif not isinstance(body.get("prompt"), str):
-        raise ApiError(400, "'prompt' must be a string", "invalid_request_error", "invalid_prompt")
-    limit = policy.limits.max_tokens
-    asked = body.get("max_tokens", body.get("max_completion_tokens"))
-    if asked is None:
-        asked = policy.limits.default_max_tokens
-    if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
-        raise ApiError(400, "'max_tokens' must be a positive integer", "invalid_request_error", "invalid_max_tokens")
-    if asked > limit:
-        raise ApiError(400, f"'max_tokens' {asked} is above this appliance's limit of {limit}",
-                       "invalid_request_error", "max_tokens_too_large")
-    body = {k: v for k, v in body.items() if k != "max_completion_tokens"}
-    body["max_tokens"] = asked
-    if body.get("n", 1) != 1:
-        raise ApiError(400, "only n=1 is supported", "invalid_request_error", "unsupported_n")
-    return body
+    try:
+        await asyncio.wait_for(collect(), policy.server.body_timeout_seconds)
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {policy.server.body_timeout_seconds:g}s",
+                       "invalid_request_error", "request_timeout") from None
+    return b"".join(chunks)
 
 
 def create_app(gateway: Gateway):
@@ -543,15 +572,34 @@ def create_app(gateway: Gateway):
     async def metrics():
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def listing_caller(request: Request) -> Caller:
+        try:
+            return await gateway.caller(request.headers.get("authorization"))
+        except ApiError as exc:
+            if exc.status == 401:
+                gateway.auth_failures.note(request.client.host if request.client else "-", exc.message)
+            raise
+
     @app.get("/v1/models")
     async def models(request: Request):
         try:
-            caller = await gateway.caller(request.headers.get("authorization"))
+            caller = await listing_caller(request)
         except ApiError as exc:
             return error_response(exc)
         now = int(time.time())
         return {"object": "list", "data": [{"id": n, "object": "model", "created": now, "owned_by": "appliance"}
                                            for n in gateway.visible_models(caller)]}
+
+    @app.get("/v1/models/{name:path}")
+    async def model(name: str, request: Request):
+        try:
+            caller = await listing_caller(request)
+        except ApiError as exc:
+            return error_response(exc)
+        if name not in gateway.visible_models(caller):
+            return error_response(ApiError(404, f"the model {name!r} does not exist or is not served",
+                                           "invalid_request_error", "model_not_found", param="model"))
+        return {"id": name, "object": "model", "created": int(time.time()), "owned_by": "appliance"}
 
     async def complete(route: str, request: Request):
         started = time.perf_counter()
@@ -560,7 +608,9 @@ def create_app(gateway: Gateway):
 
         async def refused(exc: ApiError, prompt_text: str = "", stream: bool = False, error: str | None = None):
             outcome.status, outcome.error = exc.status, error or exc.message
-            if exc.code != "audit_unavailable":
+            if exc.status == 401:  # counted per source and minute (auth_failures.py), not an event each
+                gateway.auth_failures.note(request.client.host if request.client else "-", exc.message)
+            elif exc.code != "audit_unavailable":
                 with contextlib.suppress(AuditUnavailable):  # a refusal serves nothing: it is not held back
                     await gateway.record(caller, model, digest, route, started, outcome, prompt_text, stream)
             return error_response(exc)
@@ -570,16 +620,8 @@ def create_app(gateway: Gateway):
                 gateway.audit.check()
             except AuditUnavailable as exc:
                 raise audit_unavailable(str(exc)) from None
-            limit = gateway.policy.limits.max_request_bytes
-            too_large = ApiError(413, f"request body over {limit} bytes", "invalid_request_error",
-                                 "request_too_large")
-            size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > limit:
-                raise too_large  # refused before the body is read
-            raw = await request.body()
-            if len(raw) > limit:
-                raise too_large
-            caller = await gateway.caller(request.headers.get("authorization"))
+            caller = await gateway.caller(request.headers.get("authorization"))  # before the body is read
+            raw = await read_body(request, gateway.policy)
             try:
                 parsed = json.loads(raw)
             except ValueError:
@@ -587,7 +629,12 @@ def create_app(gateway: Gateway):
                                "invalid_json") from None
             model = parsed.get("model", "") if isinstance(parsed, dict) else ""
             digest = gateway.check_model(caller, model)
-            body = _validate(parsed, route, gateway.policy)
+            outcome.user = protocol.user_of(parsed)
+            try:
+                checked = protocol.parse(parsed, route, gateway.policy, gateway.backend.supported)
+            except protocol.ProtocolError as exc:
+                raise ApiError(400, exc.message, "invalid_request_error", exc.code, param=exc.param) from None
+            body, outcome.clamped = checked.body, checked.clamped
             gateway.limits.acquire(caller.token_id)
             limited = caller.token_id
             if not gateway.ready.is_set():
@@ -602,11 +649,21 @@ def create_app(gateway: Gateway):
                 gateway.limits.release(limited)
             return await refused(exc)
         path = "/v1/chat/completions" if route == "chat" else "/v1/completions"
-        prompt_text = _prompt_text(body, route)
-        if body.get("stream"):
-            upstream = {**body, "stream_options": {"include_usage": True}}
+        prompt_text = checked.prompt_text
+        adapter = None if model == gateway.model else model
+        upstream_body, emulated = body, False
+        if route == "chat" and not await gateway.backend.native_tools():
             try:
-                response = await gateway.post(path, upstream, stream=True)
+                rewritten = tool_calls.prepare(body)
+            except protocol.ProtocolError as exc:
+                gateway.limits.release(limited)
+                return await refused(ApiError(400, exc.message, "invalid_request_error", exc.code, param=exc.param))
+            if rewritten is not None:
+                upstream_body, emulated = rewritten, True
+        if upstream_body.get("stream"):
+            upstream = {**upstream_body, "stream_options": {"include_usage": True}}
+            try:
+                response = await gateway.post(path, upstream, adapter, stream=True)
                 if response.status_code != 200:
                     data = json.loads(await response.aread())
                     await response.aclose()
@@ -619,12 +676,18 @@ def create_app(gateway: Gateway):
                         limited),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
-            response = await gateway.post(path, body)
+            response = await gateway.post(path, upstream_body, adapter)
             data = response.json()
             if response.status_code != 200:
                 raise backend_refused(response.status_code, data)
+            if emulated:
+                data = tool_calls.read_reply(data)
+            if route == "text":
+                for choice in data.get("choices", []):
+                    protocol.legacy_logprobs(choice, len(prompt_text))
             usage = data.get("usage") or {}
-            outcome.path = str(data.get("system_fingerprint") or "")
+            outcome.path = gateway.backend.served_by(adapter, data.get("system_fingerprint"))
+            data["model"] = model  # the name the client asked for, whatever the engine calls itself
             outcome.response_id = str(data.get("id") or "")
             outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
             outcome.completion_tokens = int(usage.get("completion_tokens", 0))
@@ -632,9 +695,11 @@ def create_app(gateway: Gateway):
             for choice in data.get("choices", []):
                 holder, key = (choice.get("message") or {}, "content") if route == "chat" else (choice, "text")
                 piece = holder.get(key) or ""
-                if filtering:
+                if filtering and piece:
                     holder[key] = piece = await asyncio.to_thread(gateway.filter_output, piece, outcome)
                 outcome.text.append(piece)
+                for call in holder.get("tool_calls") or []:  # what the model asked to call is audited too
+                    outcome.text.append(json.dumps(call.get("function", {}), sort_keys=True))
         except ApiError as exc:
             return await refused(exc, prompt_text)
         except (*BACKEND_ERRORS, ValueError) as exc:
@@ -645,6 +710,11 @@ def create_app(gateway: Gateway):
             await gateway.record(caller, model, digest, route, started, outcome, prompt_text, False)
         except AuditUnavailable as exc:
             return error_response(audit_unavailable(str(exc)))
+        if body.get("stream"):  # tools on a template without them: the whole answer, as a stream
+            chunks = tool_calls.as_stream(data, bool((body.get("stream_options") or {}).get("include_usage")))
+            events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+            return StreamingResponse(iter(events), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         return JSONResponse(data)
 
     completion_routes(app, complete)
@@ -656,6 +726,8 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                   limited: str) -> AsyncIterator[bytes]:
     """Pass the backend's events through as they come, counting usage; the backend was asked for usage always,
     and its usage chunk is forwarded only when the client asked for it too."""
+    adapter = None if model == gateway.model else model
+    offsets: dict[int, int] = {}  # completions logprobs: each choice's text offset so far
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     redact = gateway.policy.output_filter == "redact"
     held: list[dict] = []  # with redaction, the chunks wait for the whole text
@@ -670,16 +742,24 @@ async def _stream(gateway: Gateway, caller: Caller, model: str, digest: str, rou
                     finished = True
                     break
                 chunk = json.loads(payload)
-                outcome.path = str(chunk.get("system_fingerprint") or outcome.path)
+                outcome.path = gateway.backend.served_by(adapter, chunk.get("system_fingerprint")) or outcome.path
+                chunk["model"] = model
                 outcome.response_id = outcome.response_id or str(chunk.get("id") or "")
                 usage = chunk.get("usage")
                 if usage:
                     outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
                     outcome.completion_tokens = int(usage.get("completion_tokens", 0))
                 for choice in chunk.get("choices", []):
-                    piece = (choice.get("delta") or {}).get("content") if route == "chat" else choice.get("text")
+                    if route == "text":
+                        offsets[choice.get("index", 0)] = protocol.legacy_logprobs(
+                            choice, offsets.get(choice.get("index", 0), len(prompt_text)))
+                    delta = choice.get("delta") or {}
+                    piece = delta.get("content") if route == "chat" else choice.get("text")
                     if piece:
                         outcome.text.append(piece)
+                    for call in delta.get("tool_calls") or [] if route == "chat" else []:
+                        function = call.get("function") or {}
+                        outcome.text.append(f"{function.get('name') or ''}{function.get('arguments') or ''}")
                 if redact and chunk.get("choices"):
                     held.append(chunk)
                     continue

@@ -17,8 +17,9 @@ class Limits(_Strict):
     burst: int = Field(default=60, ge=1)
     max_concurrent: int = Field(default=8, ge=1)
     max_request_bytes: int = Field(default=65536, ge=256)
-    max_tokens: int = Field(default=512, ge=1)
+    max_tokens: int = Field(default=4096, ge=1)
     default_max_tokens: int = Field(default=256, ge=1)
+    over_max_tokens: Literal["clamp", "refuse"] = "clamp"
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Limits:
@@ -32,6 +33,21 @@ class HotAdapter(_Strict):
     window_seconds: float = Field(default=120.0, gt=0)
 
 
+class Server(_Strict):
+    """The HTTP server in front: connections at once (beyond: 503), and how long a client may take to send."""
+    max_connections: int = Field(default=256, ge=1)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    auth_failures_every_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+
+class Engine(_Strict):
+    """llama-server: requests decoded together (slots), and how long a replaced engine may finish its requests."""
+    parallel: int = Field(default=8, ge=1, le=64)
+    drain_seconds: float = Field(default=600.0, ge=0)
+
+
 class ServingPolicy(_Strict):
     version: Literal[1] = 1
     limits: Limits = Limits()
@@ -39,6 +55,8 @@ class ServingPolicy(_Strict):
     output_filter: Literal["off", "flag", "redact"] = "off"
     sync_seconds: float = Field(default=1.0, gt=0, le=3600)
     hot_adapter: HotAdapter = HotAdapter()
+    server: Server = Server()
+    engine: Engine = Engine()
 
     @field_validator("output_filter", mode="before")
     @classmethod

@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,15 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, run_appliance, token_secret
+from tests.conftest import run_appliance, token_secret
+from tests.integration.serving import TICKET, serving, signed_in, trained
+from tests.integration.serving import audit as _audit
+from tests.integration.serving import backend_pids as _backend_pids
+from tests.integration.serving import client as _client
+from tests.integration.serving import ok as _ok
+from tests.integration.serving import ready as _ready
+from tests.integration.serving import release as _release
+from tests.integration.serving import wait as _wait
 
 try:
     import torch
@@ -31,36 +38,6 @@ VLLM = CUDA and importlib.util.find_spec("vllm") is not None
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SFT = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
-TICKET = "My laptop will not turn on after the update. Please help, it is urgent."
-
-
-def _ok(result) -> str:
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def _officer(root: Path, env: dict) -> dict:
-    officer = {**env, "APPLIANCE_SESSION_FILE": str(root / "oscar-session")}
-    _ok(run_appliance("login", "oscar", "--password-file", root / "oscar.pw", env=officer))
-    return officer
-
-
-def _admin(root: Path, env: dict) -> dict:
-    admin = {**env, "APPLIANCE_SESSION_FILE": str(root / "alice-session")}
-    _ok(run_appliance("login", "alice", "--password-file", root / "alice.pw", env=admin))
-    return admin
-
-
-def _release(root: Path, env: dict, officer: dict, run: str, artifact: str | None = None) -> None:
-    """Package, sign and approve a run that has been evaluated (overriding failed gates as the officer)."""
-    evaluated = json.loads(_ok(run_appliance("evals", "show", run, "--json", env=env)))
-    if not evaluated["releasable"]:
-        _ok(run_appliance("evals", "override", run, "--reason", "test adapter; canaries only", env=officer))
-    name = ("--name", artifact) if artifact else ()
-    _ok(run_appliance("package", run, *name, env=env))
-    _ok(run_appliance("sign", artifact or run, env=env))
-    _ok(run_appliance("approve", artifact or run, "--reason", "serving test", env=officer))
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +45,8 @@ def released(lab):
     """`triage` approved (as the training tests leave it), a second artifact of it approved but tampered with
     afterwards, and API tokens for erin: one for everything, one limited to an adapter that does not exist."""
     root, env = lab
-    officer, admin = _officer(root, env), _admin(root, env)
-    shown = run_appliance("artifacts", "show", "triage", "--json", env=env)
-    if shown.returncode != 0:  # this module on its own: a short run is enough to serve
-        _ok(run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--max-steps", "6",
-                          "--engine", "trl", env=env))
-        run_appliance("eval", "triage", env=env)
-        _release(root, env, officer, "triage")
+    officer, admin = signed_in(root, env, "oscar"), signed_in(root, env, "alice")
+    trained(root, env, officer)
     _release(root, env, officer, "triage", "triage-tampered")
     card = root / "home" / "artifacts" / "triage-tampered" / "README.md"
     card.write_text(card.read_text() + "\nchanged after approval\n")
@@ -88,71 +60,11 @@ def released(lab):
 @pytest.fixture(scope="module")
 def gateway(released, tmp_path_factory):
     root, env, officer, admin, tokens = released
-    folder = tmp_path_factory.mktemp("serving") / "policies"  # the lab's installed policies, serving tightened
-    shutil.copytree(root / "policies", folder)
-    (folder / "serving.yaml").write_text((ROOT / "policies" / "serving.yaml").read_text()
-                      .replace("requests_per_minute: 600", "requests_per_minute: 60")
-                      .replace("burst: 60", "burst: 30").replace("max_concurrent: 8", "max_concurrent: 3")
-                      .replace("audit_text: digest", "audit_text: scrubbed")
-                      .replace("max_request_bytes: 65536", "max_request_bytes: 4096")
-                      .replace("sync_seconds: 1.0", "sync_seconds: 0.5")
-                      # answers must not change path mid-module; merging has its own test below
-                      .replace("merge_after_requests: 8", "merge_after_requests: 0"))
-    port = free_port()
-    log = root / "gateway.log"
-    exe = Path(sys.executable).with_name("appliance")
-    with open(log, "w") as out:
-        # As on an install, the gateway cannot read the key passphrase: it appends events but never signs.
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)],
-                                env={**os.environ, **env, "APPLIANCE_POLICIES": str(folder),
-                                     "APPLIANCE_KEY_PASSPHRASE_FILE": "", "APPLIANCE_KEY_PASSPHRASE": ""},
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
-        pytest.fail("the gateway did not become ready: " + log.read_text()[-3000:])
-    yield {"url": url, "root": root, "env": env, "officer": officer, "admin": admin, "tokens": tokens,
-           "log": log, "proc": proc}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        assert not _backend_pids(root), "the backend outlived the gateway"
-
-
-def _client(g, token: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=g["url"] + "/v1", api_key=token or g["tokens"]["all"], max_retries=0, timeout=120)
-
-
-def _backend_pids(root: Path) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"appliance.serve.backend --socket {root}/home/run/backend.sock"],
-                           capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
-
-
-def _audit(root: Path, action: str) -> list[dict]:
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    rows = db.execute("SELECT actor, outcome, object_id, object_sha256, reason, details FROM audit_event "
-                      "WHERE action = ? ORDER BY seq", (action,)).fetchall()
-    return [{"actor": r[0], "outcome": r[1], "object": r[2], "sha256": r[3], "reason": r[4],
-             "details": json.loads(r[5])} for r in rows]
-
-
-def _wait(check, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    return check()
+    edits = {"requests_per_minute: 600": "requests_per_minute: 60", "burst: 60": "burst: 30",
+             "max_concurrent: 8": "max_concurrent: 3", "audit_text: digest": "audit_text: scrubbed",
+             "max_request_bytes: 65536": "max_request_bytes: 4096", "sync_seconds: 1.0": "sync_seconds: 0.5"}
+    with serving(root, env, tmp_path_factory.mktemp("serving") / "policies", edits) as g:
+        yield {**g, "root": root, "env": env, "officer": officer, "admin": admin, "tokens": tokens}
 
 
 def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
@@ -248,9 +160,7 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
     client = _client(gateway)
     with pytest.raises(openai.NotFoundError, match="not served"):
         client.chat.completions.create(model="nonexistent", messages=[{"role": "user", "content": "x"}], max_tokens=2)
-    with pytest.raises(openai.BadRequestError, match="above this appliance's limit of 512"):
-        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "x"}], max_tokens=4096)
-    with pytest.raises(openai.BadRequestError, match="'messages' must be"):
+    with pytest.raises(openai.BadRequestError, match="'messages\\[0\\].content' must be"):
         client.chat.completions.create(model="smollm2", messages=[{"role": "user"}], max_tokens=2)
     headers = {"Authorization": f"Bearer {gateway['tokens']['all']}"}
     big = httpx.post(f"{url}/v1/completions", headers=headers,
@@ -329,7 +239,7 @@ def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
     details = event["details"]
     assert details["usage"] == {"prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
     assert details["latency_ms"] > 0 and details["text_kept"] == "scrubbed"
-    assert details["served_by"] == "llamacpp-lora"  # merging is off in this module's policy
+    assert details["served_by"].startswith("llama-server-lora (engine ")
     assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
     assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
 
@@ -453,13 +363,14 @@ def test_vllm_serves_base_and_adapter_through_the_same_gateway(released):
     """Where a GPU and vLLM are present: the same gateway over `vllm serve --enable-lora`, adapters loaded at run
     time by name."""
     root, env, *_ , tokens = released
+    from tests.conftest import free_port
+
     port = free_port()
     exe = Path(sys.executable).with_name("appliance")
     log = root / "vllm-gateway.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(exe), "serve", "--backend", "vllm", "--port", str(port),
-                                 "--vllm-port", str(free_port())], env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(exe), "serve", "--backend", "vllm", "--port", str(port)],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         assert _wait(lambda: _ready(url), timeout=600), log.read_text()[-3000:]
@@ -472,13 +383,6 @@ def test_vllm_serves_base_and_adapter_through_the_same_gateway(released):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_status_set_by_hand_is_not_served(gateway):

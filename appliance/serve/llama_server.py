@@ -1,0 +1,291 @@
+"""The CPU backend: llama.cpp's own `llama-server` (built by `llama_server_build.py` from the locked sdist).
+
+One engine process holds the base GGUF and every approved adapter (`--lora FILE ... --lora-init-without-apply`,
+so none applies unless a request names it), decodes every open request together (continuous batching over
+`parallel` slots, one unified KV cache) and listens on a Unix socket in a 0700 folder that only the appliance's
+account can open; the gateway is its only client and chooses the adapter per request with the `lora` field.
+
+llama-server reads its adapters only at start, so a change of the adapter set starts a new engine with the new
+list on a new socket; the gateway switches to it once it answers `/health`, and the old engine is stopped once
+its last request has finished (at most `drain_seconds`). Requests always reach the engine whose adapter ids
+they were written for: each request holds its engine (`Engine.hold`) until its response is closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from appliance.serve.backends import AdapterFiles, Backend, Route, _child_env
+
+log = logging.getLogger("appliance.serve")
+
+
+@dataclass
+class Engine:
+    """One llama-server process and the adapters it was started with (their order is their `lora` id)."""
+    generation: int
+    socket: Path
+    adapters: tuple[AdapterFiles, ...]
+    proc: subprocess.Popen | None = None
+    session: object = None  # aiohttp.ClientSession over the socket
+    client: httpx.AsyncClient | None = None
+    in_flight: int = 0
+    caps: dict | None = None  # the chat template's capabilities, from /props
+    retired: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def lora(self, adapter: str | None) -> list[dict]:
+        """The request's `lora` field: every adapter named, the chosen one at scale 1, the rest at 0."""
+        return [{"id": i, "scale": 1.0 if a.name == adapter else 0.0} for i, a in enumerate(self.adapters)]
+
+    def has(self, adapter: str | None) -> bool:
+        return adapter is None or any(a.name == adapter for a in self.adapters)
+
+    def hold(self) -> None:
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.retired.set()
+
+
+class LlamaServerBackend(Backend):
+    kind = "llamacpp"
+
+    def __init__(self, model: str, gguf: Path, run_dir: Path, threads: int, n_ctx: int, *, parallel: int = 8,
+                 executable: Path | None = None, drain_seconds: float = 600.0) -> None:
+        from appliance.serve.llama_server_build import find
+
+        self.model, self.gguf, self.run_dir, self.threads = model, gguf, run_dir, threads
+        self.n_ctx, self.parallel, self.drain_seconds = n_ctx, parallel, drain_seconds
+        self.executable = executable or find()
+        self.pending: dict[str, AdapterFiles] = {}  # the adapter set the next engine starts with
+        self.engine: Engine | None = None
+        self._generations = itertools.count(1)
+        self._log: Path | None = None
+        self._draining: set[asyncio.Task] = set()
+
+    # --- the process ------------------------------------------------------------------------------------------
+    def command(self, engine: Engine) -> list[str]:
+        if self.executable is None or not Path(self.executable).is_file():
+            from appliance.errors import InputError
+
+            raise InputError("llama-server is not installed: run `python -m appliance.serve.llama_server_build` "
+                             "(make install does), or set APPLIANCE_LLAMA_SERVER to its path")
+        cmd = [str(self.executable), "--model", str(self.gguf), "--alias", self.model, "--host", str(engine.socket),
+               "--parallel", str(self.parallel), "--ctx-size", str(self.n_ctx * self.parallel), "--kv-unified",
+               "--cont-batching", "--threads", str(self.threads), "--threads-batch", str(self.threads),
+               "--threads-http", str(max(2, self.parallel)), "--jinja", "--no-webui", "--offline",
+               "--no-slots", "--seed", "0", "--log-verbosity", "2"]  # warnings and errors: never a prompt
+        for adapter in engine.adapters:
+            cmd += ["--lora", str(adapter.directory / "adapter.gguf")]
+        if engine.adapters:
+            cmd.append("--lora-init-without-apply")
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        # llama-server reads LLAMA_ARG_* as flags (tools, an API key, MCP servers...): none reach it.
+        return {k: v for k, v in _child_env().items() if not k.startswith(("LLAMA_", "HF_TOKEN"))}
+
+    def _spawn(self, adapters: tuple[AdapterFiles, ...]) -> Engine:
+        folder = self.run_dir / "llama-server"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        engine = Engine(next(self._generations), folder / f"engine-{os.getpid()}-{time.monotonic_ns()}.sock",
+                        adapters)
+        with contextlib.suppress(FileNotFoundError):
+            engine.socket.unlink()
+        log_path = self._log or self.run_dir / "backend.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            os.chmod(log_path, 0o600)
+            engine.proc = subprocess.Popen(self.command(engine), env=self.env(), stdout=out,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           start_new_session=True)
+        return engine
+
+    def start(self, log: Path) -> None:
+        """A fresh engine with the pending adapter set (the first start, and after the engine died)."""
+        self._log = log
+        old = self.engine
+        self.engine = self._spawn(tuple(self.pending.values()))
+        self.proc = self.engine.proc
+        if old is not None:
+            _terminate(old.proc, 2.0)
+            with contextlib.suppress(FileNotFoundError):
+                old.socket.unlink()
+
+    def alive(self) -> bool:
+        return self.engine is not None and self.engine.proc is not None and self.engine.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        for task in list(self._draining):
+            task.cancel()
+        if self.engine is not None:
+            _terminate(self.engine.proc, grace)
+            with contextlib.suppress(FileNotFoundError):
+                self.engine.socket.unlink()
+
+    # --- clients ----------------------------------------------------------------------------------------------
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return _Current(self)
+
+    base_url = "http://llama-server"
+
+    def _open(self, engine: Engine) -> None:
+        import aiohttp
+
+        engine.session = aiohttp.ClientSession(
+            base_url=self.base_url, connector=aiohttp.UnixConnector(path=str(engine.socket), limit=0),
+            timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0))
+        engine.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(engine.socket)),
+                                          base_url=self.base_url, timeout=httpx.Timeout(600.0, connect=5.0))
+
+    async def _close(self, engine: Engine) -> None:
+        if engine.session is not None:
+            await engine.session.close()
+        if engine.client is not None:
+            await engine.client.aclose()
+
+    def current(self) -> Engine:
+        engine = self.engine
+        if engine.session is None:
+            self._open(engine)
+        return engine
+
+    async def native_tools(self) -> bool:
+        """llama-server calls tools itself only when the model's chat template describes them (`/props`)."""
+        engine = self.current()
+        if engine.caps is None:
+            try:
+                props = (await engine.client.get("/props", timeout=10.0)).json()
+                engine.caps = dict(props.get("chat_template_caps") or {})
+            except (httpx.HTTPError, ValueError):
+                return False  # not known yet: the gateway's own handling works with any template
+        return bool(engine.caps.get("supports_tool_calls") and engine.caps.get("supports_tools"))
+
+    def served_by(self, adapter: str | None, fingerprint) -> str:
+        generation = self.engine.generation if self.engine else 0
+        return f"llama-server-{'lora' if adapter else 'base'} (engine {generation}, {fingerprint or 'unknown build'})"
+
+    def route(self, adapter: str | None, body: dict) -> Route:
+        engine = self.current()
+        engine.hold()
+        return Route(engine.session, {**_named_tool(body), "model": self.model, "lora": engine.lora(adapter)},
+                     engine.release)
+
+    async def healthy(self, client: httpx.AsyncClient) -> bool:
+        engine = self.engine
+        if engine is None or engine.proc is None or engine.proc.poll() is not None:
+            return False
+        return await _healthy(engine.socket)
+
+    # --- adapters ---------------------------------------------------------------------------------------------
+    async def load(self, client: httpx.AsyncClient, adapter: AdapterFiles) -> None:
+        self.pending[adapter.name] = adapter
+
+    async def unload(self, client: httpx.AsyncClient, name: str) -> None:
+        self.pending.pop(name, None)
+
+    def serves(self, name: str) -> bool:
+        return self.engine is not None and self.engine.has(name)
+
+    async def commit(self, timeout: float = 300.0) -> str | None:
+        """Start an engine with the pending adapter set if it differs from the running one, switch to it once it
+        answers, and drain the old one. None on success, else why the new engine did not come up (the old one
+        keeps serving)."""
+        running = self.engine
+        wanted = tuple(self.pending.values())
+        if running is not None and [(a.name, a.digest) for a in running.adapters] == [(a.name, a.digest)
+                                                                                     for a in wanted]:
+            return None
+        fresh = await asyncio.to_thread(self._spawn, wanted)
+        deadline = time.monotonic() + timeout
+        while not await _healthy(fresh.socket):
+            if fresh.proc.poll() is not None or time.monotonic() > deadline:
+                _terminate(fresh.proc, 1.0)
+                with contextlib.suppress(FileNotFoundError):
+                    fresh.socket.unlink()
+                tail = _tail(self._log)
+                return f"the engine with adapters {[a.name for a in wanted]} did not start: {tail}"
+            await asyncio.sleep(0.1)
+        self.engine, self.proc = fresh, fresh.proc
+        log.info("llama-server generation %d serves adapters %s", fresh.generation, [a.name for a in wanted])
+        if running is not None:
+            task = asyncio.create_task(self._drain(running))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
+        return None
+
+    async def _drain(self, engine: Engine) -> None:
+        try:
+            if engine.in_flight > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(engine.retired.wait(), self.drain_seconds)
+        finally:
+            await asyncio.to_thread(_terminate, engine.proc, 5.0)
+            with contextlib.suppress(FileNotFoundError):
+                engine.socket.unlink()
+            await self._close(engine)
+
+
+class _Current(httpx.AsyncBaseTransport):
+    """httpx transport that always reaches the engine serving now (health and the odd control call)."""
+
+    def __init__(self, backend: LlamaServerBackend) -> None:
+        self.backend = backend
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async with httpx.AsyncHTTPTransport(uds=str(self.backend.engine.socket)) as transport:
+            response = await transport.handle_async_request(request)
+            content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+
+async def _healthy(socket: Path) -> bool:
+    if not socket.exists():
+        return False
+    try:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket)),
+                                     base_url="http://llama-server") as client:
+            return (await client.get("/health", timeout=2.0)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _terminate(proc: subprocess.Popen | None, grace: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path | None, size: int = 400) -> str:
+    if path is None or not path.is_file():
+        return "(no log)"
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - size))
+        return f.read().decode(errors="replace").strip().replace("\n", " | ")
+
+
+def _named_tool(body: dict) -> dict:
+    """llama-server knows tool_choice none/auto/required: a named function becomes that tool alone, required."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return body
+    name = choice["function"]["name"]
+    return {**body, "tools": [t for t in body["tools"] if t["function"]["name"] == name], "tool_choice": "required"}
