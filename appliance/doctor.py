@@ -50,10 +50,30 @@ def _versions() -> list[Check]:
             missing.append(dist)
     checks.append(Check("packages", FAIL if missing else OK,
                         f"missing: {', '.join(missing)}" if missing else "; ".join(found)))
+    checks.append(_llama_server())
     if importlib.util.find_spec("torchvision") is not None:
         checks.append(Check("torchvision", WARN, "torchvision is installed; with the CPU torch build it breaks "
                             "Unsloth's import: `pip uninstall torchvision`"))
     return checks
+
+
+def _llama_server() -> Check:
+    """The CPU serving backend's binary (llama.cpp's llama-server); without it `appliance serve` cannot start."""
+    import subprocess
+
+    from appliance.serve.llama_server_build import find
+
+    path = find()
+    if path is None or not path.is_file():
+        return Check("llama-server", WARN, "not installed: `appliance serve` (CPU) needs it; "
+                     "`python -m appliance.serve.llama_server_build` builds it")
+    try:
+        shown = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("llama-server", FAIL, f"{path}: does not run ({exc})")
+    version = next((line for line in (shown.stdout + shown.stderr).splitlines() if line.startswith("version")),
+                   "version unknown")
+    return Check("llama-server", OK if shown.returncode == 0 else FAIL, f"{path}: {version}")
 
 
 def _home(settings: Settings) -> list[Check]:

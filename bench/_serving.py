@@ -52,13 +52,47 @@ def approved_adapter(home: Path) -> str:
     return found[0]
 
 
+class Direct:
+    """The engine behind a running gateway, reached straight on its Unix socket as the gateway reaches it: the
+    request body the gateway would send for a model name (llama-server: the base's name and the `lora` field)."""
+
+    def __init__(self, home: Path, backend: str) -> None:
+        self.backend = backend
+        if backend == "llamacpp-binding":
+            self.socket, self.ids = home / "run" / "backend.sock", {}
+            return
+        engines = sorted((home / "run" / "llama-server").glob("*.sock"), key=lambda p: p.stat().st_mtime)
+        if not engines:
+            raise SystemExit(f"{home}/run/llama-server: no engine socket")
+        self.socket = engines[-1]
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://engine") as c:
+            listed = c.get("/lora-adapters").json()
+            self.base = c.get("/props").json().get("model_alias", "")
+        self.ids = {Path(a["path"]).parent.name: a["id"] for a in listed}
+
+    def body(self, model: str, body: dict) -> dict:
+        if self.backend == "llamacpp-binding":
+            return {**body, "model": model}
+        return {**body, "model": self.base,
+                "lora": [{"id": i, "scale": 1.0 if name == model else 0.0} for name, i in self.ids.items()]}
+
+    def client(self, timeout: float = 600) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://engine",
+                            timeout=timeout)
+
+    def async_client(self, timeout: float = 600) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url="http://engine",
+                                 timeout=timeout)
+
+
 @contextmanager
-def gateway(home: Path, policies: Path | None = None):
-    """`appliance serve` on HOME; POLICIES, when given, is the policy folder it runs under (APPLIANCE_POLICIES)."""
+def gateway(home: Path, policies: Path | None = None, backend: str = "llamacpp"):
+    """`appliance serve` on HOME with BACKEND; POLICIES, when given, is the policy folder it runs under
+    (APPLIANCE_POLICIES). Yields the gateway's URL and the engine behind it (`Direct`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = [str(Path(sys.executable).with_name("appliance")), "serve", "--port", str(port)]
+    args = [str(Path(sys.executable).with_name("appliance")), "serve", "--port", str(port), "--backend", backend]
     env = {**os.environ, "APPLIANCE_HOME": str(home), **({"APPLIANCE_POLICIES": str(policies)} if policies else {})}
     log = open(home / "logs" / "bench-gateway.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -76,7 +110,7 @@ def gateway(home: Path, policies: Path | None = None):
             if time.monotonic() > deadline:
                 raise SystemExit("appliance serve did not become ready")
             time.sleep(0.3)
-        yield url, home / "run" / "backend.sock"
+        yield url, Direct(home, backend)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

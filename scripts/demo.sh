@@ -82,6 +82,60 @@ for chunk in client.chat.completions.create(model="helpdesk-triage", messages=me
 print()
 PY
 }
+what_clients_use() {
+  DEMO_URL="http://127.0.0.1:$port/v1" DEMO_TOKEN_FILE="$secrets_dir/engineer.token" python - <<'PY'
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import openai
+from pydantic import BaseModel
+
+client = openai.OpenAI(base_url=os.environ["DEMO_URL"], api_key=open(os.environ["DEMO_TOKEN_FILE"]).read().strip())
+ticket = "My laptop will not turn on after this morning's update, and I have a client call at 2pm."
+tools = [{"type": "function", "function": {
+    "name": "open_ticket", "description": "Open a help-desk ticket",
+    "parameters": {"type": "object", "properties": {"summary": {"type": "string"},
+                                                    "priority": {"enum": ["low", "normal", "high"]}},
+                   "required": ["summary", "priority"]}}}]
+call = client.chat.completions.create(model="helpdesk-triage", messages=[{"role": "user", "content": ticket}],
+                                      tools=tools, tool_choice="required", max_tokens=80, temperature=0)
+for c in call.choices[0].message.tool_calls or []:
+    print(f"tool call: {c.function.name}({c.function.arguments})")
+
+
+class Triage(BaseModel):
+    category: Literal["hardware", "software", "network", "access"]
+    urgent: bool
+
+
+parsed = client.chat.completions.parse(model="helpdesk-triage", response_format=Triage, max_tokens=60,
+                                       temperature=0, messages=[{"role": "user", "content": ticket}])
+print(f"structured output (JSON schema, grammar-constrained): {parsed.choices[0].message.parsed!r}")
+try:
+    client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "x"}], max_tokens=2,
+                                   extra_body={"lora": [{"id": 0, "scale": 1.0}]})
+except openai.BadRequestError as exc:
+    print(f"an engine field is refused, not passed on: {exc.body['message']}")
+
+
+def ask(i: int) -> int:
+    model = "helpdesk-triage" if i % 2 else "smollm2"
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": ticket}],
+                                           max_tokens=48, temperature=0)
+    return reply.usage.completion_tokens
+
+
+for clients in (1, 8):
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        tokens = sum(pool.map(ask, range(clients * 2)))
+    elapsed = time.perf_counter() - started
+    print(f"{clients} client(s) at once, base and adapter mixed: {tokens / elapsed:.0f} tokens/s in all")
+PY
+}
 
 rm -rf "$APPLIANCE_HOME" "$secrets_dir"
 mkdir -p -m 0700 "$secrets_dir"
@@ -186,18 +240,21 @@ appliance approve helpdesk-triage --reason "Gates passed and the model card was 
 appliance artifacts list
 step "19. The same appliance through its control socket: the service runs each command, the kernel names the OS \
 account (on an install this is how every person reaches it, as themselves)" through_the_socket
-step "20. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp)" \
+step "20. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp's \
+llama-server: every open request decoded together, every approved adapter preloaded and chosen per request)" \
   start_serving
 step "21. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
   side_by_side
+step "22. What users' own clients need: a tool call, structured output, engine fields refused, many users at once" \
+  what_clients_use
 stop_serving
-step "22. The officer reads the audit trail (every request is an event; each line names the OS account)" \
+step "23. The officer reads the audit trail (every request is an event; each line names the OS account)" \
   appliance audit log --limit 25
-step "23. ... has the tail signed and anchored, keeping her own copy (on an install the worker signs at the audit \
+step "24. ... has the tail signed and anchored, keeping her own copy (on an install the worker signs at the audit \
 policy's cadence; the gateway never can)" appliance audit checkpoint --out "$secrets_dir/kept-checkpoint.json"
-step "24. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint, the anchors outside \
+step "25. ... and verifies it: every event's hash, the Merkle tree, every signed checkpoint, the anchors outside \
 the database, the pinned audit key" appliance audit verify --checkpoint "$secrets_dir/kept-checkpoint.json"
-step "25. Someone with the database deletes the newest events, their tree nodes and checkpoints (in a copy of the \
+step "26. Someone with the database deletes the newest events, their tree nodes and checkpoints (in a copy of the \
 home): the anchors outside the database name what is missing" cut_the_trail
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"

@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config, items):
     # The console and serving tests use the adapter the training tests release (one trained adapter for the
     # whole tier); serving last, since it revokes it.
     late = ("tests/integration/test_console.py", "tests/integration/test_console_browser.py",
-            "tests/integration/test_people.py", "tests/integration/test_serving.py")
+            "tests/integration/test_people.py", "tests/integration/test_serving.py",
+            "tests/integration/test_serving_api.py")
     items.sort(key=lambda item: next((i + 1 for i, f in enumerate(late) if item.nodeid.startswith(f)), 0))
 
 

@@ -133,7 +133,7 @@ def test_the_rest_of_the_openai_surface(api):
     clamped = sdk.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
                                           max_tokens=100_000, temperature=0)
     events = [e for e in audit(api["root"], "serve.request") if e["details"].get("response_id") == clamped.id]
-    assert events[0]["details"]["max_tokens_asked"] == 100_000
+    assert events[0]["details"]["max_output_asked"] == 100_000
     # Engine fields are not passed through; an image is refused by name, not silently dropped.
     for extra, param in (({"lora": [{"id": 0, "scale": 1.0}]}, "lora"), ({"n_predict": 99999}, "n_predict"),
                          ({"grammar": "root ::= \"x\""}, "grammar")):

@@ -42,7 +42,7 @@ def test_the_shipped_serving_policy_loads_and_a_bad_one_names_every_problem(tmp_
 
 def test_the_rate_limiter_refuses_past_the_burst_and_the_concurrency_cap(monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr("appliance.serve.gateway.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("appliance.serve.gateway.limits.time.monotonic", lambda: clock[0])
     limiter = RateLimiter(rate_per_minute=60, burst=3, max_concurrent=2)
     limiter.acquire("a")
     limiter.acquire("a")
@@ -79,7 +79,8 @@ def test_the_output_filter_and_the_kept_text_use_the_ingest_scrubber(staff, tmp_
     from appliance.config import load_settings
     from appliance.context import Context
     from appliance.db import connect
-    from appliance.serve.gateway import Gateway, Outcome, _redacted
+    from appliance.serve.gateway import Gateway, Outcome
+    from appliance.serve.gateway.stream import _redacted
 
     settings = load_settings()
     ctx = Context(settings, connect(settings))
