@@ -81,8 +81,9 @@ class Direct:
                             timeout=timeout)
 
     def async_client(self, timeout: float = 600) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket)), base_url="http://engine",
-                                 timeout=timeout)
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(
+            uds=str(self.socket), limits=httpx.Limits(max_keepalive_connections=0)),  # as the gateway connects
+            base_url="http://engine", timeout=timeout)
 
 
 @contextmanager

@@ -220,6 +220,11 @@ class VllmBackend(Backend):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    async def native_tools(self) -> bool:
+        # vLLM parses tool calls only with a parser chosen for the model family (--tool-call-parser); the
+        # gateway's schema-constrained calls (vLLM honours response_format json_schema) work with any model.
+        return False
+
     def command(self) -> list[str]:
         o = self.options
         return [self.executable, "serve", str(self.hf_dir), "--served-model-name", self.model,

@@ -52,6 +52,7 @@ class Engine:
 
     def hold(self) -> None:
         self.in_flight += 1
+        self.retired.clear()
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -74,6 +75,8 @@ class LlamaServerBackend(Backend):
         self._generations = itertools.count(1)
         self._log: Path | None = None
         self._draining: set[asyncio.Task] = set()
+        self._retiring: list[Engine] = []  # replaced engines finishing their requests
+        self._dead: list[Engine] = []  # engines that died: their clients are closed at the next health check
 
     # --- the process ------------------------------------------------------------------------------------------
     def command(self, engine: Engine) -> list[str]:
@@ -85,7 +88,7 @@ class LlamaServerBackend(Backend):
         cmd = [str(self.executable), "--model", str(self.gguf), "--alias", self.model, "--host", str(engine.socket),
                "--parallel", str(self.parallel), "--ctx-size", str(self.n_ctx * self.parallel), "--kv-unified",
                "--cont-batching", "--threads", str(self.threads), "--threads-batch", str(self.threads),
-               "--threads-http", str(max(2, self.parallel)), "--jinja", "--no-webui", "--offline",
+               "--threads-http", str(2 * self.parallel + 2), "--jinja", "--no-webui", "--offline",
                "--no-slots", "--seed", "0", "--log-verbosity", "2"]  # warnings and errors: never a prompt
         for adapter in engine.adapters:
             cmd += ["--lora", str(adapter.directory / "adapter.gguf")]
@@ -124,17 +127,17 @@ class LlamaServerBackend(Backend):
             _terminate(old.proc, 2.0)
             with contextlib.suppress(FileNotFoundError):
                 old.socket.unlink()
+            self._dead.append(old)
 
     def alive(self) -> bool:
         return self.engine is not None and self.engine.proc is not None and self.engine.proc.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        for task in list(self._draining):
-            task.cancel()
-        if self.engine is not None:
-            _terminate(self.engine.proc, grace)
+        """Every engine stops: the current one and any still finishing requests after a switch."""
+        for engine in [*self._retiring, *([self.engine] if self.engine else [])]:
+            _terminate(engine.proc, grace)
             with contextlib.suppress(FileNotFoundError):
-                self.engine.socket.unlink()
+                engine.socket.unlink()
 
     # --- clients ----------------------------------------------------------------------------------------------
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -145,10 +148,14 @@ class LlamaServerBackend(Backend):
     def _open(self, engine: Engine) -> None:
         import aiohttp
 
+        # A connection per request (a Unix socket connects in microseconds): llama-server's HTTP library closes
+        # idle keep-alive connections on its own clock, and a request sent on one it has just closed would fail.
         engine.session = aiohttp.ClientSession(
-            base_url=self.base_url, connector=aiohttp.UnixConnector(path=str(engine.socket), limit=0),
+            base_url=self.base_url,
+            connector=aiohttp.UnixConnector(path=str(engine.socket), limit=0, force_close=True),
             timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0))
-        engine.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(engine.socket)),
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        engine.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(engine.socket), limits=fresh),
                                           base_url=self.base_url, timeout=httpx.Timeout(600.0, connect=5.0))
 
     async def _close(self, engine: Engine) -> None:
@@ -185,6 +192,8 @@ class LlamaServerBackend(Backend):
                      engine.release)
 
     async def healthy(self, client: httpx.AsyncClient) -> bool:
+        while self._dead:
+            await self._close(self._dead.pop())
         engine = self.engine
         if engine is None or engine.proc is None or engine.proc.poll() is not None:
             return False
@@ -228,6 +237,7 @@ class LlamaServerBackend(Backend):
         return None
 
     async def _drain(self, engine: Engine) -> None:
+        self._retiring.append(engine)
         try:
             if engine.in_flight > 0:
                 with contextlib.suppress(TimeoutError):
@@ -236,6 +246,7 @@ class LlamaServerBackend(Backend):
             await asyncio.to_thread(_terminate, engine.proc, 5.0)
             with contextlib.suppress(FileNotFoundError):
                 engine.socket.unlink()
+            self._retiring.remove(engine)
             await self._close(engine)
 
 

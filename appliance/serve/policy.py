@@ -44,7 +44,7 @@ class Server(_Strict):
 
 class Engine(_Strict):
     """llama-server: requests decoded together (slots), and how long a replaced engine may finish its requests."""
-    parallel: int = Field(default=8, ge=1, le=64)
+    parallel: int = Field(default=16, ge=1, le=64)
     drain_seconds: float = Field(default=600.0, ge=0)
 
 

@@ -118,6 +118,10 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["database"]["status"] == "ok" and checks["keys"]["status"] == "ok"
     assert checks["model smollm2"]["status"] == "ok"  # the embedded model, registered by `init --embedded`
+    # The CPU backend came in the bundle (covered by its signed manifest) and runs from the release, root's.
+    server = Path(os.path.realpath(current)) / "venv" / "bin" / "llama-server"
+    assert server.owner() == "root" and server.stat().st_mode & 0o777 == 0o755
+    assert checks["llama-server"]["status"] == "ok" and "/venv/bin/llama-server:" in checks["llama-server"]["detail"]
     # Only the signer units get the key passphrase; the account the gateway and the console run as cannot read it.
     assert checks["key isolation"]["status"] == "ok", checks["key isolation"]
     assert checks["audit keys pinned"]["status"] == "ok" and checks["audit anchors"]["status"] == "ok", checks

@@ -1,6 +1,7 @@
 """What the gateway lets through to a backend (the whitelist, the limits, the OpenAI shapes), how the engines
 behind it are started, failed authentication counted per source, and the HTTP server's slow-client guard."""
 
+import json
 import socket
 import threading
 import time
@@ -210,3 +211,66 @@ def test_a_client_that_sends_its_headers_slowly_is_disconnected():
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_tools_on_a_template_without_them_become_a_schema_and_come_back_as_tool_calls():
+    from appliance.serve import tool_calls
+
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "find a ticket",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"id": {"type": "string"}}}}},
+             {"type": "function", "function": {"name": "escalate"}}]
+    asked = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "status of INC-1?"},
+             {"role": "assistant", "content": "", "tool_calls": [
+                 {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"id": "INC-1"}'}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "resolved"}]
+    body = {"model": "m", "messages": asked, "tools": tools, "tool_choice": "auto", "stream": True,
+            "max_tokens": 50}
+    engine = tool_calls.prepare(body)
+    assert "tools" not in engine and "tool_choice" not in engine and "stream" not in engine
+    assert engine["messages"][0]["role"] == "system" and "be brief" in engine["messages"][0]["content"]
+    assert '"lookup"' in engine["messages"][0]["content"] and '{"content": TEXT}' in engine["messages"][0]["content"]
+    assert json.loads(engine["messages"][2]["content"]) == {"tool_calls": [{"name": "lookup",
+                                                                            "arguments": {"id": "INC-1"}}]}
+    assert engine["messages"][3] == {"role": "user", "content": "lookup returned: resolved"}
+    schema = engine["response_format"]["json_schema"]["schema"]
+    assert len(schema["anyOf"]) == 2  # a call, or a plain answer
+    named = tool_calls.schema({**body, "tool_choice": {"type": "function", "function": {"name": "escalate"}}})
+    assert [c["properties"]["name"]["const"] for c in named["properties"]["tool_calls"]["items"]["anyOf"]] == [
+        "escalate"] and named["properties"]["tool_calls"]["maxItems"] == 1
+    required = tool_calls.schema({**body, "tool_choice": "required"})
+    assert "anyOf" not in required and required["required"] == ["tool_calls"]
+    with pytest.raises(ProtocolError, match="response_format"):
+        tool_calls.prepare({**body, "response_format": {"type": "json_object"}})
+    assert tool_calls.prepare({"messages": CHAT}) is None
+    plain = tool_calls.prepare({"messages": CHAT, "tools": tools, "tool_choice": "none"})
+    assert "tools" not in plain and "response_format" not in plain
+    reply = {"id": "x", "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(
+            {"tool_calls": [{"name": "lookup", "arguments": {"id": "INC-2"}}]})}},
+        {"index": 1, "finish_reason": "stop", "message": {"role": "assistant",
+                                                          "content": '{"content": "It is resolved."}'}},
+        {"index": 2, "finish_reason": "length", "message": {"role": "assistant", "content": '{"tool_ca'}}]}
+    read = tool_calls.read_reply(reply)["choices"]
+    call = read[0]["message"]["tool_calls"][0]
+    assert read[0]["finish_reason"] == "tool_calls" and read[0]["message"]["content"] is None
+    assert call["id"].startswith("call_") and json.loads(call["function"]["arguments"]) == {"id": "INC-2"}
+    assert read[1]["message"]["content"] == "It is resolved." and read[2]["finish_reason"] == "length"
+    chunks = tool_calls.as_stream({"id": "x", "choices": read[:1], "usage": {"completion_tokens": 3}}, True)
+    assert chunks[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+    assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls" and chunks[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_completions_logprobs_come_in_the_completions_apis_shape():
+    from appliance.serve.protocol import legacy_logprobs
+
+    choice = {"text": " Paris.", "logprobs": {"content": [
+        {"token": " Paris", "logprob": -0.2, "top_logprobs": [{"token": " Paris", "logprob": -0.2},
+                                                              {"token": " the", "logprob": -2.7}]},
+        {"token": ".", "logprob": -0.4, "top_logprobs": [{"token": ".", "logprob": -0.4}]}]}}
+    assert legacy_logprobs(choice, 10) == 17
+    assert choice["logprobs"] == {"tokens": [" Paris", "."], "token_logprobs": [-0.2, -0.4],
+                                  "top_logprobs": [{" Paris": -0.2, " the": -2.7}, {".": -0.4}],
+                                  "text_offset": [10, 16]}
+    untouched = {"logprobs": None}
+    assert legacy_logprobs(untouched, 3) == 3 and untouched == {"logprobs": None}
