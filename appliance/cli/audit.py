@@ -37,6 +37,8 @@ def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> 
     else:
         for problem in report.problems:
             click.echo(f"FAIL: {problem}")
+        for note in report.notes:
+            click.echo(f"note: {note}")
         if report.ok:
             click.echo(f"OK: {report.events} events, {report.checkpoints_checked} checkpoint comparisons, "
                        f"tree head {report.root}")

@@ -44,13 +44,13 @@ def console(lab, tmp_path_factory):
     env = copy_lab(lab, dst, ("browser-one",))
     recipe = dst / "short.yaml"
     sft = (ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml").read_text()
-    recipe.write_text(sft.replace("max_steps: 60", "max_steps: 4").replace("checkpoint_every: 20",
-                                                                            "checkpoint_every: 1"))
+    recipe.write_text(sft.replace("max_steps: 60", "max_steps: 40").replace("checkpoint_every: 20",
+                                                                             "checkpoint_every: 1"))
     exe = Path(sys.executable).with_name("appliance")
     training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut", "--engine",
                                  "trl"], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
     for line in training.stderr:  # Ctrl-C after the second step: the run is recorded as interrupted
-        if line.startswith("step 2/4"):
+        if line.startswith("step 2/40"):
             training.send_signal(signal.SIGINT)
             break
     training.communicate(timeout=300)

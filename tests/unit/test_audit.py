@@ -205,6 +205,20 @@ def test_an_emptied_checkpoint_table_is_named(ctx):
                for p in report.problems), report.problems
 
 
+def test_an_anchor_whose_signer_stopped_before_storing_it_is_noted_once_a_later_checkpoint_covers_it(ctx):
+    """The signer anchors a checkpoint before storing its row; killed in between, the anchor has no row. Until a
+    later checkpoint is stored that cannot be told from a deletion (refused); after it, it is an auditor's note."""
+    append(ctx, 9)
+    with ctx.engine.connect() as conn:
+        newest = conn.execute(text("SELECT MAX(tree_size) FROM audit_checkpoint")).scalar()
+    tamper(ctx.engine, f"DELETE FROM audit_checkpoint WHERE tree_size = {newest}")  # the row that never came
+    assert any("stored checkpoints were deleted" in p for p in verify(ctx).problems)
+    append(ctx, 3, start=50)  # the log goes on; a later checkpoint is signed and stored
+    report = verify(ctx)
+    assert report.ok, report.problems
+    assert any(f"(size {newest}) was never stored" in n for n in report.notes), report.notes
+
+
 def test_an_edited_or_removed_anchor_file_is_named(ctx):
     append(ctx, 9)
     path = ctx.settings.anchor_path
