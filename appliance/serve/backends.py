@@ -85,14 +85,7 @@ class Backend:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, grace)
 
     async def load(self, client: httpx.AsyncClient, adapter: AdapterFiles) -> None:
         raise NotImplementedError
@@ -103,10 +96,6 @@ class Backend:
     async def commit(self) -> str | None:
         """After loads and unloads: make them take effect. None, or why they could not (nothing changed)."""
         return None
-
-    def serves(self, name: str) -> bool:
-        """Whether a request for this adapter can be answered now."""
-        return True
 
     # The OpenAI fields this backend honours (protocol.py refuses the others); None: all the gateway accepts.
     supported: frozenset[str] | None = None
@@ -254,6 +243,18 @@ class VllmBackend(Backend):
         response = await client.post("/v1/unload_lora_adapter", json={"lora_name": name}, timeout=60.0)
         if response.status_code not in (200, 404):
             response.raise_for_status()
+
+
+def terminate(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM, and SIGKILL after `grace` seconds, for a child that is still running."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_until(check, timeout: float, interval: float = 0.2) -> bool:

@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from appliance.serve.backends import AdapterFiles, Backend, Route, _child_env
+from appliance.serve.backends import terminate as _terminate
 
 log = logging.getLogger("appliance.serve")
 
@@ -206,9 +206,6 @@ class LlamaServerBackend(Backend):
     async def unload(self, client: httpx.AsyncClient, name: str) -> None:
         self.pending.pop(name, None)
 
-    def serves(self, name: str) -> bool:
-        return self.engine is not None and self.engine.has(name)
-
     async def commit(self, timeout: float = 300.0) -> str | None:
         """Start an engine with the pending adapter set if it differs from the running one, switch to it once it
         answers, and drain the old one. None on success, else why the new engine did not come up (the old one
@@ -272,17 +269,6 @@ async def _healthy(socket: Path) -> bool:
             return (await client.get("/health", timeout=2.0)).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _terminate(proc: subprocess.Popen | None, grace: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _tail(path: Path | None, size: int = 400) -> str:
