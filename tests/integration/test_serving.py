@@ -91,8 +91,13 @@ def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
             pieces.append(chunk.choices[0].delta.content or "")
         if chunk.usage:
             usage = chunk.usage
-    assert "".join(pieces) == answers["triage"]  # greedy: streamed and whole answers agree
-    assert usage is not None and usage.completion_tokens == usages["triage"].completion_tokens
+    # Greedy: streamed and whole answers agree when the engine starts from the same state. The first whole answer
+    # processed the prompt afresh (the slot's cache was cleared by the switch of adapter); the stream reused the
+    # cached prompt, as does this second whole answer, and a token computed alone can round differently from one in
+    # a batch of the prompt.
+    again = client.chat.completions.create(model="triage", messages=messages, max_tokens=40, temperature=0)
+    assert "".join(pieces) == again.choices[0].message.content
+    assert usage is not None and usage.completion_tokens == again.usage.completion_tokens
     assert usage.prompt_tokens == usages["triage"].prompt_tokens
 
     plain = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=5, stream=True)
@@ -102,7 +107,9 @@ def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
     assert text.choices[0].text.strip() and text.usage.completion_tokens >= 1
     streamed = "".join(c.choices[0].text for c in client.completions.create(
         model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0, stream=True) if c.choices)
-    assert streamed == text.choices[0].text
+    again = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4,
+                                      temperature=0)  # from the same cached prompt as the stream
+    assert streamed == again.choices[0].text
 
 
 def test_the_consoles_serving_and_playground_pages_talk_to_the_gateway(gateway, monkeypatch):
