@@ -17,7 +17,7 @@ def build_gateway(app: App, backend_kind: str, model_name: str | None):
     from appliance.context import Actor
     from appliance.errors import InputError
     from appliance.models.registry import get_model, list_models, model_dir
-    from appliance.serve.backends import LlamaCppBackend, VllmBackend
+    from appliance.serve.backends import BindingBackend, VllmBackend
     from appliance.serve.gateway import Gateway
     from appliance.serve.llama_server import LlamaServerBackend
     from appliance.serve.llamacpp import verified_gguf
@@ -42,7 +42,7 @@ def build_gateway(app: App, backend_kind: str, model_name: str | None):
     elif backend_kind == "llamacpp-binding":
         gguf = verified_gguf(app.settings, model, files)
         digest = next(f.sha256 for f in files if f.relpath == model.gguf_file)
-        backend = LlamaCppBackend(model.name, gguf, run_dir / "backend.sock", threads, app.settings.file.llama.n_ctx,
+        backend = BindingBackend(model.name, gguf, run_dir / "backend.sock", threads, app.settings.file.llama.n_ctx,
                                   merge_after=policy.hot_adapter.merge_after_requests,
                                   hot_window=policy.hot_adapter.window_seconds)
     else:

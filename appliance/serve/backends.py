@@ -119,9 +119,9 @@ class Backend:
             return False
 
 
-class LlamaCppBackend(Backend):
-    """llama-cpp-python's binding (appliance/serve/backend.py): one sequence at a time, adapters share one base in
-    memory, a hot adapter is merged into a copy. Kept beside llama-server for comparison (`--backend
+class BindingBackend(Backend):
+    """llama-cpp-python's binding (appliance/serve/binding_engine.py): one sequence at a time, adapters share one
+    base in memory, a hot adapter is merged into a copy. Kept beside llama-server for comparison (`--backend
     llamacpp-binding`, bench/serve_load.py)."""
 
     kind = "llamacpp-binding"
@@ -134,8 +134,9 @@ class LlamaCppBackend(Backend):
         self.merge_after, self.hot_window = merge_after, hot_window
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "appliance.serve.backend", "--socket", str(self.socket), "--model", self.model,
-                "--gguf", str(self.gguf), "--threads", str(self.threads), "--ctx", str(self.n_ctx),
+        return [sys.executable, "-m", "appliance.serve.binding_engine", "--socket", str(self.socket),
+                "--model", self.model, "--gguf", str(self.gguf), "--threads", str(self.threads),
+                "--ctx", str(self.n_ctx),
                 "--merge-dir", str(self.socket.parent / "merged"), "--merge-after", str(self.merge_after),
                 "--hot-window", str(self.hot_window)]
 

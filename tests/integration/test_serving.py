@@ -330,7 +330,7 @@ def test_a_hot_adapter_is_served_from_a_merged_copy_that_keeps_what_it_learned(r
     # serves the adapter from the merged copy; unloading the adapter drops the copy.
     sock, merge_dir = tmp_path / "b.sock", tmp_path / "merged"
     log = open(tmp_path / "backend.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.backend", "--socket", str(sock), "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.binding_engine", "--socket", str(sock), "--model",
                              "smollm2", "--gguf", str(gguf), "--merge-dir", str(merge_dir), "--merge-after", "2",
                              "--hot-window", "300"], stdout=log, stderr=subprocess.STDOUT)
     try:

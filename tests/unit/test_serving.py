@@ -10,7 +10,7 @@ import pytest
 from appliance.config import ConfigError
 from appliance.policies import path_of
 from appliance.policies import read as read_policy
-from appliance.serve.backends import LlamaCppBackend
+from appliance.serve.backends import BindingBackend
 from appliance.serve.gateway import ApiError, RateLimiter
 from appliance.serve.policy import ServingPolicy
 
@@ -63,10 +63,10 @@ def test_the_rate_limiter_refuses_past_the_burst_and_the_concurrency_cap(monkeyp
 
 def test_the_binding_backend_runs_on_a_private_socket(tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_TOKEN", "apl_x_secret")
-    backend = LlamaCppBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run" / "backend.sock", 2, 2048,
+    backend = BindingBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run" / "backend.sock", 2, 2048,
                               merge_after=8, hot_window=60)
     command = backend.command()
-    assert command[1:3] == ["-m", "appliance.serve.backend"]
+    assert command[1:3] == ["-m", "appliance.serve.binding_engine"]
     assert command[command.index("--socket") + 1] == str(tmp_path / "run" / "backend.sock")
     # a hot adapter's merged copy lives beside the socket, in the private run folder
     assert command[command.index("--merge-dir") + 1] == str(tmp_path / "run" / "merged")
@@ -84,7 +84,7 @@ def test_the_output_filter_and_the_kept_text_use_the_ingest_scrubber(staff, tmp_
 
     settings = load_settings()
     ctx = Context(settings, connect(settings))
-    backend = LlamaCppBackend("smollm2", tmp_path / "m.gguf", tmp_path / "s.sock", 1, 512)
+    backend = BindingBackend("smollm2", tmp_path / "m.gguf", tmp_path / "s.sock", 1, 512)
     policy = ServingPolicy(output_filter="redact", audit_text="scrubbed")
     gateway = Gateway(ctx, backend, "smollm2", "0" * 64, policy, tmp_path)
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.errors import InputError
 from appliance.serve.auth_failures import AuthFailures
-from appliance.serve.backends import AdapterFiles, LlamaCppBackend, VllmBackend, VllmOptions
+from appliance.serve.backends import AdapterFiles, BindingBackend, VllmBackend, VllmOptions
 from appliance.serve.llama_server import Engine, LlamaServerBackend, _named_tool
 from appliance.serve.policy import ServingPolicy
 from appliance.serve.protocol import ProtocolError, parse, user_of
@@ -88,7 +88,7 @@ def test_what_the_gateway_accepts_reaches_the_backend_in_one_shape():
         parse({"prompt": "x", "max_tokens": strict.limits.max_tokens + 1}, "text", strict)
     # a backend that honours less refuses the rest by name
     with pytest.raises(ProtocolError, match="'logprobs' is not supported"):
-        parse({"messages": CHAT, "logprobs": True}, "chat", policy, LlamaCppBackend.supported)
+        parse({"messages": CHAT, "logprobs": True}, "chat", policy, BindingBackend.supported)
 
 
 def test_the_vllm_engine_listens_on_a_private_socket_and_wants_a_key_no_command_line_shows(tmp_path):

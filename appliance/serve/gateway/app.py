@@ -13,7 +13,6 @@ from fastapi import Request
 
 from appliance.serve import protocol, tool_calls
 from appliance.serve.audit_writer import AuditUnavailable
-from appliance.serve.backend import completion_routes
 from appliance.serve.gateway.auth import Caller
 from appliance.serve.gateway.core import Gateway
 from appliance.serve.gateway.errors import (
@@ -25,6 +24,7 @@ from appliance.serve.gateway.errors import (
 )
 from appliance.serve.gateway.scope import RequestScope, error_response
 from appliance.serve.gateway.stream import passed_through
+from appliance.serve.openai_routes import completion_routes
 from appliance.serve.policy import ServingPolicy
 
 SSE = {"media_type": "text/event-stream", "headers": {"Cache-Control": "no-cache"}}

@@ -1,10 +1,11 @@
-"""The llama.cpp backend: one process, one base GGUF in memory, any number of GGUF LoRA adapters attached to
+"""llama-cpp-python's binding as an engine process (`serve --backend llamacpp-binding`, kept beside llama-server
+for comparison): one process, one base GGUF in memory, any number of GGUF LoRA adapters attached to
 that same model (llama.cpp shares the base weights; each adapter costs only its own tensors) and switched per
 request. It speaks the OpenAI protocol on a Unix socket that only the appliance's account can open; the
 gateway is its only client. Adapters are loaded and unloaded at run time by the gateway
 (`PUT /adapters/NAME`, `DELETE /adapters/NAME`) after it has verified them.
 
-Run as `python -m appliance.serve.backend --socket PATH --model NAME --gguf FILE [--threads N] [--ctx N]
+Run as `python -m appliance.serve.binding_engine --socket PATH --model NAME --gguf FILE [--threads N] [--ctx N]
 [--merge-dir DIR --merge-after N [--hot-window S]]`."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import Request
+
+from appliance.serve import openai_routes
 
 # Sampling and stopping parameters passed through to llama-cpp-python; anything else in a request is ignored.
 _COMMON = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
@@ -260,24 +263,12 @@ def create_app(engine: Engine):
 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
-    completion_routes(app, complete)
+    openai_routes.completion_routes(app, complete)
     return app
 
 
-def completion_routes(app, complete) -> None:
-    """OpenAI's two completion endpoints onto `complete(route, request)`, route "chat" or "text"."""
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        return await complete("chat", request)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        return await complete("text", request)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m appliance.serve.backend")
+    parser = argparse.ArgumentParser(prog="python -m appliance.serve.binding_engine")
     parser.add_argument("--socket", required=True, type=Path)
     parser.add_argument("--model", required=True)
     parser.add_argument("--gguf", required=True, type=Path)
