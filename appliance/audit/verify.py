@@ -243,7 +243,7 @@ def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | N
     anchored = [a for a in trust.anchors if admit(f"the anchor at {a.where}", a.checkpoint)]
     for cp in exported or []:
         admit("exported checkpoint", cp)
-    _check_anchoring(report, trust, stored, anchored)
+    _check_anchoring(report, trust, stored, anchored, max_seq)
     targets.pop(0, None)
 
     parts = _scan_log(engine, max_seq, frozenset(targets))
@@ -282,7 +282,8 @@ def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | N
     return report
 
 
-def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint], anchored: list[Anchor]) -> None:
+def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint], anchored: list[Anchor],
+                     max_seq: int) -> None:
     """Every stored checkpoint since anchoring began has its anchor, and every anchor its stored checkpoint."""
     if trust.cadence is None:
         return
@@ -311,9 +312,11 @@ def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint
                                 f"stored: its signer stopped before storing it, or its row was deleted; later "
                                 f"stored checkpoints cover its events")
             continue
+        crashed = ("" if a.checkpoint.tree_size > max_seq else
+                   " (a signer killed between anchoring and storing leaves the same: once `appliance audit "
+                   "checkpoint` stores a later checkpoint, this becomes a note)")
         report.fail(f"the database lacks the checkpoint anchored at {a.where} (size {a.checkpoint.tree_size}): "
-                    f"stored checkpoints were deleted (a signer killed between anchoring and storing leaves the same: "
-                    f"once `appliance audit checkpoint` stores a later checkpoint, this becomes a note)")
+                    f"stored checkpoints were deleted{crashed}")
 
 
 def _check_freshness(engine, report: VerifyReport, trust: Trust, now: datetime) -> None:
