@@ -48,9 +48,10 @@ class AuditWriter:
     def check(self) -> None:
         """Refuse up front while writes fail: nothing is served that cannot be audited."""
         if self.failure is not None:
-            with self._lock:
-                self._refused += 1
-            raise AuditUnavailable(self.failure)
+            with self._lock:  # looked at again under the lock: the recovery may have just put the outage on record
+                if self.failure is not None:
+                    self._refused += 1
+                    raise AuditUnavailable(self.failure)
 
     def put(self, actor: Actor, event) -> Future:
         """Queue `event` (an Event, or a function returning one, called on the writer's thread: scrubbing is
@@ -146,25 +147,35 @@ class AuditWriter:
             threading.Thread(target=self._probe, name="audit-probe", daemon=True).start()
 
     def _recover(self) -> bool:
-        """Record the outage (when it can be written, writes work again); True once recovered."""
-        from appliance.audit.log import record
+        """Record the outage (when it can be written, writes work again); True once recovered. Every request
+        refused while writes failed is in its count: the count is read, written and reset, and the failure
+        cleared, while the refusals wait on the lock (milliseconds: the database's write lock is already ours)."""
+        from appliance.audit.log import lock_appends, record
         from appliance.db import session_scope
 
-        with self._lock:
-            refused = self._refused
+        locked = False
         try:
             with session_scope(self.engine) as s:
+                lock_appends(s.connection())  # on SQLite the transaction began IMMEDIATE: the write lock
+                self._lock.acquire()
+                locked = True
+                refused = self._refused
                 record(self.ctx, s, Event("serve.audit", "gateway", "audit-writer", outcome="error",
                                           reason=f"audit writes failed from {self._failed_at} until now "
                                                  f"({self.failure}); {refused} requests refused meanwhile",
                                           details={"failed_at": self._failed_at, "refused": refused}))
+            self._refused = 0
+            self.failure = None
         except Exception as exc:  # noqa: BLE001
+            if locked:
+                self._lock.release()
+                locked = False
             self._fail(exc)
             return False
-        with self._lock:
-            self._refused -= refused
+        finally:
+            if locked:
+                self._lock.release()
         print("audit writes work again: serving", flush=True)
-        self.failure = None
         return True
 
     def _probe(self) -> None:

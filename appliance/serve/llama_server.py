@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,9 @@ class LlamaServerBackend(Backend):
         self._log: Path | None = None
         self._draining: set[asyncio.Task] = set()
         self._retiring: list[Engine] = []  # replaced engines finishing their requests
+        self._spawned: list[Engine] = []  # every engine started and not seen to exit: stop() stops them all
+        self._spawning = threading.Lock()  # a start on a worker thread and stop() do not cross
+        self._stopped = False
         self._dead: list[Engine] = []  # engines that died: their clients are closed at the next health check
 
     # --- the process ------------------------------------------------------------------------------------------
@@ -110,11 +114,14 @@ class LlamaServerBackend(Backend):
             engine.socket.unlink()
         log_path = self._log or self.run_dir / "backend.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
+        with self._spawning, open(log_path, "ab") as out:
+            if self._stopped:  # a switch cancelled by the gateway's stop, still starting on its worker thread
+                raise RuntimeError("the backend is stopping: no engine is started")
             os.chmod(log_path, 0o600)
             engine.proc = subprocess.Popen(self.command(engine), env=self.env(), stdout=out,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True)
+            self._spawned = [e for e in self._spawned if e.proc.poll() is None] + [engine]
         return engine
 
     def start(self, log: Path) -> None:
@@ -133,8 +140,11 @@ class LlamaServerBackend(Backend):
         return self.engine is not None and self.engine.proc is not None and self.engine.proc.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        """Every engine stops: the current one and any still finishing requests after a switch."""
-        for engine in [*self._retiring, *([self.engine] if self.engine else [])]:
+        """Every engine stops: the current one, any still finishing requests after a switch, and any started for
+        a switch that has not answered yet (or whose switch was cancelled)."""
+        with self._spawning:
+            self._stopped = True
+        for engine in self._spawned:
             _terminate(engine.proc, grace)
             with contextlib.suppress(FileNotFoundError):
                 engine.socket.unlink()
@@ -228,13 +238,13 @@ class LlamaServerBackend(Backend):
         self.engine, self.proc = fresh, fresh.proc
         log.info("llama-server generation %d serves adapters %s", fresh.generation, [a.name for a in wanted])
         if running is not None:
+            self._retiring.append(running)  # from now, not when the drain task first runs: stop() sees it
             task = asyncio.create_task(self._drain(running))
             self._draining.add(task)
             task.add_done_callback(self._draining.discard)
         return None
 
     async def _drain(self, engine: Engine) -> None:
-        self._retiring.append(engine)
         try:
             if engine.in_flight > 0:
                 with contextlib.suppress(TimeoutError):
