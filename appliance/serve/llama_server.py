@@ -61,6 +61,9 @@ class Engine:
             self.retired.set()
 
 
+_SOCKET_PATH_MAX = 107  # sockaddr_un's sun_path holds 108 bytes, the last one NUL
+
+
 class LlamaServerBackend(Backend):
     kind = "llamacpp"
 
@@ -71,6 +74,13 @@ class LlamaServerBackend(Backend):
         self.model, self.gguf, self.run_dir, self.threads = model, gguf, run_dir, threads
         self.n_ctx, self.parallel, self.drain_seconds = n_ctx, parallel, drain_seconds
         self.executable = executable or find()
+        longest = self._socket(99999)
+        if len(os.fsencode(longest)) > _SOCKET_PATH_MAX:
+            from appliance.errors import InputError
+
+            raise InputError(f"the engine's socket {longest} would be {len(os.fsencode(longest))} bytes long; a Unix "
+                             f"socket's path may have at most {_SOCKET_PATH_MAX}: give the appliance a shorter home "
+                             f"(APPLIANCE_HOME)")
         self.pending: dict[str, AdapterFiles] = {}  # the adapter set the next engine starts with
         self.engine: Engine | None = None
         self._generations = itertools.count(1)
@@ -83,6 +93,9 @@ class LlamaServerBackend(Backend):
         self._dead: list[Engine] = []  # engines that died: their clients are closed at the next health check
 
     # --- the process ------------------------------------------------------------------------------------------
+    def _socket(self, generation: int) -> Path:
+        return self.run_dir / "llama-server" / f"{os.getpid()}-{generation}.sock"
+
     def command(self, engine: Engine) -> list[str]:
         if self.executable is None or not Path(self.executable).is_file():
             from appliance.errors import InputError
@@ -108,8 +121,8 @@ class LlamaServerBackend(Backend):
         folder = self.run_dir / "llama-server"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
-        engine = Engine(next(self._generations), folder / f"engine-{os.getpid()}-{time.monotonic_ns()}.sock",
-                        adapters)
+        generation = next(self._generations)
+        engine = Engine(generation, self._socket(generation), adapters)
         with contextlib.suppress(FileNotFoundError):
             engine.socket.unlink()
         log_path = self._log or self.run_dir / "backend.log"

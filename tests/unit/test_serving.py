@@ -180,3 +180,48 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     finally:
         holder.close()
         writer.close()
+
+
+def test_an_engine_started_for_a_switch_stops_with_the_backend_even_when_the_switch_is_cancelled(tmp_path):
+    """llama-server, really started: a switch's new engine is loading (not answering yet) when the gateway stops
+    and cancels the switch; stopping the backend stops that engine too, and nothing starts after the stop."""
+    import asyncio
+    import contextlib
+    import subprocess
+
+    from appliance.errors import InputError
+    from appliance.models.sources import embedded_gguf
+    from appliance.serve.llama_server import LlamaServerBackend
+
+    _, gguf, _ = embedded_gguf("smollm2")
+    with pytest.raises(InputError, match=r"a Unix socket's path may have at most 107: give the appliance a shorter"):
+        LlamaServerBackend("smollm2", gguf, tmp_path / ("h" * 100) / "run", 1, 512)  # refused before anything runs
+    run_dir = tmp_path / "run"
+    backend = LlamaServerBackend("smollm2", gguf, run_dir, 1, 512, parallel=1, drain_seconds=1.0)
+
+    def engines() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", f"llama-server .*--host {run_dir}/llama-server/"],
+                               capture_output=True, text=True)
+        return found.stdout.split()
+
+    async def cancelled_switch() -> None:
+        switch = asyncio.ensure_future(backend.commit())
+        for _ in range(100):  # until its engine process exists
+            await asyncio.sleep(0.02)
+            if engines():
+                break
+        switch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await switch
+
+    try:
+        asyncio.run(cancelled_switch())
+        assert engines() and backend.engine is None  # started, never switched to
+        backend.stop(grace=5.0)
+        assert engines() == []
+        with pytest.raises(RuntimeError, match="the backend is stopping"):
+            asyncio.run(backend.commit())
+        assert engines() == []
+    finally:
+        for pid in engines():
+            subprocess.run(["kill", "-9", pid], check=False)
