@@ -11,6 +11,7 @@ is refused rather than queued without limit. The outage itself is recorded once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -153,28 +154,21 @@ class AuditWriter:
         from appliance.audit.log import lock_appends, record
         from appliance.db import session_scope
 
-        locked = False
-        try:
-            with session_scope(self.engine) as s:
-                lock_appends(s.connection())  # on SQLite the transaction began IMMEDIATE: the write lock
-                self._lock.acquire()
-                locked = True
-                refused = self._refused
-                record(self.ctx, s, Event("serve.audit", "gateway", "audit-writer", outcome="error",
-                                          reason=f"audit writes failed from {self._failed_at} until now "
-                                                 f"({self.failure}); {refused} requests refused meanwhile",
-                                          details={"failed_at": self._failed_at, "refused": refused}))
+        with contextlib.ExitStack() as held:  # self._lock, once taken, until the outage is on record or not
+            try:
+                with session_scope(self.engine) as s:
+                    lock_appends(s.connection())  # on SQLite the transaction began IMMEDIATE: the write lock
+                    held.enter_context(self._lock)
+                    refused = self._refused
+                    record(self.ctx, s, Event("serve.audit", "gateway", "audit-writer", outcome="error",
+                                              reason=f"audit writes failed from {self._failed_at} until now "
+                                                     f"({self.failure}); {refused} requests refused meanwhile",
+                                              details={"failed_at": self._failed_at, "refused": refused}))
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
+                return False
             self._refused = 0
             self.failure = None
-        except Exception as exc:  # noqa: BLE001
-            if locked:
-                self._lock.release()
-                locked = False
-            self._fail(exc)
-            return False
-        finally:
-            if locked:
-                self._lock.release()
         print("audit writes work again: serving", flush=True)
         return True
 

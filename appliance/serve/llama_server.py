@@ -86,7 +86,6 @@ class LlamaServerBackend(Backend):
         self._generations = itertools.count(1)
         self._log: Path | None = None
         self._draining: set[asyncio.Task] = set()
-        self._retiring: list[Engine] = []  # replaced engines finishing their requests
         self._spawned: list[Engine] = []  # every engine started and not seen to exit: stop() stops them all
         self._spawning = threading.Lock()  # a start on a worker thread and stop() do not cross
         self._stopped = False
@@ -251,7 +250,6 @@ class LlamaServerBackend(Backend):
         self.engine, self.proc = fresh, fresh.proc
         log.info("llama-server generation %d serves adapters %s", fresh.generation, [a.name for a in wanted])
         if running is not None:
-            self._retiring.append(running)  # from now, not when the drain task first runs: stop() sees it
             task = asyncio.create_task(self._drain(running))
             self._draining.add(task)
             task.add_done_callback(self._draining.discard)
@@ -266,7 +264,6 @@ class LlamaServerBackend(Backend):
             await asyncio.to_thread(_terminate, engine.proc, 5.0)
             with contextlib.suppress(FileNotFoundError):
                 engine.socket.unlink()
-            self._retiring.remove(engine)
             await self._close(engine)
 
 
