@@ -12,6 +12,7 @@ lock against the wheels, and names anything missing, changed or unexpected.
       requirements-<profile>.lock    pip install --no-index --find-links offline-wheels --require-hashes
                                      --only-binary :all: --no-deps -r requirements-<profile>.lock
       engines/llama-server           (cpu) llama.cpp's server, built from the lock's llama-cpp-python sdist
+      engines/llama.cpp-convert/     (cpu) llama.cpp's model and LoRA converters from the same sdist
       models/<name>/...  models/<name>/model.json
       sbom.cdx.json
       manifest.json  manifest.sig  release-key.pub.pem
@@ -113,7 +114,8 @@ def _engine(lock: Path, staging: Path, pip_options: list[str], say: Say) -> None
     binary = engine.build(sdist, say=say)
     (staging / "engines").mkdir(mode=0o755)
     shutil.copy2(binary, staging / "engines" / engine.BINARY)
-    say(f"engine: {engine.BINARY} from {sdist.name}")
+    shutil.copytree(engine.converters(sdist), staging / "engines" / engine.CONVERTERS)
+    say(f"engine: {engine.BINARY} and llama.cpp's converters from {sdist.name}")
 
 
 def _install_lock(wheels: Path, profile: str) -> str:

@@ -6,6 +6,7 @@ import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
 from appliance.cli.params import InTree
+from appliance.errors import InputError
 from appliance.identity.roles import require
 from appliance.userfiles import InputTree
 
@@ -43,7 +44,8 @@ def models_import(app: App, path: InputTree | None, embedded: str | None, name: 
     if embedded is not None:
         result = registry.import_embedded(app.ctx, embedded, name)
     else:
-        result = registry.import_path(app.ctx, path, name, hf_copy=hf_copy)
+        result = registry.import_path(app.ctx, path, name, hf_copy=hf_copy,
+                                      say=lambda line: click.echo(line, err=as_json))
     m = result.model
     if as_json:
         emit_json({**_model_dict(m), "created": result.created})
@@ -55,6 +57,9 @@ def models_import(app: App, path: InputTree | None, embedded: str | None, name: 
         click.echo(f"  llama.cpp: {m.gguf_file}")
     if m.hf_dir:
         click.echo(f"  training:  {m.hf_dir}/ (safetensors)")
+    if registry.chat_template(app.settings, m) is None:
+        click.echo(f"  chat template: none (a base model): chat datasets are refused for it; "
+                   f"{registry.NO_TEMPLATE_REMEDY}")
 
 
 @models.command("list")
@@ -112,6 +117,10 @@ def chat(app: App, model: str, prompt: str, system: str | None, max_tokens: int,
     require(app.ctx, "serve.query", "model", model)
     record, files = registry.get_model(app.engine, model)
     gguf = llamacpp.verified_gguf(app.settings, record, files)
+    if registry.chat_template(app.settings, record) is None:
+        raise InputError(f"model {record.name!r} carries no chat template (a base model): there is no chat to "
+                         "answer, and llama.cpp's fallback format makes it stop at once (0 tokens); serve it for "
+                         "/v1/completions, or import a model that carries a template", param="model")
     llm = llamacpp.load(app.settings, gguf)
     result = llamacpp.chat(llm, record.name, prompt, system=system, max_tokens=max_tokens)
     if as_json:

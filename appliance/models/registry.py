@@ -23,7 +23,7 @@ from appliance.digests import folder_files, manifest_digest, sha256_file
 from appliance.errors import AlreadyExists, InputError, NotFound
 from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
-from appliance.models import sources
+from appliance.models import architectures, sources
 from appliance.userfiles import InputTree, as_tree
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -88,7 +88,7 @@ def _copy_hashed(src: Path, dst: Path) -> str:
 
 
 def _register(ctx: Context, *, name: str, source: str, origin: str, source_digest: str, fill,
-              architecture: str | None, gguf_file: str | None, hf_dir: str | None) -> ImportResult:
+              architecture: str | None, gguf_file: str | None, hf_dir: str | None, details=dict) -> ImportResult:
     """Stage the model's folder with `fill(stage)`, rename it into place, then record it and its audit
     event in one transaction."""
     settings, engine = ctx.settings, ctx.engine
@@ -118,7 +118,8 @@ def _register(ctx: Context, *, name: str, source: str, origin: str, source_diges
                 s.add(ModelFile(model_id=model.id, relpath=rel, sha256=digest, size=size))
             record(ctx, s, Event("model.import", "model", name, object_sha256=model.digest,
                                  details={"source": source, "origin": origin, "files": len(entries),
-                                          "bytes": model.total_bytes, "architecture": architecture}))
+                                          "bytes": model.total_bytes, "architecture": architecture,
+                                          **details()}))
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
@@ -145,8 +146,8 @@ def import_embedded(ctx: Context, key: str, name: str | None = None) -> ImportRe
                      gguf_file=gguf_rel, hf_dir="hf")
 
 
-def import_path(ctx: Context, source: InputTree | Path, name: str | None = None, hf_copy: bool = False
-                ) -> ImportResult:
+def import_path(ctx: Context, source: InputTree | Path, name: str | None = None, hf_copy: bool = False,
+                say=print) -> ImportResult:
     """Import a GGUF file (optionally with a safetensors copy for training) or a Hugging Face folder, read with
     the permissions of the person who named it (`userfiles`)."""
     tree = as_tree(source)
@@ -154,13 +155,14 @@ def import_path(ctx: Context, source: InputTree | Path, name: str | None = None,
     require(ctx, "models.import", "model", name)
     check_name(name)
     with tree.local(ctx.settings.tmp_dir) as path:
-        return _import_local(ctx, path, tree.origin, name, hf_copy)
+        return _import_local(ctx, path, tree.origin, name, hf_copy, say)
 
 
-def _import_local(ctx: Context, path: Path, origin: str, name: str, hf_copy: bool) -> ImportResult:
+def _import_local(ctx: Context, path: Path, origin: str, name: str, hf_copy: bool, say=print) -> ImportResult:
     kind = sources.classify(path)
     if kind == "gguf":
         info = sources.read_gguf_info(path)
+        architectures.check_gguf(info.architecture, path)
         gguf_rel = f"gguf/{path.name}"
 
         def fill(stage: Path) -> None:
@@ -175,15 +177,38 @@ def _import_local(ctx: Context, path: Path, origin: str, name: str, hf_copy: boo
                          gguf_file=gguf_rel, hf_dir="hf" if hf_copy else None)
     if hf_copy:
         raise InputError("applies to GGUF files; a Hugging Face folder is already in that form", param="hf_copy")
-    files, arch = sources.collect_hf_folder(path)
+    return _import_hf(ctx, path, origin, name, say)
+
+
+def _import_hf(ctx: Context, path: Path, origin: str, name: str, say) -> ImportResult:
+    """A Hugging Face folder: checked, its architecture and chat template checked, the disk and memory checked
+    before anything is copied; then copied for training and converted by llama.cpp for serving."""
+    from appliance import policies
+    from appliance.models import chat_template, gguf_from_hf
+
+    files, _ = sources.collect_hf_folder(path)
+    arch = architectures.of_folder(path)
+    template = architectures.chat_template_of_folder(path)
+    if template is not None:
+        chat_template.check(template, path)
+    shape = gguf_from_hf.read_shape(path)
+    serving = policies.load(ctx, "serving")
+    qtype = gguf_from_hf.quantization_for(shape, serving.policy)
+    gguf_from_hf.preflight(shape, qtype, ctx.settings.tmp_dir, path)
     source_digest = manifest_digest((f.relpath, sha256_file(f.path)) for f in files)
+    gguf_rel = f"gguf/model-{qtype}.gguf"
+    made: dict = {}
 
     def fill_hf(stage: Path) -> None:
         for f in files:
             _copy_hashed(f.path, stage / "hf" / f.relpath)
+        made.update(gguf_from_hf.produce(stage / "hf", stage / gguf_rel, qtype, shape, ctx.settings.tmp_dir, say))
 
-    return _register(ctx, name=name, source="path", origin=origin,
-                     source_digest=source_digest, fill=fill_hf, architecture=arch, gguf_file=None, hf_dir="hf")
+    return _register(ctx, name=name, source="path", origin=origin, source_digest=source_digest, fill=fill_hf,
+                     architecture=arch.hf, gguf_file=gguf_rel, hf_dir="hf",
+                     details=lambda: {"gguf": {**made, "file": gguf_rel, "policy_sha256": serving.digest,
+                                               "parameters": shape.parameters, "from": "hf"},
+                                      "chat_template": template is not None})
 
 
 def verify_model(settings: Settings, model: RegisteredModel, files: list[ModelFile]) -> list[FileProblem]:
@@ -203,3 +228,24 @@ def verify_model(settings: Settings, model: RegisteredModel, files: list[ModelFi
             if rel not in recorded:
                 problems.append(FileProblem(rel, "unexpected"))
     return problems
+
+
+def chat_template(settings: Settings, model: RegisteredModel) -> str | None:
+    """The chat template the model carries: its Hugging Face folder's, else its GGUF's; None for a base model."""
+    root = model_dir(settings, model)
+    if model.hf_dir:
+        found = architectures.chat_template_of_folder(root / model.hf_dir)
+        if found is not None:
+            return found
+    if model.gguf_file:
+        from gguf import GGUFReader
+
+        field = GGUFReader(root / model.gguf_file).fields.get("tokenizer.chat_template")
+        if field is not None:
+            value = field.contents()
+            return value if isinstance(value, str) and value.strip() else None
+    return None
+
+
+NO_TEMPLATE_REMEDY = ("give the recipe a chat_template, or train on a dataset in the text format (plain "
+                      "continuation needs no template)")

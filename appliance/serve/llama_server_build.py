@@ -11,6 +11,10 @@ under `unshare -n`, so a step that tried to reach the network would fail the bui
 across x86-64 CPUs with AVX2 (`GGML_NATIVE=OFF`: not tuned to the build machine's instruction set) and links
 ggml statically.
 
+The same tree's converters (`convert_hf_to_gguf.py`, `convert_lora_to_gguf.py`, the `conversion` package and
+its own `gguf-py`) are taken out beside the binary and installed under this Python's prefix
+(`share/appliance/llama.cpp`): model import and adapter packaging run them (`appliance.models.llama_tools`).
+
     python -m appliance.serve.llama_server_build [--sdist FILE] [--link DIR]
 """
 
@@ -33,6 +37,9 @@ from appliance.errors import InputError, StorageError
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "llama_cpp_python"
 BINARY = "llama-server"
+CONVERTERS = "llama.cpp-convert"  # the cache's and the bundle's folder name for the converters
+# What the converters need from the tree: the two scripts, the model classes and the gguf package they import.
+CONVERTER_PATHS = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/gguf/", "LICENSE")
 OPTIONS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DBUILD_SHARED_LIBS=OFF",
            "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_OPENSSL=OFF",
            "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_LLGUIDANCE=OFF",
@@ -128,6 +135,47 @@ def build(sdist: Path, *, jobs: int | None = None, say=print) -> Path:
     return target
 
 
+def converters(sdist: Path) -> Path:
+    """The cached folder of llama.cpp's converters from this sdist, taken out first if absent."""
+    digest = sha256_file(sdist)
+    target = cache_root() / f"{digest[:16]}-{CONVERTERS}"
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    with tempfile.TemporaryDirectory(prefix="llama-convert-", dir=target.parent) as tmp:
+        with tarfile.open(sdist) as tar:
+            members = []
+            for m in tar.getmembers():
+                _, _, rel = m.name.partition("/vendor/llama.cpp/")
+                if rel and any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in CONVERTER_PATHS):
+                    members.append(m)
+            tar.extractall(tmp, members=members, filter="data")
+        src = next(Path(tmp).glob("*/vendor/llama.cpp"))
+        if not (src / "convert_hf_to_gguf.py").is_file():
+            raise StorageError(f"{sdist}: holds no vendor/llama.cpp/convert_hf_to_gguf.py")
+        (src / "source.txt").write_text(f"{sdist.name} sha256:{digest}\n")
+        os.replace(src, target)
+    return target
+
+
+def link_converters(folder: Path, prefix: Path) -> Path:
+    """Copy the converters under `prefix`/share/appliance/llama.cpp (where `find_converters` looks first)."""
+    dest = prefix / "share" / "appliance" / "llama.cpp"
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(folder, partial)
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(partial, dest)
+    return dest
+
+
+def find_converters() -> Path | None:
+    """llama.cpp's converters: `APPLIANCE_LLAMA_CONVERTERS`, else under this Python's prefix."""
+    named = os.environ.get("APPLIANCE_LLAMA_CONVERTERS")
+    folder = Path(named) if named else Path(sys.prefix) / "share" / "appliance" / "llama.cpp"
+    return folder if (folder / "convert_hf_to_gguf.py").is_file() else None
+
+
 def link_into(binary: Path, bin_dir: Path) -> Path:
     """Copy the binary beside the venv's python (where the appliance looks first)."""
     dest = bin_dir / BINARY
@@ -162,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if sha256_file(sdist) != sha:
         raise SystemExit(f"{sdist}: sha256 differs from the lock's {sha}")
     print(f"llama-server: {link_into(build(sdist), args.link)}")
+    print(f"llama.cpp converters: {link_converters(converters(sdist), args.link.parent)}")
     return 0
 
 

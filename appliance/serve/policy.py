@@ -48,6 +48,13 @@ class Engine(_Strict):
     drain_seconds: float = Field(default=600.0, ge=0)
 
 
+class Quantization(_Strict):
+    """The GGUF type a Hugging Face model is quantized to at import, by its parameter count."""
+    large: Literal["Q4_0", "Q4_K_M", "Q5_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16"] = "Q4_K_M"
+    small: Literal["Q4_0", "Q4_K_M", "Q5_0", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16"] = "Q8_0"
+    large_from_parameters: int = Field(default=1_000_000_000, ge=0)
+
+
 class ServingPolicy(_Strict):
     version: Literal[1] = 1
     limits: Limits = Limits()
@@ -57,6 +64,7 @@ class ServingPolicy(_Strict):
     hot_adapter: HotAdapter = HotAdapter()
     server: Server = Server()
     engine: Engine = Engine()
+    quantization: Quantization = Quantization()
 
     @field_validator("output_filter", mode="before")
     @classmethod

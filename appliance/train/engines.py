@@ -62,8 +62,11 @@ def quiet() -> None:
 
 def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     """(model with a fresh LoRA adapter, tokenizer)."""
+    from appliance.models.architectures import target_modules
+
     quiet()
     a = recipe.adapter
+    targets = target_modules(hf_dir, list(a.target_modules))
     if choice.engine == "unsloth":
         from unsloth import FastLanguageModel
 
@@ -71,9 +74,9 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
             model_name=str(hf_dir), max_seq_length=recipe.max_seq_length, load_in_4bit=a.kind == "qlora",
             dtype=None, local_files_only=True)
         model = FastLanguageModel.get_peft_model(
-            model, r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=list(a.target_modules),
+            model, r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets,
             bias="none", use_gradient_checkpointing=False, random_state=recipe.seed)
-        return model, tokenizer
+        return model, _with_template(tokenizer, recipe)
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -89,8 +92,15 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     else:
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,
-                        target_modules=list(a.target_modules), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config), tokenizer
+                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config), _with_template(tokenizer, recipe)
+
+
+def _with_template(tokenizer, recipe: Recipe):
+    """The recipe's chat template, where it names one, in place of the model's (the adapter is saved with it)."""
+    if recipe.chat_template:
+        tokenizer.chat_template = recipe.chat_template
+    return tokenizer
 
 
 def trainer_for(recipe: Recipe, model, tokenizer, rows: list[dict], out_dir: Path, max_steps: int, callbacks):

@@ -48,6 +48,8 @@ class Recipe(_Strict):
                                          "less memory for long sequences, about a third more compute")
     beta: float = Field(default=0.1, gt=0, le=10, description="dpo/orpo: preference strength")
     format_regex: str | None = Field(default=None, description="the answer format evaluation checks, if any")
+    chat_template: str | None = Field(default=None, min_length=1, description="a Jinja chat template for a base "
+                                      "model that carries none (rendered in transformers' sandbox)")
 
     @model_validator(mode="after")
     def _length(self) -> Recipe:

@@ -28,7 +28,7 @@ from appliance.digests import folder_digest
 from appliance.errors import InputError, PolicyViolation
 from appliance.fsutil import ensure_private_dir, private_tree
 from appliance.identity.roles import require
-from appliance.models.registry import get_model, model_dir
+from appliance.models.registry import NO_TEMPLATE_REMEDY, chat_template, get_model, model_dir
 from appliance.train import checkpoints, engines, runs
 from appliance.train.data import training_rows
 from appliance.train.plan import Plan, estimate
@@ -128,6 +128,10 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
         installed = policies.load(ctx, "training")
         policy_digest = installed.digest
         check(ctx, installed.policy, run_name=name, model=model, dataset=dataset, steps=steps)
+    if (dataset.format in ("chat", "sharegpt", "instruction") and not recipe.chat_template
+            and chat_template(ctx.settings, model) is None):
+        raise InputError(f"model {model.name!r} carries no chat template (a base model), and dataset {dataset.ref} "
+                         f"is in the {dataset.format} format, which is rendered through one: {NO_TEMPLATE_REMEDY}")
     choice = (engines.choose(engine, recipe, world) if not resume
               else engines.Choice(engine, "resumed with the same engine"))
     plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.engine)

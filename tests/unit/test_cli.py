@@ -94,7 +94,8 @@ def test_import_list_show_round_trip_as_json(cli, home, staff, tmp_path):
     assert [m["name"] for m in listed] == ["tiny"]
     shown = json.loads(cli("models", "show", "tiny", "--json").out)
     assert shown["digest"] == record["digest"]
-    assert {f["path"] for f in shown["files"]} == {"hf/config.json", "hf/model.safetensors", "hf/tokenizer.json"}
+    assert {f["path"] for f in shown["files"]} == {"gguf/model-Q8_0.gguf", "hf/config.json", "hf/model.safetensors",
+                                                   "hf/tokenizer.model", "hf/tokenizer_config.json"}
     assert all(len(f["sha256"]) == 64 for f in shown["files"])
 
 

@@ -97,8 +97,9 @@ def test_importing_a_folder_records_every_file(settings, engine, ctx, tmp_path):
     result = registry.import_path(ctx, write_hf_folder(tmp_path / "src"), "tiny")
     assert result.created
     model, files = registry.get_model(engine, "tiny")
-    assert model.hf_dir == "hf" and model.gguf_file is None
-    assert [f.relpath for f in files] == ["hf/config.json", "hf/model.safetensors", "hf/tokenizer.json"]
+    assert model.hf_dir == "hf" and model.gguf_file == "gguf/model-Q8_0.gguf"  # llama.cpp's, for serving
+    assert [f.relpath for f in files] == ["gguf/model-Q8_0.gguf", "hf/config.json", "hf/model.safetensors",
+                                          "hf/tokenizer.model", "hf/tokenizer_config.json"]
     assert registry.verify_model(settings, model, files) == []
     with engine.connect() as conn:
         event = conn.execute(text("SELECT action, object_id, object_sha256, outcome FROM audit_event "
@@ -156,13 +157,13 @@ def test_model_verification_reports_missing_modified_and_unexpected_files(settin
     registry.import_path(ctx, write_hf_folder(tmp_path / "src"), "tiny")
     model, files = registry.get_model(engine, "tiny")
     root = settings.models_dir / "tiny" / "hf"
-    (root / "tokenizer.json").unlink()
+    (root / "tokenizer.model").unlink()
     with open(root / "model.safetensors", "r+b") as fh:
         fh.seek(-1, 2)
         fh.write(b"\x00" if fh.read(1) != b"\x00" else b"\x01")
     (root / "extra.txt").write_text("x")
     problems = {(p.relpath, p.problem) for p in registry.verify_model(settings, model, files)}
-    assert problems == {("hf/tokenizer.json", "missing"), ("hf/model.safetensors", "modified"),
+    assert problems == {("hf/tokenizer.model", "missing"), ("hf/model.safetensors", "modified"),
                         ("hf/extra.txt", "unexpected")}
 
 

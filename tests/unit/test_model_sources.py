@@ -32,7 +32,8 @@ def test_damaged_gguf_is_refused_naming_the_file(tmp_path, damage, message):
 def test_hf_folder_is_collected_with_architecture(tmp_path):
     files, arch = sources.collect_hf_folder(write_hf_folder(tmp_path / "m"))
     assert arch == "LlamaForCausalLM"
-    assert [f.relpath for f in files] == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert [f.relpath for f in files] == ["config.json", "model.safetensors", "tokenizer.model",
+                                          "tokenizer_config.json"]
 
 
 def test_sharded_hf_folder_is_complete(tmp_path):
@@ -65,7 +66,7 @@ def test_symlink_leaving_the_source_is_refused(tmp_path):
 
 def test_symlink_inside_the_source_is_followed(tmp_path):
     root = write_hf_folder(tmp_path / "m")
-    os.symlink(root / "tokenizer.json", root / "tokenizer_copy.json")
+    os.symlink(root / "tokenizer_config.json", root / "tokenizer_copy.json")
     files, _ = sources.collect_hf_folder(root)
     assert "tokenizer_copy.json" in {f.relpath for f in files}
 
@@ -79,7 +80,7 @@ def test_missing_shard_is_refused(tmp_path):
 
 @pytest.mark.parametrize("remove, message", [
     ("config.json", "not a model folder: no config.json"),
-    ("tokenizer.json", "no tokenizer"),
+    ("tokenizer.model", "no tokenizer"),
     ("model.safetensors", "no .safetensors weights"),
 ])
 def test_incomplete_folder_is_refused(tmp_path, remove, message):
