@@ -51,6 +51,7 @@ def _versions() -> list[Check]:
     checks.append(Check("packages", FAIL if missing else OK,
                         f"missing: {', '.join(missing)}" if missing else "; ".join(found)))
     checks.append(_llama_server())
+    checks.append(_converters())
     if importlib.util.find_spec("torchvision") is not None:
         checks.append(Check("torchvision", WARN, "torchvision is installed; with the CPU torch build it breaks "
                             "Unsloth's import: `pip uninstall torchvision`"))
@@ -74,6 +75,18 @@ def _llama_server() -> Check:
     version = next((line for line in (shown.stdout + shown.stderr).splitlines() if line.startswith("version")),
                    "version unknown")
     return Check("llama-server", OK if shown.returncode == 0 else FAIL, f"{path}: {version}")
+
+
+def _converters() -> Check:
+    """llama.cpp's converters; without them a Hugging Face folder cannot be imported nor an adapter packaged."""
+    from appliance.serve.llama_server_build import find_converters
+
+    folder = find_converters()
+    if folder is None:
+        return Check("llama.cpp converters", WARN, "not installed: importing a Hugging Face folder and packaging "
+                     "an adapter need them; `python -m appliance.serve.llama_server_build` installs them")
+    source = (folder / "source.txt").read_text().split()[0] if (folder / "source.txt").is_file() else "unknown source"
+    return Check("llama.cpp converters", OK, f"{folder} (from {source})")
 
 
 def _home(settings: Settings) -> list[Check]:

@@ -87,13 +87,14 @@ class Direct:
 
 
 @contextmanager
-def gateway(home: Path, policies: Path | None = None, backend: str = "llamacpp"):
-    """`appliance serve` on HOME with BACKEND; POLICIES, when given, is the policy folder it runs under
-    (APPLIANCE_POLICIES). Yields the gateway's URL and the engine behind it (`Direct`)."""
+def gateway(home: Path, policies: Path | None = None, backend: str = "llamacpp", model: str = "smollm2"):
+    """`appliance serve` on HOME with BACKEND serving MODEL; POLICIES, when given, is the policy folder it runs
+    under (APPLIANCE_POLICIES). Yields the gateway's URL and the engine behind it (`Direct`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = [str(Path(sys.executable).with_name("appliance")), "serve", "--port", str(port), "--backend", backend]
+    args = [str(Path(sys.executable).with_name("appliance")), "serve", "--model", model, "--port", str(port),
+            "--backend", backend]
     env = {**os.environ, "APPLIANCE_HOME": str(home), **({"APPLIANCE_POLICIES": str(policies)} if policies else {})}
     log = open(home / "logs" / "bench-gateway.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -12,6 +12,7 @@ export APPLIANCE_SESSION_FILE="$secrets_dir/session.json"
 unset APPLIANCE_DATABASE_URL APPLIANCE_TOKEN APPLIANCE_KEY_PASSPHRASE
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+expect_refusal() { if "$@"; then echo "(accepted: a refusal was expected)"; exit 1; else echo "(refused with exit status $?)"; fi; }
 tamper_and_verify() {
   local copy=var/demo-tampered/helpdesk-triage
   rm -rf var/demo-tampered && mkdir -p var/demo-tampered
@@ -47,7 +48,7 @@ stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || t
 trap 'stop_serving; stop_service' EXIT
 start_serving() {
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  appliance serve --port "$port" > var/demo-serve.log 2>&1 &
+  appliance serve --model smollm2 --port "$port" > var/demo-serve.log 2>&1 &
   serve_pid=$!
   for _ in $(seq 1 300); do
     if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
@@ -201,8 +202,16 @@ step "3. The officer and the engineer log in for the first time and choose their
 first_login engineer
 echo "From here on the engineer acts (the admin manages people, keys and policies; it never trains or approves)."
 appliance whoami
+rm -rf var/demo-byo
+python scripts/make_tiny_model.py qwen2 var/demo-byo/tiny-qwen2 >/dev/null
+python scripts/make_tiny_model.py llama var/demo-byo/tiny-gpt2 --architecture GPT2LMHeadModel >/dev/null
 step "4. Import the embedded default model (GGUF for llama.cpp + safetensors copy for training)" \
   appliance models import --embedded smollm2
+step "4b. Bring your own model: a Qwen2-shaped transformers folder (random weights, written here) is imported; \
+llama.cpp's own converter makes its GGUF and llama.cpp's quantizer takes it to the serving policy's type" \
+  appliance models import var/demo-byo/tiny-qwen2 --name tiny-qwen2
+step "4c. A folder of an architecture outside the tested list is refused before anything is copied" \
+  expect_refusal appliance models import var/demo-byo/tiny-gpt2 --name tiny-gpt2
 step "5. The model registry, with a sha256 for every file" appliance models list
 step "6. Health check: versions, permissions, database, model digests, keys, audit trail, offline settings" \
   appliance doctor

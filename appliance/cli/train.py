@@ -25,16 +25,22 @@ from appliance.userfiles import InputFile
 @click.option("--resume", help="Continue RUN from its newest checkpoint (with --queue: by `appliance worker`).")
 @click.option("--force", is_flag=True, help="Train even when the plan says it will not fit.")
 @click.option("--queue", is_flag=True, help="Check and plan the run, then leave it for `appliance worker`.")
+@click.option("--model-config", type=InFile(), help="With --plan: GPU memory for the model this config.json "
+              "describes, LoRA (bf16) and QLoRA (4-bit), from the config alone; no model or dataset needed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (or the plan) as JSON at the end.")
 @pass_app
 def train(app: App, recipe: InputFile | None, dataset_ref: str | None, base: str | None, name: str | None,
           max_steps: int | None, engine: str, plan_only: bool, resume: str | None, force: bool, queue: bool,
-          as_json: bool) -> None:
+          model_config: InputFile | None, as_json: bool) -> None:
     """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the installed training policy.
 
     Runs inline by default; --queue records the run for `appliance worker` instead. RECIPE is read with your
     own permissions; the run records its digest and the training policy's."""
     from appliance.train.run import train as run_training
+
+    if model_config is not None:
+        _plan_from_config(model_config, recipe, plan_only, as_json)
+        return
 
     def say(line: str) -> None:
         click.echo(line, err=True)
@@ -156,3 +162,43 @@ def runs_show(app: App, name: str, as_json: bool) -> None:
     if metrics:
         click.echo(f"loss: {metrics[0]['loss']:.4f} at step {metrics[0]['step']} -> {metrics[-1]['loss']:.4f} "
                    f"at step {metrics[-1]['step']}")
+
+
+def _plan_from_config(config_file: InputFile, recipe_file: InputFile | None, plan_only: bool, as_json: bool) -> None:
+    """`train --plan --model-config FILE [RECIPE]`: the GPU memory of a run on the model the config describes,
+    for the recipe's adapter, batch and length, or (no recipe) LoRA and QLoRA at the published tables' setting."""
+    import json
+
+    from appliance.errors import InputError
+    from appliance.train import gpu_plan
+    from appliance.userfiles import as_input
+
+    if not plan_only:
+        raise click.UsageError("--model-config only plans: add --plan")
+    source = as_input(config_file)
+    try:
+        config = json.loads(source.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source.name}: not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{source.name}: not a transformers config (a JSON object)")
+    modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    if recipe_file is not None:
+        from appliance.train.recipe import load_recipe
+
+        recipe, _ = load_recipe(as_input(recipe_file))
+        setting = {"batch_size": recipe.batch_size, "max_seq_length": recipe.max_seq_length,
+                   "rank": recipe.adapter.rank}
+        kinds, modules = [recipe.adapter.kind], list(recipe.adapter.target_modules)
+    else:
+        setting, kinds = dict(gpu_plan.PUBLISHED), ["lora", "qlora"]
+    plans = [gpu_plan.estimate(config, kind, modules=modules, where=source.name, **setting) for kind in kinds]
+    if as_json:
+        emit_json({"setting": {**setting, "target_modules": modules},
+                   "plans": [{**p.__dict__, "peak_gb": round(p.peak_bytes / 1e9, 2)} for p in plans]})
+        return
+    click.echo(f"setting: batch {setting['batch_size']}, {setting['max_seq_length']} tokens, rank {setting['rank']} "
+               f"on {', '.join(modules)}, gradient checkpointing")
+    for plan in plans:
+        for line in plan.lines():
+            click.echo(line)

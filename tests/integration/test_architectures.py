@@ -6,6 +6,7 @@ against PEFT; then with that adapter merged into the base GGUF (`serve/merge.py`
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -67,14 +68,8 @@ def test_llama_cpp_matches_transformers_with_and_without_a_lora_and_merged(arch,
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
     tokens = [t % vocab for t in TOKENS]
 
-    base_gguf = llama_tools.hf_to_gguf(folder, tmp_path / "base-f32.gguf", outtype="f32")
-    fields = gguf.GGUFReader(base_gguf).fields
-    assert fields["tokenizer.chat_template"].contents() == chat_template_of_folder(folder)
-
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     base_logits = _torch_logits(model, tokens)
-    _assert_close(_llama_logits(base_gguf, tokens), base_logits, f"{arch} base")
-
     torch.manual_seed(1)
     config = LoraConfig(r=8, lora_alpha=16, target_modules=target_modules(folder, [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]), init_lora_weights=False)
@@ -87,8 +82,16 @@ def test_llama_cpp_matches_transformers_with_and_without_a_lora_and_merged(arch,
     assert float(np.abs(lora_logits - base_logits).max()) > 10 * TOLERANCE * float(np.abs(base_logits).max())
     adapter = tmp_path / "adapter"
     peft_model.save_pretrained(adapter)
+
+    # The two converters are separate processes: run them side by side.
+    with ThreadPoolExecutor(2) as pool:
+        base_job = pool.submit(llama_tools.hf_to_gguf, folder, tmp_path / "base-f32.gguf", outtype="f32")
+        lora_job = pool.submit(convert, adapter, folder, tmp_path / "adapter.gguf")  # what packaging runs
+        base_gguf, summary = base_job.result(), lora_job.result()
     adapter_gguf = tmp_path / "adapter.gguf"
-    summary = convert(adapter, folder, adapter_gguf, base_gguf)
+    fields = gguf.GGUFReader(base_gguf).fields
+    assert fields["tokenizer.chat_template"].contents() == chat_template_of_folder(folder)
+    _assert_close(_llama_logits(base_gguf, tokens), base_logits, f"{arch} base")
     assert summary["rank"] == 8 and summary["tensors"] == 2 * 2 * len(config.target_modules)
     _assert_close(_llama_logits(base_gguf, tokens, lora=adapter_gguf), lora_logits, f"{arch} with the LoRA")
 

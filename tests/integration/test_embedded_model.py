@@ -58,7 +58,7 @@ def test_doctor_is_healthy_offline(offline_install):
     assert report["ok"] is True
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     for name in ("packages", "home", "database", "model smollm2", "keys", "audit trail", "offline settings",
-                 "public suffix list"):
+                 "public suffix list", "llama-server", "llama.cpp converters"):
         assert statuses[name] == "ok", report
     assert "torchvision" not in statuses
 

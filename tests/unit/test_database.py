@@ -109,7 +109,7 @@ def test_importing_a_folder_records_every_file(settings, engine, ctx, tmp_path):
 
 
 def test_reimport_of_the_same_model_is_a_no_op(settings, engine, ctx, tmp_path):
-    src = write_hf_folder(tmp_path / "src")
+    src = write_gguf(tmp_path / "src.gguf")
     first = registry.import_path(ctx, src, "tiny")
     again = registry.import_path(ctx, src, "tiny")
     assert not again.created and again.model.id == first.model.id
@@ -117,9 +117,9 @@ def test_reimport_of_the_same_model_is_a_no_op(settings, engine, ctx, tmp_path):
 
 
 def test_a_different_model_under_a_taken_name_is_refused(settings, engine, ctx, tmp_path):
-    registry.import_path(ctx, write_hf_folder(tmp_path / "a", seed=1), "tiny")
+    registry.import_path(ctx, write_gguf(tmp_path / "a.gguf", tensors=2), "tiny")
     with pytest.raises(AlreadyExists, match="choose another") as refused:
-        registry.import_path(ctx, write_hf_folder(tmp_path / "b", seed=2), "tiny")
+        registry.import_path(ctx, write_gguf(tmp_path / "b.gguf", tensors=3), "tiny")
     assert refused.value.param == "name"
 
 
