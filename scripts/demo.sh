@@ -270,5 +270,5 @@ printf '\nDone. Everything the demo wrote is under %s; the demo credentials are 
 printf '\nTo look at all of it in a browser, open the admin console:\n'
 printf '  APPLIANCE_HOME=%s .venv/bin/appliance console      # then http://127.0.0.1:8501\n' "$APPLIANCE_HOME"
 printf 'and sign in as admin, engineer or officer with a password from %s.\n' "$secrets_dir/credentials.txt"
-printf 'For the Serving and Playground pages, start the gateway beside it: APPLIANCE_HOME=%s .venv/bin/appliance serve\n' \
+printf 'For the Serving and Playground pages, start the gateway beside it: APPLIANCE_HOME=%s .venv/bin/appliance serve --model smollm2\n' \
   "$APPLIANCE_HOME"

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' save bar
+for _noisy in ("torchao", "torch.utils._pytree"):  # import-time chatter of optional kernels
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 from tests.tiny_models import ARCHITECTURES, build  # noqa: E402
 

@@ -108,8 +108,8 @@ def produce(hf_dir: Path, out: Path, qtype: str, shape: Shape, tmp_root: Path, s
     outtype = "bf16" if shape.dtype == "BF16" else "f16"
     with tempfile.TemporaryDirectory(prefix="gguf-", dir=tmp_root) as tmp:
         wide = Path(tmp) / f"model-{outtype}.gguf"
-        say(f"converting with llama.cpp's convert_hf_to_gguf.py to {outtype} "
-            f"({shape.parameters / 1e6:.0f}M parameters)")
+        count = (f"{shape.parameters / 1e9:.1f}B" if shape.parameters >= 1e9 else f"{shape.parameters / 1e6:.1f}M")
+        say(f"converting with llama.cpp's convert_hf_to_gguf.py to {outtype} ({count} parameters)")
         llama_tools.hf_to_gguf(hf_dir, wide, outtype=outtype, expected_bytes=shape.parameters * 2)
         from appliance.digests import sha256_file
 
