@@ -85,7 +85,10 @@ def _converters() -> Check:
     if folder is None:
         return Check("llama.cpp converters", WARN, "not installed: importing a Hugging Face folder and packaging "
                      "an adapter need them; `python -m appliance.serve.llama_server_build` installs them")
-    source = (folder / "source.txt").read_text().split()[0] if (folder / "source.txt").is_file() else "unknown source"
+    try:
+        source = ((folder / "source.txt").read_text().split() or ["unknown source"])[0]
+    except OSError as exc:
+        return Check("llama.cpp converters", FAIL, f"{folder}: unreadable ({exc.strerror})")
     return Check("llama.cpp converters", OK, f"{folder} (from {source})")
 
 

@@ -88,7 +88,10 @@ def chat_template_of_folder(hf_dir: Path) -> str | None:
     tokenizer_config.json's field), or None."""
     jinja = hf_dir / "chat_template.jinja"
     if jinja.is_file():
-        return jinja.read_text("utf-8") or None
+        try:
+            return jinja.read_text("utf-8") or None
+        except UnicodeDecodeError:
+            raise InputError(f"{jinja}: not UTF-8 text") from None
     for name in ("chat_template.json", "tokenizer_config.json"):
         path = hf_dir / name
         if path.is_file():
@@ -97,7 +100,8 @@ def chat_template_of_folder(hf_dir: Path) -> str | None:
             except (ValueError, AttributeError):
                 continue
             if isinstance(template, list):  # named templates: the default one
-                template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+                template = next((t.get("template") for t in template
+                                 if isinstance(t, dict) and t.get("name") == "default"), None)
             if isinstance(template, str) and template.strip():
                 return template
     return None

@@ -41,5 +41,7 @@ def check(template: str, where: Path | str) -> None:
         except SecurityError as inner:
             raise InputError(f"{where}: chat template refused: it reaches outside the template sandbox "
                              f"({inner})") from None
-        except TemplateError:
+        except Exception:  # noqa: BLE001 - any failure of a template is the template's
             raise InputError(f"{where}: chat template cannot render a conversation: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - 1/0, a filter's TypeError...: the template is broken
+        raise InputError(f"{where}: chat template cannot render a conversation: {type(exc).__name__}: {exc}") from None

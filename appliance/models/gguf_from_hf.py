@@ -42,7 +42,7 @@ def read_shape(hf_dir: Path) -> Shape:
     """Parameters, largest tensor and dtype of a folder, from its safetensors headers alone."""
     params = largest = source = 0
     by_dtype: dict[str, int] = {}
-    for path in sorted(hf_dir.glob("*.safetensors")):
+    for path in sorted(hf_dir.rglob("*.safetensors")):
         source += path.stat().st_size
         with open(path, "rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
@@ -50,6 +50,8 @@ def read_shape(hf_dir: Path) -> Shape:
         for name, info in header.items():
             if name == "__metadata__":
                 continue
+            if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or "dtype" not in info:
+                raise InputError(f"{path}: tensor {name!r}: no shape and dtype in the safetensors header")
             count = 1
             for dim in info["shape"]:
                 count *= int(dim)

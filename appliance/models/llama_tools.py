@@ -53,6 +53,9 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLAMA_", "NO_LOCAL_GGUF"))}
     env.update({k: v for k, v in OFFLINE_ENV.items()}, PYTHONNOUSERSITE="1", TQDM_DISABLE="1",
                PYTHONDONTWRITEBYTECODE="1")
+    # The child sees the packages this process sees (a release's wrapper may add its environment to the
+    # host's interpreter rather than run the environment's own).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return env
 
 
@@ -74,7 +77,9 @@ def _run(cmd: list[str], out: Path, *, label: str, expected: int, what: str) -> 
     tmp.unlink(missing_ok=True)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(tmp, expected, label, stop), daemon=True)
-    with tempfile.TemporaryDirectory(prefix="llama-tool-") as work:
+    if "{" in out.name or "}" in out.name:  # llama.cpp's converter formats the output name
+        raise InputError(f"{out.name}: braces are not allowed in a GGUF file name")
+    with tempfile.TemporaryDirectory(prefix=".llama-tool-", dir=out.parent) as work:
         log_path = Path(work) / "log.txt"
         watcher.start()
         try:

@@ -188,6 +188,12 @@ def _import_hf(ctx: Context, path: Path, origin: str, name: str, say) -> ImportR
 
     files, _ = sources.collect_hf_folder(path)
     arch = architectures.of_folder(path)
+    existing = _existing(ctx.engine, name)
+    digests: dict[str, str] = {}
+    if existing is not None:  # the same folder again is a no-op, whatever the disk or the policy say now
+        digests = {f.relpath: sha256_file(f.path) for f in files}
+        if existing.source_digest == manifest_digest(digests.items()):
+            return ImportResult(existing, created=False)
     template = architectures.chat_template_of_folder(path)
     if template is not None:
         chat_template.check(template, path)
@@ -195,13 +201,15 @@ def _import_hf(ctx: Context, path: Path, origin: str, name: str, say) -> ImportR
     serving = policies.load(ctx, "serving")
     qtype = gguf_from_hf.quantization_for(shape, serving.policy)
     gguf_from_hf.preflight(shape, qtype, ctx.settings.tmp_dir, path)
-    source_digest = manifest_digest((f.relpath, sha256_file(f.path)) for f in files)
+    digests = digests or {f.relpath: sha256_file(f.path) for f in files}
+    source_digest = manifest_digest(digests.items())
     gguf_rel = f"gguf/model-{qtype}.gguf"
     made: dict = {}
 
     def fill_hf(stage: Path) -> None:
-        for f in files:
-            _copy_hashed(f.path, stage / "hf" / f.relpath)
+        for f in files:  # what was checked is what is converted: a file changed since is refused
+            if _copy_hashed(f.path, stage / "hf" / f.relpath) != digests[f.relpath]:
+                raise InputError(f"{f.path}: changed while it was being imported; import it again")
         made.update(gguf_from_hf.produce(stage / "hf", stage / gguf_rel, qtype, shape, ctx.settings.tmp_dir, say))
 
     return _register(ctx, name=name, source="path", origin=origin, source_digest=source_digest, fill=fill_hf,

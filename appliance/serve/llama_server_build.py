@@ -150,11 +150,17 @@ def converters(sdist: Path) -> Path:
                 if rel and any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in CONVERTER_PATHS):
                     members.append(m)
             tar.extractall(tmp, members=members, filter="data")
-        src = next(Path(tmp).glob("*/vendor/llama.cpp"))
-        if not (src / "convert_hf_to_gguf.py").is_file():
+        src = next(Path(tmp).glob("*/vendor/llama.cpp"), None)
+        if src is None or not (src / "convert_hf_to_gguf.py").is_file():
             raise StorageError(f"{sdist}: holds no vendor/llama.cpp/convert_hf_to_gguf.py")
         (src / "source.txt").write_text(f"{sdist.name} sha256:{digest}\n")
-        os.replace(src, target)
+        for path in [src, *src.rglob("*")]:  # readable by every account that imports or packages, whatever the umask
+            os.chmod(path, 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        try:
+            os.replace(src, target)
+        except OSError:
+            if not (target / "convert_hf_to_gguf.py").is_file():  # not another process's finished extraction
+                raise
     return target
 
 
@@ -170,10 +176,19 @@ def link_converters(folder: Path, prefix: Path) -> Path:
 
 
 def find_converters() -> Path | None:
-    """llama.cpp's converters: `APPLIANCE_LLAMA_CONVERTERS`, else under this Python's prefix."""
+    """llama.cpp's converters: `APPLIANCE_LLAMA_CONVERTERS`, else under this Python's prefix, else under the prefix
+    of the environment whose packages this Python runs (a release's wrapper may run the host's interpreter)."""
+    import importlib.util
+
     named = os.environ.get("APPLIANCE_LLAMA_CONVERTERS")
-    folder = Path(named) if named else Path(sys.prefix) / "share" / "appliance" / "llama.cpp"
-    return folder if (folder / "convert_hf_to_gguf.py").is_file() else None
+    if named:
+        folders = [Path(named)]
+    else:
+        folders = [Path(sys.prefix) / "share" / "appliance" / "llama.cpp"]
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is not None and spec.origin:  # <prefix>/lib/pythonX.Y/site-packages/llama_cpp/__init__.py
+            folders.append(Path(spec.origin).resolve().parents[4] / "share" / "appliance" / "llama.cpp")
+    return next((f for f in folders if (f / "convert_hf_to_gguf.py").is_file()), None)
 
 
 def link_into(binary: Path, bin_dir: Path) -> Path:

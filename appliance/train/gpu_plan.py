@@ -36,6 +36,7 @@ class Shape:
     intermediate: int
     vocab: int
     kv: int  # width of the key and value projections
+    q: int  # width of the query projection (heads x head_dim: not the hidden size in Gemma or Qwen3)
 
 
 def shape_of(config: dict, where: str = "config.json") -> Shape:
@@ -45,24 +46,27 @@ def shape_of(config: dict, where: str = "config.json") -> Shape:
         hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
         inter, vocab = int(config["intermediate_size"]), int(config["vocab_size"])
         heads = int(config["num_attention_heads"])
+        head_dim = int(config.get("head_dim") or hidden // max(heads, 1))
+        kv = int(config.get("num_key_value_heads") or heads) * head_dim
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: field {exc}: missing or not a number; a transformers text-model config "
                          "names hidden_size, num_hidden_layers, intermediate_size, vocab_size and "
                          "num_attention_heads") from None
-    head_dim = int(config.get("head_dim") or hidden // heads)
-    kv = int(config.get("num_key_value_heads") or heads) * head_dim
+    if min(hidden, layers, inter, vocab, heads, head_dim) <= 0:
+        raise InputError(f"{where}: sizes must be positive (hidden_size, num_hidden_layers, intermediate_size, "
+                         "vocab_size, num_attention_heads, head_dim)")
     q = heads * head_dim
     per_layer = hidden * q + 2 * hidden * kv + q * hidden + 3 * hidden * inter
     decoder = layers * per_layer
     tied = bool(config.get("tie_word_embeddings", False))
     embedding = vocab * hidden * (1 if tied else 2)
     norms = (2 * layers + 1) * hidden
-    return Shape(decoder + embedding + norms, embedding, decoder, hidden, layers, inter, vocab, kv)
+    return Shape(decoder + embedding + norms, embedding, decoder, hidden, layers, inter, vocab, kv, q)
 
 
 def trainable(shape: Shape, rank: int, modules: list[str]) -> int:
-    widths = {"q_proj": (shape.hidden, shape.hidden), "k_proj": (shape.hidden, shape.kv),
-              "v_proj": (shape.hidden, shape.kv), "o_proj": (shape.hidden, shape.hidden),
+    widths = {"q_proj": (shape.hidden, shape.q), "k_proj": (shape.hidden, shape.kv),
+              "v_proj": (shape.hidden, shape.kv), "o_proj": (shape.q, shape.hidden),
               "gate_proj": (shape.hidden, shape.intermediate), "up_proj": (shape.hidden, shape.intermediate),
               "down_proj": (shape.intermediate, shape.hidden)}
     return shape.layers * sum(rank * (a + b) for name, (a, b) in widths.items() if name in modules)

@@ -128,6 +128,10 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
         installed = policies.load(ctx, "training")
         policy_digest = installed.digest
         check(ctx, installed.policy, run_name=name, model=model, dataset=dataset, steps=steps)
+    if recipe.chat_template:  # rendered as training will render it, before anything is recorded
+        from appliance.models.chat_template import check as check_template
+
+        check_template(recipe.chat_template, f"{recipe_file}: field chat_template")
     if (dataset.format in ("chat", "sharegpt", "instruction") and not recipe.chat_template
             and chat_template(ctx.settings, model) is None):
         raise InputError(f"model {model.name!r} carries no chat template (a base model), and dataset {dataset.ref} "
