@@ -8,15 +8,14 @@ cannot hold the import.
 
 from __future__ import annotations
 
-import json
 import shutil
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.errors import InputError, StorageError
 from appliance.models import llama_tools
+from appliance.models.sources import safetensors_header
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
@@ -44,10 +43,7 @@ def read_shape(hf_dir: Path) -> Shape:
     by_dtype: dict[str, int] = {}
     for path in sorted(hf_dir.rglob("*.safetensors")):
         source += path.stat().st_size
-        with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
+        for name, info in safetensors_header(path)[1].items():
             if name == "__metadata__":
                 continue
             if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or "dtype" not in info:
@@ -77,13 +73,9 @@ def needs(shape: Shape, qtype: str) -> Needs:
 
 
 def available_memory() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def preflight(shape: Shape, qtype: str, where: Path, source: Path) -> Needs:

@@ -89,7 +89,8 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     return GGUFInfo(architecture=arch, tensor_count=len(reader.tensors))
 
 
-def _check_safetensors(path: Path) -> None:
+def safetensors_header(path: Path) -> tuple[int, dict]:
+    """(header length, header) of a safetensors file: its tensors' dtypes, shapes and offsets, no weights read."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as fh:
@@ -102,6 +103,12 @@ def _check_safetensors(path: Path) -> None:
             header = json.loads(fh.read(header_len))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: corrupt safetensors file: {exc}") from None
+    return header_len, header
+
+
+def _check_safetensors(path: Path) -> None:
+    size = path.stat().st_size
+    header_len, header = safetensors_header(path)
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if 8 + header_len + end > size:
         raise InputError(f"{path}: truncated safetensors file")

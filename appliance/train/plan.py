@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,12 +50,11 @@ class Plan:
 
 
 def _safetensors_parameters(hf_dir: Path) -> int:
+    from appliance.models.sources import safetensors_header
+
     total = 0
     for path in hf_dir.glob("*.safetensors"):
-        with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, info in header.items():
+        for name, info in safetensors_header(path)[1].items():
             if name == "__metadata__":
                 continue
             count = 1
