@@ -48,7 +48,8 @@ def limits_of(ctx: Context) -> formats.Limits:
 
 def parse(files: list[InputFile | Path], fmt: str, limits: formats.Limits) -> Parsed:
     """Read and validate every record; format 'auto' is detected from the first record that has one. The files
-    are read with the permissions of the person who named them (`userfiles`)."""
+    are read with the permissions of the person who named them (`userfiles`), and recorded (`files`, rejects,
+    source positions) by base name and sha256, never by the path typed: directory names can be personal data."""
     if not files:
         raise InputError("no input files given")
     detected = fmt == "auto"
@@ -71,7 +72,7 @@ def parse(files: list[InputFile | Path], fmt: str, limits: formats.Limits) -> Pa
             if reject:
                 out.rejects.append(reject)
             else:
-                out.records.append((f"{Path(item.file).name}:{item.where}", normalised))
+                out.records.append((f"{item.file}:{item.where}", normalised))  # file: its base name
             if len(out.records) > limits.max_records:
                 raise InputError(f"more than {limits.max_records} records: over the record limit")
     out.fmt = chosen or "unknown"

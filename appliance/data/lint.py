@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from appliance.data.formats import prompt_and_answer
+from appliance.data.formats import conversation, render
 
 _WORD = re.compile(r"\w+")
 NEAR_DUPLICATE_JACCARD = 0.8
@@ -43,12 +43,14 @@ def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | Non
     hashes, shingle_sets = {}, {}
     for r in records:
         exact[json.dumps(r.record, sort_keys=True, ensure_ascii=False)].append(r.id)
-        prompt, answer = prompt_and_answer(r.record, r.fmt)
+        # The trainer's own conversation of the record (`formats.conversation`), measured as text.
+        messages, answer = conversation(r.record, r.fmt)
+        prompt = render(messages)
         if not answer.strip():
             blank.append(r.id)
         if prompt.strip():
             by_prompt[_canonical_text(prompt)][_canonical_text(answer)].append(r.id)
-        full = f"{prompt}\n{answer}"
+        full = render([*messages, {"role": "assistant", "content": answer}])
         lengths.append(len(full))
         if tokenizer is not None:
             n = len(tokenizer(full, add_special_tokens=True)["input_ids"])

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 from appliance.config import Settings
-from appliance.data import versions
-from appliance.data.formats import SHAREGPT_ROLES
+from appliance.data import formats, versions
 from appliance.errors import InputError
 
 
-def _messages(row: dict, fmt: str) -> list[dict]:
-    if fmt == "chat":
-        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    if fmt == "sharegpt":
-        return [{"role": SHAREGPT_ROLES[m["from"]], "content": m["value"]} for m in row["conversations"]]
-    if fmt == "instruction":
-        prompt = row["instruction"] + ("\n\n" + row["input"] if row.get("input") else "")
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
-    raise InputError(f"format {fmt} has no conversation")
-
-
 def prompt_and_answer(row: dict, fmt: str) -> tuple[list[dict], str]:
-    """(the conversation before the last assistant turn, that turn's text)."""
-    if fmt == "preference":
-        return [{"role": "user", "content": row["prompt"]}], row["chosen"]
+    """(the conversation before the last assistant turn, that turn's text): the format's own conversion, the
+    same one lint measures (`formats.conversation`)."""
     if fmt == "text":
         raise InputError("a plain-text dataset has no prompts to answer; use a chat or instruction dataset")
-    messages = _messages(row, fmt)
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last], messages[last]["content"]
+    return formats.conversation(row, fmt)
 
 
 def training_rows(settings: Settings, v: versions.DatasetVersion, method: str, split: str = "train") -> list[dict]:

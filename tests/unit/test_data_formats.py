@@ -48,7 +48,8 @@ def test_format_detection(record, fmt):
      "empty content"),
     ({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}]}, "messages[0].content",
      "expected a string, got int"),
-    ({"messages": [{"role": "robot", "content": "q"}]}, "messages[0].role", "unknown role 'robot'"),
+    ({"messages": [{"role": "robot", "content": "q"}]}, "messages[0].role",
+     "unknown role (a string of 5 characters); one of system, user, assistant"),
 ])
 def test_bad_chat_records_name_the_field(record, field, reason):
     _, reject = formats.validate(formats.RawRecord("f.jsonl", "line 3", record), "chat")

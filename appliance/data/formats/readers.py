@@ -1,8 +1,10 @@
-"""Reading training files (JSONL, JSON array, CSV, Parquet) record by record, and checking each record
-against its schema (chat, sharegpt, instruction, preference, text).
+"""Reading training files (JSONL, JSON array, CSV, Parquet) record by record, before any schema is applied.
 
 Input is streamed: a huge line, file or Parquet row group is refused by size before it is read whole.
-Every problem names the file, the line or row, and the field.
+A record that cannot be parsed becomes a `Reject` naming the file (its base name: directory names can be
+personal data, and rejects are stored with the dataset version), the line, row or item, and the field. No
+message ever quotes the file's content: parser errors are reduced to what kind of problem it is and where.
+Whole-file errors (`InputError`, shown to the person who ran the command) use the name they typed.
 """
 
 from __future__ import annotations
@@ -20,11 +22,6 @@ from typing import Any, BinaryIO
 from appliance.errors import InputError
 from appliance.userfiles import InputFile, as_input
 
-FORMATS = ("chat", "sharegpt", "instruction", "preference", "text")
-CHAT_ROLES = ("system", "user", "assistant")
-TURN_KEYS = {"chat": ("messages", "role", "content"), "sharegpt": ("conversations", "from", "value")}
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -35,23 +32,46 @@ class Limits:
 
 @dataclass(frozen=True)
 class RawRecord:
-    file: str
+    file: str  # the file's base name
     where: str  # "line 12", "row 7", "item 3"
     data: Any
 
 
 @dataclass(frozen=True)
 class Reject:
-    file: str
+    file: str  # the file's base name, never a path
     where: str
     field: str
-    reason: str
+    reason: str  # the kind of problem (types, lengths, allowed values), never the record's content
 
     def line(self) -> str:
         return f"{self.file}: {self.where}: {self.field}: {self.reason}"
 
     def as_dict(self) -> dict:
         return {"file": self.file, "where": self.where, "field": self.field, "reason": self.reason}
+
+
+# The json module's messages, by prefix: what follows a prefix (an escape, a control character) is content.
+_JSON_PROBLEMS = ("Expecting value", "Expecting property name enclosed in double quotes", "Expecting ',' delimiter",
+                  "Expecting ':' delimiter", "Unterminated string starting at", "Invalid control character",
+                  "Invalid \\uXXXX escape", "Invalid \\escape", "Extra data")
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """What is wrong with a JSON text, without quoting any of it."""
+    return next((p for p in _JSON_PROBLEMS if exc.msg.startswith(p)), "malformed JSON")
+
+
+def csv_problem(exc: csv.Error, limits: Limits) -> str:
+    """What is wrong with a CSV row, without quoting any of it (the csv module's messages are not all fixed)."""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a field is over the size limit of {limits.max_record_bytes} bytes"
+    if "NUL" in text:
+        return "a NUL byte in the line"
+    if "new-line character" in text:
+        return "a line break inside an unquoted field"
+    return "malformed CSV (check the quoting)"
 
 
 def _suffix(name: str) -> str:
@@ -64,23 +84,24 @@ def _suffix(name: str) -> str:
 
 def read_records(source: InputFile | Path, limits: Limits) -> Iterator[RawRecord | Reject]:
     """Records of one file, or Rejects for the ones that cannot even be parsed. The file is read through
-    `userfiles` (with the permissions of the person who named it); messages use the name they typed."""
+    `userfiles` (with the permissions of the person who named it). Records and rejects carry its base name;
+    errors about the whole file use the name the person typed."""
     source = as_input(source)
-    name = source.name
-    suffix = _suffix(name)
+    typed, base = source.name, source.basename
+    suffix = _suffix(typed)
     with source.open() as fh:
         size = fh.seek(0, os.SEEK_END)
         fh.seek(0)
         if size > limits.max_file_bytes:
-            raise InputError(f"{name}: {size} bytes is over the file size limit of {limits.max_file_bytes}")
+            raise InputError(f"{typed}: {size} bytes is over the file size limit of {limits.max_file_bytes}")
         if suffix in (".jsonl", ".ndjson"):
-            yield from _jsonl(fh, name, limits)
+            yield from _jsonl(fh, base, limits)
         elif suffix == ".json":
-            yield from _json_array(fh, name, limits)
+            yield from _json_array(fh, typed, base, limits)
         elif suffix == ".csv":
-            yield from _csv(fh, name, limits)
+            yield from _csv(fh, base, limits)
         else:
-            yield from _parquet(fh, name, limits)
+            yield from _parquet(fh, typed, base, limits)
 
 
 def _jsonl(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
@@ -106,12 +127,11 @@ def _jsonl(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reje
         try:
             yield RawRecord(name, where, json.loads(text))
         except json.JSONDecodeError as exc:
-            yield Reject(name, where, "(record)", f"bad JSON: {exc.msg} at column {exc.colno}")
+            yield Reject(name, where, "(record)", f"bad JSON: {json_problem(exc)} at column {exc.colno}")
 
 
-def _json_array(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
+def _json_array(fh: BinaryIO, path: str, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
     """Stream the items of a JSON array: at most one record (and one read chunk) is in memory at a time."""
-    path = name
     decoder = json.JSONDecoder()
     text_decoder = codecs.getincrementaldecoder("utf-8")()
     buf, pos, eof = "", 0, False
@@ -150,7 +170,7 @@ def _json_array(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord |
                     break
             except json.JSONDecodeError as exc:
                 if eof:
-                    raise InputError(f"{path}: bad JSON in item {index}: {exc.msg}") from None
+                    raise InputError(f"{path}: bad JSON in item {index}: {json_problem(exc)}") from None
             if len(buf) - pos > limits.max_record_bytes:
                 raise InputError(f"{path}: item {index} is over the record size limit of "
                                  f"{limits.max_record_bytes} bytes (JSONL lets single records be rejected)")
@@ -188,7 +208,7 @@ def _csv(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject
                          f"invalid UTF-8 at byte {exc.start}; the rest of the file is skipped")
             return
         except csv.Error as exc:
-            yield Reject(name, where, "(record)", f"bad CSV: {exc}")
+            yield Reject(name, where, "(record)", f"bad CSV: {csv_problem(exc, limits)}")
             continue
         if None in item:
             yield Reject(name, where, "(record)", "more fields than the header has columns")
@@ -199,21 +219,21 @@ def _csv(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as exc:
-                    yield Reject(name, where, key, f"bad JSON in CSV cell: {exc.msg}")
+                    yield Reject(name, where, key, f"bad JSON in CSV cell: {json_problem(exc)}")
                     break
             record[key] = value
         else:
             yield RawRecord(name, where, record)
 
 
-def _parquet(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
+def _parquet(fh: BinaryIO, path: str, name: str, limits: Limits) -> Iterator[RawRecord | Reject]:
     import pyarrow.parquet as pq
 
-    path = name
     try:
         pf = pq.ParquetFile(fh)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for a damaged file
-        raise InputError(f"{path}: not a readable Parquet file: {exc}") from None
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: damaged, or not "
+                         "Parquet)") from None
     meta = pf.metadata
     if meta.num_rows > limits.max_records:
         raise InputError(f"{path}: {meta.num_rows} rows is over the record limit of {limits.max_records}")
@@ -231,116 +251,3 @@ def _parquet(fh: BinaryIO, name: str, limits: Limits) -> Iterator[RawRecord | Re
                 yield Reject(name, where, "(record)", f"record over the size limit of {limits.max_record_bytes} bytes")
                 continue
             yield RawRecord(name, where, item)
-
-
-def detect_format(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    if "messages" in data:
-        return "chat"
-    if "conversations" in data:
-        return "sharegpt"
-    if "instruction" in data and "output" in data:
-        return "instruction"
-    if {"prompt", "chosen", "rejected"} <= set(data):
-        return "preference"
-    if "text" in data:
-        return "text"
-    return None
-
-
-def _text(value: Any, field: str) -> str | None:
-    """None when the value is a usable non-empty string; otherwise the reason it is not."""
-    if not isinstance(value, str):
-        return f"expected a string, got {type(value).__name__}"
-    if value == "":
-        return "empty content"
-    return None
-
-
-def validate(raw: RawRecord, fmt: str) -> tuple[dict | None, Reject | None]:
-    """The record normalised to its schema's fields (extra keys dropped), or why it is refused."""
-    data = raw.data
-
-    def bad(field: str, reason: str):
-        return None, Reject(raw.file, raw.where, field, reason)
-
-    if not isinstance(data, dict):
-        return bad("(record)", f"expected an object, got {type(data).__name__}")
-    if fmt in ("chat", "sharegpt"):
-        key, role_key, text_key = TURN_KEYS[fmt]
-        turns = data.get(key)
-        if not isinstance(turns, list) or not turns:
-            return bad(key, "missing or not a non-empty list")
-        out, previous = [], None
-        for i, turn in enumerate(turns):
-            if not isinstance(turn, dict):
-                return bad(f"{key}[{i}]", "expected an object")
-            role = turn.get(role_key)
-            role = role if fmt == "chat" else SHAREGPT_ROLES.get(role) if isinstance(role, str) else None
-            if role not in CHAT_ROLES:
-                return bad(f"{key}[{i}].{role_key}", f"unknown role {turn.get(role_key)!r}")
-            problem = _text(turn.get(text_key), text_key)
-            if problem:
-                return bad(f"{key}[{i}].{text_key}", problem)
-            if role == "system" and i != 0:
-                return bad(f"{key}[{i}].{role_key}", "roles out of order: system only comes first")
-            if role != "system" and role == previous:
-                return bad(f"{key}[{i}].{role_key}", f"roles out of order: two {role} turns in a row")
-            if role == "assistant" and previous not in ("user",):
-                return bad(f"{key}[{i}].{role_key}", "roles out of order: an assistant turn must follow a user turn")
-            out.append({role_key: turn[role_key], text_key: turn[text_key]})
-            previous = role
-        if "assistant" not in {SHAREGPT_ROLES.get(t[role_key], t[role_key]) for t in out}:
-            return bad(key, "no assistant turn: nothing to learn from")
-        return {key: out}, None
-    fields = {"instruction": (("instruction", True), ("input", False), ("output", True)),
-              "preference": (("prompt", True), ("chosen", True), ("rejected", True)),
-              "text": (("text", True),)}[fmt]
-    out = {}
-    for field, required in fields:
-        if field not in data or data[field] is None:
-            if required:
-                return bad(field, "missing")
-            continue
-        if not required and data[field] == "":
-            out[field] = ""
-            continue
-        problem = _text(data[field], field)
-        if problem:
-            return bad(field, problem)
-        out[field] = data[field]
-    if fmt == "preference" and out["chosen"] == out["rejected"]:
-        return bad("rejected", "identical to chosen: no preference to learn")
-    return out, None
-
-
-def text_fields(record: dict, fmt: str) -> list[tuple[str, str]]:
-    """(path, text) of every text field of a normalised record, in order."""
-    if fmt in ("chat", "sharegpt"):
-        key, _, text_key = TURN_KEYS[fmt]
-        return [(f"{key}[{i}].{text_key}", t[text_key]) for i, t in enumerate(record[key])]
-    return [(k, v) for k, v in record.items() if isinstance(v, str) and v]
-
-
-def with_texts(record: dict, fmt: str, texts: list[str]) -> dict:
-    """The record with its text fields replaced, in text_fields order."""
-    it = iter(texts)
-    if fmt in ("chat", "sharegpt"):
-        key, _, text_key = TURN_KEYS[fmt]
-        return {key: [{**t, text_key: next(it)} for t in record[key]]}
-    return {k: (next(it) if isinstance(v, str) and v else v) for k, v in record.items()}
-
-
-def prompt_and_answer(record: dict, fmt: str) -> tuple[str, str]:
-    """What is asked and what the model should answer: for lint's conflict and length checks."""
-    if fmt in ("chat", "sharegpt"):
-        key, role_key, text_key = TURN_KEYS[fmt]
-        turns = record[key]
-        last = max(i for i, t in enumerate(turns) if SHAREGPT_ROLES.get(t[role_key], t[role_key]) == "assistant")
-        return "\n".join(t[text_key] for t in turns[:last]), turns[last][text_key]
-    if fmt == "instruction":
-        return (record["instruction"] + ("\n" + record["input"] if record.get("input") else "")), record["output"]
-    if fmt == "preference":
-        return record["prompt"], record["chosen"]
-    return "", record["text"]

@@ -1,0 +1,56 @@
+"""What the record formats share: the check of one text value, and records made of named string fields
+(instruction, preference, text). Reasons describe a value by its type or length, never by its content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance.data.formats.readers import RawRecord, Reject
+
+Validated = tuple[dict | None, Reject | None]  # the normalised record, or why it is refused
+
+
+def refuse(raw: RawRecord, field: str, reason: str) -> Validated:
+    return None, Reject(raw.file, raw.where, field, reason)
+
+
+def string_problem(value: Any) -> str | None:
+    """None when the value is a usable non-empty string; otherwise the reason it is not."""
+    if not isinstance(value, str):
+        return f"expected a string, got {type(value).__name__}"
+    if value == "":
+        return "empty content"
+    return None
+
+
+def validate_fields(raw: RawRecord, fields: tuple[tuple[str, bool], ...]) -> Validated:
+    """The record's (name, required) string fields, in that order (extra keys dropped), or why it is refused.
+    An optional field may be absent, null or empty."""
+    data = raw.data
+    if not isinstance(data, dict):
+        return refuse(raw, "(record)", f"expected an object, got {type(data).__name__}")
+    out = {}
+    for name, required in fields:
+        if name not in data or data[name] is None:
+            if required:
+                return refuse(raw, name, "missing")
+            continue
+        if not required and data[name] == "":
+            out[name] = ""
+            continue
+        problem = string_problem(data[name])
+        if problem:
+            return refuse(raw, name, problem)
+        out[name] = data[name]
+    return out, None
+
+
+def text_fields(record: dict, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(path, text) of the non-empty named fields, in order."""
+    return [(n, record[n]) for n in names if isinstance(record.get(n), str) and record[n]]
+
+
+def with_texts(record: dict, names: tuple[str, ...], texts: list[str]) -> dict:
+    """The record with the fields `text_fields` lists replaced, in its order."""
+    it = iter(texts)
+    return {**record, **{path: next(it) for path, _ in text_fields(record, names)}}
