@@ -144,19 +144,20 @@ def data_show(app: App, ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.option("--out", required=True, type=OutFile(), help="Where to write the JSONL (written as you).")
 @click.option("--split", type=click.Choice(["all", "train", "eval"]), default="all", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_app
-def data_export(app: App, ref: str, out: OutputFile, split: str) -> None:
-    """Write the scrubbed records of NAME[@vN] as JSONL, in their input schema."""
+def data_export(app: App, ref: str, out: OutputFile, split: str, as_json: bool) -> None:
+    """Write the scrubbed records of NAME[@vN] as JSONL, in their input schema.
+
+    The export is an audit event (`data.export`): the version, the split, the record count and the sha256 of
+    the bytes written; the file by its base name only."""
     from appliance.data import versions
 
-    require(app.ctx, "read", "dataset", ref)
-    v = versions.get_version(app.engine, ref)
-    rows = []
-    for name in (("train", "eval") if split == "all" else (split,)):
-        rows += versions.read_split(app.settings, v, name)
-    body = "".join(json.dumps({k: val for k, val in r.items() if k != "id"}, ensure_ascii=False) + "\n" for r in rows)
-    out.write_bytes(body.encode("utf-8"))
-    click.echo(f"wrote {len(rows)} records of {v.ref} to {out}")
+    done = versions.export_jsonl(app.ctx, ref, out, split)
+    if as_json:
+        emit_json(done)
+        return
+    click.echo(f"wrote {done['records']} records of {done['ref']} to {out} (sha256 {done['sha256'][:16]}...)")
 
 
 @data.command("diff")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from appliance.cli.app import App, cli, emit_json, pass_app
-from appliance.cli.params import InTree
+from appliance.cli.params import InFile, InTree
 from appliance.errors import InputError
 from appliance.identity.roles import require
-from appliance.userfiles import InputTree
+from appliance.userfiles import InputFile, InputTree
 
 
 @cli.group()
@@ -102,27 +104,49 @@ def models_show(app: App, name: str, as_json: bool) -> None:
         click.echo(f"  {f.sha256}  {f.size:>12}  {f.relpath}")
 
 
+def read_prompt(prompt: str | None, prompt_file: InputFile | None) -> str:
+    """The prompt from exactly one source: PROMPT, `-` (standard input) or --prompt-file (read as the caller).
+    A file's or stdin's final line break is not part of the prompt."""
+    if prompt is not None and prompt_file is not None:
+        raise InputError("give the prompt once: as PROMPT, as `-` (standard input) or with --prompt-file, "
+                         "not both")
+    if prompt is None and prompt_file is None:
+        raise InputError("no prompt: give PROMPT, `-` to read it from standard input, or --prompt-file FILE")
+    if prompt_file is not None:
+        try:
+            text = prompt_file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{prompt_file.name}: the prompt file is not UTF-8 text") from None
+        where = prompt_file.name
+    elif prompt == "-":
+        text, where = sys.stdin.read(), "standard input"
+    else:
+        return prompt
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise InputError(f"the prompt from {where} is empty")
+    return text
+
+
 @cli.command()
 @click.argument("model")
-@click.argument("prompt")
+@click.argument("prompt", required=False)
+@click.option("--prompt-file", type=InFile(), help="Read the prompt from this file (UTF-8, read as you).")
 @click.option("--system", help="A system message.")
 @click.option("--max-tokens", default=128, show_default=True, type=click.IntRange(1, 8192))
 @click.option("--json", "as_json", is_flag=True, help="Print the completion and token counts as JSON.")
 @pass_app
-def chat(app: App, model: str, prompt: str, system: str | None, max_tokens: int, as_json: bool) -> None:
-    """One chat completion from a registered model through llama.cpp (greedy), digest checked first."""
-    from appliance.models import registry
-    from appliance.serve import llamacpp
+def chat(app: App, model: str, prompt: str | None, prompt_file: InputFile | None, system: str | None,
+         max_tokens: int, as_json: bool) -> None:
+    """One chat completion from a registered model through llama.cpp (greedy), digest checked first.
 
-    require(app.ctx, "serve.query", "model", model)
-    record, files = registry.get_model(app.engine, model)
-    gguf = llamacpp.verified_gguf(app.settings, record, files)
-    if registry.chat_template(app.settings, record) is None:
-        raise InputError(f"model {record.name!r} carries no chat template (a base model): there is no chat to "
-                         "answer, and llama.cpp's fallback format makes it stop at once (0 tokens); serve it for "
-                         "/v1/completions, or import a model that carries a template", param="model")
-    llm = llamacpp.load(app.settings, gguf)
-    result = llamacpp.chat(llm, record.name, prompt, system=system, max_tokens=max_tokens)
+    The prompt is PROMPT, or `-` to read it from standard input, or --prompt-file FILE: the last two keep it
+    out of `ps` and the shell's history. Each chat is an audit event (`model.chat`): who asked, the model, and
+    the prompt's and the answer's lengths and keyed digests, never their text."""
+    from appliance.models.chat import chat as chat_once
+
+    text = read_prompt(prompt, prompt_file)
+    result = chat_once(app.ctx, model, text, system=system, max_tokens=max_tokens)
     if as_json:
         emit_json({"model": result.model, "text": result.text, "prompt_tokens": result.prompt_tokens,
                     "completion_tokens": result.completion_tokens, "seconds": round(result.seconds, 3)})
@@ -130,5 +154,3 @@ def chat(app: App, model: str, prompt: str, system: str | None, max_tokens: int,
     click.echo(result.text)
     click.echo(f"[{result.model}: {result.completion_tokens} tokens in {result.seconds:.2f} s, "
                f"{result.tokens_per_second:.0f} tokens/s]", err=True)
-
-

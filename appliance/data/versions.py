@@ -140,6 +140,38 @@ def read_split(settings: Settings, v: DatasetVersion, split: str) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+SPLITS = ("all", "train", "eval")
+
+
+def export_jsonl(ctx, ref: str, out, split: str = "all") -> dict:
+    """Write the scrubbed records of NAME[@vN] to `out` (a path or a `userfiles.OutputFile`) as JSONL, in their
+    input schema; returns what was written. A `data.export` audit event names the version, the split, the
+    record count and the sha256 of the bytes written, and the file by its base name only; the file appears only
+    once that event is recorded."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import record_alone
+    from appliance.identity.roles import require
+    from appliance.userfiles import as_output
+
+    if split not in SPLITS:
+        raise InputError(f"split {split!r}: one of {', '.join(SPLITS)}", param="split")
+    require(ctx, "read", "dataset", ref)
+    v = get_version(ctx.engine, ref)
+    rows = []
+    for name in (("train", "eval") if split == "all" else (split,)):
+        rows += read_split(ctx.settings, v, name)
+    body = "".join(json.dumps({k: val for k, val in r.items() if k != "id"}, ensure_ascii=False) + "\n"
+                   for r in rows).encode("utf-8")
+    target = as_output(out)
+    summary = {"ref": v.ref, "split": split, "records": len(rows), "bytes": len(body),
+               "sha256": hashlib.sha256(body).hexdigest(), "file": target.basename}
+    with target.open() as fh:
+        fh.write(body)
+        record_alone(ctx, Event("data.export", "dataset", v.ref, object_sha256=v.digest, details={
+            k: summary[k] for k in ("split", "records", "bytes", "sha256", "file")}))
+    return summary
+
+
 def canaries(engine, v: DatasetVersion) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT canary_id, secret, sentence, repetitions, record_ids FROM dataset_canary "

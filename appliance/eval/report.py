@@ -96,6 +96,14 @@ def write_report(folder: Path, result: dict, passed: bool) -> None:
                f"adapter {judge['adapter']}, base {judge['base']}, ties {judge['tie']}, unparseable "
                f"{judge['unparseable']}; win rate {judge['win_rate']:.3f}.", ""]
     md += ["## Examples", ""]
+    scrubbed = result.get("examples_scrubbed")
+    if scrubbed:
+        replaced = ", ".join(f"{k} {n}" for k, n in scrubbed["entities_replaced"].items()) or "nothing found"
+        md += [f"Every quoted text (these examples and the canary-prefix completions) was scrubbed with the "
+               f"installed scrub policy (sha256 `{scrubbed['policy_digest'][:16]}...`) before it was stored: "
+               f"{replaced}.", ""]
+    else:
+        md += ["These examples were not scrubbed (an evaluation stored before examples were scrubbed).", ""]
     for ex_base, ex_adapter in zip(task["base_examples"], task["adapter_examples"], strict=True):
         md += [f"- prompt: {ex_base['prompt']!r}", f"  - reference: {ex_base['reference']!r}",
                f"  - base: {ex_base['answer']!r}", f"  - adapter: {ex_adapter['answer']!r}"]

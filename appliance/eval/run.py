@@ -166,6 +166,28 @@ def _leakage(lm: AdapterLM, canaries: list[dict], generations: dict[str, list[st
     return out
 
 
+def scrub_examples(result: dict, scrubber, policy_digest: str) -> dict:
+    """Scrub, in place, every text the report quotes (the task's examples: prompt, reference and answers; the
+    canary-prefix completions) with the installed scrub policy's scrubber, before the result is stored and
+    signed into an artifact: prompts come from the held-out split and a model can repeat personal data it was
+    trained on. Records the policy digest and what was replaced under `examples_scrubbed`."""
+    slots: list[tuple[dict, str]] = []
+    task = result.get("task", {})
+    for which in ("base", "adapter"):
+        for example in task.get(f"{which}_examples", []):
+            slots += [(example, key) for key in ("prompt", "reference", "answer") if isinstance(example.get(key), str)]
+    leak = result.get("leakage", {})
+    slots += [(leak, f"{which}_completion") for which in ("base", "adapter")
+              if isinstance(leak.get(f"{which}_completion"), str)]
+    replaced: Counter = Counter()
+    for (holder, key), scrubbed in zip(slots, scrubber.scrub([h[k] for h, k in slots]), strict=True):
+        holder[key] = scrubbed.text
+        replaced.update(scrubbed.found)
+    result["examples_scrubbed"] = {"policy_digest": policy_digest, "texts": len(slots),
+                                   "entities_replaced": dict(sorted(replaced.items()))}
+    return result
+
+
 RUBRIC = ("You are grading two answers to the same request. Prefer the answer that is correct, follows the "
           "request's instructions and format, and is helpful and safe.\n\nRequest:\n{prompt}\n\nAnswer A:\n{a}\n\n"
           "Answer B:\n{b}\n\nWhich answer is better? Reply with one letter only: A, B, or T for a tie.")
@@ -274,10 +296,13 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, say: Say 
     for which in ("base", "adapter"):
         with lm.use(which):
             generations[which] = lm.generate(prompts, max_new_tokens=48, sample=True, seed=recipe.seed)
-    from appliance.data.ingest import default_scrubber
+    from appliance.data.ingest import scrubber_for
 
+    pii = policies.load(ctx, "pii")
+    scrubber = scrubber_for(ctx, pii.policy)
     canaries = versions.canaries(ctx.engine, dataset)
-    result["leakage"] = _leakage(lm, canaries, generations, default_scrubber(ctx), say)
+    result["leakage"] = _leakage(lm, canaries, generations, scrubber, say)
+    scrub_examples(result, scrubber, pii.digest)
     if judge:
         pairs = [{"prompt": m[-1]["content"], "base": b, "adapter": a}
                  for (m, _), b, a in zip(rows[:SAMPLED], generations["base"], generations["adapter"], strict=True)]

@@ -159,6 +159,12 @@ def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     assert ev["passed"] == (evaluated.returncode == 0) == all(g["status"] != "fail" for g in gates.values())
     report = root / "home" / ev["report_path"]
     assert "| task_improvement |" in report.read_text()
+    # The quoted examples (3 a side: prompt, reference, answer) and the 2 canary completions, scrubbed under the
+    # policy the dataset was ingested with, before the report is stored (and later signed).
+    dataset = json.loads(run_appliance("data", "show", ev["result"]["dataset"], "--json", env=env).stdout)
+    assert ev["result"]["examples_scrubbed"]["policy_digest"] == dataset["policy_digest"]
+    assert ev["result"]["examples_scrubbed"]["texts"] == 20
+    assert "was scrubbed with the installed scrub policy" in report.read_text()
     assert {p.name for p in report.parent.iterdir()} == {"report.md", "result.json", "task.png", "forgetting.png",
                                                           "exposure.png"}
     assert all(p.stat().st_mode & 0o077 == 0 for p in report.parent.iterdir())

@@ -123,6 +123,35 @@ def test_the_service_account_commands_never_run_through_the_socket(service, capf
         assert "runs as the appliance's service account" in capfd.readouterr().err
 
 
+def test_chat_reads_its_prompt_from_the_clients_stdin_or_file(service, staff_home, tmp_path, capfd):
+    """The prompt is read before the model is looked up: exit 3 (no such model) shows it arrived; an empty
+    one is refused (exit 2) instead."""
+
+    def with_stdin(data: bytes, *args) -> int:
+        read, write = os.pipe()
+        os.write(write, data)
+        os.close(write)
+        saved = os.dup(0)
+        os.dup2(read, 0)
+        try:
+            return service(*args)
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+            os.close(read)
+
+    assert with_stdin(b"", "chat", "nosuch", "-") == 2
+    assert "the prompt from standard input is empty" in capfd.readouterr().err
+    assert with_stdin(b"hello\n", "chat", "nosuch", "-") == 3
+    assert "no model named 'nosuch'" in capfd.readouterr().err
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("hello\n")
+    assert service("chat", "nosuch", "--prompt-file", prompt) == 3
+    assert "no model named 'nosuch'" in capfd.readouterr().err
+    assert service("chat", "nosuch", "--prompt-file", tmp_path / "missing.txt") == 2
+    assert "missing.txt: No such file or directory" in capfd.readouterr().err
+
+
 def test_ctrl_c_reaches_the_command(service, staff_home, tmp_path, capfd):
     # A long command (a lint over many records); the client gets SIGINT while it runs and forwards it.
     big = tmp_path / "big.jsonl"
