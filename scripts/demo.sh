@@ -215,13 +215,19 @@ step "4c. A folder of an architecture outside the tested list is refused before 
 step "5. The model registry, with a sha256 for every file" appliance models list
 step "6. Health check: versions, permissions, database, model digests, keys, audit trail, offline settings" \
   appliance doctor
-step "7. A chat completion from the embedded model through llama.cpp" \
-  appliance chat smollm2 "In one sentence, what is a LoRA adapter?" --max-tokens 60
+chat_from_stdin() { echo "In one sentence, what is a LoRA adapter?" | appliance chat smollm2 - --max-tokens 60; }
+step "7. A chat completion from the embedded model through llama.cpp (the prompt from stdin, out of ps; audited)" \
+  chat_from_stdin
 step "8. Ingest the example help-desk tickets: validate, scrub personal data (Presidio), lint, version" \
   appliance data ingest examples/helpdesk.jsonl --name helpdesk --model smollm2
 step "9. What one scrubbed record looks like now (nothing personal is stored)" \
   appliance data export helpdesk --split eval --out var/demo-helpdesk-eval.jsonl
 head -n 1 var/demo-helpdesk-eval.jsonl
+step "9b. Personal data where it hides: mail headers, signatures, form fields, CPF, NINO, UK/BR phones, DE/BR addresses" \
+  appliance data ingest examples/international.jsonl --name international
+appliance data export international --out var/demo-international.jsonl
+python3 -c 'import json, sys; [print(json.loads(l)["messages"][0]["content"] + "\n--") for l in open(sys.argv[1])]' \
+  var/demo-international.jsonl
 step "10. Should we fine-tune at all? Base model zero-shot and few-shot, and how much of the answers is facts" \
   appliance advise helpdesk --recipe policies/recipes/smollm2-135m-lora-sft.yaml
 step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \

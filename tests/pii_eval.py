@@ -169,10 +169,9 @@ KEEP_GATE = 0.95
 
 
 def eval_policy():
-    """The default policy as an organisation would configure it: with its own product catalogue on the
-    allow-list (product names are business content, and spaCy's NER takes some for people)."""
+    """The shipped default policy, as installed: no allow-list is added for this set's products (the business-term
+    filter must keep them by itself)."""
     from appliance import policies
-    from appliance.data.policy import PiiPolicy
 
     policy, _ = policies.read("pii")
-    return PiiPolicy.model_validate({**policy.model_dump(), "allow_list": [*policy.allow_list, *PRODUCTS]})
+    return policy

@@ -66,7 +66,9 @@ class CanarySpec(_Strict):
 
 class PiiPolicy(_Strict):
     version: Literal[1] = 1
-    language: Literal["en"] = "en"
+    language: Literal["en"] = "en"  # the spaCy pipeline's language, for named-entity recognition
+    languages: list[Literal["en", "de", "es", "fr", "pt"]] = Field(
+        default=["en"], min_length=1, description="languages the deployment's text is in: loads their recognizers")
     nlp: NlpSpec = NlpSpec()
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     entities: dict[str, EntityRule] = Field(min_length=1)
@@ -106,14 +108,16 @@ class PiiPolicy(_Strict):
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN"),  # 1: direct identifiers
     ("PERSON", "STREET_ADDRESS", "IP_ADDRESS", "DATE_OF_BIRTH"),  # 2: people and where they are
-    ("NATIONAL_ID", "EMPLOYEE_ID", "CASE_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE"),  # 3: every shipped identifier
+    ("NATIONAL_ID", "EMPLOYEE_ID", "CASE_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "PASSPORT",
+     "MEDICAL_RECORD_NUMBER"),  # 3: every shipped identifier
 )
 # A typical value of each entity: a keep-pattern or allow-list entry that spares it means the entity is not scrubbed.
 SAMPLES = {"EMAIL_ADDRESS": "jane.doe@example.org", "PHONE_NUMBER": "+1 415 555 0134",
            "CREDIT_CARD": "4111 1111 1111 1111", "IBAN_CODE": "DE89370400440532013000", "US_SSN": "123-45-6789",
            "PERSON": "Jane Doe", "STREET_ADDRESS": "12 Main Street", "IP_ADDRESS": "192.168.20.14",
            "DATE_OF_BIRTH": "March 12, 1984", "NATIONAL_ID": "QQ123456C", "EMPLOYEE_ID": "EMP-104233",
-           "CASE_NUMBER": "CASE-2024-00421", "US_PASSPORT": "912803456", "US_DRIVER_LICENSE": "D1234567"}
+           "CASE_NUMBER": "CASE-2024-00421", "US_PASSPORT": "912803456", "US_DRIVER_LICENSE": "D1234567",
+           "PASSPORT": "C01X00T47", "MEDICAL_RECORD_NUMBER": "MRN 00123456"}
 MAX_THRESHOLD = 0.6  # above this, context-dependent findings (+0.35 on 0.2) no longer pass
 MAX_KEEP_LAST = 4
 

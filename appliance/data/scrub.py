@@ -88,6 +88,7 @@ class Scrubber:
         from presidio_anonymizer import AnonymizerEngine
 
         from appliance.data.recognizers import shipped
+        from appliance.data.recognizers.business_terms import is_business
 
         provider = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -105,7 +106,8 @@ class Scrubber:
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
                                 and r.name != "PhoneRecognizer"]
-        for recognizer in shipped():
+        self._is_business = is_business
+        for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
                 registry.add_recognizer(recognizer)
         for spec in policy.recognizers:
@@ -115,7 +117,11 @@ class Scrubber:
                 supported_entity=spec.entity, name=spec.name,
                 patterns=[Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
                 deny_list=spec.deny_list or None, context=spec.context or None))
-        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
+        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+        # Context words count two tokens after a finding as well as five before ("0380 7558505 office").
+        enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=2)
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, context_aware_enhancer=enhancer,
                                        supported_languages=[policy.language],
                                        default_score_threshold=policy.score_threshold)
         self.anonymizer = AnonymizerEngine()
@@ -147,17 +153,21 @@ class Scrubber:
         out = []
         for text, nlp_artifacts in artifacts:
             nlp_artifacts.lemmas = [token.text.lower() for token in nlp_artifacts.tokens]
-            nlp_artifacts.keywords = nlp_artifacts.set_keywords(self.nlp_engine, nlp_artifacts.lemmas,
-                                                                self.policy.language)
+            # Every word is a context candidate: spaCy's stop words include "call", "first" and "name".
+            nlp_artifacts.keywords = [lemma for lemma, token in zip(nlp_artifacts.lemmas, nlp_artifacts.tokens,
+                                                                    strict=True)
+                                      if not (token.is_punct or token.is_space)]
             results = self.analyzer.analyze(text=text, language=self.policy.language, entities=self.entities,
                                             nlp_artifacts=nlp_artifacts, allow_list=self.policy.allow_list or None)
             keep = [m.span() for k in self._keep for m in k.finditer(text)]
             kept = [r for r in results if r.score >= self._threshold(r.entity_type)
                     and not any(r.start < end and start < r.end for start, end in keep)]
-            # A name-shaped piece of an address, e-mail or IP address is that entity, not a person.
+            # A name-shaped piece of an address, e-mail or IP address is that entity, not a person; a product, code
+            # or host name is business content.
             structured = [r for r in kept if r.entity_type != "PERSON"]
             out.append([r for r in kept if r.entity_type != "PERSON"
-                        or not any(r.start < o.end and o.start < r.end for o in structured)])
+                        or not (any(r.start < o.end and o.start < r.end for o in structured)
+                                or self._is_business(text[r.start:r.end]))])
         return out
 
     def _threshold(self, entity: str) -> float:

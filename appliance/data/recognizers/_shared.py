@@ -1,0 +1,35 @@
+"""What several recognizers share: score levels, word shapes, and a result constructor."""
+
+from __future__ import annotations
+
+import re
+
+from presidio_analyzer import RecognizerResult
+
+# Below a 0.5 threshold alone; Presidio's context enhancer adds 0.35 when a context word is near.
+CONTEXT_ONLY = 0.2
+
+# Presidio compiles patterns case-insensitively by default; shapes whose case carries meaning opt out.
+CASE_SENSITIVE = re.DOTALL | re.MULTILINE
+
+# Month names in the languages the policy can name, for dates written out.
+MONTHS = (r"(?:Jan(?:uary|vier|eiro|uar)?|Feb(?:ruary|ruar)?|févr(?:ier)?|fevereiro|enero|febrero|"
+          r"Mar(?:ch|s|ço|zo)?|März|Apr(?:il)?|avril|abril|May|Mai|maio|mayo|June?|juin|junho|junio|Juni|"
+          r"July?|juillet|julho|julio|Juli|Aug(?:ust)?|août|agosto|Sep(?:t(?:ember)?)?|septembre|setembro|"
+          r"septiembre|Oct(?:ober)?|octobre|outubro|octubre|Okt(?:ober)?|Nov(?:ember)?|novembre|novembro|"
+          r"noviembre|Dec(?:ember)?|décembre|dezembro|diciembre|Dez(?:ember)?)")
+
+# A word of letters in any script (no digits or underscores), and the cased shapes names take.
+LETTERS = r"[^\W\d_]"
+WORD = rf"{LETTERS}(?:{LETTERS}|['’-](?={LETTERS}))*"
+
+
+def is_name_word(word: str) -> bool:
+    """Capitalised ("Núñez", "O'Brien", "McDonald") or all upper case ("OKAFOR"), at least two letters."""
+    return len(word) >= 2 and word[0].isupper()
+
+
+def result(recognizer, entity: str, start: int, end: int, score: float) -> RecognizerResult:
+    return RecognizerResult(entity, start, end, score, analysis_explanation=None,
+                            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name,
+                                                  RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id})

@@ -1,0 +1,84 @@
+"""The public labelled set: presidio-evaluator's synthetic data generator (the Presidio team's templates and
+fake-data providers, installed from PyPI), seeded, offline, its sentences joined into records of 150 or more
+characters as help-desk text runs.
+
+Regenerate:  .venv/bin/python -m bench.pii_public   (writes tests/data/pii_public.jsonl; the same file every time)
+
+Each record has the evaluation set's shape ({"text", "spans", "keep"}): spans of the entities the default policy
+scrubs, named as the generator names them (its date_of_birth provider becomes DATE_OF_BIRTH, its address parts
+STREET_ADDRESS), and "keep" holding the generator's organisation names, which are business content.
+None of the appliance's recognizers were written against these templates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "pii_public.jsonl"
+SEED = 42
+RECORDS = 1000
+MIN_CHARS = 150
+SCRUBBED = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
+            "STREET_ADDRESS", "DATE_OF_BIRTH", "US_DRIVER_LICENSE")
+
+
+def _unescape(text: str) -> tuple[str, list[int]]:
+    """The generator's templates write line breaks as a backslash and an n: real line breaks, and where each
+    old offset lands in the new text."""
+    out, where, i = [], [], 0
+    while i < len(text):
+        where.append(len(out))
+        if text.startswith("\\n", i):
+            out.append("\n")
+            where.append(len(out))
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    where.append(len(out))
+    return "".join(out), where
+
+
+def generate(n: int = RECORDS, seed: int = SEED) -> list[dict]:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    logging.disable(logging.WARNING)
+    from presidio_evaluator.data_generator import PresidioSentenceFaker
+
+    mapping = {**PresidioSentenceFaker.ENTITY_TYPE_MAPPING, "date_of_birth": "DATE_OF_BIRTH"}
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, entity_type_mapping=mapping, random_seed=seed)
+        samples = faker.generate_new_fake_sentences(num_samples=n * 6)
+    records, text, spans, keep = [], "", [], []
+    for sample in samples:
+        if text:
+            text += " "
+        sentence, where = _unescape(sample.full_text)
+        for span in sample.spans:
+            start, end = len(text) + where[span.start_position], len(text) + where[span.end_position]
+            if span.entity_type in SCRUBBED:
+                spans.append({"start": start, "end": end, "entity": span.entity_type})
+            elif span.entity_type == "ORGANIZATION":
+                keep.append(span.entity_value)
+        text += sentence
+        if len(text) >= MIN_CHARS:
+            records.append({"text": text, "spans": sorted(spans, key=lambda s: s["start"]), "keep": keep})
+            text, spans, keep = "", [], []
+            if len(records) == n:
+                break
+    return records
+
+
+def load() -> list[dict]:
+    return [json.loads(line) for line in OUT.read_text("utf-8").splitlines()]
+
+
+if __name__ == "__main__":
+    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate()), "utf-8")
+    print(f"wrote {OUT}")
