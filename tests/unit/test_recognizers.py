@@ -171,3 +171,19 @@ def test_policy_languages_choose_locale_recognizers():
     names = {type(x).__name__ for x in r.shipped(["en"])}
     assert "BrCpfCnpjRecognizer" not in names and "UsStreetAddressRecognizer" in names
     assert "BrCpfCnpjRecognizer" in {type(x).__name__ for x in r.shipped(["pt"])}
+
+
+def test_policy_languages_are_validated_and_load_their_recognizers():
+    from pydantic import ValidationError
+
+    from appliance.data.policy import PiiPolicy
+
+    with pytest.raises(ValidationError, match="languages"):
+        PiiPolicy.model_validate({"entities": {"PERSON": {}}, "languages": ["en", "xx"]})
+    assert PiiPolicy.model_validate({"entities": {"PERSON": {}}}).languages == ["en"]
+
+
+def test_the_shipped_policy_loads_every_language(scrubber):
+    assert scrubber.policy.languages == list(r.LANGUAGES)
+    loaded = {x.name for x in scrubber.analyzer.registry.recognizers}
+    assert {"BrCpfCnpjRecognizer", "GermanAddressRecognizer", "EuNationalIdRecognizer"} <= loaded
