@@ -206,29 +206,35 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
         raise InputError(f"no valid records in {', '.join(as_input(p).name for p in paths)}{detail}")
     scrubber = scrubber_for(ctx, policy)
     scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
-    residual = scrubber.residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
-    # Exact duplicates (after scrubbing) are dropped; the first occurrence stays.
-    seen, unique, dropped = set(), [], []
-    for rid, rec in scrubbed:
-        key = json.dumps(rec, sort_keys=True, ensure_ascii=False)
-        (dropped if key in seen else unique).append((rid, rec))
-        seen.add(key)
-    ids = [(f"r{i:06d}", rec) for i, (_, rec) in enumerate(unique)]
-    position = {f"r{i:06d}": src for i, (src, _) in enumerate(unique)}
-    tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
-    lint_report = lint([LintRecord(rid, rec, parsed.fmt) for rid, rec in ids], tokenizer=tokenizer,
-                       context_length=context_length)
-    lint_report["dropped_exact_duplicates"] = len(dropped)
-    planted, canary_list, canary_note = (ids, [], "canaries not requested by the policy")
-    if policy.canaries.enabled:
-        planted, canary_list, canary_note = plant(ids, parsed.fmt, policy.canaries)
-    cfg = ctx.settings.file.ingest
-    train, held_out = _split(planted, cfg.eval_share, cfg.split_seed)
-    digest = versions.content_digest([("train", {"id": i, **r}) for i, r in train]
-                                     + [("eval", {"id": i, **r}) for i, r in held_out])
-    existing = versions.find_by_digest(ctx.engine, name, digest)
-    if existing:
-        return IngestResult(existing, created=False)
+    # The residual scan (a second full analysis of every stored text) runs in forked workers while this
+    # process de-duplicates, lints, plants canaries and splits.
+    pending = scrubber.start_residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
+    try:
+        # Exact duplicates (after scrubbing) are dropped; the first occurrence stays.
+        seen, unique, dropped = set(), [], []
+        for rid, rec in scrubbed:
+            key = json.dumps(rec, sort_keys=True, ensure_ascii=False)
+            (dropped if key in seen else unique).append((rid, rec))
+            seen.add(key)
+        ids = [(f"r{i:06d}", rec) for i, (_, rec) in enumerate(unique)]
+        position = {f"r{i:06d}": src for i, (src, _) in enumerate(unique)}
+        tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
+        lint_report = lint([LintRecord(rid, rec, parsed.fmt) for rid, rec in ids], tokenizer=tokenizer,
+                           context_length=context_length)
+        lint_report["dropped_exact_duplicates"] = len(dropped)
+        planted, canary_list, canary_note = (ids, [], "canaries not requested by the policy")
+        if policy.canaries.enabled:
+            planted, canary_list, canary_note = plant(ids, parsed.fmt, policy.canaries)
+        cfg = ctx.settings.file.ingest
+        train, held_out = _split(planted, cfg.eval_share, cfg.split_seed)
+        digest = versions.content_digest([("train", {"id": i, **r}) for i, r in train]
+                                         + [("eval", {"id": i, **r}) for i, r in held_out])
+        existing = versions.find_by_digest(ctx.engine, name, digest)
+        if existing:
+            return IngestResult(existing, created=False)
+        residual = pending.result()
+    finally:
+        pending.close()
     touched_sources = set(touched)
     scrub_report = {
         "policy": installed.path.name, "policy_digest": policy_digest, "strictness": level,

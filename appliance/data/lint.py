@@ -60,8 +60,7 @@ def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | Non
         words = _canonical_text(full).split()
         shingles = {" ".join(words[i:i + 3]) for i in range(max(len(words) - 2, 1))}
         mh = MinHash(num_perm=128, seed=1)
-        for sh in shingles:
-            mh.update(sh.encode("utf-8"))
+        mh.update_batch([sh.encode("utf-8") for sh in shingles])  # the same minimum as one update each, at once
         hashes[r.id], shingle_sets[r.id] = mh, shingles
     duplicate_groups = [ids for ids in exact.values() if len(ids) > 1]
     exact_dupes = {i for g in duplicate_groups for i in g[1:]}

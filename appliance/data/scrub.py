@@ -49,6 +49,36 @@ def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[Scr
         _forked = None
 
 
+def _residual_part(part: list[str]) -> Counter:
+    return _forked._residual_unique(part)
+
+
+class PendingResidual:
+    """A residual scan under way in forked workers (`Scrubber.start_residual`): `result()` waits for it and
+    `close()` (which `result()` also does) stops the workers; until then the caller's process is free."""
+
+    def __init__(self, pool=None, futures=(), counts: Counter | None = None) -> None:
+        self._pool, self._futures, self._counts = pool, list(futures), counts
+
+    def result(self) -> Counter:
+        if self._counts is None:
+            try:
+                counts: Counter = Counter()
+                for future in self._futures:
+                    counts.update(future.result())
+                self._counts = counts
+            finally:
+                self.close()
+        return self._counts
+
+    def close(self) -> None:
+        global _forked
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            _forked = None
+
+
 def _import_presidio() -> None:
     """Import Presidio without its optional transformers NLP engine and thinc's torch support, which it
     imports eagerly when they are installed (11 s of start-up here) and which a spaCy pipeline never uses.
@@ -198,10 +228,36 @@ class Scrubber:
         done = dict(zip(unique, results, strict=True))
         return [done.get(t) or ScrubResult(t) for t in texts]
 
-    def residual(self, texts: list[str]) -> Counter:
-        """What the analyser still finds in already scrubbed texts (placeholders excluded)."""
-        counts: Counter = Counter()
+    def residual(self, texts: list[str], workers: int | None = None) -> Counter:
+        """What the analyser still finds in already scrubbed texts (placeholders excluded): a full analysis of
+        every distinct text, split over the CPU cores for large inputs as `scrub` is."""
+        return self.start_residual(texts, workers).result()
+
+    def start_residual(self, texts: list[str], workers: int | None = None) -> PendingResidual:
+        """`residual`, started in forked workers that inherit the loaded pipeline (the workers fork before this
+        returns, so the caller may go on with other work); small inputs are scanned here and now."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        global _forked
         unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
+        workers = workers or min(os.cpu_count() or 1, 4)
+        if workers <= 1 or len(unique) < PARALLEL_FROM:
+            return PendingResidual(counts=self._residual_unique(unique))
+        size = -(-len(unique) // (workers * 4))
+        parts = [unique[i:i + size] for i in range(0, len(unique), size)]
+        _forked = self
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pending = PendingResidual(pool)
+        try:
+            pending._futures = [pool.submit(_residual_part, part) for part in parts]
+        except BaseException:
+            pending.close()
+            raise
+        return pending
+
+    def _residual_unique(self, unique: list[str]) -> Counter:
+        counts: Counter = Counter()
         for start in range(0, len(unique), 512):
             chunk = unique[start:start + 512]
             for text, results in zip(chunk, self.analyze(chunk), strict=True):
