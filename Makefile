@@ -14,7 +14,9 @@ install: $(STAMP) $(ENGINE)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
+	# llama-cpp-python compiles llama.cpp: portable (GGML_NATIVE=OFF, as llama-server is built), not tuned to this
+	# CPU; a native build enables ggml's AMX kernels where the CPU has AMX, which crash (ggml-org/llama.cpp#20824).
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
 	# PyPI's torchvision does not load beside the CPU torch build, and Unsloth refuses to import with it.
 	$(BIN)/python -m pip uninstall --yes torchvision
 	touch $(STAMP)

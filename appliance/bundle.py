@@ -92,7 +92,10 @@ def _private_key(path: Path, passphrase: bytes):
 
 # --- build -------------------------------------------------------------------------------------------------------
 def _pip(args: list[str], say: Say) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    # llama-cpp-python's wheel is compiled here: portable (GGML_NATIVE=OFF, as llama-server is), never tuned to the
+    # build machine, whose instruction set (AVX-512, AMX) the target hardware may lack.
+    env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF"}
+    done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]
         raise StorageError("pip " + args[0] + " failed: " + " | ".join(tail))
