@@ -33,6 +33,12 @@ def _scrub_part(part: list[str]) -> list[ScrubResult]:
     return _forked._scrub_unique(part)
 
 
+def _parts(unique: list[str], workers: int) -> list[list[str]]:
+    """Four parts a worker, so a slow part does not leave the other workers idle."""
+    size = -(-len(unique) // (workers * 4))
+    return [unique[i:i + size] for i in range(0, len(unique), size)]
+
+
 def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[ScrubResult]:
     """Scrub in forked processes that inherit the loaded pipeline (nothing is pickled but texts and results)."""
     import multiprocessing
@@ -40,8 +46,7 @@ def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[Scr
 
     global _forked
     _forked = scrubber
-    size = -(-len(unique) // (workers * 4))
-    parts = [unique[i:i + size] for i in range(0, len(unique), size)]
+    parts = _parts(unique, workers)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             return [r for part in pool.map(_scrub_part, parts) for r in part]
@@ -136,7 +141,7 @@ class Scrubber:
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
                                 and r.name != "PhoneRecognizer"]
-        self._is_business = is_business
+        self._is_business = is_business  # imported here: the recognizers package imports Presidio
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
                 registry.add_recognizer(recognizer)
@@ -244,8 +249,7 @@ class Scrubber:
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers <= 1 or len(unique) < PARALLEL_FROM:
             return PendingResidual(counts=self._residual_unique(unique))
-        size = -(-len(unique) // (workers * 4))
-        parts = [unique[i:i + size] for i in range(0, len(unique), size)]
+        parts = _parts(unique, workers)
         _forked = self
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         pending = PendingResidual(pool)

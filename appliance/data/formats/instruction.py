@@ -5,13 +5,10 @@ for lint and for training."""
 
 from __future__ import annotations
 
-from appliance.data.formats import fields
-from appliance.data.formats.fields import Validated
-from appliance.data.formats.readers import RawRecord
+from appliance.data.formats.fields import Fields
 
 NAME = "instruction"
-FIELDS = (("instruction", True), ("input", False), ("output", True))
-_NAMES = tuple(name for name, _ in FIELDS)
+FIELDS = Fields(("instruction", True), ("input", False), ("output", True))
 INPUT_SEPARATOR = "\n\n"
 
 
@@ -19,16 +16,10 @@ def looks_like(data: dict) -> bool:
     return "instruction" in data and "output" in data
 
 
-def validate(raw: RawRecord) -> Validated:
-    return fields.validate_fields(raw, FIELDS)
-
-
-def text_fields(record: dict) -> list[tuple[str, str]]:
-    return fields.text_fields(record, _NAMES)
-
-
-def with_texts(record: dict, texts: list[str]) -> dict:
-    return fields.with_texts(record, _NAMES, texts)
+# What the format's fields do.
+validate = FIELDS.validate
+text_fields = FIELDS.text_fields
+with_texts = FIELDS.with_texts
 
 
 def conversation(record: dict) -> tuple[list[dict], str]:

@@ -3,13 +3,11 @@ conversation (lint, supervised views of the data) it is the prompt answered by t
 
 from __future__ import annotations
 
-from appliance.data.formats import fields
-from appliance.data.formats.fields import Validated, refuse
+from appliance.data.formats.fields import Fields, Validated, refuse
 from appliance.data.formats.readers import RawRecord
 
 NAME = "preference"
-FIELDS = (("prompt", True), ("chosen", True), ("rejected", True))
-_NAMES = tuple(name for name, _ in FIELDS)
+FIELDS = Fields(("prompt", True), ("chosen", True), ("rejected", True))
 
 
 def looks_like(data: dict) -> bool:
@@ -17,18 +15,13 @@ def looks_like(data: dict) -> bool:
 
 
 def validate(raw: RawRecord) -> Validated:
-    record, reject = fields.validate_fields(raw, FIELDS)
+    record, reject = FIELDS.validate(raw)
     if record is not None and record["chosen"] == record["rejected"]:
         return refuse(raw, "rejected", "identical to chosen: no preference to learn")
     return record, reject
 
-
-def text_fields(record: dict) -> list[tuple[str, str]]:
-    return fields.text_fields(record, _NAMES)
-
-
-def with_texts(record: dict, texts: list[str]) -> dict:
-    return fields.with_texts(record, _NAMES, texts)
+text_fields = FIELDS.text_fields
+with_texts = FIELDS.with_texts
 
 
 def conversation(record: dict) -> tuple[list[dict], str]:

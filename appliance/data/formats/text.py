@@ -3,29 +3,20 @@ the whole text is what the model learns."""
 
 from __future__ import annotations
 
-from appliance.data.formats import fields
-from appliance.data.formats.fields import Validated
-from appliance.data.formats.readers import RawRecord
+from appliance.data.formats.fields import Fields
 
 NAME = "text"
-FIELDS = (("text", True),)
-_NAMES = ("text",)
+FIELDS = Fields(("text", True))
 
 
 def looks_like(data: dict) -> bool:
     return "text" in data
 
 
-def validate(raw: RawRecord) -> Validated:
-    return fields.validate_fields(raw, FIELDS)
-
-
-def text_fields(record: dict) -> list[tuple[str, str]]:
-    return fields.text_fields(record, _NAMES)
-
-
-def with_texts(record: dict, texts: list[str]) -> dict:
-    return fields.with_texts(record, _NAMES, texts)
+# What the format's fields do.
+validate = FIELDS.validate
+text_fields = FIELDS.text_fields
+with_texts = FIELDS.with_texts
 
 
 def conversation(record: dict) -> tuple[list[dict], str]:
