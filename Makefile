@@ -4,6 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := offline-wheels/constraints-cpu.txt
+# llama-cpp-python compiles llama.cpp: portable (GGML_NATIVE=OFF, as llama-server is built), not tuned to this
+# CPU; a native build enables ggml's AMX kernels where the CPU has AMX, which crash (ggml-org/llama.cpp#20824).
+BINDING_CMAKE_ARGS := -DGGML_NATIVE=OFF
+# pip keys the wheel it builds from an sdist by the sdist alone, never by CMAKE_ARGS: the install keeps a wheel
+# cache of its own per set of build options, so a wheel built another way on this machine is never reused.
+PIP_BUILD_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/appliance/pip-$(shell printf '%s' '$(BINDING_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
 .PHONY: install demo test test-fast lint docs lock clean
 
@@ -14,9 +20,8 @@ install: $(STAMP) $(ENGINE)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles llama.cpp: portable (GGML_NATIVE=OFF, as llama-server is built), not tuned to this
-	# CPU; a native build enables ggml's AMX kernels where the CPU has AMX, which crash (ggml-org/llama.cpp#20824).
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
+	CMAKE_ARGS="$(BINDING_CMAKE_ARGS)" PIP_CACHE_DIR="$(PIP_BUILD_CACHE)" \
+	  $(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
 	# PyPI's torchvision does not load beside the CPU torch build, and Unsloth refuses to import with it.
 	$(BIN)/python -m pip uninstall --yes torchvision
 	touch $(STAMP)

@@ -91,10 +91,20 @@ def _private_key(path: Path, passphrase: bytes):
 
 
 # --- build -------------------------------------------------------------------------------------------------------
+BINDING_CMAKE_ARGS = "-DGGML_NATIVE=OFF"
+
+
+def _pip_build_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "appliance" / f"pip-{hashlib.sha256(BINDING_CMAKE_ARGS.encode()).hexdigest()[:12]}"
+
+
 def _pip(args: list[str], say: Say) -> None:
     # llama-cpp-python's wheel is compiled here: portable (GGML_NATIVE=OFF, as llama-server is), never tuned to the
-    # build machine, whose instruction set (AVX-512, AMX) the target hardware may lack.
-    env = {**os.environ, "CMAKE_ARGS": "-DGGML_NATIVE=OFF"}
+    # build machine, whose instruction set (AVX-512, AMX) the target hardware may lack. pip keys a wheel it built
+    # by the sdist alone, not by CMAKE_ARGS: its cache is one per set of build options (as `make install` keeps),
+    # so a wheel built natively on this machine never enters a bundle.
+    env = {**os.environ, "CMAKE_ARGS": BINDING_CMAKE_ARGS, "PIP_CACHE_DIR": str(_pip_build_cache())}
     done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-3:]

@@ -123,6 +123,7 @@ class Scrubber:
         from presidio_anonymizer import AnonymizerEngine
 
         from appliance.data.recognizers import shipped
+        from appliance.data.recognizers.address_blocks import extend as extend_addresses
         from appliance.data.recognizers.business_terms import is_business
 
         provider = NlpEngineProvider(nlp_configuration={
@@ -142,6 +143,7 @@ class Scrubber:
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
                                 and r.name != "PhoneRecognizer"]
         self._is_business = is_business  # imported here: the recognizers package imports Presidio
+        self._extend_addresses = extend_addresses
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
                 registry.add_recognizer(recognizer)
@@ -195,8 +197,8 @@ class Scrubber:
             results = self.analyzer.analyze(text=text, language=self.policy.language, entities=self.entities,
                                             nlp_artifacts=nlp_artifacts, allow_list=self.policy.allow_list or None)
             keep = [m.span() for k in self._keep for m in k.finditer(text)]
-            kept = [r for r in results if r.score >= self._threshold(r.entity_type)
-                    and not any(r.start < end and start < r.end for start, end in keep)]
+            kept = self._extend_addresses(text, [r for r in results if r.score >= self._threshold(r.entity_type)
+                                                 and not any(r.start < end and start < r.end for start, end in keep)])
             # A name-shaped piece of an address, e-mail or IP address is that entity, not a person; a product, code
             # or host name is business content.
             structured = [r for r in kept if r.entity_type != "PERSON"]

@@ -40,6 +40,14 @@ CASES = [
      ["742 Evergreen Terrace, Springfield, IL 62704"]),
     (r.UsStreetAddressRecognizer, "Mail it to P.O. Box 1123 please.", ["P.O. Box 1123"]),
     (r.UsStreetAddressRecognizer, "Meeting at 10 in room 4.", []),
+    (r.UsStreetAddressRecognizer, "Return to PSC 2543, Box 1074\nAPO AE 92684 please",
+     ["PSC 2543, Box 1074\nAPO AE 92684"]),
+    (r.UsStreetAddressRecognizer, "Ship to USNS Nagel\nFPO AP 73177", ["USNS Nagel\nFPO AP 73177"]),
+    (r.AddressUnitLineRecognizer, "Lena Berg\n25663 Markt 85\n Apt. 615\n MÜHLBACH\n Austria 11147\nThanks",
+     ["25663 Markt 85\n Apt. 615\n MÜHLBACH\n Austria 11147"]),
+    (r.AddressUnitLineRecognizer, "Ravil\n\n2500 Letališka 75\n Suite 9\n Ljubljana\n\n Slovenia 83044 I'm here",
+     ["2500 Letališka 75\n Suite 9\n Ljubljana\n\n Slovenia 83044"]),
+    (r.AddressUnitLineRecognizer, "The suite 4 upgrade is out.\nApt. 4 is a name of a build", []),
     (r.UkAddressRecognizer, "Send it to 221B Baker Street, London NW1 6XE.", ["221B Baker Street, London NW1 6XE"]),
     (r.UkAddressRecognizer, "Lives at 14 Mill Lane, Ely CB7 4EH since May.", ["14 Mill Lane, Ely CB7 4EH"]),
     (r.UkAddressRecognizer, "Postcode SW1A 1AA please.", ["SW1A 1AA"]),
@@ -47,6 +55,7 @@ CASES = [
     (r.GermanAddressRecognizer, "Anschrift: Hauptstraße 5, 10115 Berlin.", ["Hauptstraße 5, 10115 Berlin"]),
     (r.GermanAddressRecognizer, "Er wohnt in der Berliner Straße 12a.", ["Berliner Straße 12a"]),
     (r.GermanAddressRecognizer, "Der Server steht im Rack 5.", []),
+    (r.GermanAddressRecognizer, "During 2011, the firm grew.", []),
     (r.BrazilianAddressRecognizer, "Endereço: Rua das Flores, 123, apto 45 - Centro, 01001-000",
      ["Rua das Flores, 123, apto 45 - Centro, 01001-000"]),
     (r.BrazilianAddressRecognizer, "Mora na Av. Paulista, 1578.", ["Av. Paulista, 1578"]),
@@ -57,6 +66,19 @@ CASES = [
     (r.EuropeanStreetRecognizer, "The bus station is on Via Pasquale Scura 127 today.", ["Via Pasquale Scura 127"]),
     (r.EuropeanStreetRecognizer, "Bibulat lives on Furuveien 141 since 2019.", ["Furuveien 141"]),
     (r.EuropeanStreetRecognizer, "Windows 10 and Office 365 updates.", []),
+    (r.AddressInContextRecognizer, "please send a new one to 5650 69 boulevard Aristide Briand\n Apt. 334\n"
+     " LE CREUSOT\n France? I am in town.", ["5650 69 boulevard Aristide Briand\n Apt. 334\n LE CREUSOT\n France"]),
+    (r.AddressInContextRecognizer, "Here is his address: 76619 Syrengården 68", ["76619 Syrengården 68"]),
+    (r.AddressInContextRecognizer, "I once lived in 582 Vicolo Calcirelli 150, Indaiatuba, Brazil. I now work.",
+     ["582 Vicolo Calcirelli 150, Indaiatuba, Brazil"]),
+    (r.AddressInContextRecognizer, "Meu endereço é Rua Bela Cintra 1200, São Paulo.",
+     ["Rua Bela Cintra 1200, São Paulo"]),
+    (r.AddressInContextRecognizer, "The address of Neonode Inc. is 847 Rúa do Paseo 3 Suite 686 Umbrete Spain",
+     ["847 Rúa do Paseo 3 Suite 686 Umbrete Spain"]),
+    (r.AddressInContextRecognizer, "Please send it to the printer queue 4 today.", []),
+    (r.AddressInContextRecognizer, "He lives in London now.", []),
+    (r.AddressInContextRecognizer, "Our offices are located at Building 4 on the campus.", []),  # no place word
+    (r.AddressInContextRecognizer, "Forward it to IT Support please.", []),
     # dates of birth
     (r.DateOfBirthInContextRecognizer, "She was born on 03/14/1985.", ["03/14/1985"]),
     (r.DateOfBirthInContextRecognizer, "Geburtsdatum: 12. März 1984", ["12. März 1984"]),
@@ -149,6 +171,24 @@ def _found(scrubber, cls, text: str) -> list[str]:
                          ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(CASES)])
 def test_recognizer_span(scrubber, cls, text, expected):
     assert _found(scrubber, cls, text) == sorted(expected)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Ship to 742 Evergreen Terrace\n Suite 5\n SPRINGFIELD\n United States\nCall me on Monday.",
+     "742 Evergreen Terrace\n Suite 5\n SPRINGFIELD\n United States"),
+    ("Ship to 742 Evergreen Terrace Apt. 9 SPRINGFIELD today.", "742 Evergreen Terrace Apt. 9 SPRINGFIELD"),
+    ("Ship to 742 Evergreen Terrace, Springfield, IL 62704.", "742 Evergreen Terrace, Springfield, IL 62704"),
+    ("Ship to 742 Evergreen Terrace\n020 7946 0018", "742 Evergreen Terrace"),  # a phone line stays
+    ("Ship to 742 Evergreen Terrace\nPlease hurry", "742 Evergreen Terrace"),  # so does a sentence
+    ("Ship to 742 Evergreen Terrace and then call", "742 Evergreen Terrace"),
+])
+def test_an_address_grows_to_its_block_and_no_further(scrubber, text, expected):
+    assert _found(scrubber, r.UsStreetAddressRecognizer, text) == [expected]
+
+
+def test_a_house_number_before_a_street_line_joins_it(scrubber):
+    assert _found(scrubber, r.EuropeanStreetRecognizer, "Send to 303 Furuveien 141, Oslo") == [
+        "303 Furuveien 141, Oslo"]
 
 
 def test_every_shipped_recognizer_has_hits_and_misses():

@@ -13,8 +13,10 @@ from presidio_analyzer import EntityRecognizer
 from appliance.data.recognizers.address_br import BrazilianAddressRecognizer
 from appliance.data.recognizers.address_de import GermanAddressRecognizer
 from appliance.data.recognizers.address_fr_es import FrenchSpanishAddressRecognizer
+from appliance.data.recognizers.address_in_context import AddressInContextRecognizer
 from appliance.data.recognizers.address_intl import EuropeanStreetRecognizer
 from appliance.data.recognizers.address_uk import UkAddressRecognizer
+from appliance.data.recognizers.address_unit_line import AddressUnitLineRecognizer
 from appliance.data.recognizers.address_us import UsStreetAddressRecognizer
 from appliance.data.recognizers.br_cpf_cnpj import BrCpfCnpjRecognizer
 from appliance.data.recognizers.credit_card import LuhnCreditCardRecognizer
@@ -51,6 +53,8 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (BrazilianAddressRecognizer, frozenset({"pt"})),
     (FrenchSpanishAddressRecognizer, frozenset({"fr", "es"})),
     (EuropeanStreetRecognizer, None),
+    (AddressInContextRecognizer, None),
+    (AddressUnitLineRecognizer, None),
     (DateOfBirthInContextRecognizer, None),
     (UkNinoRecognizer, None),
     (BrCpfCnpjRecognizer, frozenset({"pt"})),

@@ -7,7 +7,8 @@ from presidio_analyzer import Pattern, PatternRecognizer
 
 from appliance.data.recognizers._shared import CASE_SENSITIVE
 
-_JOINED = r"[A-ZÄÖÜ][a-zäöüß-]*(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee)"
+# At least three letters before the street word: "During 2011" and "Spring 5" are not a Ring.
+_JOINED = r"[A-ZÄÖÜ][a-zäöüß-]{2,}(?:straße|strasse|str\.|weg|platz|allee|gasse|ring|damm|ufer|chaussee)"
 _SEPARATE = r"(?:[A-ZÄÖÜ][a-zäöüß-]+\s){1,2}(?:Straße|Strasse|Str\.|Weg|Platz|Allee|Gasse|Ring|Damm|Ufer)"
 
 

@@ -3,7 +3,19 @@ days, roles and help-desk nouns in the languages the policy can name."""
 
 from __future__ import annotations
 
-NOT_NAMES = frozenset("""
+COUNTRIES = frozenset("""
+    afghanistan albania algeria argentina armenia australia austria azerbaijan bangladesh belarus belgium bolivia
+    bosnia brazil bulgaria cambodia cameroon canada chile china colombia croatia cuba cyprus czech czechia denmark
+    ecuador egypt estonia ethiopia finland france germany ghana greece greenland guatemala haiti honduras hungary
+    iceland india indonesia iran iraq ireland israel italy japan kazakhstan kenya korea kosovo kuwait latvia
+    lebanon libya lithuania luxembourg malaysia mali malta mexico moldova mongolia montenegro morocco mozambique
+    nepal netherlands nicaragua niger nigeria norway oman pakistan panama paraguay peru philippines poland portugal
+    qatar romania russia rwanda senegal serbia singapore slovakia slovenia somalia spain sudan sweden switzerland
+    syria taiwan tanzania thailand tunisia turkey uganda ukraine uruguay uzbekistan venezuela vietnam yemen zambia
+    zimbabwe republic kingdom states united emirates england scotland wales britain europe africa asia america
+""".split())
+
+NOT_NAMES = COUNTRIES | frozenset("""
     the a an and or to of for on in at is was be been it this that you your we our my me us them they he she his her
     i sir madam team all everyone there support desk service please ticket case issue today tomorrow yesterday
     monday tuesday wednesday thursday friday saturday sunday morning afternoon evening not no yes just also still
@@ -15,15 +27,6 @@ NOT_NAMES = frozenset("""
     cheers sincerely team group department dept office desk helpdesk servicedesk it-support re fw fwd subject
     mr mrs ms miss dr prof sr sra srta sir dame herr frau mme mlle m
     info information details personal address phone mobile fax email e-mail contact name date
-    afghanistan albania algeria argentina armenia australia austria azerbaijan bangladesh belarus belgium bolivia
-    bosnia brazil bulgaria cambodia cameroon canada chile china colombia croatia cuba cyprus czech czechia denmark
-    ecuador egypt estonia ethiopia finland france germany ghana greece greenland guatemala haiti honduras hungary
-    iceland india indonesia iran iraq ireland israel italy japan kazakhstan kenya korea kosovo kuwait latvia
-    lebanon libya lithuania luxembourg malaysia mali malta mexico moldova mongolia montenegro morocco mozambique
-    nepal netherlands nicaragua niger nigeria norway oman pakistan panama paraguay peru philippines poland portugal
-    qatar romania russia rwanda senegal serbia singapore slovakia slovenia somalia spain sudan sweden switzerland
-    syria taiwan tanzania thailand tunisia turkey uganda ukraine uruguay uzbekistan venezuela vietnam yemen zambia
-    zimbabwe republic kingdom states united emirates england scotland wales britain europe africa asia america
     january february march april june july august september october november december
     o os as um uma uns umas e ou de do da dos das em no na nos nas por para com sem que se não sim obrigado
     bom dia boa tarde noite olá ola prezado prezada senhor senhora equipe suporte cliente chamado

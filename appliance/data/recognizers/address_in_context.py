@@ -1,0 +1,96 @@
+"""An address whatever its country's shape, where the sentence says it is one: the words after "my address is",
+"lives at", "located at", "send it to", "moved to" (and the same in the policy's other languages), when they
+read as an address: a house or postal number and capitalised place words, on one line or over the lines of a
+written address ("Suite 917", "LE CREUSOT", "Uruguay"), up to the first lower-case word or sentence end.
+
+"Send it to the printer queue" and "lives in London" are not addresses here: the stretch must hold a number and a
+word, and start at a number or a capitalised word.
+"""
+
+from __future__ import annotations
+
+import re
+
+from presidio_analyzer import EntityRecognizer
+
+from appliance.data.recognizers._shared import LETTERS, result
+
+_CUE = re.compile(
+    r"\b(?:address\s+of\s+[^?!\n]{1,40}?\s+is|address(?:es)?(?:\s+(?:is|was|are|were|to|with|for\s+\w+))?\s*(?:[:=-]|\bis\b)?|"
+    r"(?:lives?|lived|living|resides?|resided|residing|stays?|stayed|staying)\s+(?:at|on|in)|"
+    r"(?:located|situated|based|found)\s+at|offices?\s+(?:is|are)\s+at|"
+    r"meet\s+(?:me|you|us|him|her|them)\s+at|(?:is|are|was|were)\s+at|"
+    r"(?:send|sent|ship|shipped|deliver|delivered|mail|mailed|post|posted|forward|forwarded|return|returned|taxi|drive|take)"
+    r"(?:\s+(?:it|them|this|that|everything|me|us|him|her|the\s+\w+|a\s+new\s+one))?\s+to|"
+    r"moved?\s+(?:in\s+)?to|drops?\s+(?:me|you|us|him|her|them)\s+off\s+at|"
+    r"endere[çc]o(?:\s+é)?:?|moro\s+(?:na|no|em)|mora\s+(?:na|no|em)|dirección(?:\s+es)?:?|vivo\s+en|vive\s+en|"
+    r"adresse(?:\s+est)?\s*:?|j'habite\s+(?:au|à)|wohnt?\s+(?:in\s+der|am|im|an\s+der)|anschrift:?)\s*",
+    re.IGNORECASE)
+# Lower-case words an address holds: unit and street words, and the particles of street names.
+_INNER = frozenset("""
+    apt apt. apartment suite ste ste. unit box flat floor fl fl. room rm bldg building no no. nr nr. n° nº
+    st st. ave ave. rd rd. blvd blvd. dr dr. ln ln. street road avenue boulevard lane drive way place square
+    rue via viale calle carrer rua avenida av av. r r. ul ul. al al. str str. strasse straße gasse weg platz
+    rakpart utca út vei vej gata gatan tie katu
+    de da do das dos del della di du des la le les los van der den von am an im zu y e et
+    apto apto. andar piso bloco bloque bajo esc esc. etage stg stock
+""".split())
+# Capitalised words that start the next sentence or field, not a place.
+_SENTENCE = frozenset("""
+    i i'm i'll i'd i've my me we our you your he she his her they their it it's its this that the these those is
+    are was were be can could would will should may might must do does did how what when where why who which
+    please thanks thank hi hello dear regards best cheers sincerely name email e-mail phone mobile tel fax
+    and or but if so also then there here yes no not call contact subject date dob from to cc
+""".split())
+_TOKEN = re.compile(rf"\d[\w/-]*|{LETTERS}[\w'’.-]*|[,#º°]|\n", re.UNICODE)
+_MAX_CHARS = 160
+
+
+def _stretch(text: str, start: int) -> tuple[int, int] | None:
+    """(start, end) of the address-shaped words from `start`, or None when what follows is not an address."""
+    end, digits, words, lines, first = start, 0, 0, 0, True
+    for token in _TOKEN.finditer(text, start, min(len(text), start + _MAX_CHARS)):
+        gap = text[end:token.start()] if not first else text[start:token.start()]
+        if re.search(r"[.?!;:()\[\]\"](?:\s|$)", gap) or "\n\n" in gap:
+            break
+        word = token.group()
+        if word == "\n":
+            lines += 1
+            if lines > 5:
+                break
+            continue
+        if word in ",#º°":
+            continue
+        bare = word.rstrip(".")
+        if word[0].isdigit():
+            digits += 1
+        elif word.lower() in _INNER:
+            pass
+        elif word[0].isupper() and bare.lower() not in _SENTENCE:
+            words += 1
+        else:
+            break
+        if first and word.lower() in _INNER and not word[0].isupper():
+            return None
+        first = False
+        end = token.start() + len(word.rstrip(".")) if word.endswith(".") and len(word) > 4 else token.end()
+    if not (digits and words):
+        return None
+    return start, end
+
+
+class AddressInContextRecognizer(EntityRecognizer):
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["STREET_ADDRESS"], name="AddressInContextRecognizer",
+                         supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        out = []
+        for cue in _CUE.finditer(text):
+            found = _stretch(text, cue.end())
+            if found and found[1] > found[0]:
+                out.append(result(self, "STREET_ADDRESS", found[0], found[1], 0.7))
+        return out
