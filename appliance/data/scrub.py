@@ -124,7 +124,7 @@ class Scrubber:
 
         from appliance.data.recognizers import shipped
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
-        from appliance.data.recognizers.business_terms import is_business
+        from appliance.data.recognizers.business_terms import is_business, opens_organisation
 
         provider = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -144,6 +144,7 @@ class Scrubber:
                                 and r.name != "PhoneRecognizer"]
         self._is_business = is_business  # imported here: the recognizers package imports Presidio
         self._extend_addresses = extend_addresses
+        self._opens_organisation = opens_organisation
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
                 registry.add_recognizer(recognizer)
@@ -204,7 +205,8 @@ class Scrubber:
             structured = [r for r in kept if r.entity_type != "PERSON"]
             out.append([r for r in kept if r.entity_type != "PERSON"
                         or not (any(r.start < o.end and o.start < r.end for o in structured)
-                                or self._is_business(text[r.start:r.end]))])
+                                or self._is_business(text[r.start:r.end])
+                                or self._opens_organisation(text, r.end))])
         return out
 
     def _threshold(self, entity: str) -> float:

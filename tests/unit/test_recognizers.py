@@ -132,6 +132,14 @@ CASES = [
     (r.ContextNameRecognizer, "I work for Hubtown Ltd since May.", []),
     (r.ContextNameRecognizer, "It was sung by Egor A Bogdanov in 2002.", ["Egor A Bogdanov"]),
     (r.ContextNameRecognizer, "Thanks for the update.", []),
+    # names by a given name
+    (r.GazetteerNameRecognizer, "have you heard Tiana Ellery speak yet?", ["Tiana Ellery"]),
+    (r.GazetteerNameRecognizer, "They had 6: Platt, David, Claudia and Brenda.", ["Brenda", "Claudia", "David"]),
+    (r.GazetteerNameRecognizer, "though Quinn's song was older", ["Quinn"]),
+    (r.GazetteerNameRecognizer, "Will you reset it? May I ask? Grant access to the share.", []),
+    (r.GazetteerNameRecognizer, "The Mark Rothko room; ask Mark Ellis.", ["Mark Ellis", "Mark Rothko"]),
+    (r.GazetteerNameRecognizer, "The Zoom Rooms license and the Jira board.", []),
+    (r.GazetteerNameRecognizer, "See John Hancock Investors Trust filings.", []),  # an organisation's name
     # names by layout
     (r.LayoutNameRecognizer, "From: Aisha Okafor <a.okafor@example.org>\nSubject: VPN", ["Aisha Okafor"]),
     (r.LayoutNameRecognizer, "To: Tomasz Nowak; Lena Berg\nCc: it-support@example.org", ["Tomasz Nowak", "Lena Berg"]),
@@ -205,6 +213,17 @@ def test_business_terms(value, business):
     from appliance.data.recognizers.business_terms import is_business
 
     assert is_business(value) is business
+
+
+@pytest.mark.parametrize(("text", "organisation"), [
+    ("John Hancock Investors Trust filed", True), ("Barnes & Noble, Inc. opened", True),
+    ("Aisha Okafor Ltd", True), ("Aisha Okafor called", False), ("Aisha Okafor, our new hire", False),
+])
+def test_a_name_opening_an_organisations_name_is_business(text, organisation):
+    from appliance.data.recognizers.business_terms import opens_organisation
+
+    first = text.split()[0] if "Barnes" in text else " ".join(text.split()[:2])
+    assert opens_organisation(text, len(first)) is organisation
 
 
 def test_policy_languages_choose_locale_recognizers():

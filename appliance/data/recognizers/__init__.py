@@ -29,6 +29,7 @@ from appliance.data.recognizers.identifiers import (
 )
 from appliance.data.recognizers.ipv6 import Ipv6Recognizer
 from appliance.data.recognizers.medical_record import MedicalRecordNumberRecognizer
+from appliance.data.recognizers.names_gazetteer import GazetteerNameRecognizer
 from appliance.data.recognizers.names_in_context import ContextNameRecognizer
 from appliance.data.recognizers.names_in_layout import LayoutNameRecognizer
 from appliance.data.recognizers.passport import PassportInContextRecognizer
@@ -67,6 +68,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (CaseNumberRecognizer, None),
     (ContextNameRecognizer, None),
     (LayoutNameRecognizer, None),
+    (GazetteerNameRecognizer, None),
 )
 
 

@@ -15,7 +15,8 @@ import re
 
 from presidio_analyzer import RecognizerResult
 
-from appliance.data.recognizers.stopwords import COUNTRIES, NOT_NAMES
+from appliance.data.recognizers.business_terms import ORGANISATION
+from appliance.data.recognizers.stopwords import COUNTRIES, NOT_PLACES
 
 _UP = r"A-ZÀ-ÞĀ-ŽΑ-ΩА-Я"
 _UNIT = (r"(?:Apt|Apartment|Suite|Ste|Unit|Box|Postbox|Flat|Floor|Fl|Room|Rm|Bldg|Building|Apto|Andar|Piso|Bloco|Etage|"
@@ -39,11 +40,10 @@ _MAX_PIECES = 6
 
 
 def _place_words_ok(piece: str) -> bool:
-    """A piece made of words reads as a place: no function word, greeting or role ("Please", "Name", "Thanks")
-    unless it is a country's word."""
+    """A piece made of words reads as a place: no word that opens a sentence or a field ("Please", "Name")."""
     for word in re.findall(r"[^\W\d_]+", piece):
         lower = word.lower()
-        if lower in NOT_NAMES and lower not in COUNTRIES:
+        if lower in NOT_PLACES or lower in ORGANISATION:
             return False
     return True
 

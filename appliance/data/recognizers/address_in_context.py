@@ -1,7 +1,8 @@
 """An address whatever its country's shape, where the sentence says it is one: the words after "my address is",
 "lives at", "located at", "send it to", "moved to" (and the same in the policy's other languages), when they
-read as an address: a house or postal number and capitalised place words, on one line or over the lines of a
-written address ("Suite 917", "LE CREUSOT", "Uruguay"), up to the first lower-case word or sentence end.
+read as an address: a house or postal number and capitalised place words, up to the first lower-case word,
+sentence end, organisation's name ("... 66 Anchor Bancorp") or, after the number, the end of the line (the lines
+below join in address_blocks: "Suite 917", "LE CREUSOT", "Uruguay").
 
 "Send it to the printer queue" and "lives in London" are not addresses here: the stretch must hold a number and a
 word, and start at a number or a capitalised word.
@@ -14,6 +15,8 @@ import re
 from presidio_analyzer import EntityRecognizer
 
 from appliance.data.recognizers._shared import LETTERS, result
+from appliance.data.recognizers.business_terms import ORGANISATION
+from appliance.data.recognizers.stopwords import NOT_PLACES
 
 _CUE = re.compile(
     r"\b(?:address\s+of\s+[^?!\n]{1,40}?\s+is|address(?:es)?(?:\s+(?:is|was|are|were|to|with|for\s+\w+))?\s*(?:[:=-]|\bis\b)?|"
@@ -35,45 +38,44 @@ _INNER = frozenset("""
     de da do das dos del della di du des la le les los van der den von am an im zu y e et
     apto apto. andar piso bloco bloque bajo esc esc. etage stg stock
 """.split())
-# Capitalised words that start the next sentence or field, not a place.
-_SENTENCE = frozenset("""
-    i i'm i'll i'd i've my me we our you your he she his her they their it it's its this that the these those is
-    are was were be can could would will should may might must do does did how what when where why who which
-    please thanks thank hi hello dear regards best cheers sincerely name email e-mail phone mobile tel fax
-    and or but if so also then there here yes no not call contact subject date dob from to cc
-""".split())
 _TOKEN = re.compile(rf"\d[\w/-]*|{LETTERS}[\w'’.-]*|[,#º°]|\n", re.UNICODE)
-_MAX_CHARS = 160
+_MAX_CHARS = 120
 
 
 def _stretch(text: str, start: int) -> tuple[int, int] | None:
     """(start, end) of the address-shaped words from `start`, or None when what follows is not an address."""
-    end, digits, words, lines, first = start, 0, 0, 0, True
+    end, digits, words, first, after_digit, last_digit_end = start, 0, 0, True, 0, start
     for token in _TOKEN.finditer(text, start, min(len(text), start + _MAX_CHARS)):
         gap = text[end:token.start()] if not first else text[start:token.start()]
-        if re.search(r"[.?!;:()\[\]\"](?:\s|$)", gap) or "\n\n" in gap:
+        if re.search(r"[.?!;:()\[\]\"](?:\s|$)|&", gap) or "\n\n" in gap:
             break
         word = token.group()
         if word == "\n":
-            lines += 1
-            if lines > 5:
+            if digits:  # the lines below a street line are the address blocks' to join
                 break
             continue
         if word in ",#º°":
             continue
         bare = word.rstrip(".")
+        if bare.lower() in ORGANISATION:  # an organisation's name follows the address
+            end = last_digit_end
+            break
         if word[0].isdigit():
             digits += 1
+            after_digit = 0
         elif word.lower() in _INNER:
             pass
-        elif word[0].isupper() and bare.lower() not in _SENTENCE:
+        elif word[0].isupper() and bare.lower() not in NOT_PLACES and after_digit < 3:
             words += 1
+            after_digit += 1
         else:
             break
         if first and word.lower() in _INNER and not word[0].isupper():
             return None
         first = False
         end = token.start() + len(word.rstrip(".")) if word.endswith(".") and len(word) > 4 else token.end()
+        if word[0].isdigit():
+            last_digit_end = end
     if not (digits and words):
         return None
     return start, end

@@ -1,6 +1,7 @@
 """What looks like a name but is business content: products, vendors, services, error and knowledge-base
 codes. A PERSON finding that contains one of these words, a digit, a dot-separated host name or a code is not
-scrubbed, whatever found it. An organisation's own catalogue goes on the policy's allow-list."""
+scrubbed, whatever found it, nor is a name that opens an organisation's name ("John Hancock Investors Trust",
+"Barnes & Noble, Inc."). An organisation's own catalogue goes on the policy's allow-list."""
 
 from __future__ import annotations
 
@@ -43,4 +44,31 @@ def is_business(value: str) -> bool:
     """True when a span found as a person holds a digit, a code, a host name or a product word."""
     if _CODE.search(value):
         return True
-    return any(word.lower() in TERMS for word in _WORDS.findall(value))
+    return any(word.lower() in TERMS or word.lower() in ORGANISATION for word in _WORDS.findall(value))
+
+
+# The words an organisation's name ends in.
+ORGANISATION = frozenset("""
+    inc inc. incorporated ltd ltd. llc plc corp corp. corporation co co. company ag gmbh sa s.a. sarl srl spa bv
+    nv n.v. ab oy asa kk pty lp llp limited group holdings bank bancorp bankshares trust fund etf reit partners
+    associates industries technologies solutions investors properties financial acquisition insurance tech
+    lines energy motors airlines logistics pharmaceuticals therapeutics biotech resources realty
+""".split())
+_FOLLOWING = re.compile(r"[ \t]*,?[ \t]+([&\w.'’-]+)")
+
+
+def opens_organisation(text: str, end: int) -> bool:
+    """True when the words after a name found at `end` make it part of an organisation's name: capitalised
+    words (or "&", "and", "of") up to a word organisations' names end in."""
+    pos = end
+    for _ in range(5):
+        m = _FOLLOWING.match(text, pos)
+        if not m:
+            return False
+        word = m.group(1)
+        if word.lower() in ORGANISATION or word.lower().rstrip(".,") in ORGANISATION:
+            return True
+        if not (word[0].isupper() or word in ("&", "and", "of")):
+            return False
+        pos = m.end()
+    return False

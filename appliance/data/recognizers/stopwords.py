@@ -37,3 +37,11 @@ NOT_NAMES = COUNTRIES | frozenset("""
     le la les un une des et ou du de au aux en dans pour par avec sur est était vous nous il elle je ne pas oui
     non merci bonjour bonsoir madame monsieur équipe client cliente utilisateur
 """.split())
+
+# Capitalised words that start the next sentence or field: never a word of a place's name.
+NOT_PLACES = frozenset("""
+    i i'm i'll i'd i've my me we our you your he she his her they their it it's its this that the these those is
+    are was were be can could would will should may might must do does did how what when where why who which
+    please thanks thank hi hello dear regards best cheers sincerely name email e-mail phone mobile tel fax
+    and or but if so also then there here yes no not call contact subject date dob from to cc
+""".split())
