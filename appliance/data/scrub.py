@@ -109,6 +109,7 @@ class ScrubResult:
 class Scrubber:
     def __init__(self, policy: PiiPolicy, hmac_key: bytes | None = None) -> None:
         self.policy = policy
+        self._unchanged: set[str] = set()  # texts `scrub` found nothing in
         if any(rule.operator == "hash" for rule in policy.entities.values()) and not hmac_key:
             raise ConfigError("the policy hashes entities but no HMAC key is available (needs the key passphrase)")
         self._hmac_key = hmac_key
@@ -155,10 +156,11 @@ class Scrubber:
                 supported_entity=spec.entity, name=spec.name,
                 patterns=[Pattern(p.name, p.regex, p.score) for p in spec.patterns] or None,
                 deny_list=spec.deny_list or None, context=spec.context or None))
-        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+        from appliance.data.context_enhancer import EndAnchoredContextEnhancer
 
-        # Context words count two tokens after a finding as well as five before ("0380 7558505 office").
-        enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=2)
+        # Context words count two tokens after a finding (after its last token: "09721 88 29 47 office") as well
+        # as five before.
+        enhancer = EndAnchoredContextEnhancer(context_prefix_count=5, context_suffix_count=2)
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, context_aware_enhancer=enhancer,
                                        supported_languages=[policy.language],
                                        default_score_threshold=policy.score_threshold)
@@ -235,11 +237,15 @@ class Scrubber:
         else:
             results = self._scrub_unique(unique, batch_size)
         done = dict(zip(unique, results, strict=True))
+        # A text with no finding comes back as it went in; the same analysis of it finds the same nothing, so
+        # the residual scan need not repeat it.
+        self._unchanged.update(t for t, r in done.items() if not r.found and r.text == t)
         return [done.get(t) or ScrubResult(t) for t in texts]
 
     def residual(self, texts: list[str], workers: int | None = None) -> Counter:
         """What the analyser still finds in already scrubbed texts (placeholders excluded): a full analysis of
-        every distinct text, split over the CPU cores for large inputs as `scrub` is."""
+        every distinct text this scrubber changed or never saw (one it scrubbed without a finding would only be
+        analysed the same way again), split over the CPU cores for large inputs as `scrub` is."""
         return self.start_residual(texts, workers).result()
 
     def start_residual(self, texts: list[str], workers: int | None = None) -> PendingResidual:
@@ -249,7 +255,7 @@ class Scrubber:
         from concurrent.futures import ProcessPoolExecutor
 
         global _forked
-        unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
+        unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._unchanged))
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers <= 1 or len(unique) < PARALLEL_FROM:
             return PendingResidual(counts=self._residual_unique(unique))

@@ -168,6 +168,12 @@ def test_the_residual_scan_in_workers_finds_exactly_what_one_process_finds():
     assert pending._pool is not None  # split over workers, the caller free meanwhile
     assert pending.result() == one and sum(one.values()) > 100
     assert scrubber.residual(mixed) == one
+    # A text the scrubber found nothing in is not analysed again, and the scan finds what a fresh scrubber finds.
+    clean = ["The VPN client crashed after the update; please reinstall it.", "Printer on floor 3 is jammed."]
+    assert [r.text for r in scrubber.scrub(clean, workers=1)] == clean
+    assert clean[0] in scrubber._unchanged and clean[1] in scrubber._unchanged
+    fresh = Scrubber(policies.read("pii")[0], hmac_key=b"test key, not a secret.........")
+    assert scrubber.residual(mixed + clean, workers=1) == fresh.residual(mixed + clean, workers=1) == one
 
 
 INTERNATIONAL = ROOT / "examples" / "international.jsonl"

@@ -24,6 +24,9 @@ CASES = [
     (r.PhonePatternRecognizer, "Build 20240315 passed.", []),
     (r.PhoneInContextRecognizer, "How can we reach you? You can call 61 60 34 today", ["61 60 34"]),
     (r.PhoneInContextRecognizer, "0380 7558505 office", ["0380 7558505"]),
+    (r.PhoneInContextRecognizer, "Germany 15039\n09721 88 29 47 office", ["09721 88 29 47"]),  # many tokens
+    (r.PhoneInContextRecognizer, "stop receiving messages to 74 979 653 please", ["74 979 653"]),
+    (r.PhoneInContextRecognizer, "everyone calls me Václav On 2010-12-20 11:40:24, he said", []),  # a timestamp
     (r.PhoneInContextRecognizer, "order number 61 60 34 shipped", []),
     (r.PhoneInContextRecognizer, "APO AE 94451. Please call me when you're here", []),  # a postcode
     (r.PhoneInContextRecognizer, "Mobile 915-898-2519, DOB 1937-02-17.", ["915-898-2519"]),  # not the date
@@ -110,6 +113,9 @@ CASES = [
     (r.EmployeeIdRecognizer, "badge EMP-104233 reset", ["EMP-104233"]),
     (r.EmployeeIdRecognizer, "employee number 4482193", ["4482193"]),
     (r.EmployeeIdRecognizer, "order 4482193 shipped", []),
+    (r.DriverLicenseInContextRecognizer, "My driver's license number is 26113989 today", ["26113989"]),
+    (r.DriverLicenseInContextRecognizer, "Order 26113989 has shipped", []),
+    (r.LuhnCreditCardRecognizer, "the last billed amount for cc 503889141613 please", ["503889141613"]),
     (r.CaseNumberRecognizer, "see CASE-2024-00421", ["CASE-2024-00421"]),
     (r.CaseNumberRecognizer, "docket 1:23-cv-04567", ["1:23-cv-04567"]),
     (r.CaseNumberRecognizer, "see page 2024-00421", []),

@@ -24,6 +24,7 @@ from appliance.data.recognizers.date_of_birth import DateOfBirthInContextRecogni
 from appliance.data.recognizers.eu_national_ids import EuNationalIdRecognizer
 from appliance.data.recognizers.identifiers import (
     CaseNumberRecognizer,
+    DriverLicenseInContextRecognizer,
     EmployeeIdRecognizer,
     NationalIdInContextRecognizer,
 )
@@ -66,6 +67,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (Ipv6Recognizer, None),
     (EmployeeIdRecognizer, None),
     (CaseNumberRecognizer, None),
+    (DriverLicenseInContextRecognizer, frozenset({"en"})),
     (ContextNameRecognizer, None),
     (LayoutNameRecognizer, None),
     (GazetteerNameRecognizer, None),

@@ -20,7 +20,8 @@ class LuhnCreditCardRecognizer(PatternRecognizer):
                          patterns=[Pattern("2-series", r"\b2[2-7]\d{2}(?:[ -]?\d{4}){3}\b", 0.3),
                                    Pattern("card length", r"\b\d(?:[ -]?\d){11,18}\b", CONTEXT_ONLY)],
                          context=["card", "credit", "visa", "mastercard", "amex", "payment", "cartão", "tarjeta",
-                                  "carte", "karte", "kreditkarte"])
+                                  "carte", "karte", "kreditkarte", "cc", "debit", "maestro", "jcb", "discover",
+                                  "diners"])
 
     def validate_result(self, pattern_text: str) -> bool | None:
         """A failed Luhn check refuses; a 2-series number that passes is certain, other lengths still need

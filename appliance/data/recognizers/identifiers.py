@@ -31,3 +31,14 @@ class CaseNumberRecognizer(PatternRecognizer):
                          patterns=[Pattern("case prefix", r"\bCASE[-#]?\d{2,4}[-/]?\d{2,8}\b", 0.7),
                                    Pattern("docket", r"\b\d{1,2}:\d{2}-(?:cv|cr|mj|bk)-\d{3,6}\b", 0.7)],
                          context=["case", "docket", "claim", "file"])
+
+
+class DriverLicenseInContextRecognizer(PatternRecognizer):
+    """A US driver's license number (most states: a letter and up to 13 digits, or 7-9 digits) the text calls one;
+    Presidio's own licence recognizer scores bare digits too low to pass the threshold with its context."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entity="US_DRIVER_LICENSE", name="DriverLicenseInContextRecognizer",
+                         patterns=[Pattern("licence-like token",
+                                           r"\b(?:[A-Z]\d{4,13}|\d{7,9}|[A-Z]\d{3}-\d{4}-\d{4})\b", CONTEXT_ONLY)],
+                         context=["driver", "drivers", "driving", "dl", "licence", "license"])
