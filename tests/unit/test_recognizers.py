@@ -138,6 +138,9 @@ CASES = [
     (r.ContextNameRecognizer, "I work for Hubtown Ltd since May.", []),
     (r.ContextNameRecognizer, "It was sung by Egor A Bogdanov in 2002.", ["Egor A Bogdanov"]),
     (r.ContextNameRecognizer, "Thanks for the update.", []),
+    (r.ContextNameRecognizer, "As promised, here's Hermelando's address:", ["Hermelando"]),
+    (r.ContextNameRecognizer, "Is Ana Dias's phone on file?", ["Ana Dias"]),
+    (r.ContextNameRecognizer, "Check Outlook's address book.", []),  # a product: business terms
     # names by a given name
     (r.GazetteerNameRecognizer, "have you heard Tiana Ellery speak yet?", ["Tiana Ellery"]),
     (r.GazetteerNameRecognizer, "They had 6: Platt, David, Claudia and Brenda.", ["Brenda", "Claudia", "David"]),

@@ -1,7 +1,8 @@
 """Names that spaCy's small model misses, found by the words around them: any case after "my name is" or
 "named"; Capitalised or UPPER-CASE after words that introduce a person ("Dear", "Mr.", "I am", "for",
 "regards", "Sra.", "Herr"); a pair before a verb only a person takes ("renee lewis lives at"), or before
-"here" ("AHMED MENDES here."). Letters of every script count (Núñez, Øyelaran, Nguyễn)."""
+"here" ("AHMED MENDES here."); one or two owning what only a person has ("Hermelando's address"). Letters of
+every script count (Núñez, Øyelaran, Nguyễn)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ _LOWER = r"[^\W\d_A-Z]{3,}"
 _LOWER_CUES = (r"(?i:(?:hi|hello|hey),? this is|dear|hi|hello|regards|thanks|signed|cc|attn|user|employee|member|"
                r"customer|caller|patient|contact|colleague|mr|mrs|ms|dr|assigned to|spoke to|spoke with|reported by|"
                r"requested by|approved by|olá|hola|bonjour|hallo|atenciosamente|saludos|cordialement)")
+_OWNED = (r"(?:address|phone|number|e-?mail|birthday|date of birth|account|card|password|mother|father|wife|"
+          r"husband|son|daughter|brother|sister|manager|laptop|salary|passport|ssn|social security)")
 _SINGLE_VERB = r"(?:had given|has given|is from|was born|lives|said|told)"
 # Verbs only a person takes, after a pair of words of any case opening a sentence ("renee lewis lives at").
 _VERB = (r"(?i:lives|lived|called|phoned|emailed|asked|reported|said|wrote|works|worked|requested|complained|"
@@ -47,6 +50,8 @@ class ContextNameRecognizer(EntityRecognizer):
         # "failed for user trevor delacruz"); not after "I'm", "for" or "by", which take anything ("I'm moving out").
         self._lower_pair = re.compile(rf"\b{_LOWER_CUES}\.?,?\s+({_LOWER})[ \t]+({_LOWER})\b")
         self._subject = re.compile(rf"(?:^|[.!?;:\n]\s*)({w})[ \t]+({w})(?:[ \t]+({w}))?(?=,?\s+{_VERB}\b)")
+        # One or two capitalised words owning what only a person has ("Hermelando's address", "Ana Dias's phone").
+        self._owner = re.compile(rf"(?<![\w'’-])({w})(?:[ \t]+({w}))?(?=['’]s\s+{_OWNED}\b)")
         # One capitalised word opening a sentence before what only a person does ("Otávio had given his address").
         self._single = re.compile(rf"(?:^|[.!?;\n]\s*)({w})(?=\s+(?:{_VERB}|{_SINGLE_VERB})\b)")
 
@@ -71,7 +76,8 @@ class ContextNameRecognizer(EntityRecognizer):
         results = []
         for regex, any_case, min_words in ((self._strong, True, 1), (self._intro, False, 1), (self._link, False, 2),
                                            (self._lower_pair, True, 2),
-                                           (self._subject, True, 2), (self._single, False, 1)):
+                                           (self._subject, True, 2), (self._single, False, 1),
+                                           (self._owner, False, 1)):
             pos = 0
             while (m := regex.search(text, pos)) is not None:
                 end = self._name_end(m, any_case)
