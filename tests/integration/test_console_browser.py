@@ -130,15 +130,19 @@ def _settled(page) -> None:
 def _choose(page, label: str, option: str) -> None:
     box = page.get_by_role("combobox", name=label, exact=True)
     choice = page.get_by_role("option", name=option, exact=True)
-    for _ in range(3):  # a click during a rerun can land before the list is wired up
+    # A click during a script rerun can land before the list is wired up, or the rerun can redraw the box and
+    # take the open list (and the option) away: open the list and pick again until the pick takes.
+    for attempt in range(5):
         box.scroll_into_view_if_needed()
         box.click()
         try:
-            choice.wait_for(timeout=5_000)
+            choice.click(timeout=10_000)
             break
         except Exception:
+            if attempt == 4:
+                raise
             page.keyboard.press("Escape")
-    choice.click()
+            _settled(page)
     _settled(page)
     assert box.input_value() == option, (label, box.input_value())
 
