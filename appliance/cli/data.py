@@ -51,6 +51,9 @@ def data_ingest(app: App, files: tuple[InputFile, ...], name: str, fmt: str, str
     found = v.scrub_report["entities_found"]
     click.echo("scrubbed: " + (", ".join(f"{k} {n}" for k, n in found.items()) or "nothing found")
                + f" in {v.scrub_report['records_scrubbed']} records")
+    again = v.scrub_report.get("second_pass") or {}
+    if again:  # found only once their neighbours were replaced, and scrubbed as well before anything was stored
+        click.echo("second pass scrubbed: " + ", ".join(f"{k} {n}" for k, n in again.items()))
     residual = v.scrub_report["residual"]
     click.echo("residual scan: " + (", ".join(f"{k} {n}" for k, n in residual.items()) or "clean"))
     click.echo(f"canaries: {v.scrub_report['canaries']}")
@@ -134,7 +137,8 @@ def data_show(app: App, ref: str, as_json: bool) -> None:
     click.echo("inputs: " + ", ".join(f"{f['file']} (sha256 {f['sha256'][:12]})" for f in v.lineage["inputs"]))
     click.echo(f"policy sha256 {v.policy_digest[:16]} (strictness {v.policy_strictness}); "
                f"NLP {v.lineage['nlp_model']} sha256 {v.lineage['nlp_model_digest'][:12]}")
-    click.echo("scrubbed: " + json.dumps(v.scrub_report["entities_found"]) + "; residual: "
+    click.echo("scrubbed: " + json.dumps(v.scrub_report["entities_found"]) + "; of them in a second pass: "
+               + json.dumps(v.scrub_report.get("second_pass") or {}) + "; residual: "
                + json.dumps(v.scrub_report["residual"]))
     for line in summary_lines(v.lint_report):
         click.echo(f"lint: {line}")

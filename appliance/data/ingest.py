@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,8 +169,6 @@ class IngestResult:
 
 def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str):
     """Scrubbed records, entity counts, and ids of records that had something scrubbed."""
-    from collections import Counter
-
     fields = [formats.text_fields(r, fmt) for _, r in records]
     flat = [t for f in fields for _, t in f]
     results = scrubber.scrub(flat)
@@ -206,10 +205,10 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
         raise InputError(f"no valid records in {', '.join(as_input(p).name for p in paths)}{detail}")
     scrubber = scrubber_for(ctx, policy)
     scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
-    # The residual scan (a second full analysis of every stored text) runs in forked workers while this
-    # process de-duplicates, lints, plants canaries and splits.
-    pending = scrubber.start_residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
-    try:
+    tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
+    cfg = ctx.settings.file.ingest
+
+    def assemble(scrubbed):
         # Exact duplicates (after scrubbing) are dropped; the first occurrence stays.
         seen, unique, dropped = set(), [], []
         for rid, rec in scrubbed:
@@ -218,29 +217,60 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
             seen.add(key)
         ids = [(f"r{i:06d}", rec) for i, (_, rec) in enumerate(unique)]
         position = {f"r{i:06d}": src for i, (src, _) in enumerate(unique)}
-        tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
         lint_report = lint([LintRecord(rid, rec, parsed.fmt) for rid, rec in ids], tokenizer=tokenizer,
                            context_length=context_length)
         lint_report["dropped_exact_duplicates"] = len(dropped)
         planted, canary_list, canary_note = (ids, [], "canaries not requested by the policy")
         if policy.canaries.enabled:
             planted, canary_list, canary_note = plant(ids, parsed.fmt, policy.canaries)
-        cfg = ctx.settings.file.ingest
         train, held_out = _split(planted, cfg.eval_share, cfg.split_seed)
         digest = versions.content_digest([("train", {"id": i, **r}) for i, r in train]
                                          + [("eval", {"id": i, **r}) for i, r in held_out])
-        existing = versions.find_by_digest(ctx.engine, name, digest)
-        if existing:
-            return IngestResult(existing, created=False)
-        residual = pending.result()
+        return position, lint_report, planted, canary_list, canary_note, train, held_out, digest
+
+    # The residual scan (a second full analysis of every stored text) runs in forked workers while this
+    # process de-duplicates, lints, plants canaries and splits.
+    pending = scrubber.start_residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
+    try:
+        assembled = assemble(scrubbed)
+        found_again = pending.result()
+        rescrubbed = dict(pending.rescrubbed)
     finally:
         pending.close()
+    residual = Counter()
+    if rescrubbed:
+        # What the scan found is scrubbed too, and the texts scrubbed again are scanned again (a few rounds at
+        # most; what is still found then is reported as the residual), before anything is stored.
+        todo = list(rescrubbed.values())
+        for _ in range(2):
+            more, again = scrubber.rescrub(todo)
+            found_again.update(more)
+            rescrubbed = {old: again.get(new, new) for old, new in rescrubbed.items()}
+            todo = list(again.values())
+            if not todo:
+                break
+        if todo:
+            residual = scrubber.rescrub(todo)[0]
+        again_ids = set()
+        for i, (rid, rec) in enumerate(scrubbed):
+            texts = [t for _, t in formats.text_fields(rec, parsed.fmt)]
+            if any(t in rescrubbed for t in texts):
+                scrubbed[i] = (rid, formats.with_texts(rec, parsed.fmt, [rescrubbed.get(t, t) for t in texts]))
+                again_ids.add(rid)
+        touched = list(dict.fromkeys([*touched, *again_ids]))
+        counts = counts + found_again
+        assembled = assemble(scrubbed)
+    position, lint_report, planted, canary_list, canary_note, train, held_out, digest = assembled
+    existing = versions.find_by_digest(ctx.engine, name, digest)
+    if existing:
+        return IngestResult(existing, created=False)
     touched_sources = set(touched)
     scrub_report = {
         "policy": installed.path.name, "policy_digest": policy_digest, "strictness": level,
         "entities_found": dict(sorted(counts.items())), "records_scrubbed": len(touched),
         "record_ids_scrubbed": [rid for rid, src in position.items() if src in touched_sources][:200],
-        "residual": dict(sorted(residual.items())), "canaries": canary_note or f"{len(canary_list)} canaries",
+        "second_pass": dict(sorted(found_again.items())), "residual": dict(sorted(residual.items())),
+        "canaries": canary_note or f"{len(canary_list)} canaries",
     }
     lineage = {
         "inputs": parsed.files, "format": parsed.fmt, "format_detected": parsed.detected,

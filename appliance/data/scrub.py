@@ -54,23 +54,27 @@ def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[Scr
         _forked = None
 
 
-def _residual_part(part: list[str]) -> Counter:
-    return _forked._residual_unique(part)
+def _residual_part(part: list[str]) -> tuple[Counter, dict[str, str]]:
+    return _forked.rescrub(part)
 
 
 class PendingResidual:
     """A residual scan under way in forked workers (`Scrubber.start_residual`): `result()` waits for it and
     `close()` (which `result()` also does) stops the workers; until then the caller's process is free."""
 
-    def __init__(self, pool=None, futures=(), counts: Counter | None = None) -> None:
-        self._pool, self._futures, self._counts = pool, list(futures), counts
+    def __init__(self, pool=None, futures=(), done: tuple[Counter, dict[str, str]] | None = None) -> None:
+        self._pool, self._futures = pool, list(futures)
+        self._counts, self.rescrubbed = done if done else (None, {})
 
     def result(self) -> Counter:
+        """What the scan found; `rescrubbed` then maps each text it found something in to that text scrubbed again."""
         if self._counts is None:
             try:
                 counts: Counter = Counter()
                 for future in self._futures:
-                    counts.update(future.result())
+                    found, again = future.result()
+                    counts.update(found)
+                    self.rescrubbed.update(again)
                 self._counts = counts
             finally:
                 self.close()
@@ -258,7 +262,7 @@ class Scrubber:
         unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._unchanged))
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers <= 1 or len(unique) < PARALLEL_FROM:
-            return PendingResidual(counts=self._residual_unique(unique))
+            return PendingResidual(done=self.rescrub(unique))
         parts = _parts(unique, workers)
         _forked = self
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
@@ -270,13 +274,20 @@ class Scrubber:
             raise
         return pending
 
-    def _residual_unique(self, unique: list[str]) -> Counter:
+    def rescrub(self, texts: list[str]) -> tuple[Counter, dict[str, str]]:
+        """The residual scan of already scrubbed texts, here and now: what the analyser finds outside the
+        placeholders, and each text it found something in scrubbed again (a replacement changes the words around
+        a name, and spaCy's named-entity pass can see one there that it did not see before)."""
         counts: Counter = Counter()
+        again: dict[str, str] = {}
+        unique = list(dict.fromkeys(texts))
         for start in range(0, len(unique), 512):
             chunk = unique[start:start + 512]
             for text, results in zip(chunk, self.analyze(chunk), strict=True):
                 placeholders = [m.span() for m in _PLACEHOLDER.finditer(text)]
-                for r in results:
-                    if not any(r.start < end and start < r.end for start, end in placeholders):
-                        counts[r.entity_type] += 1
-        return counts
+                left = [r for r in results if not any(r.start < b and a < r.end for a, b in placeholders)]
+                if left:
+                    counts.update(r.entity_type for r in left)
+                    again[text] = self.anonymizer.anonymize(text=text, analyzer_results=left,
+                                                            operators=self.operators).text
+        return counts, again

@@ -167,6 +167,7 @@ def test_the_residual_scan_in_workers_finds_exactly_what_one_process_finds():
     pending = scrubber.start_residual(mixed, workers=2)
     assert pending._pool is not None  # split over workers, the caller free meanwhile
     assert pending.result() == one and sum(one.values()) > 100
+    assert pending.rescrubbed == scrubber.rescrub(mixed)[1] and len(pending.rescrubbed) > 50  # scrubbed again alike
     assert scrubber.residual(mixed) == one
     # A text the scrubber found nothing in is not analysed again, and the scan finds what a fresh scrubber finds.
     clean = ["The VPN client crashed after the update; please reinstall it.", "Printer on floor 3 is jammed."]
@@ -193,3 +194,29 @@ def test_the_international_example_is_scrubbed_and_its_business_content_kept(cli
     assert [v for v in PLANTED if v in text] == []
     assert [b for b in BUSINESS if b not in text] == []
     assert all(v in INTERNATIONAL.read_text("utf-8") for v in PLANTED)  # each was planted for real
+
+
+# Names spaCy sees only once the name before them is replaced (measured on the ingest benchmark's records).
+SEEN_SECOND = ("Hey, this is Andre Foley. AZ Leasing SPA is the brainchild of our 3 founders: Lapresse, Morris and "
+               "Wright.  The idea was born (on the beach) while they were constructing a website to be the basis of "
+               "another start-up idea. Ticket INC4797030.")
+
+
+def test_what_the_residual_scan_finds_is_scrubbed_before_anything_is_stored(cli, staff, tmp_path):
+    from appliance import policies
+    from appliance.data.scrub import Scrubber
+
+    scrubber = Scrubber(policies.read("pii")[0], hmac_key=b"test key, not a secret.........")
+    first = scrubber.scrub([SEEN_SECOND], workers=1)[0].text
+    assert "Lapresse" in first  # the first pass alone leaves it
+    src = tmp_path / "second.jsonl"
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": SEEN_SECOND},
+                                            {"role": "assistant", "content": "Noted, thank you."}]}) + "\n")
+    result = cli("data", "ingest", src, "--name", "second-pass")
+    assert result.code == 0, result.err
+    assert "second pass scrubbed: PERSON" in result.out and "residual scan: clean" in result.out
+    exported = tmp_path / "second-out.jsonl"
+    assert cli("data", "export", "second-pass", "--out", exported).code == 0
+    stored = exported.read_text("utf-8")
+    assert [n for n in ("Andre Foley", "Lapresse", "Morris", "Wright") if n in stored] == []
+    assert "INC4797030" in stored and "AZ Leasing SPA" in stored
