@@ -24,15 +24,19 @@ RECIPE = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
 PROMPT = "<|im_start|>user\nMy laptop will not start.<|im_end|>\n<|im_start|>assistant\n"
 
 
-def _binding_logprobs(gguf: Path, tokens: list[int], lora: Path | None):
-    """log-softmax of the binding's logits at every position of `tokens`."""
+def _binding_logprobs(gguf: Path, tokens: list[int], lora: Path | None, prompt: int | None = None):
+    """log-softmax of the binding's logits at every position of `tokens`: the first `prompt` tokens in one batch
+    and each after them alone, as llama-server decodes (a batch and a single token sum in different orders)."""
     import numpy as np
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=2, verbose=False, logits_all=True,
                 lora_path=str(lora) if lora else None)
     try:
-        llm.eval(tokens)
+        prompt = len(tokens) if prompt is None else prompt
+        llm.eval(tokens[:prompt])
+        for token in tokens[prompt:]:
+            llm.eval([token])
         logits = np.array(llm.scores[: len(tokens)], dtype=np.float64)
     finally:
         llm.close()
@@ -41,22 +45,28 @@ def _binding_logprobs(gguf: Path, tokens: list[int], lora: Path | None):
 
 
 def _served(url: str, tokens: list[int], n: int, scale: float) -> tuple[list[int], list[float]]:
-    """llama-server's greedy tokens for `tokens` with the adapter at `scale`, and the logprob of each."""
+    """llama-server's greedy tokens for `tokens` with the adapter at `scale`, and the logprob of each (up to the
+    first token it gives no entry for)."""
     reply = httpx.post(f"{url}/completion", json={"prompt": tokens, "n_predict": n, "temperature": 0.0,
                                                   "top_k": 1, "lora": [{"id": 0, "scale": scale}], "n_probs": 1,
-                                                  "cache_prompt": False}, timeout=60)
+                                                  "cache_prompt": False, "return_tokens": True}, timeout=60)
     reply.raise_for_status()
-    steps = reply.json()["completion_probabilities"]
-    return [s["id"] for s in steps], [s["logprob"] for s in steps]
+    steps, tokens = reply.json()["completion_probabilities"], reply.json()["tokens"]
+    # The server leaves out the entry of a token that ends inside a UTF-8 character (a random model picks byte
+    # tokens), so entries and tokens agree only up to the first such token: the steps compared stop there.
+    aligned = 0
+    while aligned < min(len(steps), len(tokens)) and steps[aligned]["id"] == tokens[aligned]:
+        aligned += 1
+    return tokens[:aligned], [s["logprob"] for s in steps[:aligned]]
 
 
 def _assert_same_distribution(url, base_gguf, tokens, lora, scale):
     """Each token llama-server chose is the one the binding ranks first, at the same logprob, given the same
-    prefix: within 0.05, since Q8_0 sums a batch and a single token in different orders and a random model's
-    distribution is nearly flat."""
+    prefix and decoded the same way (prompt in one batch, then one token at a time): within 0.05, for the
+    threads' summing order, on a random model's nearly flat distribution."""
     chosen, logprobs = _served(url, tokens, 8, scale)
     assert chosen, "llama-server answered nothing"
-    reference = _binding_logprobs(base_gguf, tokens + chosen, lora)
+    reference = _binding_logprobs(base_gguf, tokens + chosen, lora, prompt=len(tokens))
     for i, (token, logprob) in enumerate(zip(chosen, logprobs, strict=True)):
         row = reference[len(tokens) - 1 + i]
         assert abs(row[token] - logprob) < 0.05, f"step {i}: {row[token]:.4f} against the server's {logprob:.4f}"
