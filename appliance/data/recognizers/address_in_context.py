@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import LETTERS, result
+from appliance.data.recognizers._shared import LETTERS, CodeRecognizer, result
 from appliance.data.recognizers.business_terms import ORGANISATION
 from appliance.data.recognizers.stopwords import NOT_PLACES
 
@@ -81,13 +79,8 @@ def _stretch(text: str, start: int) -> tuple[int, int] | None:
     return start, end
 
 
-class AddressInContextRecognizer(EntityRecognizer):
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["STREET_ADDRESS"], name="AddressInContextRecognizer",
-                         supported_language="en")
-
-    def load(self) -> None:
-        pass
+class AddressInContextRecognizer(CodeRecognizer):
+    ENTITY = "STREET_ADDRESS"
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out = []

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import result
+from appliance.data.recognizers._shared import CodeRecognizer, result
 
 _LINE = re.compile(r"(?:^|(?<=\n))[ \t>}?]*((?:Apt|Apartment|Suite|Ste|Flat|Unit|Postbox|Post Box|Caixa Postal|"
                    r"Apartado|Apto)\.?\s?#?\d{1,5}[A-Z]?)[ \t]*(?=\n|$)")
 
 
-class AddressUnitLineRecognizer(EntityRecognizer):
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["STREET_ADDRESS"], name="AddressUnitLineRecognizer",
-                         supported_language="en")
-
-    def load(self) -> None:
-        pass
+class AddressUnitLineRecognizer(CodeRecognizer):
+    ENTITY = "STREET_ADDRESS"
 
     def analyze(self, text, entities, nlp_artifacts=None):
         return [result(self, "STREET_ADDRESS", m.start(1), m.end(1), 0.6) for m in _LINE.finditer(text)]

@@ -5,19 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import result
+from appliance.data.recognizers._shared import CodeRecognizer, result
 
 
-class Ipv6Recognizer(EntityRecognizer):
+class Ipv6Recognizer(CodeRecognizer):
+    ENTITY = "IP_ADDRESS"
     _CANDIDATE = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:)[0-9A-Fa-f:.]{2,45}(?:%\w+)?(?![\w:])")
-
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["IP_ADDRESS"], name="Ipv6Recognizer", supported_language="en")
-
-    def load(self) -> None:
-        pass
 
     def analyze(self, text, entities, nlp_artifacts=None):
         if "IP_ADDRESS" not in entities or "::" not in text and text.count(":") < 7:

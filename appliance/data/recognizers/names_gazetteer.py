@@ -1,9 +1,11 @@
 """Names with no cue around them, by the given name: a capitalised word the US Census Bureau lists as a given name
-(its 1990 lists: 5,494 names, 5,126 of them not also a function word or particle; public domain, carried by the `names`
-package), with the capitalised words after it as the surname ("have you heard Tiana Ellery speak", "Quinn's").
+(its 1990 lists: 5,494 names, 5,126 of them not also a function word or particle; public domain, carried by the
+`names` package), with the capitalised words after it as the surname ("have you heard Tiana Ellery speak",
+"Quinn's").
 
-Given names that are also common words ("Will", "May", "Grant", "Rose", "Mark") count only when a surname follows,
-and never at a sentence's start; a product, team or code name (business_terms) is not a person.
+Given names that are also common words ("Grant", "Rose", "Mark") count only when a surname follows, and never at
+a sentence's start ("Will" and "May", function words, never count); a product, team or code name (business_terms)
+is not a person.
 """
 
 from __future__ import annotations
@@ -12,23 +14,20 @@ import functools
 import importlib.resources
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import WORD, result
+from appliance.data.recognizers._shared import WORD, CodeRecognizer, result
 from appliance.data.recognizers.business_terms import is_business
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
-# Given names that are English words or start many sentences as one.
+# Given names that are English words or start many sentences as one (function words, days and months are never
+# given names here: NOT_NAMES takes them out of the lists).
 _WORDS = frozenset("""
-    will may june april august bill grant art guy rose hope faith joy ivy page major king chance summer autumn dawn
-    eve mark frank pat sue rich don ray max jack carol lane long young white brown black green gray grey love star
-    sky rock sunny early moss wood miles price case cash penny crystal amber ruby pearl jade destiny precious harmony
-    heaven liberty justice honor royal prince princess duke earl baron sterling lyric melody cherry holly iris daisy
-    lily violet olive ginger sandy rusty buck chase gay joy lee le la van von de del della du di mac al ali an ai
-    else ever says said sunday monday tuesday wednesday thursday friday saturday january february march july
-    september october november december christmas easter noel angel angels belle bell glen dale hall hill
-    wan tan ha ma mi my so no do be go see sea son sun sol win won tom ted sam ben rob bob lou dot ed al
-    pepper sparkle tiny sweet shy fancy happy lucky merry ivory ebony onyx
+    bill grant art guy rose hope faith joy ivy page major king chance summer autumn dawn eve mark frank pat sue
+    rich don ray max jack carol lane long young white brown black green gray grey love star sky rock sunny early
+    moss wood miles price cash penny crystal amber ruby pearl jade destiny precious harmony heaven liberty
+    justice honor royal prince princess duke earl baron sterling lyric melody cherry holly iris daisy lily
+    violet olive ginger sandy rusty buck chase gay lee ali ai else ever says said christmas easter noel angel
+    angels belle bell glen dale hall hill wan tan ha ma mi so go see sea son sun sol win won tom ted sam ben rob
+    bob lou dot ed pepper sparkle tiny sweet shy fancy lucky merry ivory ebony onyx
 """.split())
 # The particles of surnames ("Van", "De", "Le") are given names in the lists too, and open product names.
 _PARTICLES = frozenset("van von de del della du di le la mac al el da do dos das queen".split())
@@ -50,13 +49,12 @@ def _sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in ".!?:\n"
 
 
-class GazetteerNameRecognizer(EntityRecognizer):
-    def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="GazetteerNameRecognizer", supported_language="en")
-        self._given = given_names()
+class GazetteerNameRecognizer(CodeRecognizer):
+    ENTITY = "PERSON"
 
-    def load(self) -> None:
-        pass
+    def __init__(self) -> None:
+        super().__init__()
+        self._given = given_names()
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out, end = [], 0

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import WORD, is_name_word, result
+from appliance.data.recognizers._shared import WORD, CodeRecognizer, is_name_word, result
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
 _STRONG = (r"(?i:my name is|name is|named|name:|i am called|call me|me llamo|mi nombre es|je m'appelle|"
@@ -39,9 +37,11 @@ _VERB = (r"(?i:lives|lived|called|phoned|emailed|asked|reported|said|wrote|works
          r"can be reached|is reachable|was born|signed|here)")
 
 
-class ContextNameRecognizer(EntityRecognizer):
+class ContextNameRecognizer(CodeRecognizer):
+    ENTITY = "PERSON"
+
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="ContextNameRecognizer", supported_language="en")
+        super().__init__()
         w = WORD
         self._strong = re.compile(rf"\b{_STRONG}\s+({w})(?:[ \t]+({w}))?(?:[ \t]+({w}))?")
         self._intro = re.compile(rf"\b{_INTRO}\.?,?\s+({w})(?:[ \t]+({w}))?(?:[ \t]+({w}))?")
@@ -55,8 +55,6 @@ class ContextNameRecognizer(EntityRecognizer):
         # One capitalised word opening a sentence before what only a person does ("Otávio had given his address").
         self._single = re.compile(rf"(?:^|[.!?;\n]\s*)({w})(?=\s+(?:{_VERB}|{_SINGLE_VERB})\b)")
 
-    def load(self) -> None:  # nothing to load
-        pass
 
     @staticmethod
     def _name_end(m: re.Match, any_case: bool) -> int | None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer
-
-from appliance.data.recognizers._shared import WORD, is_name_word, result
+from appliance.data.recognizers._shared import WORD, CodeRecognizer, is_name_word, result
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
 _HEADER = r"(?im:^[ \t>]*(?:from|to|cc|bcc|reply-to|sender|von|an|de|para|à|a|envoyé par|enviado por)[ \t]*:[ \t]*)"
@@ -22,9 +20,11 @@ _FIELD = (r"(?i:name|full name|first name|last name|surname|given name|family na
 _PERSON = rf"((?:{WORD})(?: (?:{WORD})){{0,3}})"
 
 
-class LayoutNameRecognizer(EntityRecognizer):
+class LayoutNameRecognizer(CodeRecognizer):
+    ENTITY = "PERSON"
+
     def __init__(self) -> None:
-        super().__init__(supported_entities=["PERSON"], name="LayoutNameRecognizer", supported_language="en")
+        super().__init__()
         # Header lines: every comma- or semicolon-separated display name on the line.
         self._header = re.compile(rf"{_HEADER}([^\n]+)")
         self._signature = re.compile(
@@ -35,8 +35,6 @@ class LayoutNameRecognizer(EntityRecognizer):
         self._inverted = re.compile(
             rf"(?<![\w,])({WORD}),[ \t]+({WORD})(?:[ \t]+({WORD}))?(?=[ \t]*(?:;|\n|$|\(|\)|/))")
 
-    def load(self) -> None:
-        pass
 
     @staticmethod
     def _words(text: str, start: int, end: int, need_two: bool) -> tuple[int, int] | None:
