@@ -127,9 +127,9 @@ class Scrubber:
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
 
+        from appliance.data.person_spans import echoes, settle
         from appliance.data.recognizers import shipped
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
-        from appliance.data.recognizers.business_terms import is_business, opens_organisation
 
         provider = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -147,9 +147,9 @@ class Scrubber:
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
                                 and r.name != "PhoneRecognizer"]
-        self._is_business = is_business  # imported here: the recognizers package imports Presidio
+        self._settle_people = settle  # imported here: the recognizers package imports Presidio
+        self._echoes = echoes
         self._extend_addresses = extend_addresses
-        self._opens_organisation = opens_organisation
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
                 registry.add_recognizer(recognizer)
@@ -206,14 +206,15 @@ class Scrubber:
             keep = [m.span() for k in self._keep for m in k.finditer(text)]
             kept = self._extend_addresses(text, [r for r in results if r.score >= self._threshold(r.entity_type)
                                                  and not any(r.start < end and start < r.end for start, end in keep)])
-            # A name-shaped piece of an address, e-mail or IP address is that entity, not a person; a product, code
-            # or host name is business content.
-            structured = [r for r in kept if r.entity_type != "PERSON"]
-            out.append([r for r in kept if r.entity_type != "PERSON"
-                        or not (any(r.start < o.end and o.start < r.end for o in structured)
-                                or self._is_business(text[r.start:r.end])
-                                or self._opens_organisation(text, r.end))])
+            out.append(self._echoes(text, self._settle_people(text, kept), self._echo))
         return out
+
+    @staticmethod
+    def _echo(start: int, end: int):
+        from presidio_analyzer import RecognizerResult
+
+        return RecognizerResult("PERSON", start, end, 0.85, recognition_metadata={
+            RecognizerResult.RECOGNIZER_NAME_KEY: "NameEcho", RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: "NameEcho"})
 
     def _threshold(self, entity: str) -> float:
         rule = self.policy.entities[entity]

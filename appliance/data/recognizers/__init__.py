@@ -33,6 +33,7 @@ from appliance.data.recognizers.medical_record import MedicalRecordNumberRecogni
 from appliance.data.recognizers.names_gazetteer import GazetteerNameRecognizer
 from appliance.data.recognizers.names_in_context import ContextNameRecognizer
 from appliance.data.recognizers.names_in_layout import LayoutNameRecognizer
+from appliance.data.recognizers.names_with_initial import InitialNameRecognizer
 from appliance.data.recognizers.passport import PassportInContextRecognizer
 from appliance.data.recognizers.phone_in_context import PhoneInContextRecognizer
 from appliance.data.recognizers.phone_national import NationalPhoneRecognizer
@@ -70,6 +71,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (DriverLicenseInContextRecognizer, frozenset({"en"})),
     (ContextNameRecognizer, None),
     (LayoutNameRecognizer, None),
+    (InitialNameRecognizer, None),
     (GazetteerNameRecognizer, None),
 )
 

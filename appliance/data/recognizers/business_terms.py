@@ -38,13 +38,28 @@ TERMS = frozenset("""
 
 _CODE = re.compile(r"\d|\w\.\w+\.\w|[/\\@_]")
 _WORDS = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
+_CAMEL = re.compile(r"[A-Z]?[^\W\d_A-Z]+|[A-Z]+(?![^\W\d_A-Z])")
+
+
+def _parts(word: str) -> list[str]:
+    """A word and the words it is made of, lower case: its hyphenated parts ("ETF-JPM"), its CamelCase parts
+    ("ReitInc", "CompanyLimited") and two business words glued in upper case ("INDUSTRIESINC")."""
+    parts = [word, *word.split("-")]
+    for piece in word.split("-"):
+        parts += _CAMEL.findall(piece)
+        if piece.isupper() and len(piece) > 5:
+            low = piece.lower()
+            parts += [w for cut in range(3, len(low) - 1)
+                      for w in (low[:cut], low[cut:])
+                      if low[:cut] in _KNOWN and low[cut:] in ORGANISATION]
+    return [p.lower() for p in parts]
 
 
 def is_business(value: str) -> bool:
     """True when a span found as a person holds a digit, a code, a host name or a product word."""
     if _CODE.search(value):
         return True
-    return any(word.lower() in TERMS or word.lower() in ORGANISATION for word in _WORDS.findall(value))
+    return any(part in _KNOWN for word in _WORDS.findall(value) for part in _parts(word))
 
 
 # The words an organisation's name ends in.
@@ -54,21 +69,63 @@ ORGANISATION = frozenset("""
     associates industries technologies solutions investors properties financial acquisition insurance tech
     lines energy motors airlines logistics pharmaceuticals therapeutics biotech resources realty
 """.split())
-_FOLLOWING = re.compile(r"[ \t]*,?[ \t]+([&\w.'’-]+)")
+_KNOWN = TERMS | ORGANISATION
+_TOKEN = re.compile(r"[ \t]+([&\w.'’-]+)")
+_GLUED = re.compile(r"\.[\w.]*")
+_BEFORE = re.compile(r"([&\w'’-]+)[ \t]+\Z")
+
+
+def _org_word(word: str) -> bool:
+    return word.lower() in ORGANISATION or word.lower().rstrip(".,") in ORGANISATION
+
+
+def _name_like(word: str) -> bool:
+    """A word that can go on an organisation's name: capitalised or holding a capital ("ex-US"), or "&", "and"
+    ("of" cannot: "Astrid Holst of Merchants Trust plc" is a person at an organisation)."""
+    return word[0].isupper() or any(c.isupper() for c in word) or word in ("&", "and")
 
 
 def opens_organisation(text: str, end: int) -> bool:
     """True when the words after a name found at `end` make it part of an organisation's name: capitalised
-    words (or "&", "and", "of") up to a word organisations' names end in."""
+    words (or "&", "and", "ex-US") up to a word organisations' names end in ("Fred. Olsen Energy ASA",
+    "Barnes & Noble, Inc."); a comma only before such a word ("Aisha Okafor, Acme Ltd" keeps the name)."""
     pos = end
-    for _ in range(5):
-        m = _FOLLOWING.match(text, pos)
+    glued = _GLUED.match(text, end)  # "AEGON N" + ".V."; a full stop alone ends the sentence
+    if glued:
+        return _org_word(re.search(r"[\w.]+$", text[:glued.end()]).group())
+    for _ in range(6):
+        comma = text.startswith(",", pos)
+        m = _TOKEN.match(text, pos + comma)
         if not m:
             return False
         word = m.group(1)
-        if word.lower() in ORGANISATION or word.lower().rstrip(".,") in ORGANISATION:
+        if _org_word(word) or any(part in ORGANISATION for part in _parts(word.rstrip(".,"))[1:]):
             return True
-        if not (word[0].isupper() or word in ("&", "and", "of")):
+        if comma or not _name_like(word):
             return False
         pos = m.end()
     return False
+
+
+def closes_organisation(text: str, start: int) -> bool:
+    """True when the capitalised words just before a name found at `start`, on its line, hold a word an
+    organisation's name is made of ("... UCITS ETF MSCI Indonesia"); not past a possessive ("Arrow Financial
+    Corporation's Eric Durr" is a person)."""
+    before = text[max(0, start - 120):start]
+    for _ in range(3):
+        m = _BEFORE.search(before)
+        if not m or not _name_like(m.group(1)) or m.group(1).lower().endswith(("'s", "’s")):
+            return False
+        if _org_word(m.group(1)):
+            return True
+        before = before[:m.start()]
+    return False
+
+
+def in_organisation(text: str, start: int, end: int) -> bool:
+    """A name found at text[start:end] that is part of an organisation's name, or glued to a code
+    ("THALES/EQ", "UCIT/SHS")."""
+    before, after = text[start - 1:start], text[end:end + 1]
+    if before and before in "/\\@_" or after and after in "/\\@_":
+        return True
+    return opens_organisation(text, end) or closes_organisation(text, start)

@@ -20,7 +20,8 @@ _INTRO = (r"(?i:i am|i'm|this is|contact|customer|client|caller|patient|colleagu
           r"mme|mlle|monsieur|madame|hola|olá|bonjour|hallo|liebe|lieber|estimado|estimada|prezado|prezada|"
           r"cher|chère|atenciosamente|saludos|cordialement|grüße|gracias|obrigado|obrigada|merci|danke|"
           r"cliente|paciente|kunde|kundin|patiente|said|told|asked|calls me|named him|named her|speak to|talk to|"
-          r"married|son|daughter|husband|wife|mother|father|brother|sister)")
+          r"married|son|daughter|husband|wife|mother|father|brother|sister|kid|child|"
+          r"was called|is called)")
 # Words that precede many things: two name words after them are needed ("for Aisha Okafor", not "for Windows").
 _LINK = (r"(?i:by|for|per|user|employee|member|staff|para|von|pour|par|für|por|usuário|usuario|utilisateur|"
          r"benutzer|colaborador|colaboradora|mitarbeiter|mitarbeiterin|"
@@ -45,7 +46,9 @@ class ContextNameRecognizer(CodeRecognizer):
         w = WORD
         self._strong = re.compile(rf"\b{_STRONG}\s+({w})(?:[ \t]+({w}))?(?:[ \t]+({w}))?")
         self._intro = re.compile(rf"\b{_INTRO}\.?,?\s+({w})(?:[ \t]+({w}))?(?:[ \t]+({w}))?")
-        self._link = re.compile(rf"\b{_LINK}\s+({w})[ \t]+({w})(?:[ \t]+({w}))?")
+        # Not after "work": one works for an employer ("I work for Mango Transit").
+        self._link = re.compile(rf"\b(?<![Ww]ork )(?<![Ww]orks )(?<![Ww]orked )(?<![Ww]orking )"
+                                rf"{_LINK}:?\s+({w})[ \t]+({w})(?:[ \t]+({w}))?")
         # A lower-case pair after a greeting, closing, title or role that takes a person ("regards, renee lewis",
         # "failed for user trevor delacruz"); not after "I'm", "for" or "by", which take anything ("I'm moving out").
         self._lower_pair = re.compile(rf"\b{_LOWER_CUES}\.?,?\s+({_LOWER})[ \t]+({_LOWER})\b")

@@ -1,0 +1,124 @@
+"""Which PERSON findings stand, whatever recognizer made them: a name ends at its line's end ("Stepan Anisimov"
+above "DB ETC/PHYSICAL ..."), and holds no number, link or address unit word ("https://example.es/ Liisa
+Lepistö", "Scura 127 Leigha Mackay", "Tiina Käyhkö Suite" are cut to the name); a name-shaped piece of an
+address, e-mail or IP address is that entity, not a person; a product, code, host or organisation name is
+business content and stays. A name found once is a name wherever it recurs in the text ("Maite Lemmens's
+Cautionary Tales ... early Lemmens?"), and so is a single name-shaped word joined to one by "and" or a list comma
+("Caird and Jones", "founders: Møller, Price and Dixon")."""
+
+from __future__ import annotations
+
+import re
+
+from appliance.data.recognizers._shared import WORD, is_name_word
+from appliance.data.recognizers.business_terms import in_organisation, is_business
+from appliance.data.recognizers.stopwords import NOT_NAMES
+
+_NOT_IN_NAMES = re.compile(r"\d|[/\\@_:]|\w\.\w+\.\w|(?i:^(?:suite|apt\.?|unit|box|floor)$)")
+
+
+def _one_line(text: str, result) -> None:
+    """Cut a finding that runs over a line break to its first line holding a letter."""
+    lines, pos = [], result.start
+    for part in text[result.start:result.end].split("\n"):
+        lines.append((pos, pos + len(part)))
+        pos += len(part) + 1
+    for start, end in lines:
+        piece = text[start:end]
+        if any(c.isalpha() for c in piece):
+            result.start, result.end = start + len(piece) - len(piece.lstrip()), start + len(piece.rstrip())
+            return
+
+
+def _without_codes(text: str, result) -> bool:
+    """Cut a finding to its longest run of words holding no digit, link or unit word; False when none is left."""
+    words = [(m.start() + result.start, m.end() + result.start)
+             for m in re.finditer(r"\S+", text[result.start:result.end])]
+    runs, run = [], []
+    for start, end in words:
+        if _NOT_IN_NAMES.search(text[start:end]):
+            runs.append(run)
+            run = []
+        else:
+            run.append((start, end))
+    runs.append(run)
+    best = max(runs, key=len)
+    if not best:
+        return False
+    result.start, result.end = best[0][0], best[-1][1]
+    return True
+
+
+def settle(text: str, results: list) -> list:
+    """The findings of one text with the PERSON ones that are not people taken out."""
+    structured = [r for r in results if r.entity_type != "PERSON"]
+    out = []
+    for r in results:
+        if r.entity_type == "PERSON":
+            if "\n" in text[r.start:r.end]:
+                _one_line(text, r)
+            if (not _without_codes(text, r) or any(r.start < o.end and o.start < r.end for o in structured)
+                    or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)):
+                continue
+        out.append(r)
+    return out
+
+
+_WORD = re.compile(rf"(?<![\w'’-]){WORD}")
+_JOIN = r"(?:,[ \t]*and[ \t]+|,[ \t]*|[ \t]+and[ \t]+)"
+_JOINED_AFTER = re.compile(rf"({_JOIN})({WORD})\b(?![ \t]*[A-Z\d])")
+_JOINED_BEFORE = re.compile(rf"(?<![\w'’-])({WORD}){_JOIN}\Z")
+_LIST_GOES_ON = re.compile(_JOIN)
+
+
+def _single_name(word: str) -> bool:
+    """A word that can be a name alone: capitalised, three letters or more, no function word before an
+    apostrophe ("I'm", "What's"), no business word."""
+    return (is_name_word(word) and len(word) >= 3 and not is_business(word)
+            and not any(part.lower() in NOT_NAMES for part in re.split(r"['’]", word)))
+
+
+def _joined(text: str, people: list) -> list[tuple[int, int]]:
+    """Single name-shaped words joined to a one-word name by "and" or a list comma, walking the list both
+    ways; a list of one-word items only (two-word items are other things: "Caird and Jones", not "Smith and
+    Wesson Holdings"), and a word after a comma only where the list goes on after it ("Hi Keiran, I'm" is no
+    list)."""
+    spans = []
+    for r in people:
+        if " " in text[r.start:r.end].strip() or re.match(r"[ \t]+\d", text[r.end:]):
+            continue  # two words, or a street before its number ("Jiráskova 986")
+        pos = r.end
+        while (m := _JOINED_AFTER.match(text, pos)) and _single_name(m.group(2)):
+            if "and" not in m.group(1) and not _LIST_GOES_ON.match(text, m.end(2)):
+                break
+            spans.append(m.span(2))
+            pos = m.end(2)
+        pos = r.start
+        while (m := _JOINED_BEFORE.search(text[max(0, pos - 60):pos])) and _single_name(m.group(1)):
+            base = max(0, pos - 60)
+            spans.append((base + m.start(1), base + m.end(1)))
+            pos = base + m.start(1)
+    return spans
+
+
+def echoes(text: str, results: list, make) -> list:
+    """`results` with the other places the words of its names (three letters or more, name-shaped) and the
+    words joined to one-word names stand in the text added as PERSON findings made by `make(start, end)`."""
+    people = [r for r in results if r.entity_type == "PERSON"]
+    if not people:
+        return results
+    words = {w for r in people for w in _WORD.findall(text, r.start, r.end) if _single_name(w)}
+    spans = []
+    for m in _WORD.finditer(text):
+        word = m.group()
+        bare = word[:-2] if word.endswith(("'s", "’s")) else word  # "Lemmens's Cautionary Tales"
+        if bare in words:
+            spans.append((m.start(), m.start() + len(bare)))
+    spans += _joined(text, people)
+    taken = [(r.start, r.end) for r in results]
+    added = []
+    for start, end in sorted(set(spans)):
+        if not any(start < b and a < end for a, b in taken) and not in_organisation(text, start, end):
+            added.append(make(start, end))
+            taken.append((start, end))
+    return results + added
