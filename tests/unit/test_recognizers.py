@@ -53,6 +53,9 @@ CASES = [
     (r.AddressUnitLineRecognizer, "Ravil\n\n2500 Letališka 75\n Suite 9\n Ljubljana\n\n Slovenia 83044 I'm here",
      ["2500 Letališka 75\n Suite 9\n Ljubljana\n\n Slovenia 83044"]),
     (r.AddressUnitLineRecognizer, "The suite 4 upgrade is out.\nApt. 4 is a name of a build", []),
+    (r.AddressUnitLineRecognizer, "Dr. Verena Schuur Apt. 961 01836 Democracia 9967",
+     ["Apt. 961 01836 Democracia 9967"]),
+    (r.AddressUnitLineRecognizer, "Install the Office Suite 2019 update", []),
     (r.UkAddressRecognizer, "Send it to 221B Baker Street, London NW1 6XE.", ["221B Baker Street, London NW1 6XE"]),
     (r.UkAddressRecognizer, "Lives at 14 Mill Lane, Ely CB7 4EH since May.", ["14 Mill Lane, Ely CB7 4EH"]),
     (r.UkAddressRecognizer, "Postcode SW1A 1AA please.", ["SW1A 1AA"]),
@@ -84,6 +87,14 @@ CASES = [
     (r.AddressInContextRecognizer, "He lives in London now.", []),
     (r.AddressInContextRecognizer, "Our offices are located at Building 4 on the campus.", []),  # no place word
     (r.AddressInContextRecognizer, "Forward it to IT Support please.", []),
+    (r.AddressInContextRecognizer, "Ask the driver to stop at the corner of Voldi 26 St. and Jimínez Cove St.",
+     ["Voldi 26 St. and Jimínez Cove St."]),
+    (r.AddressInContextRecognizer, "Our offices are located at Monika and Turjaška 48 now", ["Monika and Turjaška 48"]),
+    (r.AddressInContextRecognizer, "He lives on the north side of Turjaška 46.", ["Turjaška 46"]),
+    (r.AddressInContextRecognizer, "The bus station is on Brisas 2117 this year", ["Brisas 2117"]),
+    (r.AddressInContextRecognizer, "The letter arrived at 7924 Dosseringen 83 last night.", ["7924 Dosseringen 83"]),
+    (r.AddressInContextRecognizer, "The laptop is on Windows 11 since May.", []),  # a product
+    (r.AddressInContextRecognizer, "The meeting is on Tuesday 12 and Friday 14.", []),
     # dates of birth
     (r.DateOfBirthInContextRecognizer, "She was born on 03/14/1985.", ["03/14/1985"]),
     (r.DateOfBirthInContextRecognizer, "Geburtsdatum: 12. März 1984", ["12. März 1984"]),

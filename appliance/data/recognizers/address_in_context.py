@@ -13,14 +13,15 @@ from __future__ import annotations
 import re
 
 from appliance.data.recognizers._shared import LETTERS, CodeRecognizer, result
-from appliance.data.recognizers.business_terms import ORGANISATION
+from appliance.data.recognizers.business_terms import ORGANISATION, TERMS
 from appliance.data.recognizers.stopwords import NOT_PLACES
 
 _CUE = re.compile(
     r"\b(?:address\s+of\s+[^?!\n]{1,40}?\s+is|address(?:es)?(?:\s+(?:is|was|are|were|to|with|for\s+\w+))?\s*(?:[:=-]|\bis\b)?|"
-    r"(?:lives?|lived|living|resides?|resided|residing|stays?|stayed|staying)\s+(?:at|on|in)|"
+    r"(?:lives?|lived|living|resides?|resided|residing|stays?|stayed|staying)\s+(?:at|on|in)"
+    r"(?:\s+the\s+\w+\s+(?:side|end)\s+of)?|arrived\s+at|enter\s+on|"
     r"(?:located|situated|based|found)\s+at|offices?\s+(?:is|are)\s+at|"
-    r"meet\s+(?:me|you|us|him|her|them)\s+at|(?:is|are|was|were)\s+at|"
+    r"meet\s+(?:me|you|us|him|her|them)\s+at|(?:is|are|was|were)\s+(?:at|on)|(?:the\s+)?corner\s+of|"
     r"(?:send|sent|ship|shipped|deliver|delivered|mail|mailed|post|posted|forward|forwarded|return|returned|taxi|drive|take)"
     r"(?:\s+(?:it|them|this|that|everything|me|us|him|her|the\s+\w+|a\s+new\s+one))?\s+to|"
     r"moved?\s+(?:in\s+)?to|drops?\s+(?:me|you|us|him|her|them)\s+off\s+at|"
@@ -58,6 +59,10 @@ def _stretch(text: str, start: int) -> tuple[int, int] | None:
         if bare.lower() in ORGANISATION:  # an organisation's name follows the address
             end = last_digit_end
             break
+        if bare.lower() in TERMS and bare.lower() not in _INNER:  # "is on Windows 11": a product
+            return None
+        if word == "and":  # joins two streets ("the corner of Voldi 26 St. and Jimínez Cove St."); the address
+            continue       # ends before it when no place word follows
         if word[0].isdigit():
             digits += 1
             after_digit = 0

@@ -44,4 +44,7 @@ NOT_PLACES = frozenset("""
     are was were be can could would will should may might must do does did how what when where why who which
     please thanks thank hi hello dear regards best cheers sincerely name email e-mail phone mobile tel fax
     and or but if so also then there here yes no not call contact subject date dob from to cc
+    monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday week weekend
+    january february march april june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec
 """.split())
