@@ -162,6 +162,9 @@ CASES = [
     (r.GazetteerNameRecognizer, "have you heard Tiana Ellery speak yet?", ["Tiana Ellery"]),
     (r.GazetteerNameRecognizer, "They had 6: Platt, David, Claudia and Brenda.", ["Brenda", "Claudia", "David"]),
     (r.GazetteerNameRecognizer, "though Quinn's song was older", ["Quinn"]),
+    (r.GazetteerNameRecognizer, "The true gender of Ágnes has been under debate", ["Ágnes"]),  # other countries'
+    (r.GazetteerNameRecognizer, "Ask Bjarne Sørlie and Per Hansen.", ["Bjarne Sørlie", "Per Hansen"]),
+    (r.GazetteerNameRecognizer, "Per the policy it restarts. Even after a restart, Storm warnings show.", []),
     (r.GazetteerNameRecognizer, "Will you reset it? May I ask? Grant access to the share.", []),
     (r.GazetteerNameRecognizer, "The Mark Rothko room; ask Mark Ellis.", ["Mark Ellis", "Mark Rothko"]),
     (r.GazetteerNameRecognizer, "The Zoom Rooms license and the Jira board.", []),
@@ -314,3 +317,15 @@ def test_the_shipped_policy_loads_every_language(scrubber):
     assert scrubber.policy.languages == list(r.LANGUAGES)
     loaded = {x.name for x in scrubber.analyzer.registry.recognizers}
     assert {"BrCpfCnpjRecognizer", "GermanAddressRecognizer", "EuNationalIdRecognizer"} <= loaded
+
+
+def test_the_shipped_given_names_are_what_their_script_writes():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("given_names", root / "scripts" / "given_names.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = (root / "appliance" / "resources" / "given_names.txt").read_text("utf-8").splitlines()
+    assert shipped == module.collect()

@@ -1,7 +1,10 @@
 """Names with no cue around them, by the given name: a capitalised word the US Census Bureau lists as a given name
 (its 1990 lists: 5,494 names, 5,126 of them not also a function word or particle; public domain, carried by the
 `names` package), with the capitalised words after it as the surname ("have you heard Tiana Ellery speak",
-"Quinn's").
+"Quinn's"); and the given names of many other countries (appliance/resources/given_names.txt: the Latin-alphabet
+given names of Faker's person providers, written by scripts/given_names.py), which count alone when they hold a
+letter English does not use ("Ágnes", "Kateřina") and otherwise only with a surname ("Per Hansen", not "Per the
+policy", "Even after a restart").
 
 Given names that are also common words ("Grant", "Rose", "Mark") count only when a surname follows, and never at
 a sentence's start ("Will" and "May", function words, never count); a product, team or code name (business_terms)
@@ -44,6 +47,14 @@ def given_names() -> frozenset[str]:
     return frozenset(found - NOT_NAMES - _PARTICLES)
 
 
+@functools.cache
+def world_names() -> frozenset[str]:
+    """Given names of other countries, less the US lists, function words, particles and English words."""
+    with importlib.resources.files("appliance.resources").joinpath("given_names.txt").open(encoding="utf-8") as f:
+        found = {line.strip().lower() for line in f if line.strip()}
+    return frozenset(found - given_names() - NOT_NAMES - _PARTICLES - _WORDS)
+
+
 def _sentence_start(text: str, start: int) -> bool:
     before = text[max(0, start - 3):start].rstrip(" \t\"'“(")
     return not before or before[-1] in ".!?:\n"
@@ -55,6 +66,7 @@ class GazetteerNameRecognizer(CodeRecognizer):
     def __init__(self) -> None:
         super().__init__()
         self._given = given_names()
+        self._world = world_names()
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out, end = [], 0
@@ -63,7 +75,8 @@ class GazetteerNameRecognizer(CodeRecognizer):
                 continue
             word = m.group(1)
             lower = word.lower()
-            if lower not in self._given or not word[1:].islower():
+            world = lower not in self._given
+            if world and lower not in self._world or not word[1:].islower():
                 continue
             stop = m.end()
             for _ in range(2):
@@ -74,6 +87,8 @@ class GazetteerNameRecognizer(CodeRecognizer):
                 stop = nxt.end()
             has_surname = stop > m.end()
             if lower in _WORDS and (not has_surname or _sentence_start(text, m.start())):
+                continue
+            if world and word.isascii() and not has_surname:
                 continue
             if is_business(text[m.start():stop]):
                 continue
