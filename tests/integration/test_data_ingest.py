@@ -196,10 +196,9 @@ def test_the_international_example_is_scrubbed_and_its_business_content_kept(cli
     assert all(v in INTERNATIONAL.read_text("utf-8") for v in PLANTED)  # each was planted for real
 
 
-# Names spaCy sees only once the name before them is replaced (measured on the ingest benchmark's records).
-SEEN_SECOND = ("Hey, this is Andre Foley. AZ Leasing SPA is the brainchild of our 3 founders: Lapresse, Morris and "
-               "Wright.  The idea was born (on the beach) while they were constructing a website to be the basis of "
-               "another start-up idea. Ticket INC4797030.")
+# A name spaCy sees only once the card number and address before it are replaced (a public-set record's shape).
+SEEN_SECOND = ("The address of IIFL Holdings Ltd is the corner of 61 Pisano Row Please block card no 4238849696532874 "
+               "Motoko is from EN+ GRP PLC/GDR 144A. Ticket INC4797030.")
 
 
 def test_what_the_residual_scan_finds_is_scrubbed_before_anything_is_stored(cli, staff, tmp_path):
@@ -208,7 +207,7 @@ def test_what_the_residual_scan_finds_is_scrubbed_before_anything_is_stored(cli,
 
     scrubber = Scrubber(policies.read("pii")[0], hmac_key=b"test key, not a secret.........")
     first = scrubber.scrub([SEEN_SECOND], workers=1)[0].text
-    assert "Lapresse" in first  # the first pass alone leaves it
+    assert "Motoko" in first  # the first pass alone leaves it
     src = tmp_path / "second.jsonl"
     src.write_text(json.dumps({"messages": [{"role": "user", "content": SEEN_SECOND},
                                             {"role": "assistant", "content": "Noted, thank you."}]}) + "\n")
@@ -218,5 +217,5 @@ def test_what_the_residual_scan_finds_is_scrubbed_before_anything_is_stored(cli,
     exported = tmp_path / "second-out.jsonl"
     assert cli("data", "export", "second-pass", "--out", exported).code == 0
     stored = exported.read_text("utf-8")
-    assert [n for n in ("Andre Foley", "Lapresse", "Morris", "Wright") if n in stored] == []
-    assert "INC4797030" in stored and "AZ Leasing SPA" in stored
+    assert [n for n in ("Motoko", "Pisano Row", "4238849696532874") if n in stored] == []
+    assert "INC4797030" in stored and "IIFL Holdings Ltd" in stored
