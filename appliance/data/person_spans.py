@@ -14,7 +14,7 @@ from appliance.data.recognizers._shared import WORD, is_name_word
 from appliance.data.recognizers.business_terms import in_organisation, is_business
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
-_NOT_IN_NAMES = re.compile(r"\d|[/\\@_:]|\w\.\w+\.\w|(?i:^(?:suite|apt\.?|unit|box|floor)$)")
+_NOT_IN_NAMES = re.compile(r"\d|[/\\@_]|\w\.\w+\.\w|(?i:^(?:suite|apt\.?|unit|box|floor)$)")
 
 
 def _one_line(text: str, result) -> None:
