@@ -93,6 +93,9 @@ CASES = [
     (r.AddressInContextRecognizer, "He lives on the north side of Turjaška 46.", ["Turjaška 46"]),
     (r.AddressInContextRecognizer, "The bus station is on Brisas 2117 this year", ["Brisas 2117"]),
     (r.AddressInContextRecognizer, "The letter arrived at 7924 Dosseringen 83 last night.", ["7924 Dosseringen 83"]),
+    (r.AddressInContextRecognizer, "Her address:\n\n490 Heirstraat 134, Gdańsk, Poland Oil & Natural Gas Corporation",
+     ["490 Heirstraat 134, Gdańsk, Poland"]),  # a name with "&" follows
+    (r.AddressInContextRecognizer, "Ship it to 12 Main Street & call me", ["12 Main Street"]),
     (r.AddressInContextRecognizer, "The laptop is on Windows 11 since May.", []),  # a product
     (r.AddressInContextRecognizer, "The meeting is on Tuesday 12 and Friday 14.", []),
     # dates of birth

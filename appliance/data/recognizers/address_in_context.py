@@ -44,9 +44,12 @@ _MAX_CHARS = 120
 def _stretch(text: str, start: int) -> tuple[int, int] | None:
     """(start, end) of the address-shaped words from `start`, or None when what follows is not an address."""
     end, digits, words, first, after_digit, last_digit_end = start, 0, 0, True, 0, start
+    place_end = None  # where the address ended before its last place word: one before "&" opens a name
     for token in _TOKEN.finditer(text, start, min(len(text), start + _MAX_CHARS)):
         gap = text[end:token.start()] if not first else text[start:token.start()]
         if re.search(r"[.?!;:()\[\]\"](?:\s|$)|&", gap) or "\n\n" in gap:
+            if "&" in gap and place_end is not None:  # "Poland Oil & Natural Gas Corporation"
+                end = place_end
             break
         word = token.group()
         if word == "\n":
@@ -76,6 +79,7 @@ def _stretch(text: str, start: int) -> tuple[int, int] | None:
         if first and word.lower() in _INNER and not word[0].isupper():
             return None
         first = False
+        place_end = end if word[0].isupper() and word.lower() not in _INNER and not first else None
         end = token.start() + len(word.rstrip(".")) if word.endswith(".") and len(word) > 4 else token.end()
         if word[0].isdigit():
             last_digit_end = end
