@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 
+from presidio_analyzer import RecognizerResult
+
 from appliance.data.recognizers._shared import WORD, is_name_word
-from appliance.data.recognizers.business_terms import in_organisation, is_business
+from appliance.data.recognizers.business_terms import CODE, in_organisation, is_business
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
-_NOT_IN_NAMES = re.compile(r"\d|[/\\@_]|\w\.\w+\.\w|(?i:^(?:suite|apt\.?|unit|box|floor)$)")
+_UNIT_WORDS = frozenset("suite apt apt. unit box floor".split())
 
 
 def _one_line(text: str, result) -> None:
@@ -36,7 +38,7 @@ def _without_codes(text: str, result) -> bool:
              for m in re.finditer(r"\S+", text[result.start:result.end])]
     runs, run = [], []
     for start, end in words:
-        if _NOT_IN_NAMES.search(text[start:end]):
+        if CODE.search(text[start:end]) or text[start:end].lower() in _UNIT_WORDS:
             runs.append(run)
             run = []
         else:
@@ -101,9 +103,14 @@ def _joined(text: str, people: list) -> list[tuple[int, int]]:
     return spans
 
 
-def echoes(text: str, results: list, make) -> list:
+def _echo(start: int, end: int) -> RecognizerResult:
+    return RecognizerResult("PERSON", start, end, 0.85, recognition_metadata={
+        RecognizerResult.RECOGNIZER_NAME_KEY: "NameEcho", RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: "NameEcho"})
+
+
+def echoes(text: str, results: list) -> list:
     """`results` with the other places the words of its names (three letters or more, name-shaped) and the
-    words joined to one-word names stand in the text added as PERSON findings made by `make(start, end)`."""
+    words joined to one-word names stand in the text added as PERSON findings (recognizer "NameEcho")."""
     people = [r for r in results if r.entity_type == "PERSON"]
     if not people:
         return results
@@ -119,6 +126,6 @@ def echoes(text: str, results: list, make) -> list:
     added = []
     for start, end in sorted(set(spans)):
         if not any(start < b and a < end for a, b in taken) and not in_organisation(text, start, end):
-            added.append(make(start, end))
+            added.append(_echo(start, end))
             taken.append((start, end))
     return results + added

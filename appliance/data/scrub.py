@@ -206,15 +206,8 @@ class Scrubber:
             keep = [m.span() for k in self._keep for m in k.finditer(text)]
             kept = self._extend_addresses(text, [r for r in results if r.score >= self._threshold(r.entity_type)
                                                  and not any(r.start < end and start < r.end for start, end in keep)])
-            out.append(self._echoes(text, self._settle_people(text, kept), self._echo))
+            out.append(self._echoes(text, self._settle_people(text, kept)))
         return out
-
-    @staticmethod
-    def _echo(start: int, end: int):
-        from presidio_analyzer import RecognizerResult
-
-        return RecognizerResult("PERSON", start, end, 0.85, recognition_metadata={
-            RecognizerResult.RECOGNIZER_NAME_KEY: "NameEcho", RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: "NameEcho"})
 
     def _threshold(self, entity: str) -> float:
         rule = self.policy.entities[entity]

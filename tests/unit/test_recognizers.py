@@ -211,7 +211,7 @@ def _found(scrubber, cls, text: str) -> list[str]:
     registry = scrubber.analyzer.registry
     saved, echoes = registry.recognizers, scrubber._echoes
     registry.recognizers = [cls()]
-    scrubber._echoes = lambda text, results, make: results
+    scrubber._echoes = lambda text, results: results
     try:
         results = scrubber.analyze([text])[0]
     finally:

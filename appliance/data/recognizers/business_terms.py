@@ -36,7 +36,8 @@ TERMS = frozenset("""
     ministry department council agency authority
 """.split())
 
-_CODE = re.compile(r"\d|\w\.\w+\.\w|[/\\@_]")
+# A digit, a host name or a code's separator: never in a person's name.
+CODE = re.compile(r"\d|\w\.\w+\.\w|[/\\@_]")
 _WORDS = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 _CAMEL = re.compile(r"[A-Z]?[^\W\d_A-Z]+|[A-Z]+(?![^\W\d_A-Z])")
 
@@ -57,7 +58,7 @@ def _parts(word: str) -> list[str]:
 
 def is_business(value: str) -> bool:
     """True when a span found as a person holds a digit, a code, a host name or a product word."""
-    if _CODE.search(value):
+    if CODE.search(value):
         return True
     return any(part in _KNOWN for word in _WORDS.findall(value) for part in _parts(word))
 

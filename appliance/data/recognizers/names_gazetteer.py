@@ -50,8 +50,8 @@ def given_names() -> frozenset[str]:
 @functools.cache
 def world_names() -> frozenset[str]:
     """Given names of other countries, less the US lists, function words, particles and English words."""
-    with importlib.resources.files("appliance.resources").joinpath("given_names.txt").open(encoding="utf-8") as f:
-        found = {line.strip().lower() for line in f if line.strip()}
+    text = importlib.resources.files("appliance").joinpath("resources/given_names.txt").read_text("utf-8")
+    found = {line.strip().lower() for line in text.splitlines() if line.strip()}
     return frozenset(found - given_names() - NOT_NAMES - _PARTICLES - _WORDS)
 
 
