@@ -230,6 +230,18 @@ def _drift(engine) -> list[Check]:
     return [Check("drift", WARN if bad else OK, detail)]
 
 
+def _training(engine) -> list[Check]:
+    """Runs recorded as running whose trainer is gone (`train/lease.py`)."""
+    from appliance.train import lease, runs
+
+    running = [r for r in runs.list_runs(engine) if r.status == "running"]
+    stale = [f"{r.name}: {why}" for r in running for alive, why in [lease.state(r)] if not alive]
+    if stale:
+        remedy = " (`appliance worker` marks such a run failed; `appliance train --resume RUN` continues it)"
+        return [Check("training runs", WARN, "; ".join(stale)[:600] + remedy)]
+    return [Check("training runs", OK, f"{len(running)} running, each with a live trainer")]
+
+
 def _offline() -> list[Check]:
     bad = offline.offline_violations()
     checks = [Check("offline settings", FAIL if bad else OK,
@@ -278,5 +290,6 @@ def run(settings: Settings) -> Report:
         checks += _models(settings, engine)
         checks += _keys_and_audit(settings, engine)
         checks += _drift(engine)
+        checks += _training(engine)
     checks += _offline()
     return Report(checks)

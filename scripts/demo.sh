@@ -44,6 +44,22 @@ PY
 }
 
 serve_pid=""
+kill_and_resume() {
+  # A trainer killed with kill -9 (as the out-of-memory killer does) leaves no run hanging: resume finds its
+  # process gone, marks the run failed with the cause, and continues from the newest checkpoint.
+  sed -e 's/^max_steps: .*/max_steps: 4/' -e 's/^checkpoint_every: .*/checkpoint_every: 2/' \
+    policies/recipes/smollm2-135m-lora-sft.yaml > var/demo-short-recipe.yaml
+  appliance train var/demo-short-recipe.yaml --dataset helpdesk --name killed-demo --engine trl \
+    > var/demo-killed.log 2>&1 &
+  local trainer=$!
+  for _ in $(seq 1 600); do grep -q '^step 3/4' var/demo-killed.log && break; sleep 0.5; done
+  kill -9 "$trainer"; wait "$trainer" 2>/dev/null || true
+  echo "(trainer $trainer killed with SIGKILL after step 3 of 4; its run still says running)"
+  appliance runs show killed-demo | grep -E '^(status|steps_done|trainer) '
+  { appliance doctor || true; } | grep 'training runs'
+  appliance train --resume killed-demo
+}
+
 stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi; }
 trap 'stop_serving; stop_service' EXIT
 start_serving() {
@@ -233,6 +249,8 @@ step "10. Should we fine-tune at all? Base model zero-shot and few-shot, and how
 step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \
   appliance train policies/recipes/smollm2-135m-lora-sft.yaml --dataset helpdesk --name helpdesk-triage
 appliance runs list
+step "11b. A trainer killed with kill -9 leaves no run hanging: found gone, marked failed with the cause, resumed" \
+  kill_and_resume
 step "12. Evaluate the adapter against its base model: task, forgetting, a local judge, leakage; the release gates" \
   appliance eval helpdesk-triage --judge smollm2
 step "13. Package the evaluated adapter: PEFT adapter, GGUF LoRA for llama.cpp, provenance, report, model card" \

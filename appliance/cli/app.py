@@ -178,6 +178,9 @@ def run_command(argv: list[str], app: App) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: in this process, or through the appliance service when the home is another account's."""
     os.umask(0o077)
+    from appliance.chatter import silence
+
+    silence()  # before any command imports the libraries that chatter
     argv = list(sys.argv[1:] if argv is None else argv)
     from appliance.control.routing import home_of, route
 

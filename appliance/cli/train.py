@@ -79,7 +79,9 @@ def worker(app: App, once: bool, poll: float) -> None:
     Runs as the appliance's own service account: each run was checked against the queuing user's
     permissions and the training policy when it was queued. SIGTERM stops the current run, which is
     recorded as interrupted and can be continued with `appliance train --resume RUN`. The worker is also the
-    audit trail's signer: it signs and anchors checkpoints at the audit policy's cadence."""
+    audit trail's signer: it signs and anchors checkpoints at the audit policy's cadence. Before each look at
+    the queue it marks failed, with a `train.fail` event naming the cause, every running run whose trainer
+    process is gone (killed, out of memory, or silent for 90 s)."""
     import signal
     import time
 
@@ -87,6 +89,7 @@ def worker(app: App, once: bool, poll: float) -> None:
     from appliance.context import Actor
 
     app.service_account_only("`appliance worker`")
+    from appliance.train import lease
     from appliance.train.run import run_claimed
     from appliance.train.runs import claim_next
 
@@ -100,8 +103,11 @@ def worker(app: App, once: bool, poll: float) -> None:
     def say(line: str) -> None:
         click.echo(line, err=True)
 
+    holder = str(lease.Holder.me())
     while True:
-        claimed = claim_next(app.engine)
+        for name, why in lease.reap_stale(ctx):  # runs whose trainer was killed: failed, with the cause
+            click.echo(f"run {name}: marked failed: trainer gone: {why}", err=True)
+        claimed = claim_next(app.engine, holder)
         if claimed is None:
             if once:
                 return
@@ -159,6 +165,11 @@ def runs_show(app: App, name: str, as_json: bool) -> None:
                 "base_digest", "dataset_ref", "dataset_digest", "seed", "steps_done", "max_steps", "final_loss",
                 "created_by", "started_at", "finished_at", "error"):
         click.echo(f"{key:<15} {getattr(run, key)}")
+    if run.status == "running":
+        from appliance.train import lease
+
+        alive, why = lease.state(run)
+        click.echo(f"{'trainer':<15} {'alive' if alive else 'GONE'}: {why}")
     if metrics:
         click.echo(f"loss: {metrics[0]['loss']:.4f} at step {metrics[0]['step']} -> {metrics[-1]['loss']:.4f} "
                    f"at step {metrics[-1]['step']}")

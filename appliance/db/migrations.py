@@ -312,6 +312,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE training_run ADD COLUMN policy_digest VARCHAR(64)",
         "CREATE INDEX audit_event_object ON audit_event (object_type, object_id)",
     )),
+    Migration(9, "training leases: the process training a run and its last heartbeat", (
+        "ALTER TABLE training_run ADD COLUMN lease_owner VARCHAR(200)",
+        "ALTER TABLE training_run ADD COLUMN heartbeat_at VARCHAR(32)",
+    )),
 )
 
 _LEDGER = "schema_migrations"

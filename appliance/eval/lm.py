@@ -16,9 +16,9 @@ class AdapterLM:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from appliance.train.engines import quiet
+        from appliance.chatter import silence
 
-        quiet()
+        silence()
         self.torch = torch
         self.batch_size = batch_size
         self.generate_batch = generate_batch  # decoding on CPU is bound by reading the weights: share each read

@@ -27,8 +27,10 @@ class ProgressCallback(TrainerCallback):
         if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         now = time.perf_counter()
+        # Tokens trained on (padding not counted: `include_num_input_tokens_seen="non_padding"`); None where the
+        # trainer's batches carry no `input_ids` to count (ORPO's do not).
         tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-        tps = (tokens - self.last_tokens) / (now - self.last_time) if now > self.last_time else 0.0
+        tps = None if not tokens else (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_tokens = now, tokens
         if self.first_step is None:
             self.first_step, self.started = state.global_step, now
@@ -38,12 +40,13 @@ class ProgressCallback(TrainerCallback):
         with session_scope(self.ctx.engine) as s:
             runs.add_metric(s.connection(), self.run.id, state.global_step, loss, lr, tps)
             runs.update(s.connection(), self.run.id, steps_done=state.global_step, final_loss=loss)
-        line = {"step": state.global_step, "loss": loss, "learning_rate": lr, "tokens_per_second": round(tps, 1)}
+        line = {"step": state.global_step, "loss": loss, "learning_rate": lr,
+                "tokens_per_second": None if tps is None else round(tps, 1)}
         with open(self.log, "a") as fh:
             fh.write(json.dumps(line) + "\n")
         eta_text = "?" if eta != eta else f"{int(eta // 60)}:{int(eta % 60):02d}"
-        self.say(f"step {state.global_step}/{self.steps}  loss {loss:.4f}  lr {lr:.2e}  {tps:,.0f} tok/s  "
-                 f"ETA {eta_text}")
+        rate = "" if tps is None else f"{tps:,.0f} tok/s  "
+        self.say(f"step {state.global_step}/{self.steps}  loss {loss:.4f}  lr {lr:.2e}  {rate}ETA {eta_text}")
 
 
 class CheckpointCallback(TrainerCallback):
@@ -58,6 +61,16 @@ class CheckpointCallback(TrainerCallback):
         with session_scope(self.ctx.engine) as s:
             record(self.ctx, s, Event("train.checkpoint", "run", self.run.name,
                                       details={"step": state.global_step}))
+
+
+class LeaseCallback(TrainerCallback):
+    """Stops training at the end of a step once the run's lease is lost (`lease.Heartbeat`)."""
+
+    def __init__(self, beat) -> None:
+        self.beat = beat
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.beat.check()
 
 
 class ResumeCallback(TrainerCallback):

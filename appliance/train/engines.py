@@ -3,15 +3,13 @@ to TRL's trainers; `auto` prefers Unsloth where it imports and supports the meth
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.chatter import silence
 from appliance.errors import ConfigError
 from appliance.train.recipe import Recipe
-
-_QUIET = ("torchao", "torch.utils._pytree", "transformers.modeling_utils", "unsloth", "unsloth_zoo")
 
 
 @dataclass(frozen=True)
@@ -41,30 +39,33 @@ def choose(requested: str, recipe: Recipe, world_size: int = 1) -> Choice:
     supported = recipe.method == "sft"
     if requested == "unsloth":
         if not supported:
-            raise ConfigError(f"the Unsloth engine here supports sft only, not {recipe.method}; use --engine trl")
+            raise ConfigError(f"the appliance's Unsloth engine trains sft only, not {recipe.method}; use --engine trl")
         problem = _unsloth_importable()
         if problem:
             raise ConfigError(f"Unsloth does not import here ({problem}); use --engine trl")
         return Choice("unsloth", "requested")
     if not supported:
-        return Choice("trl", f"auto: Unsloth's CPU path supports sft only, the recipe is {recipe.method}")
+        return Choice("trl", f"auto: the appliance's Unsloth path trains sft only, the recipe is {recipe.method}")
     problem = _unsloth_importable()
     if problem:
         return Choice("trl", f"auto: Unsloth does not import ({problem})")
     return Choice("unsloth", "auto: Unsloth imports and supports sft")
 
 
-def quiet() -> None:
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ["TQDM_DISABLE"] = "1"
+
+
+def weights_dtype(cuda: bool, bf16_supported: bool) -> str:
+    """The dtype of the base weights (and of bitsandbytes' 4-bit compute): bf16 on a GPU that has it, as the
+    Trainer's `bf16` mixed precision then runs; fp32 on CPU and on a GPU without bf16 (fp16 LoRA weights would
+    not train under the Trainer's fp16 scaler)."""
+    return "bfloat16" if cuda and bf16_supported else "float32"
 
 
 def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     """(model with a fresh LoRA adapter, tokenizer)."""
     from appliance.models.architectures import target_modules
 
-    quiet()
+    silence()
     a = recipe.adapter
     targets = target_modules(hf_dir, list(a.target_modules))
     if choice.engine == "unsloth":
@@ -84,13 +85,14 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     if tokenizer.pad_token is None:  # ORPO pads explicitly; the GGUF-derived tokenizer names no pad token
         tokenizer.pad_token = tokenizer.eos_token
+    cuda = torch.cuda.is_available()
+    dtype = getattr(torch, weights_dtype(cuda, cuda and torch.cuda.is_bf16_supported()))
     if a.kind == "qlora":
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                   bnb_4bit_compute_dtype=torch.float32)
-        model = AutoModelForCausalLM.from_pretrained(hf_dir, quantization_config=quant, dtype=torch.float32)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, quantization_config=quant, dtype=dtype)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     else:
-        model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
     config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config), _with_template(tokenizer, recipe)
@@ -131,7 +133,7 @@ def trainer_args(recipe: Recipe, out_dir: Path, max_steps: int):
         lr_scheduler_type=recipe.schedule.scheduler, warmup_steps=recipe.schedule.warmup_steps,
         weight_decay=recipe.schedule.weight_decay, logging_steps=1, save_strategy="no", report_to="none",
         seed=recipe.seed, data_seed=recipe.seed, disable_tqdm=True, dataloader_num_workers=0,
-        include_num_input_tokens_seen=True,
+        include_num_input_tokens_seen="non_padding",  # True counts padding too ("all")
         # TRL turns this on by default; only a recipe that asks for it pays the recomputation.
         gradient_checkpointing=recipe.gradient_checkpointing,
     )

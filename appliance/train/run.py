@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import text
+
 from appliance import __version__
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
@@ -29,7 +31,7 @@ from appliance.errors import InputError, PolicyViolation
 from appliance.fsutil import ensure_private_dir, private_tree
 from appliance.identity.roles import require
 from appliance.models.registry import NO_TEMPLATE_REMEDY, chat_template, get_model, model_dir
-from appliance.train import checkpoints, engines, runs
+from appliance.train import checkpoints, engines, lease, runs
 from appliance.train.data import training_rows
 from appliance.train.plan import Plan, estimate
 from appliance.train.policy import check
@@ -98,6 +100,14 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
         previous = runs.get_run(ctx.engine, resume)
         if previous.status == "succeeded":
             raise InputError(f"run {resume!r} already finished; nothing to resume")
+        if previous.status == "queued":
+            raise InputError(f"run {resume!r} is queued: `appliance worker` trains it")
+        if previous.status == "running":
+            alive, why = lease.state(previous)
+            if alive:
+                raise InputError(f"run {resume!r} is running: {why}; resume it once that process has stopped")
+            if lease.reap(ctx, previous, why):
+                say(f"run {resume}: marked failed: trainer gone: {why}")
         recipe = Recipe.model_validate(previous.recipe)
         recipe_file, recipe_digest = previous.recipe_file, previous.recipe_digest
         base, dataset_ref, name, steps = previous.base_model, previous.dataset_ref, previous.name, previous.max_steps
@@ -159,19 +169,28 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
             raise InputError(f"run {name!r} has no checkpoint to resume from")
         if queue:  # `appliance worker` continues it from its newest checkpoint
             with session_scope(ctx.engine) as s:
-                runs.update(s.connection(), previous.id, status="queued", error=None)
+                if s.connection().execute(text(
+                        "UPDATE training_run SET status = 'queued', error = NULL WHERE id = :id AND status IN "
+                        "('failed', 'interrupted')"), {"id": previous.id}).rowcount != 1:
+                    raise InputError(f"run {name!r} changed while it was being queued; look again (`runs show`)")
                 record(ctx, s, Event("train.queue", "run", name, details={"resume_from": ckpt.name}))
             return Outcome(runs.get_run(ctx.engine, name), plan)
+        holder = lease.Holder.me()
+        if not lease.take(ctx.engine, previous.id, holder, ("failed", "interrupted")):
+            raise InputError(f"run {name!r} was taken by another process meanwhile; look again (`runs show`)")
         _continue_from(ctx, previous, ckpt)
-        return Outcome(_execute(ctx, previous, recipe, choice, hf_dir, rows, run_dir, ckpt, say), plan)
+        return Outcome(_execute(ctx, runs.get_run(ctx.engine, name), recipe, choice, hf_dir, rows, run_dir, ckpt, say),
+                       plan)
     ensure_private_dir(run_dir)
+    holder = None if queue else str(lease.Holder.me())
     run = runs.Run(
         id=uuid.uuid4().hex, name=name, status="queued" if queue else "running", method=recipe.method,
         engine=choice.engine, engine_reason=choice.reason, recipe_file=recipe_file, recipe_digest=recipe_digest,
         recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
         dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
         path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
-        created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None, policy_digest=policy_digest)
+        created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None, policy_digest=policy_digest,
+        lease_owner=holder, heartbeat_at=holder and runs.now())
     details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
                "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps, "world_size": world,
                "policy_digest": policy_digest}
@@ -219,38 +238,54 @@ def run_claimed(ctx: Context, run: runs.Run, say: Say = lambda _: None) -> runs.
 
 
 def _continue_from(ctx: Context, run: runs.Run, ckpt: Path) -> None:
-    """Record that `run` continues from checkpoint `ckpt`: the steps after it are redone."""
+    """Record that `run`, whose lease this process holds, continues from checkpoint `ckpt`: the steps after it
+    are redone."""
     from_step = int(ckpt.name.split("-")[1])
     with session_scope(ctx.engine) as s:
-        runs.update(s.connection(), run.id, status="running", error=None, steps_done=from_step)
+        runs.update(s.connection(), run.id, steps_done=from_step)
         runs.drop_metrics_after(s.connection(), run.id, from_step)
         record(ctx, s, Event("train.resume", "run", run.name, details={"from_step": from_step}))
 
 
 def _fail(ctx: Context, run: runs.Run, exc: BaseException) -> None:
+    """Record the failure of a run this process holds; a run it no longer holds was recorded by whoever took it."""
+    if isinstance(exc, lease.LeaseLost):
+        return
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
     reason = ("stopped by Ctrl-C or SIGINT" if isinstance(exc, KeyboardInterrupt)
               else f"{type(exc).__name__}: {exc}"[:500])
     with session_scope(ctx.engine) as s:
-        runs.update(s.connection(), run.id, status=status, error=reason, finished_at=runs.now())
-        record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=reason))
+        if s.connection().execute(text(
+                "UPDATE training_run SET status = :s, error = :e, finished_at = :t, lease_owner = NULL "
+                "WHERE id = :id AND status = 'running' AND COALESCE(lease_owner, '') = :o"),
+                {"s": status, "e": reason, "t": runs.now(), "id": run.id, "o": run.lease_owner or ""}).rowcount:
+            record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=reason))
 
 
 def _execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say, record_outcome: bool = True) -> runs.Run:
-    """Train a run already recorded as running, then record its outcome (failure and interruption included)."""
-    try:
+    """Train a run already recorded as running (and, unless `record_outcome` is off, held by this process, whose
+    heartbeat renews the lease meanwhile), then record its outcome (failure and interruption included)."""
+    if not record_outcome:  # another process of a distributed run: rank 0 holds the lease and records
         final_loss, done = _fit(ctx, run, recipe, choice, hf_dir, rows, run.max_steps, run_dir, ckpt, say)
-    except BaseException as exc:
-        if record_outcome:
-            _fail(ctx, run, exc)
-        raise
-    if not record_outcome:
         return dataclasses.replace(run, status="succeeded", steps_done=done, final_loss=final_loss)
+    holder = lease.Holder.parse(run.lease_owner)
+    try:
+        if holder is None:
+            raise lease.LeaseLost(f"run {run.name!r} is not held by this process")
+        with lease.Heartbeat(ctx.engine, run.id, holder) as beat:
+            final_loss, done = _fit(ctx, run, recipe, choice, hf_dir, rows, run.max_steps, run_dir, ckpt, say, beat)
+            beat.check()
+    except BaseException as exc:
+        _fail(ctx, run, exc)
+        raise
     adapter = run_dir / "adapter"
     digest = folder_digest(adapter)
     with session_scope(ctx.engine) as s:
-        runs.update(s.connection(), run.id, status="succeeded", steps_done=done, final_loss=final_loss,
-                    finished_at=runs.now())
+        if s.connection().execute(text(
+                "UPDATE training_run SET status = 'succeeded', steps_done = :d, final_loss = :l, finished_at = :t, "
+                "lease_owner = NULL WHERE id = :id AND status = 'running' AND lease_owner = :o"),
+                {"d": done, "l": final_loss, "t": runs.now(), "id": run.id, "o": run.lease_owner}).rowcount != 1:
+            raise lease.LeaseLost(f"run {run.name!r} was marked failed by another process while it trained")
         record(ctx, s, Event("train.end", "run", run.name, object_sha256=digest,
                              details={"steps": done, "final_loss": final_loss}))
     return runs.get_run(ctx.engine, run.name)
@@ -274,8 +309,8 @@ def _calibrate(ctx: Context, choice, hf_dir: Path, recipe: Recipe, rows: list[di
     return (marks[-1] - marks[0]) / max(len(marks) - 1, 1)
 
 
-def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say) -> tuple[float | None, int]:
-    from appliance.train.callbacks import CheckpointCallback, ProgressCallback, ResumeCallback
+def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say, beat=None) -> tuple[float | None, int]:
+    from appliance.train.callbacks import CheckpointCallback, LeaseCallback, ProgressCallback, ResumeCallback
 
     model, tokenizer = engines.load(choice, hf_dir, recipe)
     precision = "4-bit NF4 (bitsandbytes)" if recipe.adapter.kind == "qlora" else str(model.dtype).replace("torch.", "")
@@ -283,6 +318,8 @@ def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say) -> t
     callbacks = [ProgressCallback(ctx, run, steps, say), CheckpointCallback(ctx, run, run_dir, recipe.checkpoint_every)]
     if ckpt is not None:
         callbacks.append(ResumeCallback(ckpt))
+    if beat is not None:
+        callbacks.append(LeaseCallback(beat))
     trainer = engines.trainer_for(recipe, model, tokenizer, rows, ctx.settings.tmp_dir / f"trainer-{run.id}", steps,
                                   callbacks)
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

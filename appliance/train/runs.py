@@ -14,7 +14,7 @@ from appliance.errors import NotFound
 _COLUMNS = ("id", "name", "status", "method", "engine", "engine_reason", "recipe_file", "recipe_digest", "recipe",
             "base_model", "base_digest", "dataset_ref", "dataset_digest", "seed", "max_steps", "steps_done",
             "final_loss", "path", "environment", "error", "created_by", "created_at", "started_at", "finished_at",
-            "policy_digest")
+            "policy_digest", "lease_owner", "heartbeat_at")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Run:
     started_at: str | None
     finished_at: str | None
     policy_digest: str | None = None  # the installed training policy it was checked against
+    lease_owner: str | None = None  # the process training it now: host/pid/start time (`lease`)
+    heartbeat_at: str | None = None  # that process's last heartbeat
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in _COLUMNS}
@@ -109,16 +111,18 @@ def drop_metrics_after(conn, run_id: str, step: int) -> None:
     conn.execute(text("DELETE FROM run_metric WHERE run_id = :r AND step > :s"), {"r": run_id, "s": step})
 
 
-def claim_next(engine) -> Run | None:
-    """Mark the oldest queued run as running and return it; a conditional UPDATE decides between workers."""
+def claim_next(engine, holder: str) -> Run | None:
+    """Mark the oldest queued run as running, held by `holder` (`lease.Holder`), and return it; a conditional
+    UPDATE decides between workers."""
     while True:
         with writing(engine).begin() as conn:
             row = conn.execute(text("SELECT name FROM training_run WHERE status = 'queued' "
                                     "ORDER BY created_at, name LIMIT 1")).first()
             if row is None:
                 return None
-            claimed = conn.execute(text("UPDATE training_run SET status = 'running', started_at = :t "
-                                        "WHERE name = :n AND status = 'queued'"), {"t": now(), "n": row[0]})
+            claimed = conn.execute(text("UPDATE training_run SET status = 'running', started_at = :t, "
+                                        "lease_owner = :o, heartbeat_at = :t WHERE name = :n AND status = 'queued'"),
+                                   {"t": now(), "n": row[0], "o": holder})
             if claimed.rowcount != 1:
                 continue  # another worker took it first
         return get_run(engine, row[0])

@@ -190,19 +190,31 @@ def test_evaluation_refuses_bad_input_and_stores_nothing(lab, tmp_path):
     assert [e["run_name"] for e in listed] == ["triage"]  # the refused evaluations stored nothing
 
 
-def _train_until(args: list[str], env: dict, line: str) -> list[str]:
-    """Run `appliance ARGS`, SIGKILL it once it prints `line`; the lines it printed on stderr."""
+def _train_until(args: list[str], env: dict, line: str, meanwhile=lambda pid: None) -> list[str]:
+    """Run `appliance ARGS`; once it prints `line`, call `meanwhile(pid)` and SIGKILL it; the lines it printed on
+    stderr."""
     exe = Path(sys.executable).with_name("appliance")
     proc = subprocess.Popen([str(exe), *map(str, args)], env={**__import__("os").environ, **env},
                             stderr=subprocess.PIPE, text=True)
     seen = []
-    for printed in proc.stderr:
-        seen.append(printed)
-        if printed.startswith(line):
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
+    try:
+        for printed in proc.stderr:
+            seen.append(printed)
+            if printed.startswith(line):
+                meanwhile(proc.pid)
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     return seen
+
+
+def _refused_while_alive(env: dict):
+    def attempt(pid: int) -> None:
+        refused = run_inprocess("train", "--resume", "killed", env=env)  # quick: the trainer goes on meanwhile
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert f"run 'killed' is running: process {pid} on " in refused.stderr, refused.stderr[-2000:]
+    return attempt
 
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
@@ -215,14 +227,25 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--engine", "trl", "--json",
                           env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--engine", "trl"], env, "step 3/6")
+    for chatter in ("\r", "Warning", "Failed to load", "deprecated", "it/s]"):  # the appliance's own lines only
+        assert chatter not in whole.stderr, whole.stderr[-3000:]
+    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--engine", "trl"], env, "step 3/6",
+                 _refused_while_alive(env))  # no second trainer on a live run
     assert json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)["status"] == "running"
+    assert "trainer         GONE: its trainer, process " in run_inprocess("runs", "show", "killed", env=env).stdout
+    doctor = run_appliance("doctor", env=env)
+    assert "warn  training runs" in doctor.stdout and "killed: its trainer, process" in doctor.stdout, doctor.stdout
     resumed = "".join(_train_until(["train", "--resume", "killed"], env, "step 5/6"))
+    assert "run killed: marked failed: trainer gone: its trainer, process" in resumed, resumed[-2000:]
     assert "step 3/6" in resumed and "step 2/6" not in resumed  # continued after step 2
+    service = {**env, "APPLIANCE_SESSION_FILE": str(root / "nobody")}
+    reaper = run_appliance("worker", "--once", env=service)  # killed again: the worker finds it
+    assert reaper.returncode == 0 and "run killed: marked failed: trainer gone" in reaper.stderr, reaper.stderr[-2000:]
+    assert events(root, "train.fail", "killed") == [("train.fail", "killed", "error")] * 2
     queued = run_appliance("train", "--resume", "killed", "--queue", env=env)
     assert queued.returncode == 0, queued.stderr[-2000:]
     assert queued.stdout.strip() == "run killed: queued for `appliance worker` (6 steps)"
-    worker = run_appliance("worker", "--once", env={**env, "APPLIANCE_SESSION_FILE": str(root / "nobody")})
+    worker = run_appliance("worker", "--once", env=service)
     assert worker.returncode == 0, worker.stderr[-2000:]
     assert "step 5/6" in worker.stderr and "step 4/6" not in worker.stderr  # continued after step 4
     a = json.loads(whole.stdout)

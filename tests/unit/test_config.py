@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from appliance.config import load_settings, read_config_file
@@ -118,3 +120,28 @@ def test_policies_come_from_the_environment_a_checkout_or_the_installed_copy(tmp
     # Outside a checkout (a wheel install), the data files under the environment's prefix.
     monkeypatch.setattr(paths, "__file__", str(tmp_path / "site-packages" / "appliance" / "paths.py"))
     assert paths.policies_dir() == Path(sys.prefix) / "share" / "appliance" / "policies"
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_library_chatter_is_silenced_in_one_place_unless_debugging(debug):
+    """A library's deprecation warning and its notices are hidden, and bars are off, unless APPLIANCE_DEBUG=1."""
+    import subprocess
+    import sys
+
+    probe = ("import logging, os, warnings, sys\n"
+             "from appliance.chatter import silence\n"
+             "silence()\n"
+             "warnings.warn_explicit('old API', FutureWarning, 'transformers/x.py', 1, module='transformers.x')\n"
+             "warnings.warn_explicit('yours', FutureWarning, 'appliance/x.py', 1, module='appliance.x')\n"
+             "logging.basicConfig()\n"
+             "logging.getLogger('transformers.trainer').warning('a notice')\n"
+             "print(os.environ.get('TQDM_DISABLE'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "APPLIANCE_DEBUG")}
+    done = subprocess.run([sys.executable, "-c", probe], env={**env, "APPLIANCE_DEBUG": debug}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "yours" in done.stderr  # a warning about the appliance's own code always shows
+    if debug:
+        assert "old API" in done.stderr and "a notice" in done.stderr and done.stdout.strip() == "None"
+    else:
+        assert "old API" not in done.stderr and "a notice" not in done.stderr and done.stdout.strip() == "1"

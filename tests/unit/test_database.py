@@ -18,23 +18,6 @@ from tests.helpers import write_gguf, write_hf_folder
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture
-def settings(database_url):
-    return load_settings()
-
-
-@pytest.fixture
-def engine(settings):
-    return connect(settings, create=True)
-
-
-@pytest.fixture
-def ctx(settings, engine):
-    """The appliance acting for itself (the registry's permission check lets the system import)."""
-    migrate(engine)
-    return Context(settings, engine)
-
-
 def test_fresh_database_is_not_initialised(engine):
     with pytest.raises(StorageError, match="not initialised here: run `appliance init`"):
         require_current(engine)
@@ -175,7 +158,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(home):
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
-def _queued(name: str, created_at: str):
+def queued_run(name: str, created_at: str):
     from appliance.train import runs
 
     return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", engine="trl", engine_reason="",
@@ -192,16 +175,18 @@ def test_workers_claim_queued_runs_oldest_first_and_never_twice(settings, ctx):
 
     with session_scope(ctx.engine) as s:
         for i, name in enumerate(["c", "a", "b", "d", "e", "f"]):
-            runs.insert(s.connection(), _queued(name, f"2026-01-01T00:00:0{i}+00:00"))
+            runs.insert(s.connection(), queued_run(name, f"2026-01-01T00:00:0{i}+00:00"))
         runs.update(s.connection(), "f".ljust(32, "0"), status="failed")
-    first = runs.claim_next(ctx.engine)
+    first = runs.claim_next(ctx.engine, "host/1/1.00")
     assert first.name == "c" and first.status == "running" and first.started_at
+    assert first.lease_owner == "host/1/1.00" and first.heartbeat_at == first.started_at
     engines = [connect(settings) for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        claimed = list(pool.map(lambda e: runs.claim_next(e), engines))
+        claimed = list(pool.map(lambda i: runs.claim_next(engines[i], f"host/{i + 2}/1.00"), range(4)))
     names = sorted(r.name for r in claimed if r is not None)
     assert names == ["a", "b", "d", "e"]  # each queued run went to exactly one worker; the failed one to none
-    assert runs.claim_next(ctx.engine) is None
+    assert sorted(r.lease_owner for r in claimed) == [f"host/{i + 2}/1.00" for i in range(4)]
+    assert runs.claim_next(ctx.engine, "host/1/1.00") is None
 
 
 def _stored_eval(engine, run, passed: bool) -> None:
@@ -222,7 +207,7 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
     from appliance.eval import run as evaluation
     from appliance.train import runs
 
-    run = _queued("tuned", "2026-01-01T00:00:00+00:00")
+    run = queued_run("tuned", "2026-01-01T00:00:00+00:00")
     with session_scope(ctx.engine) as s:
         runs.insert(s.connection(), run)
     _stored_eval(ctx.engine, run, passed=False)
@@ -249,7 +234,7 @@ def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):
     from appliance.errors import PolicyViolation
     from appliance.train import runs
 
-    run = _queued("gated", "2026-01-01T00:00:00+00:00")
+    run = queued_run("gated", "2026-01-01T00:00:00+00:00")
     with session_scope(ctx.engine) as s:
         runs.insert(s.connection(), run)
     _stored_eval(ctx.engine, run, passed=False)

@@ -52,3 +52,13 @@ def test_the_trainer_recomputes_activations_only_when_the_recipe_asks(path, tmp_
     assert args.gradient_checkpointing is False and args.max_steps == 3 and args.report_to == []
     asking = recipe.model_copy(update={"gradient_checkpointing": True})
     assert trainer_args(asking, tmp_path, 3).gradient_checkpointing is True
+    # tokens/s in progress lines and run records count the tokens trained on, not the padding beside them
+    assert args.include_num_input_tokens_seen == "non_padding"
+
+
+@pytest.mark.parametrize("cuda, bf16, dtype", [(True, True, "bfloat16"), (True, False, "float32"),
+                                               (False, False, "float32"), (False, True, "float32")])
+def test_base_weights_are_bf16_on_a_gpu_that_has_it_and_fp32_otherwise(cuda, bf16, dtype):
+    from appliance.train.engines import weights_dtype
+
+    assert weights_dtype(cuda, bf16) == dtype
