@@ -156,6 +156,16 @@ def test_users_and_tokens_are_managed_by_the_admin_alone(staff):
     # Another role cannot reach the page, and the library refuses it regardless of the page list.
     erin = _sign_in("erin")
     assert "Users and tokens" not in erin.sidebar.radio(key="page").options
+    from appliance.context import Actor, Context
+    from appliance.errors import PermissionDenied
+    from appliance.identity.users import add_user
+
+    engineer = Context(load_settings(), connect(load_settings())).acting_as(Actor("erin", "engineer", "session"))
+    with pytest.raises(PermissionDenied):  # what the page would call, called as erin
+        add_user(engineer, "mallory", "admin", "a long enough password 1")
+    with pytest.raises(PermissionDenied):
+        tokens.create(engineer, "victor")
+    assert _events(staff.home, "users.manage")[-1][:3] == ("erin", "denied", "mallory")
 
 
 def test_the_console_runs_headless_on_loopback_with_xsrf_on_and_usage_statistics_off():
