@@ -13,7 +13,7 @@ from appliance.audit.log import record, record_alone, sign_if_due
 from appliance.context import Context
 from appliance.db import session_scope
 from appliance.errors import InputError, PermissionDenied, PolicyViolation
-from appliance.eval import run as evaluation
+from appliance.eval import store as evaluation
 from appliance.identity.roles import require
 from appliance.train import runs
 
@@ -55,9 +55,8 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
                 f"run {run.name!r} was evaluated again since packaging and failed its gates"))
         packaged_eval = evaluation.get_result(ctx.engine, artifact.eval_id)
         if not packaged_eval.releasable:
-            failed = [g["gate"] for g in packaged_eval.result["gates"] if g["status"] == "fail"]
             _refuse(ctx, action, artifact.name, PolicyViolation(
-                f"run {run.name!r} failed release gates ({', '.join(failed)}); override them first",
+                f"run {run.name!r} failed release gates ({', '.join(packaged_eval.failed_gates)}); override them first",
                 hint="evals.override"))
         problems = policies.unadmitted(ctx.engine, duties.recorded_policies(ctx, run, packaged_eval.policy_digest))
         if problems:

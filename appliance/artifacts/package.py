@@ -30,7 +30,7 @@ from appliance.data import versions
 from appliance.db import session_scope
 from appliance.digests import folder_digest, manifest_digest, sha256_file
 from appliance.errors import AlreadyExists, InputError
-from appliance.eval import run as evaluation
+from appliance.eval import store as evaluation
 from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
 from appliance.models.registry import get_model, model_dir

@@ -22,7 +22,7 @@ from appliance.audit.log import record, record_alone
 from appliance.context import Context
 from appliance.db import session_scope
 from appliance.errors import InputError, IntegrityError, NotFound, PolicyViolation
-from appliance.eval import run as evaluation
+from appliance.eval import store as evaluation
 from appliance.fsutil import ensure_private_dir
 from appliance.identity.roles import require
 from appliance.keys import crypto, store
@@ -52,7 +52,7 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
         raise InputError(f"artifact {artifact.name!r} is {artifact.status}; only a packaged artifact is signed")
     evaluated = evaluation.get_result(ctx.engine, artifact.eval_id)
     if not evaluated.releasable:
-        failed = ", ".join(g["gate"] for g in evaluated.result["gates"] if g["status"] == "fail")
+        failed = ", ".join(evaluated.failed_gates)
         reason = f"run {artifact.run_name!r} failed release gates ({failed}); an officer must override them first"
         record_alone(ctx, Event("artifact.sign", "artifact", artifact.name, outcome="denied", reason=reason))
         raise PolicyViolation(reason, hint="evals.override")

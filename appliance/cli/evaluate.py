@@ -67,8 +67,7 @@ def evaluate(app: App, run: str | None, scheduled: bool, judge: str | None, as_j
                    f"(report {app.settings.home / result.report_path})")
         _gates(result.result)
     if not result.passed:
-        failed = [g["gate"] for g in result.result["gates"] if g["status"] == "fail"]
-        raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(failed)} (stored)",
+        raise PolicyViolation(f"run {run!r} failed the release gates: {', '.join(result.failed_gates)} (stored)",
                               hint="evals.override")
 
 
@@ -113,7 +112,7 @@ def evals() -> None:
 @pass_app
 def evals_list(app: App, as_json: bool) -> None:
     """List evaluations, oldest first."""
-    from appliance.eval.run import list_results
+    from appliance.eval.store import list_results
 
     require(app.ctx, "read", "eval", "*")
     found = list_results(app.engine)
@@ -133,7 +132,7 @@ def evals_list(app: App, as_json: bool) -> None:
 @pass_app
 def evals_show(app: App, run: str, as_json: bool) -> None:
     """Show the latest evaluation of RUN: verdict, gates, override."""
-    from appliance.eval.run import latest
+    from appliance.eval.store import latest
 
     require(app.ctx, "read", "eval", run)
     result = latest(app.engine, run)
@@ -154,7 +153,7 @@ def evals_show(app: App, run: str, as_json: bool) -> None:
 @pass_app
 def evals_override(app: App, run: str, reason: str) -> None:
     """Officer only: accept RUN's failed gates with a written reason (an audited event)."""
-    from appliance.eval.run import override
+    from appliance.eval.override import override
 
     result = override(app.ctx, run, reason)
     click.echo(f"run {run}: failed gates overridden by {result.override_by}")

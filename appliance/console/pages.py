@@ -49,7 +49,7 @@ def overview(ctx: Context) -> None:
     from appliance import doctor
     from appliance.artifacts import registry
     from appliance.data import versions
-    from appliance.eval import run as evals
+    from appliance.eval import store as evals
     from appliance.train import runs
 
     require(ctx, "read", "appliance", "overview")
@@ -210,7 +210,7 @@ def _queue_form(ctx: Context) -> None:
 
 # --- Evaluations ------------------------------------------------------------------------------------------------
 def evaluations(ctx: Context) -> None:
-    from appliance.eval import run as evals
+    from appliance.eval import store as evals
 
     require(ctx, "read", "eval", "*")
     found = evals.list_results(ctx.engine)

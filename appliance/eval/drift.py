@@ -19,6 +19,7 @@ from appliance.context import Context
 from appliance.db import session_scope
 from appliance.digests import sha256_file
 from appliance.eval import run as evaluation
+from appliance.eval import store
 from appliance.eval.lm import AdapterLM
 from appliance.identity.roles import require
 from appliance.train import runs
@@ -79,7 +80,7 @@ def check(ctx: Context, artifact: registry.Artifact, max_drop: float, say=lambda
     """Verify and re-measure one approved artifact; store the point and its audit event in one transaction."""
     from appliance.artifacts.signing import verify
 
-    baseline = evaluation.get_result(ctx.engine, artifact.eval_id).result
+    baseline = store.get_result(ctx.engine, artifact.eval_id).result
     task_metric = baseline["task"]["primary"]
     task_baseline = baseline["task"]["adapter"][task_metric]
     suite_baseline = baseline["suite"]["adapter"]["accuracy"]

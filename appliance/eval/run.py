@@ -11,10 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import text
 
 from appliance.audit.events import Event
 from appliance.audit.log import record
@@ -23,9 +20,9 @@ from appliance.data import versions
 from appliance.db import session_scope
 from appliance.digests import folder_digest, sha256_file
 from appliance.errors import InputError, NotFound
-from appliance.eval import metrics
+from appliance.eval import gates, metrics, store
 from appliance.eval.lm import AdapterLM
-from appliance.eval.policy import ReleasePolicy
+from appliance.eval.result import EvalResult
 from appliance.fsutil import private_tree, staged_dir
 from appliance.identity.roles import require
 from appliance.models.registry import get_model, model_dir
@@ -39,38 +36,6 @@ CANDIDATES = 100  # random secrets each canary is ranked among: exposure is meas
 MAX_TASK_ITEMS = 64
 SAMPLED = 16  # held-out prompts answered by sampling, for the PII scan and the judge
 Say = Callable[[str], None]
-
-_RESULT_COLUMNS = ("id", "run_id", "run_name", "created_at", "created_by", "adapter_digest", "policy_digest",
-                   "suite_digest", "judge_model", "passed", "result", "report_path", "override_by",
-                   "override_reason", "override_at")
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    id: str
-    run_id: str
-    run_name: str
-    created_at: str
-    created_by: str
-    adapter_digest: str
-    policy_digest: str
-    suite_digest: str
-    judge_model: str | None
-    passed: bool
-    result: dict
-    report_path: str
-    override_by: str | None
-    override_reason: str | None
-    override_at: str | None
-
-    @property
-    def releasable(self) -> bool:
-        """The gate passed, or an officer overrode it."""
-        return self.passed or self.override_by is not None
-
-    def as_dict(self) -> dict:
-        return {**{k: getattr(self, k) for k in _RESULT_COLUMNS}, "releasable": self.releasable}
-
 
 def _task(lm: AdapterLM, rows: list[tuple[list[dict], str]], pattern: re.Pattern | None, say: Say,
           sides: tuple[str, ...] = ("base", "adapter")) -> dict:
@@ -222,33 +187,6 @@ def _judge(ctx: Context, judge_name: str, rows: list[dict], say: Say) -> dict:
             "win_rate": win_rate}
 
 
-def verdict(policy: ReleasePolicy, result: dict) -> list[dict]:
-    """Each gate with its measured number, threshold and status: pass, fail, or n/a when not measured."""
-    g = policy.gates
-    task = result["task"]
-    primary = task["primary"]
-    gates = [{"gate": "task_improvement", "metric": f"{primary} adapter - base", "value": task["delta"][primary],
-              "threshold": f">= {g.task_improvement}",
-              "status": "pass" if task["delta"][primary] >= g.task_improvement else "fail"},
-             {"gate": "max_forgetting", "metric": "general suite accuracy base - adapter",
-              "value": result["suite"]["forgetting"], "threshold": f"<= {g.max_forgetting}",
-              "status": "pass" if result["suite"]["forgetting"] <= g.max_forgetting else "fail"}]
-    judge = result.get("judge")
-    gates.append({"gate": "min_judge_win_rate", "metric": "judge win rate (ties half, unparseable counted)",
-                  "value": judge["win_rate"] if judge else None, "threshold": f">= {g.min_judge_win_rate}",
-                  "status": "n/a" if not judge else "pass" if judge["win_rate"] >= g.min_judge_win_rate else "fail"})
-    exposure = result["leakage"].get("max_planted_exposure")
-    gates.append({"gate": "max_canary_exposure", "metric": "highest planted canary exposure (bits)",
-                  "value": exposure, "threshold": f"<= {g.max_canary_exposure}",
-                  "status": "n/a" if exposure is None else "pass" if exposure <= g.max_canary_exposure else "fail"})
-    added = sum(result["leakage"]["pii_added"].values())
-    reproduced = len(result["leakage"].get("adapter_reproduced", []))
-    gates.append({"gate": "no_training_pii", "metric": "PII entities beyond the base's + canaries reproduced",
-                  "value": added + reproduced, "threshold": "0" if g.no_training_pii else "not enforced",
-                  "status": "pass" if not g.no_training_pii or added + reproduced == 0 else "fail"})
-    return gates
-
-
 def held_out_rows(ctx: Context, run: runs.Run) -> tuple[versions.DatasetVersion, list[tuple[list[dict], str]]]:
     """The frozen task set of a run: its dataset version's held-out split as (prompt turns, reference) pairs."""
     dataset = versions.get_version(ctx.engine, run.dataset_ref)
@@ -307,9 +245,9 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, say: Say 
         pairs = [{"prompt": m[-1]["content"], "base": b, "adapter": a}
                  for (m, _), b, a in zip(rows[:SAMPLED], generations["base"], generations["adapter"], strict=True)]
         result["judge"] = _judge(ctx, judge, pairs, say)
-    result["gates"] = verdict(policy, result)
+    result["gates"] = gates.verdict(policy, result)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    passed = all(g["status"] != "fail" for g in result["gates"])
+    passed = gates.passed(result["gates"])
     eval_id = uuid.uuid4().hex
     report_rel = f"{run.path}/eval/{eval_id}"
     from appliance.eval.report import write_report
@@ -321,66 +259,9 @@ def evaluate(ctx: Context, run_name: str, *, judge: str | None = None, say: Say 
                             policy_digest, result["suite"]["digest"], judge, passed, result,
                             f"{report_rel}/report.md", None, None, None)
     with session_scope(ctx.engine) as s:
-        values = evaluation.as_dict()
-        values.pop("releasable")
-        values["result"] = json.dumps(result, sort_keys=True)
-        values["passed"] = int(passed)
-        s.connection().execute(text(f"INSERT INTO eval_result ({', '.join(_RESULT_COLUMNS)}) VALUES "
-                                    f"({', '.join(':' + c for c in _RESULT_COLUMNS)})"), values)
+        store.insert(s.connection(), evaluation)
         record(ctx, s, Event("eval.run", "run", run.name, object_sha256=evaluation.adapter_digest,
-                             reason="" if passed else "failed gates: " + ", ".join(
-                                 g["gate"] for g in result["gates"] if g["status"] == "fail"),
+                             reason="" if passed else "failed gates: " + ", ".join(evaluation.failed_gates),
                              details={"eval_id": eval_id, "passed": passed,
                                       "gates": {g["gate"]: g["status"] for g in result["gates"]}}))
     return evaluation
-
-
-def _result(row) -> EvalResult:
-    values = dict(zip(_RESULT_COLUMNS, row, strict=True))
-    values["result"] = json.loads(values["result"])
-    values["passed"] = bool(values["passed"])
-    return EvalResult(**values)
-
-
-def latest(engine, run_name: str) -> EvalResult:
-    with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(_RESULT_COLUMNS)} FROM eval_result WHERE run_name = :n "
-                                "ORDER BY created_at DESC, id DESC LIMIT 1"), {"n": run_name}).first()
-    if row is None:
-        raise NotFound(f"run {run_name!r} has not been evaluated; run `appliance eval {run_name}`")
-    return _result(row)
-
-
-def get_result(engine, eval_id: str) -> EvalResult:
-    with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(_RESULT_COLUMNS)} FROM eval_result WHERE id = :i"),
-                           {"i": eval_id}).first()
-    if row is None:
-        raise NotFound(f"no evaluation {eval_id}")
-    return _result(row)
-
-
-def list_results(engine) -> list[EvalResult]:
-    with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(_RESULT_COLUMNS)} FROM eval_result "
-                                 "ORDER BY created_at, id")).all()
-    return [_result(r) for r in rows]
-
-
-def override(ctx: Context, run_name: str, reason: str) -> EvalResult:
-    """An officer releases a run whose latest evaluation failed its gates, with a written reason (audited)."""
-    require(ctx, "eval.override", "run", run_name)
-    reason = reason.strip()
-    if len(reason) < 10:
-        raise InputError("--reason: write why the failed gates are acceptable (at least 10 characters)")
-    current = latest(ctx.engine, run_name)
-    if current.passed:
-        raise InputError(f"run {run_name!r} passed its gates; there is nothing to override")
-    failed = [g["gate"] for g in current.result["gates"] if g["status"] == "fail"]
-    with session_scope(ctx.engine) as s:
-        s.connection().execute(text("UPDATE eval_result SET override_by = :u, override_reason = :r, "
-                                    "override_at = :t WHERE id = :id"),
-                               {"u": ctx.actor.user, "r": reason, "t": runs.now(), "id": current.id})
-        record(ctx, s, Event("eval.override", "run", run_name, object_sha256=current.adapter_digest, reason=reason,
-                             details={"eval_id": current.id, "failed_gates": failed}))
-    return latest(ctx.engine, run_name)

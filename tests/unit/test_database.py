@@ -1,6 +1,5 @@
 """The database suite; every test runs on SQLite and, in the postgres tier, on PostgreSQL."""
 
-import json
 
 import pytest
 import sqlalchemy
@@ -190,21 +189,22 @@ def test_workers_claim_queued_runs_oldest_first_and_never_twice(settings, ctx):
 
 
 def _stored_eval(engine, run, passed: bool) -> None:
-    from appliance.eval.run import _RESULT_COLUMNS
+    from appliance.eval import store
+    from appliance.eval.result import EvalResult
 
     gates = [{"gate": "task_improvement", "status": "pass" if passed else "fail"}]
-    values = dict(zip(_RESULT_COLUMNS, ["e" * 32, run.id, run.name, "2026-01-01T00:00:00+00:00", "erin", "0" * 64,
-                                        "0" * 64, "0" * 64, None, int(passed), json.dumps({"gates": gates}),
-                                        f"runs/{run.name}/eval/x/report.md", None, None, None], strict=True))
+    evaluation = EvalResult("e" * 32, run.id, run.name, "2026-01-01T00:00:00+00:00", "erin", "0" * 64, "0" * 64,
+                            "0" * 64, None, passed, {"gates": gates}, f"runs/{run.name}/eval/x/report.md", None, None,
+                            None)
     with session_scope(engine) as s:
-        s.connection().execute(text(f"INSERT INTO eval_result ({', '.join(_RESULT_COLUMNS)}) VALUES "
-                                    f"({', '.join(':' + c for c in _RESULT_COLUMNS)})"), values)
+        store.insert(s.connection(), evaluation)
+    assert store.get_result(engine, "e" * 32) == evaluation  # stored and read back as it was
 
 
 def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited(settings, ctx):
     from appliance.context import Actor
     from appliance.errors import PermissionDenied
-    from appliance.eval import run as evaluation
+    from appliance.eval import override, store
     from appliance.train import runs
 
     run = queued_run("tuned", "2026-01-01T00:00:00+00:00")
@@ -214,11 +214,11 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
     engineer = ctx.acting_as(Actor("erin", "engineer", "session"))
     officer = ctx.acting_as(Actor("oscar", "officer", "session"))
     with pytest.raises(PermissionDenied):
-        evaluation.override(engineer, "tuned", "the engineer wants it out")
+        override.override(engineer, "tuned", "the engineer wants it out")
     with pytest.raises(InputError, match="at least 10 characters"):
-        evaluation.override(officer, "tuned", "ok")
-    assert evaluation.latest(ctx.engine, "tuned").releasable is False
-    done = evaluation.override(officer, "tuned", "format gate waived for the pilot; reviewed with the owner")
+        override.override(officer, "tuned", "ok")
+    assert store.latest(ctx.engine, "tuned").releasable is False
+    done = override.override(officer, "tuned", "format gate waived for the pilot; reviewed with the owner")
     assert done.releasable and not done.passed and done.override_by == "oscar"
     with ctx.engine.connect() as conn:
         rows = conn.execute(text("SELECT actor, action, outcome, reason FROM audit_event "
