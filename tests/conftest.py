@@ -30,6 +30,28 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: next((i + 1 for i, f in enumerate(late) if item.nodeid.startswith(f)), 0))
 
 
+# A test counts toward the first of these tiers that it carries (a unit test on PostgreSQL is the postgres tier's).
+_TIER_ORDER = ("postgres", "browser", "ansible", "multiuser", "integration", "unit")
+_tier_seconds: dict[str, float] = {}
+_tier_tests: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report):
+    tier = next((t for t in _TIER_ORDER if t in report.keywords), "other")
+    _tier_seconds[tier] = _tier_seconds.get(tier, 0.0) + report.duration
+    if report.when == "call":
+        _tier_tests[tier] = _tier_tests.get(tier, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each tier's time (setup, call and teardown of its tests), beside the slowest tests (`--durations`)."""
+    if not _tier_seconds:
+        return
+    terminalreporter.section("time per tier")
+    for tier in sorted(_tier_seconds, key=_tier_seconds.get, reverse=True):
+        terminalreporter.write_line(f"{tier:<12} {_tier_seconds[tier]:8.1f} s  {_tier_tests.get(tier, 0):4d} tests")
+
+
 @dataclass
 class CliResult:
     code: int
