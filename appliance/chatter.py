@@ -6,9 +6,13 @@ progress bars and tqdm's carriage-return bars. The appliance prints its own prog
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 
 # Loggers whose warnings are notices to a library's developers, not to someone running the appliance.
 LOGGERS = ("torchao", "torch", "torch.utils._pytree", "torch.distributed", "transformers", "trl", "peft", "datasets",
@@ -43,3 +47,19 @@ def silence() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     for category in (DeprecationWarning, FutureWarning, UserWarning, RuntimeWarning):
         warnings.filterwarnings("ignore", category=category, module=MODULES)
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[None]:
+    """Hold back what a library prints to stdout and stderr itself (Unsloth's banners): shown under
+    APPLIANCE_DEBUG=1, and on stderr when the block fails, so that nothing that explains a failure is lost."""
+    if debugging():
+        yield
+        return
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+            yield
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.chatter import silence
+from appliance.chatter import captured, silence
 from appliance.errors import ConfigError
 from appliance.train.recipe import Recipe
 
@@ -21,7 +21,8 @@ class Choice:
 def _unsloth_importable() -> str | None:
     """None when Unsloth imports here; else why not."""
     try:
-        import unsloth  # noqa: F401  (Unsloth must be imported before transformers, trl and peft)
+        with captured():
+            import unsloth  # noqa: F401  (Unsloth must be imported before transformers, trl and peft)
     except Exception as exc:  # Unsloth raises many kinds on a broken install
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return None
@@ -69,14 +70,15 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     a = recipe.adapter
     targets = target_modules(hf_dir, list(a.target_modules))
     if choice.engine == "unsloth":
-        from unsloth import FastLanguageModel
+        with captured():  # Unsloth prints banners of its own
+            from unsloth import FastLanguageModel
 
-        model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(hf_dir), max_seq_length=recipe.max_seq_length, load_in_4bit=a.kind == "qlora",
-            dtype=None, local_files_only=True)
-        model = FastLanguageModel.get_peft_model(
-            model, r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets,
-            bias="none", use_gradient_checkpointing=False, random_state=recipe.seed)
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                model_name=str(hf_dir), max_seq_length=recipe.max_seq_length, load_in_4bit=a.kind == "qlora",
+                dtype=None, local_files_only=True)
+            model = FastLanguageModel.get_peft_model(
+                model, r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=targets,
+                bias="none", use_gradient_checkpointing=False, random_state=recipe.seed)
         return model, _with_template(tokenizer, recipe)
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training

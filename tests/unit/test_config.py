@@ -145,3 +145,20 @@ def test_library_chatter_is_silenced_in_one_place_unless_debugging(debug):
         assert "old API" in done.stderr and "a notice" in done.stderr and done.stdout.strip() == "None"
     else:
         assert "old API" not in done.stderr and "a notice" not in done.stderr and done.stdout.strip() == "1"
+
+
+def test_a_library_banner_is_held_back_unless_the_block_fails_or_debugging(capsys, monkeypatch):
+    from appliance.chatter import captured
+
+    monkeypatch.delenv("APPLIANCE_DEBUG", raising=False)
+    with captured():
+        print("Unsloth: a banner")
+    assert capsys.readouterr().out == ""
+    with pytest.raises(RuntimeError), captured():
+        print("the line that explains it")
+        raise RuntimeError("failed")
+    assert "the line that explains it" in capsys.readouterr().err  # nothing that explains a failure is lost
+    monkeypatch.setenv("APPLIANCE_DEBUG", "1")
+    with captured():
+        print("Unsloth: a banner")
+    assert capsys.readouterr().out == "Unsloth: a banner\n"
