@@ -63,12 +63,12 @@ def _result(trainer, clock) -> dict:
             "final_loss": sum(losses[-3:]) / len(losses[-3:]), "steps": trainer.state.global_step}
 
 
-def side_appliance(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
+def side_appliance(hf: Path, rows: list[dict], steps: int, out: Path, engine: str = "auto") -> dict:
     from appliance.train import engines
     from appliance.train.recipe import load_recipe
 
     recipe, _ = load_recipe(RECIPE)
-    choice = engines.choose("auto", recipe)
+    choice = engines.choose(engine, recipe)
     model, tokenizer = engines.load(choice, hf, recipe)
     clock = _Clock.make()
     trainer = engines.trainer_for(recipe, model, tokenizer, rows, out, steps, [clock()])
@@ -108,7 +108,12 @@ def side_tuned(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
     return side_baseline(hf, rows, steps, out, tuned=True)
 
 
-SIDES = {"appliance": side_appliance, "baseline": side_baseline, "tuned": side_tuned}
+def side_unsloth(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
+    """`--engine unsloth`: Unsloth's path, which `auto` takes on a CUDA GPU."""
+    return side_appliance(hf, rows, steps, out, engine="unsloth")
+
+
+SIDES = {"appliance": side_appliance, "unsloth": side_unsloth, "baseline": side_baseline, "tuned": side_tuned}
 
 
 def _child(side: str, hf: Path, rows_file: Path, steps: int, work: Path) -> dict:
@@ -167,9 +172,11 @@ def main() -> None:
     print(f"against the baseline: speed {speed:.2f}x (target >= 2x); peak memory {memory:.0%} of the baseline "
           f"(target <= 60%); final loss differs by {loss:.1%} (target <= 5%)")
     tuned = results["tuned"]
-    print(f"against the tuned script: speed {app['tokens_per_s'] / tuned['tokens_per_s']:.2f}x; peak memory "
-          f"{app['peak_rss_bytes'] / tuned['peak_rss_bytes']:.0%}; final loss differs by "
-          f"{abs(app['final_loss'] - tuned['final_loss']) / tuned['final_loss']:.1%}")
+    for name in ("appliance", "unsloth"):
+        side = results[name]
+        print(f"{name} against the tuned script: speed {side['tokens_per_s'] / tuned['tokens_per_s']:.2f}x; peak "
+              f"memory {side['peak_rss_bytes'] / tuned['peak_rss_bytes']:.0%}; final loss differs by "
+              f"{abs(side['final_loss'] - tuned['final_loss']) / tuned['final_loss']:.1%}")
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ python3 -c 'import json, sys; [print(json.loads(l)["messages"][0]["content"] + "
   var/demo-international.jsonl
 step "10. Should we fine-tune at all? Base model zero-shot and few-shot, and how much of the answers is facts" \
   appliance advise helpdesk --recipe policies/recipes/smollm2-135m-lora-sft.yaml
-step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; Unsloth on CPU)" \
+step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; on CPU auto picks TRL in fp32)" \
   appliance train policies/recipes/smollm2-135m-lora-sft.yaml --dataset helpdesk --name helpdesk-triage
 appliance runs list
 step "11b. A trainer killed with kill -9 leaves no run hanging: found gone, marked failed with the cause, resumed" \

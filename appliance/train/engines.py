@@ -1,5 +1,5 @@
 """Training engines: Unsloth's FastLanguageModel path, or plain transformers + PEFT. Both hand a PEFT model
-to TRL's trainers; `auto` prefers Unsloth where it imports and supports the method, and says why."""
+to TRL's trainers; `auto` picks per device and method what was measured faster (`choose`), and says why."""
 
 from __future__ import annotations
 
@@ -28,7 +28,17 @@ def _unsloth_importable() -> str | None:
     return None
 
 
-def choose(requested: str, recipe: Recipe, world_size: int = 1) -> Choice:
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | None = None) -> Choice:
+    """The engine a run trains with, and why. `auto` takes what was measured faster for the device and method
+    (`bench/train_bench.py`, docs/benchmarks.md): Unsloth for SFT on a CUDA GPU; TRL in fp32 on CPU, where
+    Unsloth's path is the same transformers + PEFT computation (in bf16 where the CPU has native bf16: faster per
+    token there, but a higher loss after the same steps) and costs its imports. On CPU, Unsloth is not imported."""
     if requested not in ("auto", "unsloth", "trl"):
         raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="engine")
     if requested == "trl":
@@ -47,10 +57,12 @@ def choose(requested: str, recipe: Recipe, world_size: int = 1) -> Choice:
         return Choice("unsloth", "requested")
     if not supported:
         return Choice("trl", f"auto: the appliance's Unsloth path trains sft only, the recipe is {recipe.method}")
+    if not (_cuda() if cuda is None else cuda):
+        return Choice("trl", "auto: on CPU, TRL in fp32 (measured: Unsloth's CPU path is no faster at equal loss)")
     problem = _unsloth_importable()
     if problem:
         return Choice("trl", f"auto: Unsloth does not import ({problem})")
-    return Choice("unsloth", "auto: Unsloth imports and supports sft")
+    return Choice("unsloth", "auto: on a CUDA GPU, Unsloth for sft (bf16, 4-bit for QLoRA)")
 
 
 
