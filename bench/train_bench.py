@@ -149,8 +149,11 @@ def main() -> None:
         args.result.write_text(json.dumps(result))
         return
 
+    from appliance.chatter import silence
     from appliance.models.convert import gguf_to_hf
     from appliance.models.sources import embedded_gguf
+
+    silence()  # the converter's tensor bar
 
     rows = _rows(ROOT / "examples/helpdesk.jsonl")
     with tempfile.TemporaryDirectory() as tmp:

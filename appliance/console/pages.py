@@ -174,7 +174,12 @@ def _run_detail_body(ctx: Context, name: str) -> None:
     losses = {p["step"]: p["loss"] for p in points if p.get("loss") is not None}
     if losses:
         st.line_chart({"loss": losses}, x_label="step", y_label="loss")
-    if run.status in ("failed", "interrupted") and allowed(ctx.actor.role, "train"):
+    from appliance.train import lease
+
+    alive, why = lease.state(run) if run.status == "running" else (True, "")
+    if not alive:
+        st.warning(f"Its trainer is gone: {why}. Resuming marks it failed with that cause and queues it.")
+    if (run.status in ("failed", "interrupted") or not alive) and allowed(ctx.actor.role, "train"):
         if st.button("Resume from the newest checkpoint", key="resume_run"):
             from appliance.train.run import train
 
