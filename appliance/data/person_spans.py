@@ -4,7 +4,8 @@ Lepistö", "Scura 127 Leigha Mackay", "Tiina Käyhkö Suite" are cut to the name
 address, e-mail or IP address is that entity, not a person; a product, code, host or organisation name is
 business content and stays. A name found once is a name wherever it recurs in the text ("Maite Lemmens's
 Cautionary Tales ... early Lemmens?"), and so is a single name-shaped word joined to one by "and" or a list comma
-("Caird and Jones", "founders: Møller, Price and Dixon")."""
+("Caird and Jones", "founders: Møller, Price and Dixon"). The line that opens a postal address block names its
+addressee: it is cut from the address and found as a person."""
 
 from __future__ import annotations
 
@@ -51,8 +52,47 @@ def _without_codes(text: str, result) -> bool:
     return True
 
 
+_INITIAL = re.compile(r"[^\W\d_]\.?")
+
+
+def _addressee_line(line: str) -> bool:
+    """A line that names a person, as the first line of a postal address block does: two to four words, the
+    first and last name-shaped, the others name-shaped or initials, and either a known given name first or an
+    initial in the middle ("Roksana Sokołowska", "Lom-Ali T Korgay"); never a street, place or business line."""
+    from appliance.data.recognizers.names_gazetteer import given_names, world_names
+
+    words = line.split()
+    if not 2 <= len(words) <= 4 or any(c.isdigit() for c in line) or is_business(line):
+        return False
+    shapes = ["name" if is_name_word(w) and w.lower() not in NOT_NAMES else
+              "initial" if _INITIAL.fullmatch(w) and w[0].isupper() else "other" for w in words]
+    if "other" in shapes or shapes[0] != "name" or shapes[-1] != "name":
+        return False
+    first = words[0].lower()
+    return "initial" in shapes or first in given_names() or first in world_names()
+
+
+def _addressees(text: str, results: list) -> list:
+    """An address finding that opens with its addressee's line ("Billing address: Roksana Sokołowska\n 37563 Via
+    Miguel de Cervantes 131 ...") is cut to the lines after it, and the line becomes a PERSON finding."""
+    added = []
+    for r in results:
+        if r.entity_type != "STREET_ADDRESS":
+            continue
+        first, sep, rest = text[r.start:r.end].partition("\n")
+        if not sep or not rest.strip() or not _addressee_line(first.strip()):
+            continue
+        name_start = r.start + len(first) - len(first.lstrip())
+        name_end = name_start + len(first.strip())
+        r.start += len(first) + 1 + len(rest) - len(rest.lstrip())
+        if not any(o.entity_type == "PERSON" and o.start < name_end and name_start < o.end for o in results):
+            added.append(_echo(name_start, name_end, "AddresseeLine"))
+    return results + added
+
+
 def settle(text: str, results: list) -> list:
     """The findings of one text with the PERSON ones that are not people taken out."""
+    results = _addressees(text, results)
     structured = [r for r in results if r.entity_type != "PERSON"]
     out = []
     for r in results:
@@ -103,9 +143,9 @@ def _joined(text: str, people: list) -> list[tuple[int, int]]:
     return spans
 
 
-def _echo(start: int, end: int) -> RecognizerResult:
+def _echo(start: int, end: int, recognizer: str = "NameEcho") -> RecognizerResult:
     return RecognizerResult("PERSON", start, end, 0.85, recognition_metadata={
-        RecognizerResult.RECOGNIZER_NAME_KEY: "NameEcho", RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: "NameEcho"})
+        RecognizerResult.RECOGNIZER_NAME_KEY: recognizer, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer})
 
 
 def echoes(text: str, results: list) -> list:

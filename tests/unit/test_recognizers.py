@@ -265,6 +265,12 @@ PEOPLE = [
     ("I work for Mango Transit now.", []),  # one works for an employer
     ("The Benedykta Kucharska version recorded for FID UCIT/SHS CL-ACCUMG EUR.", ["Benedykta Kucharska"]),
     ("The AEGON N.V. office is in The Hague.", []),
+    # the line that opens an address block is its addressee, cut from the address
+    ("Billing address: Roksana Sokołowska\n    37563 Via Miguel de Cervantes 131 Suite 4\n  Madrid",
+     ["Roksana Sokołowska"]),
+    ("Billing address: Lom-Ali T Korgay\n    40140 Otakaari 17 Apt. 193\n   HARJAVALTA", ["Lom-Ali T Korgay"]),
+    ("Billing address: Via Roma\n 12 Piazza Duomo\n Milano", []),  # a street line, not an addressee
+    ("Billing address: Head Office\n 12 Main Street\n Leeds", []),
 ]
 
 
@@ -272,6 +278,12 @@ PEOPLE = [
 def test_people_left_by_the_whole_analysis(scrubber, text, people):
     found = scrubber.analyze([text])[0]
     assert sorted(text[x.start:x.end] for x in found if x.entity_type == "PERSON") == sorted(people)
+
+
+def test_an_addressee_line_leaves_the_address_to_the_lines_below_it(scrubber):
+    text = "Billing address: Roksana Sokołowska\n    37563 Via Miguel de Cervantes 131 Suite 4\n  Madrid"
+    found = {x.entity_type: text[x.start:x.end] for x in scrubber.analyze([text])[0]}
+    assert found["PERSON"] == "Roksana Sokołowska" and found["STREET_ADDRESS"].startswith("37563 Via Miguel")
 
 
 def test_a_street_before_its_number_joins_no_name(scrubber):
