@@ -90,12 +90,7 @@ def reap(ctx, run: runs.Run, why: str) -> bool:
     """Mark a `running` run whose trainer is gone as failed, with a `train.fail` event naming the cause; False when
     its record changed meanwhile (a heartbeat, or another process reaped it first)."""
     with session_scope(ctx.engine) as s:
-        changed = s.connection().execute(text(
-            "UPDATE training_run SET status = 'failed', error = :e, finished_at = :t, lease_owner = NULL "
-            "WHERE id = :id AND status = 'running' AND COALESCE(lease_owner, '') = :o "
-            "AND COALESCE(heartbeat_at, '') = :h"),
-            {"e": f"trainer gone: {why}"[:500], "t": runs.now(), "id": run.id, "o": run.lease_owner or "",
-             "h": run.heartbeat_at or ""}).rowcount == 1
+        changed = release(s.connection(), run, "failed", as_read=True, error=f"trainer gone: {why}"[:500])
         if changed:
             record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=f"trainer gone: {why}"[:500],
                                  details={"lease_owner": run.lease_owner, "heartbeat_at": run.heartbeat_at,
@@ -103,15 +98,26 @@ def reap(ctx, run: runs.Run, why: str) -> bool:
     return changed
 
 
+def release(conn, run: runs.Run, status: str, as_read: bool = False, **fields) -> bool:
+    """Record a held run's outcome (`status`, `finished_at` and `fields`) and drop its lease, only while the holder
+    `run` was read with still holds it (`as_read`: and its heartbeat is still the one read); False otherwise."""
+    sets = "".join(f", {k} = :{k}" for k in fields)
+    beat = " AND COALESCE(heartbeat_at, '') = :h" if as_read else ""
+    return conn.execute(text(
+        f"UPDATE training_run SET status = :status, finished_at = :finished_at, lease_owner = NULL{sets} "
+        f"WHERE id = :id AND status = 'running' AND COALESCE(lease_owner, '') = :o{beat}"),
+        {**fields, "status": status, "finished_at": runs.now(), "id": run.id, "o": run.lease_owner or "",
+         "h": run.heartbeat_at or ""}).rowcount == 1
+
+
+def stale(engine) -> list[tuple[runs.Run, str]]:
+    """Every `running` run whose trainer is gone, with why."""
+    return [(run, why) for run in runs.list_runs(engine, "running") for alive, why in [state(run)] if not alive]
+
+
 def reap_stale(ctx) -> list[tuple[str, str]]:
     """Reap every `running` run whose trainer is gone; (name, why) for each."""
-    reaped = []
-    for run in runs.list_runs(ctx.engine):
-        if run.status == "running":
-            alive, why = state(run)
-            if not alive and reap(ctx, run, why):
-                reaped.append((run.name, why))
-    return reaped
+    return [(run.name, why) for run, why in stale(ctx.engine) if reap(ctx, run, why)]
 
 
 def take(engine, run_id: str, holder: Holder, statuses: tuple[str, ...]) -> bool:

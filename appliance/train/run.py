@@ -255,10 +255,7 @@ def _fail(ctx: Context, run: runs.Run, exc: BaseException) -> None:
     reason = ("stopped by Ctrl-C or SIGINT" if isinstance(exc, KeyboardInterrupt)
               else f"{type(exc).__name__}: {exc}"[:500])
     with session_scope(ctx.engine) as s:
-        if s.connection().execute(text(
-                "UPDATE training_run SET status = :s, error = :e, finished_at = :t, lease_owner = NULL "
-                "WHERE id = :id AND status = 'running' AND COALESCE(lease_owner, '') = :o"),
-                {"s": status, "e": reason, "t": runs.now(), "id": run.id, "o": run.lease_owner or ""}).rowcount:
+        if lease.release(s.connection(), run, status, error=reason):
             record(ctx, s, Event("train.fail", "run", run.name, outcome="error", reason=reason))
 
 
@@ -281,10 +278,7 @@ def _execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, ckpt, say, record_
     adapter = run_dir / "adapter"
     digest = folder_digest(adapter)
     with session_scope(ctx.engine) as s:
-        if s.connection().execute(text(
-                "UPDATE training_run SET status = 'succeeded', steps_done = :d, final_loss = :l, finished_at = :t, "
-                "lease_owner = NULL WHERE id = :id AND status = 'running' AND lease_owner = :o"),
-                {"d": done, "l": final_loss, "t": runs.now(), "id": run.id, "o": run.lease_owner}).rowcount != 1:
+        if not lease.release(s.connection(), run, "succeeded", steps_done=done, final_loss=final_loss):
             raise lease.LeaseLost(f"run {run.name!r} was marked failed by another process while it trained")
         record(ctx, s, Event("train.end", "run", run.name, object_sha256=digest,
                              details={"steps": done, "final_loss": final_loss}))

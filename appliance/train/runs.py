@@ -83,10 +83,12 @@ def get_run(engine, name: str) -> Run:
     return _run(row)
 
 
-def list_runs(engine) -> list[Run]:
+def list_runs(engine, status: str | None = None) -> list[Run]:
+    """Every run, or only those in `status`."""
+    where = " WHERE status = :s" if status else ""
     with engine.connect() as conn:
         return [_run(r) for r in conn.execute(text(
-            f"SELECT {', '.join(_COLUMNS)} FROM training_run ORDER BY created_at, name")).all()]
+            f"SELECT {', '.join(_COLUMNS)} FROM training_run{where} ORDER BY created_at, name"), {"s": status}).all()]
 
 
 def name_taken(engine, name: str) -> bool:
