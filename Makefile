@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CONSTRAINTS := offline-wheels/constraints-cpu.txt
+DEV_LOCK := offline-wheels/requirements-dev.lock
 # llama-cpp-python compiles llama.cpp: portable (GGML_NATIVE=OFF, as llama-server is built), not tuned to this
 # CPU; a native build enables ggml's AMX kernels where the CPU has AMX, which crash (ggml-org/llama.cpp#20824).
 BINDING_CMAKE_ARGS := -DGGML_NATIVE=OFF
@@ -17,13 +17,17 @@ ENGINE := $(BIN)/llama-server
 
 install: $(STAMP) $(ENGINE)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# Exactly the dev lock's files, checked by their sha256 (the cpu lock's pins, which the bundle carries, plus the
+	# test and documentation tools), then the appliance itself over them, nothing resolved anew.
 	CMAKE_ARGS="$(BINDING_CMAKE_ARGS)" PIP_CACHE_DIR="$(PIP_BUILD_CACHE)" \
-	  $(BIN)/python -m pip install --progress-bar off -c $(CONSTRAINTS) -e '.[cpu,dev]'
-	# PyPI's torchvision does not load beside the CPU torch build, and Unsloth refuses to import with it.
-	$(BIN)/python -m pip uninstall --yes torchvision
+	  $(BIN)/python -m pip install --progress-bar off --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --progress-bar off --no-deps -e .
+	# The locks leave PyPI's torchvision out (it does not load beside the CPU torch build, and Unsloth then refuses
+	# to import); a virtual environment made before that may still hold it.
+	$(BIN)/python -m pip uninstall --yes --quiet torchvision 2>/dev/null || true
 	touch $(STAMP)
 
 # llama.cpp's server (the CPU backend), built from the locked llama-cpp-python sdist with every download off;
@@ -46,10 +50,12 @@ lint: install
 docs: install
 	$(BIN)/cog -r docs/cli.md docs/roles.md
 
-# On a connected machine: re-resolve the hash-pinned locks that `appliance bundle build` fetches.
-lock: install
-	$(BIN)/python scripts/lock.py cpu
-	$(BIN)/python scripts/lock.py cuda
+# On a connected machine: re-resolve the hash-pinned locks: cpu and cuda, which `appliance bundle build` fetches,
+# then dev (the cpu lock's pins plus the tools), which `make install` installs.
+lock:
+	$(PYTHON) scripts/lock.py cpu
+	$(PYTHON) scripts/lock.py cuda
+	$(PYTHON) scripts/lock.py dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
