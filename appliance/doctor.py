@@ -282,7 +282,23 @@ def _policies() -> list[Check]:
     return [Check("policies", OK, f"{folder} ({policies_source()}): {', '.join(policies.KINDS)} valid")]
 
 
-def run(settings: Settings) -> Report:
+def _gateway(url: str) -> list[Check]:
+    """The running gateway, asked at URL: ready, and how many adapters it serves (what its /metrics says)."""
+    from appliance.serve.status import GatewayDown, probe
+
+    try:
+        status = probe(url)
+    except GatewayDown as exc:
+        return [Check("gateway", FAIL, str(exc))]
+    detail = (f"{url}: {'ready' if status.ready else 'not ready'}; "
+              f"{int(status.total('appliance_adapters_loaded'))} adapters loaded, "
+              f"{int(status.total('appliance_requests_total'))} requests, "
+              f"{int(status.total('appliance_backend_restarts_total'))} backend restarts")
+    return [Check("gateway", OK if status.ready else WARN, detail)]
+
+
+def run(settings: Settings, gateway: str | None = None) -> Report:
+    """The health report; with GATEWAY (a URL) the running gateway is asked too."""
     checks = _versions() + _home(settings) + _policies()
     engine, db_checks = _database(settings)
     checks += db_checks
@@ -292,4 +308,6 @@ def run(settings: Settings) -> Report:
         checks += _drift(engine)
         checks += _training(engine)
     checks += _offline()
+    if gateway:
+        checks += _gateway(gateway)
     return Report(checks)

@@ -108,12 +108,15 @@ def version() -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--gateway", metavar="URL",
+              help="Also ask the gateway running at URL (e.g. http://127.0.0.1:8000) whether it is ready and what "
+                   "it serves.")
 @pass_app
-def doctor(app: App, as_json: bool) -> None:
+def doctor(app: App, as_json: bool, gateway: str | None) -> None:
     """Check the install: versions, home permissions, database, model digests, offline settings."""
     from appliance import doctor as doc
 
-    report = doc.run(app.settings)
+    report = doc.run(app.settings, gateway=gateway)
     if as_json:
         emit_json(report.as_dict())
     else:

@@ -159,6 +159,28 @@ def evals_override(app: App, run: str, reason: str) -> None:
     click.echo(f"run {run}: failed gates overridden by {result.override_by}")
 
 
+@evals.command("advice")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def evals_advice(app: App, as_json: bool) -> None:
+    """The newest `appliance advise` verdict for each dataset version, from the audit trail."""
+    from appliance.eval.advise import recorded
+
+    found = recorded(app.ctx)
+    if as_json:
+        emit_json([a.as_dict() for a in found])
+        return
+    if not found:
+        click.echo("no advice recorded; run `appliance advise DATASET`")
+    for a in found:
+        scores = f"{a.metric} zero-shot {_score(a.zero_shot)}, few-shot {_score(a.few_shot)}"
+        click.echo(f"{a.dataset:<28} {a.recommendation.upper():<12} {scores}  by {a.by} {a.at}\n    {a.reason}")
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 @cli.command()
 @click.argument("dataset")
 @click.option("--base", help="Registered base model to run the baselines with (default: the recipe's, or smollm2).")

@@ -6,7 +6,8 @@ import os
 
 import streamlit as st
 
-from appliance.console import auth, pages
+from appliance.console import auth, views
+from appliance.console.widgets import shown_errors
 from appliance.context import Context
 from appliance.errors import ApplianceError
 
@@ -52,7 +53,7 @@ def _new_password(ctx: Context) -> None:
         confirm = st.text_input("New password again", type="password", key="passwd_confirm")
         submitted = st.form_submit_button("Change password")
     if submitted:
-        with pages.shown_errors():
+        with shown_errors():
             auth.change_password(ctx, old, new, confirm)
             st.success("Password changed.")
             st.rerun()
@@ -75,7 +76,7 @@ def main() -> None:
     if actor.must_change_password:
         _new_password(ctx)
         return
-    available = pages.pages_for(actor.role)
+    available = views.pages_for(actor.role)
     with st.sidebar:
         st.markdown(f"**{actor.user}** ({actor.role})")
         st.caption(f"session ends {session.expires_at:%Y-%m-%d %H:%M} UTC")
@@ -87,7 +88,7 @@ def main() -> None:
             st.rerun()
     page = next(p for p in available if p.title == title)
     st.header(page.title)
-    with pages.shown_errors():
+    with shown_errors():
         page.render(ctx)
 
 

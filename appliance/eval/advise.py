@@ -140,3 +140,41 @@ def advise(ctx: Context, dataset_ref: str, *, base: str | None = None, format_re
         "recommendation": rec, "metric": metric, "zero_shot": zero[metric], "few_shot": few[metric],
         "facts_share": round(share, 4), "base_model": model.name, "reason": why}))
     return advice
+
+
+@dataclass(frozen=True)
+class RecordedAdvice:
+    """One `advise` verdict as the audit trail holds it (the event `advise` records is the only copy)."""
+    dataset: str
+    recommendation: str
+    metric: str
+    zero_shot: float | None
+    few_shot: float | None
+    facts_share: float | None
+    base_model: str
+    reason: str
+    by: str
+    at: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def recorded(ctx: Context) -> list[RecordedAdvice]:
+    """The newest verdict for each dataset version that `advise` has been run on, by dataset version."""
+    import json
+
+    from appliance.audit.query import search
+
+    require(ctx, "read", "eval", "*")
+    newest: dict[str, dict] = {}
+    for event in search(ctx.engine, action="eval.advise", limit=1_000_000):
+        if event["outcome"] == "ok":
+            newest[event["object_id"]] = event  # oldest first, so the newest wins
+    out = []
+    for ref, event in sorted(newest.items()):
+        d = json.loads(event["details"] or "{}")
+        out.append(RecordedAdvice(ref, d.get("recommendation", ""), d.get("metric", ""), d.get("zero_shot"),
+                                  d.get("few_shot"), d.get("facts_share"), d.get("base_model", ""),
+                                  d.get("reason", ""), event["actor"], event["ts"][:19]))
+    return out

@@ -66,7 +66,16 @@ def test_the_pages_show_the_pipelines_records(console):
     at.selectbox(key="run_name").set_value("triage").run()
     assert any(m.value.startswith("**triage**: succeeded, step 60 of 60") for m in at.markdown)
     at = page(at, "Evaluations")
-    assert any("**Gates**" in m.value for m in at.markdown) and len(at.dataframe) >= 4
+    # The verdict comes first, then each gate and base against adapter, as charts and as rounded figures.
+    picked = at.selectbox(key="eval_pick").value
+    verdict = (at.success or at.warning or at.error)[0].value
+    assert verdict.startswith("Gates passed" if picked.passed else "Gates failed"), verdict
+    gates = next(d.value for d in at.dataframe if "gate" in d.value.columns)
+    assert set(gates["status"]) <= {"pass", "fail", "n/a"} and len(gates) >= 3, gates
+    task = next(d.value for d in at.dataframe if "metric" in d.value.columns and "adapter" in d.value.columns)
+    numbers = [v for v in list(task["base"]) + list(task["adapter"]) if isinstance(v, float)]
+    assert numbers and all(round(v, 3) == v for v in numbers), task  # no 0.020000000000000018
+    assert len(at.get("arrow_vega_lite_chart")) >= 2  # task and forgetting, base against adapter
     advice = next(d.value for d in at.dataframe if "recommendation" in d.value.columns)  # from the advise test
     assert advice.loc[advice["dataset"] == "helpdesk@v1", "recommendation"].tolist() == ["fine-tuning"], advice
     assert not [b for b in at.button if (b.key or "").startswith("FormSubmitter:advise")]  # officers do not run it

@@ -132,7 +132,8 @@ def test_the_consoles_serving_and_playground_pages_talk_to_the_gateway(gateway, 
     assert not at.exception and not at.warning, [w.value for w in at.warning]
     assert any(m.value.startswith("**Status**: ready") for m in at.markdown)
     counters = next(d.value for d in at.dataframe if "metric" in d.value.columns)
-    assert any(name.startswith("appliance_adapters_loaded") for name in counters["metric"]), counters
+    assert "appliance_adapters_loaded" in set(counters["metric"]), counters
+    assert {m.label: m.value for m in at.metric}["adapters loaded"] == "1"
 
     before = len([e for e in _audit(gateway["root"], "serve.request") if e["actor"] == "erin"])
     at.sidebar.radio(key="page").set_value("Playground").run()
@@ -152,6 +153,15 @@ def test_the_consoles_serving_and_playground_pages_talk_to_the_gateway(gateway, 
         return found if len(found) >= 2 else []
 
     assert sorted(e["object"] for e in _wait(asked)) == ["smollm2", "triage"], asked()
+
+
+def test_doctor_asks_the_running_gateway_and_says_when_none_answers(gateway):
+    result = run_appliance("doctor", "--json", "--gateway", gateway["url"], env=gateway["env"])
+    [check] = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "gateway"]
+    assert check["status"] == "ok" and "ready; 1 adapters loaded" in check["detail"], check
+    result = run_appliance("doctor", "--gateway", "http://127.0.0.1:9", env=gateway["env"])
+    assert result.returncode == 1 and "the gateway does not answer at http://127.0.0.1:9" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):

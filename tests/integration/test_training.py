@@ -111,6 +111,9 @@ def test_advise_recommends_fine_tuning_for_a_format_the_base_model_misses(lab):
     assert advice["facts_share"] < 0.4  # triage answers are form, not facts
     assert advice["recommendation"] == "fine-tuning" and "new facts" in advice["reason"]
     assert events(root, "eval.advise", "helpdesk@v1") == [("eval.advise", "helpdesk@v1", "ok")]
+    recorded = json.loads(run_appliance("evals", "advice", "--json", env=env).stdout)  # what the console shows
+    assert [(a["dataset"], a["recommendation"], a["zero_shot"]) for a in recorded] == [
+        ("helpdesk@v1", "fine-tuning", advice["zero_shot"]["format_match"])]
     bad = run_appliance("advise", "helpdesk", "--format", "(unclosed", env=env)
     assert bad.returncode == 2 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -284,3 +284,25 @@ def test_an_ingest_interrupted_between_its_commit_and_its_rename_is_finished_at_
     assert sorted(done) == ["finished datasets/notes/v1", f"removed {stale.name}"]
     assert (settings.home / "datasets" / "notes" / "v1" / "train.parquet").read_bytes() == b"rows"
     assert not committed.exists() and not stale.exists() and fresh.exists()
+
+
+def test_the_recorded_advice_is_each_dataset_versions_newest_verdict_and_needs_read_access(ctx):
+    """`appliance evals advice` and the console's Evaluations page read `advise`'s verdicts from the audit trail."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import record_alone
+    from appliance.context import Actor
+    from appliance.errors import PermissionDenied
+    from appliance.eval.advise import recorded
+
+    erin = Actor("erin", "engineer", "password")
+    for ref, rec, zero in (("tickets@v1", "prompting", 0.9), ("helpdesk@v1", "retrieval", 0.1),
+                           ("helpdesk@v1", "fine-tuning", 0.05)):
+        record_alone(ctx, Event("eval.advise", "dataset", ref, details={
+            "recommendation": rec, "metric": "format_match", "zero_shot": zero, "few_shot": 0.5,
+            "facts_share": 0.1, "base_model": "smollm2", "reason": f"because {rec}"}), erin)
+    record_alone(ctx, Event("eval.advise", "dataset", "helpdesk@v1", outcome="denied", reason="not allowed"), erin)
+    found = recorded(ctx.acting_as(erin))
+    assert [(a.dataset, a.recommendation, a.zero_shot, a.by) for a in found] == [
+        ("helpdesk@v1", "fine-tuning", 0.05, "erin"), ("tickets@v1", "prompting", 0.9, "erin")]
+    with pytest.raises(PermissionDenied):
+        recorded(ctx.acting_as(Actor("uma", "user", "password")))

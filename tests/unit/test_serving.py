@@ -235,3 +235,23 @@ def test_an_engine_started_for_a_switch_stops_with_the_backend_even_when_the_swi
     finally:
         for pid in engines():
             subprocess.run(["kill", "-9", pid], check=False)
+
+
+def test_the_gateways_own_counters_are_read_back_by_family_and_label():
+    """What the console's Serving page and `doctor --gateway` read: the gateway's real /metrics exposition."""
+    from appliance.serve.gateway.metrics import Metrics
+    from appliance.serve.status import parse_metrics
+
+    metrics = Metrics()
+    metrics.requests.labels("triage", "200").inc(3)
+    metrics.requests.labels("smollm2", "429").inc()
+    metrics.tokens.labels("triage", "completion").inc(40)
+    metrics.latency.labels("triage").observe(0.2)
+    metrics.adapters.set(2)
+    samples = parse_metrics(metrics.render().decode())
+    by = {(s.name, s.label_text): s.value for s in samples}
+    assert by == {("appliance_requests_total", "model=triage, status=200"): 3.0,
+                  ("appliance_requests_total", "model=smollm2, status=429"): 1.0,
+                  ("appliance_tokens_total", "kind=completion, model=triage"): 40.0,
+                  ("appliance_adapters_loaded", ""): 2.0,
+                  ("appliance_backend_restarts_total", ""): 0.0}
