@@ -75,7 +75,7 @@ def test_the_pages_show_the_pipelines_records(console):
     task = next(d.value for d in at.dataframe if "metric" in d.value.columns and "adapter" in d.value.columns)
     numbers = [v for v in list(task["base"]) + list(task["adapter"]) if isinstance(v, float)]
     assert numbers and all(round(v, 3) == v for v in numbers), task  # no 0.020000000000000018
-    assert len(at.get("arrow_vega_lite_chart")) >= 2  # task and forgetting, base against adapter
+    assert len(at.get("vega_lite_chart")) >= 2  # task and forgetting, base against adapter
     advice = next(d.value for d in at.dataframe if "recommendation" in d.value.columns)  # from the advise test
     assert advice.loc[advice["dataset"] == "helpdesk@v1", "recommendation"].tolist() == ["fine-tuning"], advice
     assert not [b for b in at.button if (b.key or "").startswith("FormSubmitter:advise")]  # officers do not run it

@@ -75,9 +75,12 @@ def _base_against_adapter(pairs: dict[str, tuple], label: str, key: str) -> None
         st.caption("nothing measured")
         return
     chart, numbers = st.columns([3, 2])
-    frame = pd.DataFrame(rows).set_index(label)[["base", "adapter"]].astype(float)
-    chart.bar_chart(frame, stack=False, horizontal=True, height=max(160, 48 * len(rows)),
-                    color=["#9aa5b1", "#1f77b4"])
+    # Scores share one 0-1 axis; a figure of another scale (loss per token) stays in the table beside it.
+    scores = [r for r in rows if all(isinstance(r[k], int | float) and 0 <= r[k] <= 1 for k in ("base", "adapter"))]
+    if scores:
+        frame = pd.DataFrame(scores).set_index(label)[["base", "adapter"]].astype(float)
+        chart.bar_chart(frame, stack=False, horizontal=True, height=max(160, 48 * len(scores)),
+                        color=["#9aa5b1", "#1f77b4"])
     with numbers:
         table(rows, f"{key}_table")
 
