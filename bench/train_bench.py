@@ -10,7 +10,10 @@ args=SFTConfig(...))`, keeping TRL's defaults for precision and gradient checkpo
 to start on a machine without a GPU, and the CPU loss fix that the appliance also installs (TRL's Triton loss
 kernel fails without a GPU), and nothing else.
 
-    .venv/bin/python bench/train_bench.py [--steps 10]
+Each side runs twice in ABBA order; a run's first 2 steps are not timed, and tokens are the non-padding tokens
+of the timed steps, counted by the trainer the same way on every side.
+
+    .venv/bin/python bench/train_bench.py [--steps 20]
 """
 
 from __future__ import annotations
@@ -36,30 +39,35 @@ def _rows(path: Path) -> list[dict]:
     return out
 
 
+UNTIMED = 2  # the first steps (allocator warm-up, lazy initialisation) are left out of every figure
+
+
 class _Clock:
-    """A TrainerCallback timing the training steps (the first step included, model loading not)."""
+    """A TrainerCallback timing each training step and the non-padding tokens it saw (model loading not timed)."""
 
     @staticmethod
     def make():
         from transformers import TrainerCallback
 
         class Clock(TrainerCallback):
-            started = ended = None
+            seconds: list[float] = []
+            tokens: list[int] = []
 
-            def on_train_begin(self, args, state, control, **kwargs):
-                Clock.started = time.perf_counter()
+            def on_step_begin(self, args, state, control, **kwargs):
+                Clock._t, Clock._n = time.perf_counter(), state.num_input_tokens_seen
 
-            def on_train_end(self, args, state, control, **kwargs):
-                Clock.ended = time.perf_counter()
+            def on_step_end(self, args, state, control, **kwargs):
+                Clock.seconds.append(time.perf_counter() - Clock._t)
+                Clock.tokens.append(int(state.num_input_tokens_seen - Clock._n))
 
         return Clock
 
 
 def _result(trainer, clock) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    seconds = clock.ended - clock.started
-    tokens = int(trainer.state.num_input_tokens_seen)
+    seconds, tokens = sum(clock.seconds[UNTIMED:]), sum(clock.tokens[UNTIMED:])
     return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds, "losses": losses,
+            "untimed_s": round(sum(clock.seconds[:UNTIMED]), 1),
             "final_loss": sum(losses[-3:]) / len(losses[-3:]), "steps": trainer.state.global_step}
 
 
@@ -76,7 +84,8 @@ def side_appliance(hf: Path, rows: list[dict], steps: int, out: Path, engine: st
     return {**_result(trainer, clock), "engine": choice.engine, "reason": choice.reason}
 
 
-def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool = False) -> dict:
+def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool = False,
+                  compiled: bool = False) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -98,8 +107,13 @@ def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool
                      **({"bf16": False, "gradient_checkpointing": False} if tuned else {}))
     trainer = SFTTrainer(model=str(hf), args=args, train_dataset=Dataset.from_list(rows), peft_config=peft_config,
                          callbacks=[clock()])
+    if compiled:  # each decoder layer through TorchInductor; lengths vary by batch, so dynamic shapes
+        for layer in trainer.model.base_model.model.model.layers:
+            layer.compile(dynamic=True)
     trainer.train()
     engine = "trl, fp32, no gradient checkpointing" if tuned else "trl, TRL's defaults: bf16, gradient checkpointing"
+    if compiled:
+        engine += ", decoder layers compiled"
     return {**_result(trainer, clock), "engine": engine}
 
 
@@ -108,12 +122,18 @@ def side_tuned(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
     return side_baseline(hf, rows, steps, out, tuned=True)
 
 
+def side_compiled(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
+    """The tuned script with torch.compile on each decoder layer (a candidate: kept only if it wins)."""
+    return side_baseline(hf, rows, steps, out, tuned=True, compiled=True)
+
+
 def side_unsloth(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
     """`--engine unsloth`: Unsloth's path, which `auto` takes on a CUDA GPU."""
     return side_appliance(hf, rows, steps, out, engine="unsloth")
 
 
-SIDES = {"appliance": side_appliance, "unsloth": side_unsloth, "baseline": side_baseline, "tuned": side_tuned}
+SIDES = {"appliance": side_appliance, "unsloth": side_unsloth, "baseline": side_baseline, "tuned": side_tuned,
+         "compiled": side_compiled}
 
 
 def _child(side: str, hf: Path, rows_file: Path, steps: int, work: Path) -> dict:
@@ -131,9 +151,17 @@ def _child(side: str, hf: Path, rows_file: Path, steps: int, work: Path) -> dict
     return result
 
 
+def _combined(runs: list[dict]) -> dict:
+    """A side's two runs as one: tokens and seconds summed, the higher peak RSS, the last run's losses."""
+    tokens, seconds = sum(r["tokens"] for r in runs), sum(r["seconds"] for r in runs)
+    return {**runs[-1], "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+            "spread": [round(r["tokens_per_s"], 1) for r in runs], "untimed": [r["untimed_s"] for r in runs]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20, help=f"steps a run (the first {UNTIMED} untimed)")
     parser.add_argument("--side", choices=tuple(SIDES))
     parser.add_argument("--hf", type=Path)
     parser.add_argument("--rows", type=Path)
@@ -164,10 +192,17 @@ def main() -> None:
         rows_file.write_text(json.dumps(rows))
         print(f"SmolLM2-135M-Instruct, LoRA r=16 on all linear layers, batch 4, {args.steps} steps, "
               f"{len(rows)} help-desk conversations", flush=True)
-        results = {side: _child(side, hf, rows_file, args.steps, work) for side in SIDES}
+        # A cache of the run's own: the compiled side's first run compiles cold, its second finds the cache warm.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")
+        order = list(SIDES) + list(SIDES)[::-1]  # ABBA: a drift of the machine falls on every side alike
+        runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for side in order:
+            runs[side].append(_child(side, hf, rows_file, args.steps, work))
+    results = {side: _combined(r) for side, r in runs.items()}
     app, base = results["appliance"], results["baseline"]
     for name, r in results.items():
-        print(f"  {name:9}  {r['tokens_per_s']:7.1f} tokens/s  ({r['tokens']} tokens in {r['seconds']:.1f} s)  "
+        print(f"  {name:9}  {r['tokens_per_s']:7.1f} tokens/s (runs {r['spread']}; {r['tokens']} tokens in "
+              f"{r['seconds']:.1f} s; first {UNTIMED} steps {r['untimed']} s)  "
               f"peak RSS {r['peak_rss_bytes'] / 2**20:6.0f} MiB  final loss {r['final_loss']:.4f}  [{r['engine']}]")
     speed = app["tokens_per_s"] / base["tokens_per_s"]
     memory = app["peak_rss_bytes"] / base["peak_rss_bytes"]
@@ -175,7 +210,7 @@ def main() -> None:
     print(f"against the baseline: speed {speed:.2f}x (target >= 2x); peak memory {memory:.0%} of the baseline "
           f"(target <= 60%); final loss differs by {loss:.1%} (target <= 5%)")
     tuned = results["tuned"]
-    for name in ("appliance", "unsloth"):
+    for name in ("appliance", "unsloth", "compiled"):
         side = results[name]
         print(f"{name} against the tuned script: speed {side['tokens_per_s'] / tuned['tokens_per_s']:.2f}x; peak "
               f"memory {side['peak_rss_bytes'] / tuned['peak_rss_bytes']:.0%}; final loss differs by "
