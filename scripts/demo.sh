@@ -60,6 +60,7 @@ kill_and_resume() {
   appliance train --resume killed-demo
 }
 
+gateway_health() { { appliance doctor --gateway "http://127.0.0.1:$port" || true; } | grep -E '^\S+ +gateway '; }
 stop_serving() { if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi; }
 trap 'stop_serving; stop_service' EXIT
 start_serving() {
@@ -246,6 +247,7 @@ python3 -c 'import json, sys; [print(json.loads(l)["messages"][0]["content"] + "
   var/demo-international.jsonl
 step "10. Should we fine-tune at all? Base model zero-shot and few-shot, and how much of the answers is facts" \
   appliance advise helpdesk --recipe policies/recipes/smollm2-135m-lora-sft.yaml
+appliance evals advice   # the verdicts as the audit trail keeps them (the console's Evaluations page shows the same)
 step "11. Train a LoRA adapter on the scrubbed tickets (plan first, then progress; on CPU auto picks TRL in fp32)" \
   appliance train policies/recipes/smollm2-135m-lora-sft.yaml --dataset helpdesk --name helpdesk-triage
 appliance runs list
@@ -280,6 +282,8 @@ step "21. Query base and adapter with the official openai SDK, side by side (an 
   side_by_side
 step "22. What users' own clients need: a tool call, structured output, engine fields refused, many users at once" \
   what_clients_use
+step "22b. The running gateway as the console's Serving page reads it: ready, adapters loaded, requests, restarts" \
+  gateway_health
 stop_serving
 step "23. The officer reads the audit trail (every request is an event; each line names the OS account)" \
   appliance audit log --limit 25
