@@ -268,13 +268,20 @@ class BundleReport:
 _LOCK_LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})$", re.M)
 
 
+def read_lock(text: str) -> dict[str, tuple[str, str]]:
+    """A hash-pinned lock's pins: canonical name -> (version, sha256 of its file); a pin without a hash is not one."""
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(m.group(1)): (m.group(2), m.group(3)) for m in _LOCK_LINE.finditer(text)}
+
+
 def verify(bundle: Path, public_key: Path) -> BundleReport:
     """Check the bundle offline: the manifest's signature by `public_key`, every file's sha256, nothing missing
     or added, and the install lock against the wheels. Every problem is named; nothing is changed."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.utils import parse_wheel_filename
 
     report = BundleReport(str(bundle))
     try:
@@ -316,8 +323,7 @@ def verify(bundle: Path, public_key: Path) -> BundleReport:
     report.files = len(listed)
     lock = bundle / f"requirements-{report.profile}.lock"
     if lock.is_file():
-        pinned = {canonicalize_name(m.group(1)): (m.group(2), m.group(3))
-                  for m in _LOCK_LINE.finditer(lock.read_text())}
+        pinned = read_lock(lock.read_text())
         for wheel in sorted((bundle / "offline-wheels").glob("*.whl")):
             name, version, _, _ = parse_wheel_filename(wheel.name)
             if pinned.get(name) != (str(version), listed.get(f"offline-wheels/{wheel.name}")):

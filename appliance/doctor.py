@@ -234,12 +234,12 @@ def _training(engine) -> list[Check]:
     """Runs recorded as running whose trainer is gone (`train/lease.py`)."""
     from appliance.train import lease, runs
 
-    stale = [f"{r.name}: {why}" for r, why in lease.stale(engine)]
+    running = runs.list_runs(engine, "running")
+    stale = [f"{r.name}: {why}" for r, why in lease.stale(running)]
     if stale:
         remedy = " (`appliance worker` marks such a run failed; `appliance train --resume RUN` continues it)"
         return [Check("training runs", WARN, "; ".join(stale)[:600] + remedy)]
-    running = len(runs.list_runs(engine, "running"))
-    return [Check("training runs", OK, f"{running} running, each with a live trainer")]
+    return [Check("training runs", OK, f"{len(running)} running, each with a live trainer")]
 
 
 def _offline() -> list[Check]:

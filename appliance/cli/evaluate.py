@@ -122,7 +122,7 @@ def evals_list(app: App, as_json: bool) -> None:
     if not found:
         click.echo("no evaluations")
     for r in found:
-        state = "passed" if r.passed else "overridden" if r.override_by else "FAILED"
+        state = "FAILED" if r.verdict == "failed" else r.verdict
         click.echo(f"{r.run_name:<36} {state:<10} {r.created_at}  by {r.created_by}  {r.report_path}")
 
 

@@ -55,5 +55,10 @@ class EvalResult:
         """The gates passed, or an officer overrode them."""
         return self.passed or self.override_by is not None
 
+    @property
+    def verdict(self) -> str:
+        """passed, overridden (failed gates an officer accepted) or failed."""
+        return "passed" if self.passed else "overridden" if self.override_by else "failed"
+
     def as_dict(self) -> dict:
         return {**asdict(self), "releasable": self.releasable}

@@ -110,14 +110,14 @@ def release(conn, run: runs.Run, status: str, as_read: bool = False, **fields) -
          "h": run.heartbeat_at or ""}).rowcount == 1
 
 
-def stale(engine) -> list[tuple[runs.Run, str]]:
-    """Every `running` run whose trainer is gone, with why."""
-    return [(run, why) for run in runs.list_runs(engine, "running") for alive, why in [state(run)] if not alive]
+def stale(running: list[runs.Run]) -> list[tuple[runs.Run, str]]:
+    """Those of the `running` runs whose trainer is gone, with why."""
+    return [(run, why) for run in running for alive, why in [state(run)] if not alive]
 
 
 def reap_stale(ctx) -> list[tuple[str, str]]:
     """Reap every `running` run whose trainer is gone; (name, why) for each."""
-    return [(run.name, why) for run, why in stale(ctx.engine) if reap(ctx, run, why)]
+    return [(run.name, why) for run, why in stale(runs.list_runs(ctx.engine, "running")) if reap(ctx, run, why)]
 
 
 def take(engine, run_id: str, holder: Holder, statuses: tuple[str, ...]) -> bool:

@@ -63,3 +63,5 @@ def test_a_stored_result_names_its_failed_gates_and_is_releasable_only_when_pass
     assert failed.gates[0] == Gate("task_improvement", "format_match adapter - base", 0.0, ">= 0.1", "fail")
     overridden = replace(failed, override_by="oscar", override_reason="accepted for the pilot")
     assert overridden.releasable and overridden.failed_gates == failed.failed_gates
+    assert (failed.verdict, overridden.verdict, replace(failed, passed=True).verdict) == (
+        "failed", "overridden", "passed")

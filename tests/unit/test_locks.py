@@ -3,7 +3,6 @@ bundle carries the cpu lock, and a developer must run the libraries an installed
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
@@ -12,25 +11,23 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from appliance.bundle import read_lock
+
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / "offline-wheels"
-_PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)\s*\\?\s*$")
-_HASH = re.compile(r"^\s+--hash=sha256:[0-9a-f]{64}\s*$")
 
 
 def parse_lock(path: Path) -> dict[str, tuple[Version, str]]:
-    """name -> (pinned version, its file's sha256); every pin must carry one (--require-hashes refuses it else)."""
-    pinned: dict[str, tuple[Version, str]] = {}
-    lines = path.read_text().splitlines()
-    for n, line in enumerate(lines):
-        if not line.strip() or line.startswith("#") or _HASH.match(line):
-            continue
-        match = _PIN.match(line)
-        assert match, f"{path.name}:{n + 1}: not a `name==version \\` pin: {line!r}"
-        assert n + 1 < len(lines) and _HASH.match(lines[n + 1]), f"{path.name}:{n + 1}: {line!r} has no sha256"
-        pinned[canonicalize_name(match[1])] = Version(match[2]), lines[n + 1].split("sha256:")[1].strip()
-    return pinned
+    """name -> (pinned version, its file's sha256), as the bundle reads a lock; every pin must carry a sha256
+    (pip's --require-hashes refuses one without)."""
+    text = path.read_text()
+    pinned = read_lock(text)
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    heads = [line.split("==")[0] for line in lines if not line.startswith(" ")]
+    assert [h for h in heads if canonicalize_name(h) not in pinned] == [], f"{path.name}: not `name==version` + sha256"
+    assert len(lines) == 2 * len(pinned), f"{path.name}: a line that is neither a pin nor its sha256"
+    return {name: (Version(version), sha) for name, (version, sha) in pinned.items()}
 
 
 def requirements(*extras: str) -> list[Requirement]:

@@ -15,17 +15,13 @@ def render(ctx: Context) -> None:
 
     require(ctx, "read", "eval", "*")
     found = evals.list_results(ctx.engine)
-    table([{"run": e.run_name, "verdict": _verdict_word(e), "override": e.override_by or "",
+    table([{"run": e.run_name, "verdict": e.verdict, "override": e.override_by or "",
             "judge": e.judge_model or "", "by": e.created_by, "created": e.created_at[:19], "id": e.id[:12]}
            for e in found], "eval_table")
     if found:
         _evaluation(st.selectbox("Evaluation", found[::-1], format_func=lambda x: f"{x.run_name} ({x.id[:12]})",
                                  key="eval_pick"))
     _advice(ctx)
-
-
-def _verdict_word(e) -> str:
-    return "passed" if e.passed else "overridden" if e.override_by else "failed"
 
 
 def _evaluation(e) -> None:
