@@ -40,6 +40,7 @@ def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | Non
     blank, lengths, token_lengths, too_long = [], [], [], []
     # MinHash LSH proposes candidates at a lower threshold; the exact Jaccard of the shingles decides.
     lsh = MinHashLSH(threshold=NEAR_DUPLICATE_JACCARD - 0.2, num_perm=128)
+    template = MinHash(num_perm=128, seed=1)  # its permutations drawn once: each record's are the same draw
     hashes, shingle_sets = {}, {}
     for r in records:
         exact[json.dumps(r.record, sort_keys=True, ensure_ascii=False)].append(r.id)
@@ -59,7 +60,7 @@ def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | Non
                 too_long.append(r.id)
         words = _canonical_text(full).split()
         shingles = {" ".join(words[i:i + 3]) for i in range(max(len(words) - 2, 1))}
-        mh = MinHash(num_perm=128, seed=1)
+        mh = MinHash(num_perm=128, seed=1, permutations=template.permutations, scheme=template.scheme)
         mh.update_batch([sh.encode("utf-8") for sh in shingles])  # the same minimum as one update each, at once
         hashes[r.id], shingle_sets[r.id] = mh, shingles
     duplicate_groups = [ids for ids in exact.values() if len(ids) > 1]

@@ -20,72 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from appliance import offline
+from appliance.data import scrub_workers
 from appliance.data.policy import PiiPolicy
 from appliance.errors import ConfigError
 
 PLACEHOLDER = "<{entity}>"
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*?(?:_[0-9a-f]{10})?>")
-PARALLEL_FROM = 400  # unique texts; below this, starting worker processes costs more than it saves
-_forked: Scrubber | None = None
-
-
-def _scrub_part(part: list[str]) -> list[ScrubResult]:
-    return _forked._scrub_unique(part)
-
-
-def _parts(unique: list[str], workers: int) -> list[list[str]]:
-    """Four parts a worker, so a slow part does not leave the other workers idle."""
-    size = -(-len(unique) // (workers * 4))
-    return [unique[i:i + size] for i in range(0, len(unique), size)]
-
-
-def _in_workers(scrubber: Scrubber, unique: list[str], workers: int) -> list[ScrubResult]:
-    """Scrub in forked processes that inherit the loaded pipeline (nothing is pickled but texts and results)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    global _forked
-    _forked = scrubber
-    parts = _parts(unique, workers)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return [r for part in pool.map(_scrub_part, parts) for r in part]
-    finally:
-        _forked = None
-
-
-def _residual_part(part: list[str]) -> tuple[Counter, dict[str, str]]:
-    return _forked.rescrub(part)
-
-
-class PendingResidual:
-    """A residual scan under way in forked workers (`Scrubber.start_residual`): `result()` waits for it and
-    `close()` (which `result()` also does) stops the workers; until then the caller's process is free."""
-
-    def __init__(self, pool=None, futures=(), done: tuple[Counter, dict[str, str]] | None = None) -> None:
-        self._pool, self._futures = pool, list(futures)
-        self._counts, self.rescrubbed = done if done else (None, {})
-
-    def result(self) -> Counter:
-        """What the scan found; `rescrubbed` then maps each text it found something in to that text scrubbed again."""
-        if self._counts is None:
-            try:
-                counts: Counter = Counter()
-                for future in self._futures:
-                    found, again = future.result()
-                    counts.update(found)
-                    self.rescrubbed.update(again)
-                self._counts = counts
-            finally:
-                self.close()
-        return self._counts
-
-    def close(self) -> None:
-        global _forked
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            _forked = None
 
 
 def _import_presidio() -> None:
@@ -108,12 +48,23 @@ def _import_presidio() -> None:
 class ScrubResult:
     text: str
     found: Counter = field(default_factory=Counter)  # entity -> count
+    verified: bool = False  # `text` itself had a full analysis that found nothing more
+
+
+@dataclass
+class Replaced:
+    """A text with findings replaced by the policy's operators: `spans` pairs each replaced span of the source
+    (start, end) with the span of what replaced it in `text` (start, end)."""
+
+    text: str
+    spans: list[tuple[int, int, int, int]]
+    found: Counter
 
 
 class Scrubber:
     def __init__(self, policy: PiiPolicy, hmac_key: bytes | None = None) -> None:
         self.policy = policy
-        self._unchanged: set[str] = set()  # texts `scrub` found nothing in
+        self._verified: set[str] = set()  # scrubbed texts whose full analysis, done while scrubbing, found nothing
         if any(rule.operator == "hash" for rule in policy.entities.values()) and not hmac_key:
             raise ConfigError("the policy hashes entities but no HMAC key is available (needs the key passphrase)")
         self._hmac_key = hmac_key
@@ -123,13 +74,15 @@ class Scrubber:
         offline.pin_tldextract()
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         _import_presidio()
-        from presidio_analyzer import AnalyzerEngine, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer import PatternRecognizer, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
 
+        from appliance.data.analysis import Analyzer, artifacts
         from appliance.data.person_spans import echoes, settle
         from appliance.data.recognizers import shipped
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
+        from appliance.data.recognizers.phone_national import NationalPhoneRecognizer
 
         provider = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy",
@@ -150,8 +103,12 @@ class Scrubber:
         self._settle_people = settle  # imported here: the recognizers package imports Presidio
         self._echoes = echoes
         self._extend_addresses = extend_addresses
+        self._artifacts = artifacts
+        self._keep = tuple(re.compile(k) for k in policy.keep_patterns)
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
+                if isinstance(recognizer, NationalPhoneRecognizer):
+                    recognizer.keep = self._keep  # what is kept is never a phone number: not parsed at all
                 registry.add_recognizer(recognizer)
         for spec in policy.recognizers:
             from presidio_analyzer import Pattern
@@ -165,12 +122,11 @@ class Scrubber:
         # Context words count two tokens after a finding (after its last token: "09721 88 29 47 office") as well
         # as five before.
         enhancer = EndAnchoredContextEnhancer(context_prefix_count=5, context_suffix_count=2)
-        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, context_aware_enhancer=enhancer,
+        self.analyzer = Analyzer(registry=registry, nlp_engine=self.nlp_engine, context_aware_enhancer=enhancer,
                                        supported_languages=[policy.language],
                                        default_score_threshold=policy.score_threshold)
         self.anonymizer = AnonymizerEngine()
         self.entities = sorted(wanted)
-        self._keep = [re.compile(k) for k in policy.keep_patterns]
         self.operators = {name: self._operator(name, rule) for name, rule in policy.entities.items()}
 
     def _operator(self, entity: str, rule):
@@ -191,18 +147,40 @@ class Scrubber:
 
         return OperatorConfig("custom", {"lambda": keyed})
 
-    def analyze(self, texts: list[str], batch_size: int = 64):
-        """Presidio results for each text, above each entity's threshold, allow-listed terms excluded."""
-        artifacts = self.nlp_engine.process_batch(texts, language=self.policy.language, batch_size=batch_size)
+    def analyze(self, texts: list[str], batch_size: int = 64) -> list[list]:
+        """Presidio results for each text, above each entity's threshold, business content the policy keeps left
+        out, in each text's own offsets: what the two stages of `scrub_here` find, before anything is replaced."""
         out = []
-        for text, nlp_artifacts in artifacts:
-            nlp_artifacts.lemmas = [token.text.lower() for token in nlp_artifacts.tokens]
-            # Every word is a context candidate: spaCy's stop words include "call", "first" and "name".
-            nlp_artifacts.keywords = [lemma for lemma, token in zip(nlp_artifacts.lemmas, nlp_artifacts.tokens,
-                                                                    strict=True)
-                                      if not (token.is_punct or token.is_space)]
-            results = self.analyzer.analyze(text=text, language=self.policy.language, entities=self.entities,
-                                            nlp_artifacts=nlp_artifacts, allow_list=self.policy.allow_list or None)
+        for text, first, replaced, second in self._stages(texts, batch_size):
+            out.append(first + [self._at_source(text, replaced, r) for r in second])
+        return out
+
+    def _stages(self, texts: list[str], batch_size: int = 64):
+        """(text, first findings, the text with them replaced, second findings in that text) for each text.
+
+        First every recognizer but spaCy's named-entity pass reads each text (the tokenizer alone stands in for
+        the pipeline); then the full analysis, the named-entity pass included, reads the text with what the first
+        found already replaced. A name that stands next to a phone number or a card number is a name the
+        named-entity pass misses until the number is gone; and the second analysis is a full one of the text as
+        it will be stored, so when it finds nothing the text needs no residual scan."""
+        first = self._analysis(texts, ner=False, batch_size=batch_size)
+        replaced = [self._replace(text, results) for text, results in zip(texts, first, strict=True)]
+        second = self._analysis([r.text for r in replaced], ner=True, batch_size=batch_size)
+        for text, found, rep, again in zip(texts, first, replaced, second, strict=True):
+            yield text, found, rep, _outside(rep.text, again, [(a, b) for _, _, a, b in rep.spans])
+
+    def _analysis(self, texts: list[str], ner: bool, batch_size: int = 64) -> list[list]:
+        """One analysis of each text by every recognizer, spaCy's named-entity pass included when `ner` is set;
+        findings under their entity's threshold or on kept business content dropped, addresses grown to their
+        written extent, people's names settled and echoed."""
+        language = self.policy.language
+        nlp = self.nlp_engine.nlp[language]
+        docs = nlp.pipe(texts, batch_size=batch_size) if ner else nlp.tokenizer.pipe(texts, batch_size=batch_size)
+        out = []
+        for text, doc in zip(texts, docs, strict=True):
+            results = self.analyzer.analyze(text=text, language=language, entities=self.entities,
+                                            nlp_artifacts=self._artifacts(self.nlp_engine, doc, language),
+                                            allow_list=self.policy.allow_list or None)
             keep = [m.span() for k in self._keep for m in k.finditer(text)]
             kept = self._extend_addresses(text, [r for r in results if r.score >= self._threshold(r.entity_type)
                                                  and not any(r.start < end and start < r.end for start, end in keep)])
@@ -213,16 +191,45 @@ class Scrubber:
         rule = self.policy.entities[entity]
         return self.policy.score_threshold if rule.score_threshold is None else rule.score_threshold
 
-    def _scrub_unique(self, unique: list[str], batch_size: int = 64) -> list[ScrubResult]:
+    def _replace(self, text: str, results: list) -> Replaced:
+        """`text` with `results` replaced by the policy's operators, and where each replacement stands. The spans
+        are the anonymizer's own: its conflict resolution and merging, run here so that each replacement's source
+        is known (Presidio returns only where the replacements stand)."""
+        if not results:
+            return Replaced(text, [], Counter())
+        from presidio_anonymizer.entities import ConflictResolutionStrategy
+
+        engine = self.anonymizer
+        spans = sorted(engine._copy_recognizer_results(results), key=lambda r: (r.start, r.end))
+        spans = engine._remove_conflicts_and_get_text_manipulation_data(
+            spans, ConflictResolutionStrategy.MERGE_SIMILAR_OR_CONTAINED)
+        spans = engine._merge_entities_with_spaces_between(text, spans)
+        done = engine.anonymize(text=text, analyzer_results=spans, operators=self.operators)
+        items = sorted(done.items, key=lambda item: (item.start, item.end))
+        pairs = [(s.start, s.end, i.start, i.end) for s, i in zip(spans, items, strict=True)]
+        return Replaced(done.text, pairs, Counter(item.entity_type for item in items))
+
+    @staticmethod
+    def _at_source(text: str, replaced: Replaced, result):
+        """A finding in the replaced text, moved to where the same characters stand in `text` (a second-stage
+        finding never overlaps a replacement)."""
+        from presidio_analyzer import RecognizerResult
+
+        shift = 0
+        for _, end, _, new_end in replaced.spans:
+            if new_end > result.start:
+                break
+            shift = end - new_end
+        return RecognizerResult(result.entity_type, result.start + shift, result.end + shift, result.score,
+                                result.analysis_explanation, result.recognition_metadata)
+
+    def scrub_here(self, unique: list[str], batch_size: int = 64) -> list[ScrubResult]:
+        """`scrub` of distinct texts, in this process."""
         out = []
         for start in range(0, len(unique), 512):
-            chunk = unique[start:start + 512]
-            for text, results in zip(chunk, self.analyze(chunk, batch_size), strict=True):
-                if not results:
-                    out.append(ScrubResult(text))
-                    continue
-                anonymized = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=self.operators)
-                out.append(ScrubResult(anonymized.text, Counter(item.entity_type for item in anonymized.items)))
+            for _, _, replaced, second in self._stages(unique[start:start + 512], batch_size):
+                again = self._replace(replaced.text, second)
+                out.append(ScrubResult(again.text, replaced.found + again.found, verified=not second))
         return out
 
     def scrub(self, texts: Iterable[str], batch_size: int = 64, workers: int | None = None) -> list[ScrubResult]:
@@ -230,58 +237,70 @@ class Scrubber:
         texts = list(texts)
         unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
         workers = workers or min(os.cpu_count() or 1, 4)
-        if workers > 1 and len(unique) >= PARALLEL_FROM:
-            results = _in_workers(self, unique, workers)
+        if workers > 1 and len(unique) >= scrub_workers.PARALLEL_FROM:
+            results = scrub_workers.scrub(self, unique, workers)
         else:
-            results = self._scrub_unique(unique, batch_size)
+            results = self.scrub_here(unique, batch_size)
         done = dict(zip(unique, results, strict=True))
-        # A text with no finding comes back as it went in; the same analysis of it finds the same nothing, so
-        # the residual scan need not repeat it.
-        self._unchanged.update(t for t, r in done.items() if not r.found and r.text == t)
+        # A text whose full analysis found nothing was already scanned as it is stored: the residual scan need
+        # not repeat it.
+        self._verified.update(r.text for r in results if r.verified)
         return [done.get(t) or ScrubResult(t) for t in texts]
 
     def residual(self, texts: list[str], workers: int | None = None) -> Counter:
         """What the analyser still finds in already scrubbed texts (placeholders excluded): a full analysis of
-        every distinct text this scrubber changed or never saw (one it scrubbed without a finding would only be
-        analysed the same way again), split over the CPU cores for large inputs as `scrub` is."""
+        every distinct text this scrubber did not scrub to the form whose full analysis found nothing, split over
+        the CPU cores for large inputs as `scrub` is."""
         return self.start_residual(texts, workers).result()
 
-    def start_residual(self, texts: list[str], workers: int | None = None) -> PendingResidual:
+    def start_residual(self, texts: list[str], workers: int | None = None) -> scrub_workers.PendingResidual:
         """`residual`, started in forked workers that inherit the loaded pipeline (the workers fork before this
         returns, so the caller may go on with other work); small inputs are scanned here and now."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        global _forked
-        unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._unchanged))
+        unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._verified))
         workers = workers or min(os.cpu_count() or 1, 4)
-        if workers <= 1 or len(unique) < PARALLEL_FROM:
-            return PendingResidual(done=self.rescrub(unique))
-        parts = _parts(unique, workers)
-        _forked = self
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        pending = PendingResidual(pool)
-        try:
-            pending._futures = [pool.submit(_residual_part, part) for part in parts]
-        except BaseException:
-            pending.close()
-            raise
-        return pending
+        if workers <= 1 or len(unique) < scrub_workers.PARALLEL_FROM:
+            return scrub_workers.PendingResidual(done=self.rescrub(unique))
+        return scrub_workers.start_residual(self, unique, workers)
 
     def rescrub(self, texts: list[str]) -> tuple[Counter, dict[str, str]]:
-        """The residual scan of already scrubbed texts, here and now: what the analyser finds outside the
-        placeholders, and each text it found something in scrubbed again (a replacement changes the words around
-        a name, and spaCy's named-entity pass can see one there that it did not see before)."""
+        """The residual scan of already scrubbed texts, here and now: what the full analysis finds outside the
+        placeholders, and each text it found something in scrubbed again."""
         counts: Counter = Counter()
         again: dict[str, str] = {}
         unique = list(dict.fromkeys(texts))
         for start in range(0, len(unique), 512):
             chunk = unique[start:start + 512]
-            for text, results in zip(chunk, self.analyze(chunk), strict=True):
-                placeholders = [m.span() for m in _PLACEHOLDER.finditer(text)]
-                left = [r for r in results if not any(r.start < b and a < r.end for a, b in placeholders)]
+            for text, results in zip(chunk, self._analysis(chunk, ner=True), strict=True):
+                left = _outside(text, results, [m.span() for m in _PLACEHOLDER.finditer(text)])
                 if left:
                     counts.update(r.entity_type for r in left)
-                    again[text] = self.anonymizer.anonymize(text=text, analyzer_results=left,
-                                                            operators=self.operators).text
+                    again[text] = self._replace(text, left).text
         return counts, again
+
+
+def _outside(text: str, results: list, replaced: list[tuple[int, int]]) -> list:
+    """Findings with what overlaps a replacement cut away: each piece left that holds a letter or digit stays a
+    finding of its own ("<PERSON_1f...> Smith" leaves "Smith")."""
+    if not replaced:
+        return results
+    from presidio_analyzer import RecognizerResult
+
+    out = []
+    for r in results:
+        inside = sorted((a, b) for a, b in replaced if r.start < b and a < r.end)
+        if not inside:
+            out.append(r)
+            continue
+        pos, pieces = r.start, []
+        for a, b in inside:
+            pieces.append((pos, max(pos, a)))
+            pos = max(pos, b)
+        pieces.append((pos, r.end))
+        for a, b in pieces:
+            piece = text[a:b]
+            if not any(c.isalnum() for c in piece):
+                continue
+            a += len(piece) - len(piece.lstrip(" \t\n,;:"))
+            b -= len(piece) - len(piece.rstrip(" \t\n,;:"))
+            out.append(RecognizerResult(r.entity_type, a, b, r.score, r.analysis_explanation, r.recognition_metadata))
+    return out

@@ -1,0 +1,54 @@
+"""What one Presidio analysis needs from spaCy, made cheaply: the NLP artifacts (tokens, their offsets and ends,
+lower-cased words as lemmas, context keywords) read off a spaCy Doc in one array, and an analyzer that hands each
+recognizer its own findings without rescanning all of them once per recognizer.
+
+Imported only after Presidio (the scrubber imports Presidio its own way, without torch).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LENGTH, LOWER
+
+
+def artifacts(nlp_engine, doc, language: str) -> NlpArtifacts:
+    """Presidio's NLP artifacts of `doc`, as its spaCy engine builds them, but with each token's lower-cased text
+    as its lemma (the pipeline has no lemmatizer: context words are matched against lower-cased tokens) and every
+    word that is not punctuation or space as a context keyword (spaCy's stop words include "call", "first" and
+    "name"). Read in one array, without a Python object per token."""
+    rows = doc.to_array([IDX, LENGTH, LOWER, IS_PUNCT, IS_SPACE]).tolist() if len(doc) else []
+    strings = doc.vocab.strings
+    entities, scores = nlp_engine._get_updated_entities(  # Presidio's own label mapping and ignore list
+        list(doc.ents), [nlp_engine.ner_model_configuration.default_score] * len(doc.ents))
+    out = NlpArtifacts.__new__(NlpArtifacts)  # the constructor would recompute keywords from lemmas
+    out.entities, out.scores, out.tokens, out.nlp_engine = entities, scores, doc, nlp_engine
+    out.tokens_indices = [row[0] for row in rows]
+    out.token_ends = [row[0] + row[1] for row in rows]
+    out.lemmas = [strings[row[2]] for row in rows]
+    out.keywords = [lemma for lemma, row in zip(out.lemmas, rows, strict=True) if not (row[3] or row[4])]
+    return out
+
+
+class Analyzer(AnalyzerEngine):
+    """Presidio's analyzer; each recognizer's own context step is given its findings from one grouping of them,
+    in the order Presidio gives them, instead of two scans of every finding for every recognizer."""
+
+    def _enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+        key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+        mine = defaultdict(list)
+        for result in raw_results:
+            mine[result.recognition_metadata[key]].append(result)
+        results = []
+        for recognizer in recognizers:
+            own = mine.get(recognizer.id, [])
+            if type(recognizer).enhance_using_context is not EntityRecognizer.enhance_using_context:
+                others = [r for r in raw_results if r.recognition_metadata[key] != recognizer.id]
+                own = recognizer.enhance_using_context(text=text, raw_recognizer_results=own,
+                                                       other_raw_recognizer_results=others,
+                                                       nlp_artifacts=nlp_artifacts, context=context)
+            results.extend(own)
+        return self.context_aware_enhancer.enhance_using_context(
+            text=text, raw_results=results, nlp_artifacts=nlp_artifacts, recognizers=recognizers, context=context)
