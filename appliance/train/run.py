@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-
 from appliance import __version__
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
@@ -169,9 +167,8 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
             raise InputError(f"run {name!r} has no checkpoint to resume from")
         if queue:  # `appliance worker` continues it from its newest checkpoint
             with session_scope(ctx.engine) as s:
-                if s.connection().execute(text(
-                        "UPDATE training_run SET status = 'queued', error = NULL WHERE id = :id AND status IN "
-                        "('failed', 'interrupted')"), {"id": previous.id}).rowcount != 1:
+                if not runs.update(s.connection(), previous.id, status="queued", error=None,
+                                   only_from=("failed", "interrupted")):
                     raise InputError(f"run {name!r} changed while it was being queued; look again (`runs show`)")
                 record(ctx, s, Event("train.queue", "run", name, details={"resume_from": ckpt.name}))
             return Outcome(runs.get_run(ctx.engine, name), plan)

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, run_appliance
+from tests.conftest import audit_events, free_port, run_appliance
 
 ROOT = Path(__file__).resolve().parents[2]
 SFT = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
@@ -107,10 +106,7 @@ def backend_pids(root: Path) -> list[int]:
 
 
 def audit(root: Path, action: str) -> list[dict]:
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    rows = db.execute("SELECT actor, outcome, object_id, object_sha256, reason, details FROM audit_event "
-                      "WHERE action = ? ORDER BY seq", (action,)).fetchall()
-    db.close()
+    rows = audit_events(root / "home", action, "actor", "outcome", "object_id", "object_sha256", "reason", "details")
     return [{"actor": r[0], "outcome": r[1], "object": r[2], "sha256": r[3], "reason": r[4],
              "details": json.loads(r[5])} for r in rows]
 

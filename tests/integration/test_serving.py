@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sqlalchemy import func, select, update
 
-from tests.conftest import run_appliance, token_secret
+from appliance.db.tables import artifact, audit_checkpoint, audit_event
+from tests.conftest import home_db, run_appliance, token_secret
 from tests.integration.serving import TICKET, serving, signed_in, trained
 from tests.integration.serving import audit as _audit
 from tests.integration.serving import backend_pids as _backend_pids
@@ -408,10 +410,9 @@ def test_a_status_set_by_hand_is_not_served(gateway):
     root, env = gateway["root"], gateway["env"]
     _ok(run_appliance("package", "triage", "--name", "triage-flipped", env=env))
     _ok(run_appliance("sign", "triage-flipped", env=env))
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    db.execute("UPDATE artifact SET status = 'approved', decided_by = 'oscar' WHERE name = 'triage-flipped'")
-    db.commit()
-    db.close()
+    with home_db(root / "home").begin() as conn:
+        conn.execute(update(artifact).where(artifact.c.name == "triage-flipped")
+                     .values(status="approved", decided_by="oscar"))
     denied = _wait(lambda: [e for e in _audit(root, "serve.load") if e["object"] == "triage-flipped"])
     assert denied and denied[-1]["outcome"] == "denied", denied
     assert "no approval event for manifest" in denied[-1]["reason"]
@@ -425,14 +426,15 @@ def test_the_gateway_serves_without_the_key_passphrase_and_signs_nothing(gateway
                    Path(f"/proc/{gateway['proc'].pid}/environ").read_text().split("\0") if "=" in line)
     assert not environ.get("APPLIANCE_KEY_PASSPHRASE") and not environ.get("APPLIANCE_KEY_PASSPHRASE_FILE")
     root = gateway["root"]
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        before = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    covered = select(func.coalesce(func.max(audit_checkpoint.c.tree_size), 0))
+    with home_db(root / "home").connect() as conn:
+        before = conn.execute(covered).scalar()
     for _ in range(3):
         _client(gateway).chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
                                                  max_tokens=2)
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        newest = db.execute("SELECT MAX(seq) FROM audit_event").fetchone()[0]
-        after = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    with home_db(root / "home").connect() as conn:
+        newest = conn.execute(select(func.max(audit_event.c.seq))).scalar()
+        after = conn.execute(covered).scalar()
     assert after == before < newest  # its events wait for the signer
     log = gateway["log"].read_text()
     assert "Traceback" not in log and "passphrase" not in log, log[-2000:]
@@ -446,6 +448,7 @@ def test_a_locked_audit_database_refuses_requests_then_recovers(gateway):
     client = _client(gateway)
     question = [{"role": "user", "content": "Say OK."}]
     client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)  # the token is cached
+    # Another process holding SQLite's exclusive lock: the driver's own connection and BEGIN EXCLUSIVE.
     holder = sqlite3.connect(root / "home" / "appliance.db", timeout=30, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

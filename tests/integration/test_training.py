@@ -5,14 +5,15 @@ import json
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
-from tests.conftest import run_appliance, run_inprocess
+from appliance.db.tables import artifact, audit_event, eval_result, training_run
+from tests.conftest import audit_events, home_db, run_appliance, run_inprocess
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +22,10 @@ FORMAT = re.compile(r"^CATEGORY: [A-Z]+\nPRIORITY: P[1-4]\nACTION: .+$")
 
 
 def events(root: Path, prefix: str, run: str = "%") -> list[tuple[str, str, str]]:
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    return [tuple(r) for r in db.execute("SELECT action, object_id, outcome FROM audit_event WHERE action LIKE ? "
-                                         "AND object_id LIKE ? ORDER BY seq", (prefix + "%", run))]
+    e = audit_event.c
+    with home_db(root / "home").connect() as conn:
+        return [tuple(r) for r in conn.execute(select(e.action, e.object_id, e.outcome).where(
+            e.action.like(prefix + "%"), e.object_id.like(run)).order_by(e.seq))]
 
 
 def test_plan_measures_without_training(lab):
@@ -91,9 +93,10 @@ def test_a_queued_run_is_trained_by_the_worker(lab):
     assert "run queued: claimed (queued by erin), 2 steps" in worker.stderr
     run = json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)
     assert run["status"] == "succeeded" and run["created_by"] == "erin" and run["started_at"]
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    actors = db.execute("SELECT action, actor, actor_role FROM audit_event WHERE object_id = 'queued' "
-                        "ORDER BY seq").fetchall()
+    e = audit_event.c
+    with home_db(root / "home").connect() as conn:
+        actors = [tuple(r) for r in conn.execute(select(e.action, e.actor, e.actor_role)
+                                                 .where(e.object_id == "queued").order_by(e.seq))]
     assert actors == [("train.queue", "erin", "engineer"), ("train.start", "worker", "system"),
                       ("train.end", "worker", "system")]
     again = run_appliance("worker", "--once", env=env)  # nothing left: returns at once
@@ -380,14 +383,14 @@ def _scheduled_evaluation_flags_drift(root: Path, env: dict, officer: dict, dire
     # real fall needs another runtime; the release evaluation's task score is raised in the database instead.
     raised = {**before["result"]}
     raised["task"] = {**raised["task"], "adapter": {**raised["task"]["adapter"], task_metric: released + 0.25}}
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(raised), before["id"]))
+    stored = update(eval_result).where(eval_result.c.id == before["id"])
+    with home_db(root / "home").begin() as conn:
+        conn.execute(stored.values(result=json.dumps(raised)))
     try:
         checked = run_appliance("eval", "--scheduled", "--json", env=env)
     finally:  # the later tests (the console's pages, their screenshots) see the evaluation as it was
-        with sqlite3.connect(root / "home" / "appliance.db") as db:
-            db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(before["result"]),
-                                                                          before["id"]))
+        with home_db(root / "home").begin() as conn:
+            conn.execute(stored.values(result=json.dumps(before["result"])))
     assert checked.returncode == 5 and "drift: triage fell beyond the policy" in checked.stderr, checked.stderr[-2000:]
     [point] = json.loads(checked.stdout)
     assert point["status"] == "drop" and point["task_metric"] == task_metric, point
@@ -543,25 +546,27 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
                          tmp_path / "otto.pw", env=otto).returncode == 0
     appointed = run_appliance("approve", "triage", "--reason", "erin's officer approving erin's work", env=otto)
     assert appointed.returncode == 6 and "four-eyes rule (appointed): erin created the account otto" in appointed.stderr
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    recorded = db.execute("SELECT policy_digest FROM training_run WHERE name = 'triage'").fetchone()[0]
-    db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", ("ab" * 32,))
-    db.commit()
+    db = home_db(root / "home")
+    triage_run = update(training_run).where(training_run.c.name == "triage")
+    triage_artifact = update(artifact).where(artifact.c.name == "triage")
+    with db.begin() as conn:
+        recorded = conn.execute(select(training_run.c.policy_digest).where(training_run.c.name == "triage")).scalar()
+        conn.execute(triage_run.values(policy_digest="ab" * 32))
     try:  # a run whose recorded training policy was never installed (someone with the database edited it)
         forged = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
         assert forged.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
             in forged.stderr
-        db.execute("UPDATE artifact SET status = 'packaged' WHERE name = 'triage'")  # and signed anew
-        db.commit()
+        with db.begin() as conn:
+            conn.execute(triage_artifact.values(status="packaged"))  # and signed anew
         resigned = run_appliance("sign", "triage", env=env)
         assert resigned.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
             in resigned.stderr
     finally:
-        db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", (recorded,))
-        db.execute("UPDATE artifact SET status = 'signed' WHERE name = 'triage'")
-        db.commit()
-    rules = [json.loads(d or "{}").get("rule") for (d,) in db.execute(
-        "SELECT details FROM audit_event WHERE action = 'artifact.approve' AND outcome = 'denied' ORDER BY seq")]
+        with db.begin() as conn:
+            conn.execute(triage_run.values(policy_digest=recorded))
+            conn.execute(triage_artifact.values(status="signed"))
+    approvals = audit_events(root / "home", "artifact.approve", "outcome", "details")
+    rules = [json.loads(details or "{}").get("rule") for outcome, details in approvals if outcome == "denied"]
     assert rules[-3:] == ["four-eyes:account", "four-eyes:appointed", "installed-policies"]
     approved = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
     assert approved.returncode == 0, approved.stderr

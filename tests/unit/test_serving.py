@@ -137,10 +137,13 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     import sqlite3
     import time
 
+    from sqlalchemy import select
+
     from appliance.audit.events import Event
     from appliance.config import load_settings
     from appliance.context import Context
     from appliance.db import connect
+    from appliance.db.tables import audit_event
     from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
     from appliance.serve.gateway import GATEWAY
 
@@ -148,6 +151,7 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     ctx = Context(settings, connect(settings)).acting_as(GATEWAY).not_signing()
     writer = AuditWriter(ctx, capacity=4, wait_seconds=1.0)
     request = Event("serve.request", "model", "smollm2", details={"status": 200})
+    # A second process holding SQLite's exclusive lock: the driver's own connection and BEGIN EXCLUSIVE.
     holder = sqlite3.connect(settings.home / "appliance.db", timeout=30, isolation_level=None)
     try:
         assert asyncio.run(writer.write(GATEWAY, request)) > 0  # durable: it has its sequence number
@@ -181,9 +185,10 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
             time.sleep(0.1)
         assert writer.failure is None
         stuck.exception(timeout=5)  # settled either way: failed with the outage, or written after it
+        e = audit_event.c
         with ctx.engine.connect() as conn:
-            outage = conn.exec_driver_sql("SELECT reason, details FROM audit_event WHERE action = 'serve.audit' "
-                                          "ORDER BY seq DESC").first()
+            outage = conn.execute(select(e.reason, e.details).where(e.action == "serve.audit")
+                                  .order_by(e.seq.desc())).first()
         assert outage and "audit writes failed from" in outage[0]
         assert json.loads(outage[1])["refused"] == 1 + 2 + full, outage  # every refusal, none left for later
         assert asyncio.run(writer.write(GATEWAY, request)) > 0
