@@ -49,7 +49,7 @@ kill_and_resume() {
   # process gone, marks the run failed with the cause, and continues from the newest checkpoint.
   sed -e 's/^max_steps: .*/max_steps: 4/' -e 's/^checkpoint_every: .*/checkpoint_every: 2/' \
     policies/recipes/smollm2-135m-lora-sft.yaml > var/demo-short-recipe.yaml
-  appliance train var/demo-short-recipe.yaml --dataset helpdesk --name killed-demo --engine trl \
+  appliance train var/demo-short-recipe.yaml --dataset helpdesk --name killed-demo --framework trl \
     > var/demo-killed.log 2>&1 &
   local trainer=$!
   for _ in $(seq 1 600); do grep -q '^step 3/4' var/demo-killed.log && break; sleep 0.5; done

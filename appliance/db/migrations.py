@@ -317,6 +317,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE training_run ADD COLUMN lease_owner VARCHAR(200)",
         "ALTER TABLE training_run ADD COLUMN heartbeat_at VARCHAR(32)",
     )),
+    Migration(10, "a run names its training framework (unsloth or trl); engine is the database's word", (
+        "ALTER TABLE training_run RENAME COLUMN engine TO framework",
+        "ALTER TABLE training_run RENAME COLUMN engine_reason TO framework_reason",
+    )),
 )
 
 _LEDGER = schema_migrations.name

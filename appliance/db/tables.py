@@ -200,15 +200,15 @@ dataset_canary = Table(
     _required("record_ids", Text),
 )
 
-# Migration 4 (and 8, 9): training runs and their metrics.
+# Migration 4 (and 8, 9, 10): training runs and their metrics.
 training_run = Table(
     "training_run", metadata,
     _id(),
     _required("name", String(64), unique=True),
     _required("status", String(16)),
     _required("method", String(8)),
-    _required("engine", String(16)),
-    _required("engine_reason", Text),
+    _required("framework", String(16)),  # unsloth or trl (named engine until migration 10)
+    _required("framework_reason", Text),
     _required("recipe_file", Text),
     _required("recipe_digest", String(64)),
     _required("recipe", Text),

@@ -22,8 +22,8 @@ class Run:
     name: str
     status: str  # queued, running, succeeded, failed, interrupted
     method: str
-    engine: str
-    engine_reason: str
+    framework: str  # unsloth or trl (`frameworks.choose`)
+    framework_reason: str
     recipe_file: str
     recipe_digest: str
     recipe: dict

@@ -48,7 +48,7 @@ def trained(root: Path, env: dict, officer: dict) -> None:
     """The `triage` run the training tests leave; trained (short), evaluated and released when run alone."""
     if run_appliance("artifacts", "show", "triage", "--json", env=env).returncode != 0:
         ok(run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--max-steps", "6",
-                         "--engine", "trl", env=env))
+                         "--framework", "trl", env=env))
         run_appliance("eval", "triage", env=env)
         release(root, env, officer, "triage")
 

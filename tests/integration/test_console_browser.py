@@ -46,8 +46,8 @@ def console(lab, tmp_path_factory):
     recipe.write_text(sft.replace("max_steps: 60", "max_steps: 40").replace("checkpoint_every: 20",
                                                                              "checkpoint_every: 1"))
     exe = Path(sys.executable).with_name("appliance")
-    training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut", "--engine",
-                                 "trl"], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut",
+                                 "--framework", "trl"], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
     for line in training.stderr:  # Ctrl-C after the second step: the run is recorded as interrupted
         if line.startswith("step 2/40"):
             training.send_signal(signal.SIGINT)

@@ -36,7 +36,7 @@ def test_plan_measures_without_training(lab):
     assert plan["parameters"] > 130_000_000
     assert plan["trainable_parameters"] == 30 * 16 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
     assert plan["fits"] is True and plan["seconds_per_step"] > 0 and plan["estimated_seconds"] > 0
-    assert "plan: time:" in result.stderr and "engine: " in result.stderr
+    assert "plan: time:" in result.stderr and "framework: " in result.stderr
     assert json.loads(run_appliance("runs", "list", "--json", env=env).stdout) == []
 
 
@@ -83,7 +83,7 @@ def test_a_run_that_will_not_fit_is_refused_with_the_numbers(lab, tmp_path):
 def test_a_queued_run_is_trained_by_the_worker(lab):
     root, env = lab
     queued = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "queued", "--max-steps", "2", "--queue",
-                           "--engine", "trl", env=env)
+                           "--framework", "trl", env=env)
     assert queued.returncode == 0, queued.stderr
     assert queued.stdout.strip() == "run queued: queued for `appliance worker` (2 steps)"
     assert json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)["status"] == "queued"
@@ -123,9 +123,9 @@ def test_advise_recommends_fine_tuning_for_a_format_the_base_model_misses(lab):
 
 def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     root, env = lab
-    # TRL's engine: on these CPUs it trains 1.4x faster than Unsloth's (bench/train_bench.py); the default
-    # engine's runs are covered by the worker, QLoRA and plan tests and by `make demo`.
-    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--engine", "trl", "--json",
+    # TRL: on these CPUs it trains 1.4x faster than Unsloth's path (bench/train_bench.py); the default
+    # framework's runs are covered by the worker, QLoRA and plan tests and by `make demo`.
+    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--framework", "trl", "--json",
                            env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
@@ -230,12 +230,12 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 6").replace("checkpoint_every: 20",
                                                                                         "checkpoint_every: 2"))
-    whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--engine", "trl", "--json",
+    whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--framework", "trl", "--json",
                           env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
     for chatter in ("\r", "Warning", "Failed to load", "deprecated", "it/s]"):  # the appliance's own lines only
         assert chatter not in whole.stderr, whole.stderr[-3000:]
-    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--engine", "trl"], env, "step 3/6",
+    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--framework", "trl"], env, "step 3/6",
                  _refused_while_alive(env))  # no second trainer on a live run
     assert json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)["status"] == "running"
     assert "trainer         GONE: its trainer, process " in run_inprocess("runs", "show", "killed", env=env).stdout
@@ -270,7 +270,7 @@ def test_two_processes_train_one_run_with_ddp_over_gloo(lab):
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)  # one result, from the first process
     assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["environment"]["world_size"] == 2
-    assert run["engine"] == "trl" and "distributed run (2 processes)" in run["engine_reason"]
+    assert run["framework"] == "trl" and "distributed run (2 processes)" in run["framework_reason"]
     assert result.stderr.count("step 2/2") == 1  # progress from one process only
     assert [m["step"] for m in json.loads(run_appliance("runs", "show", "ddp", "--json", env=env).stdout)["metrics"]] \
         == [1, 2]
@@ -278,18 +278,18 @@ def test_two_processes_train_one_run_with_ddp_over_gloo(lab):
     assert (root / "home" / "runs" / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("engine", ["unsloth", "trl"])
-def test_qlora_trains_on_a_4_bit_base(lab, engine):
+@pytest.mark.parametrize("framework", ["unsloth", "trl"])
+def test_qlora_trains_on_a_4_bit_base(lab, framework):
     root, env = lab
     recipe = ROOT / "policies" / "recipes" / "smollm2-135m-qlora-sft.yaml"
-    result = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", f"qlora-{engine}", "--max-steps", "2",
-                           "--engine", engine, "--json", env=env)
+    result = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", f"qlora-{framework}", "--max-steps", "2",
+                           "--framework", framework, "--json", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
-    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["engine"] == engine
+    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["framework"] == framework
     footprint = re.search(r"model: base weights 4-bit NF4 \(bitsandbytes\), (\d+) MiB in memory", result.stderr)
     assert footprint and int(footprint.group(1)) < 300, result.stderr[-2000:]  # fp32 would be over 500 MiB
-    assert (root / "home" / "runs" / f"qlora-{engine}" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (root / "home" / "runs" / f"qlora-{framework}" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
@@ -303,7 +303,7 @@ def test_preference_training_moves_the_margin_the_right_way(lab, method):
                            env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
-    assert run["status"] == "succeeded" and run["engine"] == "trl" and "sft only" in run["engine_reason"]
+    assert run["status"] == "succeeded" and run["framework"] == "trl" and "sft only" in run["framework_reason"]
     before, after = _margins(root, root / "home" / "runs" / method / "adapter")
     assert after > before, (before, after)
 

@@ -56,6 +56,26 @@ def test_pending_migration_is_reported(engine, monkeypatch):
     require_current(engine)
 
 
+def test_a_run_recorded_before_migration_10_names_its_framework_after_it(engine, monkeypatch):
+    """Migration 10 renames training_run's engine columns: what an older version stored reads back as the run's
+    training framework."""
+    from sqlalchemy import column, table
+
+    from appliance.train import runs
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:9])
+    migrate(engine)
+    run = queued_run("older", "2026-01-01T00:00:00+00:00")
+    stored = {**runs.Run.as_dict(run), "recipe": "{}", "environment": "{}"}
+    stored["engine"], stored["engine_reason"] = stored.pop("framework"), stored.pop("framework_reason")
+    before = table("training_run", *(column(name) for name in stored))  # the table as migration 9 left it
+    with engine.begin() as conn:
+        conn.execute(insert(before).values(stored))
+    monkeypatch.undo()
+    assert migrate(engine) == [10]
+    assert runs.get_run(engine, "older") == run and (run.framework, run.framework_reason) == ("trl", "measured")
+
+
 def test_foreign_keys_are_enforced(engine):
     migrate(engine)
     with pytest.raises(sqlalchemy.exc.IntegrityError):
@@ -149,8 +169,9 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(home):
 def queued_run(name: str, created_at: str):
     from appliance.train import runs
 
-    return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", engine="trl", engine_reason="",
-                    recipe_file="r.yaml", recipe_digest="0" * 64, recipe={}, base_model="m", base_digest="0" * 64,
+    return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", framework="trl",
+                    framework_reason="measured", recipe_file="r.yaml", recipe_digest="0" * 64, recipe={},
+                    base_model="m", base_digest="0" * 64,
                     dataset_ref="d@v1", dataset_digest="0" * 64, seed=0, max_steps=2, steps_done=0, final_loss=None,
                     path=f"runs/{name}", environment={}, error=None, created_by="erin", created_at=created_at,
                     started_at=None, finished_at=None)
