@@ -136,7 +136,7 @@ try:
     client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "x"}], max_tokens=2,
                                    extra_body={"lora": [{"id": 0, "scale": 1.0}]})
 except openai.BadRequestError as exc:
-    print(f"an engine field is refused, not passed on: {exc.body['message']}")
+    print(f"a backend field is refused, not passed on: {exc.body['message']}")
 
 
 def ask(i: int) -> int:

@@ -99,7 +99,7 @@ def client(g: dict, token: str | None = None) -> openai.OpenAI:
 
 
 def backend_pids(root: Path) -> list[int]:
-    """llama-server engines of this lab home (their sockets live in its private run folder)."""
+    """llama-server instances of this lab home (their sockets live in its private run folder)."""
     found = subprocess.run(["pgrep", "-f", f"llama-server .*--host {root}/home/run/llama-server/"],
                            capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]

@@ -93,7 +93,7 @@ def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
             pieces.append(chunk.choices[0].delta.content or "")
         if chunk.usage:
             usage = chunk.usage
-    # Greedy: streamed and whole answers agree when the engine starts from the same state. The first whole answer
+    # Greedy: streamed and whole answers agree when the backend starts from the same state. The first whole answer
     # processed the prompt afresh (the slot's cache was cleared by the switch of adapter); the stream reused the
     # cached prompt, as does this second whole answer, and a token computed alone can round differently from one in
     # a batch of the prompt.
@@ -258,7 +258,7 @@ def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
     details = event["details"]
     assert details["usage"] == {"prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
     assert details["latency_ms"] > 0 and details["text_kept"] == "scrubbed"
-    assert details["served_by"].startswith("llama-server-lora (engine ")
+    assert details["served_by"].startswith("llama-server-lora (instance ")
     assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
     assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
 
@@ -342,7 +342,7 @@ def test_a_hot_adapter_is_served_from_a_merged_copy_that_keeps_what_it_learned(r
     # serves the adapter from the merged copy; unloading the adapter drops the copy.
     sock, merge_dir = tmp_path / "b.sock", tmp_path / "merged"
     log = open(tmp_path / "backend.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.binding_engine", "--socket", str(sock), "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.binding_server", "--socket", str(sock), "--model",
                              "smollm2", "--gguf", str(gguf), "--merge-dir", str(merge_dir), "--merge-after", "2",
                              "--hot-window", "300"], stdout=log, stderr=subprocess.STDOUT)
     try:
