@@ -355,13 +355,12 @@ def _pg_admin(url: str):
 
 
 def _pg_check_target(url: str, force: bool) -> None:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, inspect
 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            tables = conn.execute(text("SELECT count(*) FROM information_schema.tables "
-                                       "WHERE table_schema = 'public'")).scalar()
+            tables = len(inspect(conn).get_table_names(schema="public"))
     except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
         raise StorageError(f"database {_where(url)}: {exc}") from None
     finally:
@@ -380,7 +379,7 @@ def _pg_restore(url: str, dump: Path) -> str:
     admin = _pg_admin(url)
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))  # server DDL: no Core construct for databases
     except Exception as exc:  # noqa: BLE001 - one clear line: the role needs CREATEDB
         raise StorageError(f"cannot create the scratch database {scratch} to restore into (the database role "
                            f"needs CREATEDB): {str(exc).splitlines()[0]}") from None
@@ -405,6 +404,7 @@ def _pg_drop(scratch_url: str) -> None:
     admin = _pg_admin(scratch_url)
     try:
         with admin.connect() as conn:
+            # server DDL: no Core construct for databases
             conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(scratch_url).database}" WITH (FORCE)'))
     finally:
         admin.dispose()
@@ -423,7 +423,7 @@ def _pg_switch(url: str, scratch_url: str, keep_old: bool) -> None:
         _engine_for(each).dispose()
     admin = _pg_admin(url)
     try:
-        with admin.connect() as conn:
+        with admin.connect() as conn:  # server administration (sessions, databases): the server's own SQL
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN (:a, :b) "
                               "AND pid <> pg_backend_pid()"), {"a": live, "b": scratch})
             conn.execute(text(f'ALTER DATABASE "{live}" RENAME TO "{aside}"'))

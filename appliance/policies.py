@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import select
 
 from appliance.audit.events import Event
 from appliance.audit.log import lock_appends, record
 from appliance.config import load_yaml_model, parse_yaml_model
 from appliance.context import SYSTEM, Context, OsIdentity
 from appliance.db import session_scope
+from appliance.db.tables import audit_event
 from appliance.errors import ConfigError, InputError, PolicyViolation
 from appliance.paths import policies_dir
 
@@ -69,10 +70,13 @@ def load(ctx: Context, kind: str) -> Installed:
     return Installed(kind, path, digest, policy)
 
 
+def _changes(kind: str):
+    e = audit_event.c
+    return select(e.object_sha256).where(e.action == "policy.change", e.object_type == "policy", e.object_id == kind)
+
+
 def _newest(conn, kind: str) -> str | None:
-    return conn.execute(text("SELECT object_sha256 FROM audit_event WHERE action = 'policy.change' AND "
-                             "object_type = 'policy' AND object_id = :k ORDER BY seq DESC LIMIT 1"),
-                        {"k": kind}).scalar()
+    return conn.execute(_changes(kind).order_by(audit_event.c.seq.desc()).limit(1)).scalar()
 
 
 def _admit(ctx: Context, kind: str, path: Path, digest: str) -> None:
@@ -99,8 +103,7 @@ def _admit(ctx: Context, kind: str, path: Path, digest: str) -> None:
 def admitted(engine, kind: str) -> set[str]:
     """Every digest the trail's history admits for this policy."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT object_sha256 FROM audit_event WHERE action = 'policy.change' AND "
-                                 "object_type = 'policy' AND object_id = :k"), {"k": kind}).all()
+        rows = conn.execute(_changes(kind)).all()
     return {r[0] for r in rows}
 
 

@@ -52,7 +52,7 @@ def side(case: str, engine: str, hf: Path, steps: int, out: Path) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from appliance.train import engines
+    from appliance.train import frameworks
     from appliance.train.recipe import load_recipe
 
     recipe_file, examples, _ = CASES[case]
@@ -65,16 +65,16 @@ def side(case: str, engine: str, hf: Path, steps: int, out: Path) -> dict:
                 torch.cuda.synchronize()
             marks.append((time.perf_counter(), int(state.num_input_tokens_seen or 0)))
 
-    choice = engines.choose(engine, recipe)
-    model, tokenizer = engines.load(choice, hf, recipe)
-    trainer = engines.trainer_for(recipe, model, tokenizer, rows_for(examples), out, steps, [Clock()])
+    choice = frameworks.choose(engine, recipe)
+    model, tokenizer = frameworks.load(choice, hf, recipe)
+    trainer = frameworks.trainer_for(recipe, model, tokenizer, rows_for(examples), out, steps, [Clock()])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     (t0, n0), (t1, n1) = marks[UNTIMED - 1], marks[-1]
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     examples_per_step = recipe.batch_size * recipe.gradient_accumulation
-    return {"case": case, "engine": choice.engine, "reason": choice.reason, "timed_steps": len(marks) - UNTIMED,
+    return {"case": case, "engine": choice.framework, "reason": choice.reason, "timed_steps": len(marks) - UNTIMED,
             "seconds": t1 - t0, "tokens_per_s": (n1 - n0) / (t1 - t0) if n1 > n0 else None,
             "examples_per_s": (len(marks) - UNTIMED) * examples_per_step / (t1 - t0),
             "peak_vram_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,

@@ -72,16 +72,16 @@ def _result(trainer, clock) -> dict:
 
 
 def side_appliance(hf: Path, rows: list[dict], steps: int, out: Path, engine: str = "auto") -> dict:
-    from appliance.train import engines
+    from appliance.train import frameworks
     from appliance.train.recipe import load_recipe
 
     recipe, _ = load_recipe(RECIPE)
-    choice = engines.choose(engine, recipe)
-    model, tokenizer = engines.load(choice, hf, recipe)
+    choice = frameworks.choose(engine, recipe)
+    model, tokenizer = frameworks.load(choice, hf, recipe)
     clock = _Clock.make()
-    trainer = engines.trainer_for(recipe, model, tokenizer, rows, out, steps, [clock()])
+    trainer = frameworks.trainer_for(recipe, model, tokenizer, rows, out, steps, [clock()])
     trainer.train()
-    return {**_result(trainer, clock), "engine": choice.engine, "reason": choice.reason}
+    return {**_result(trainer, clock), "engine": choice.framework, "reason": choice.reason}
 
 
 def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool = False,

@@ -49,7 +49,7 @@ kill_and_resume() {
   # process gone, marks the run failed with the cause, and continues from the newest checkpoint.
   sed -e 's/^max_steps: .*/max_steps: 4/' -e 's/^checkpoint_every: .*/checkpoint_every: 2/' \
     policies/recipes/smollm2-135m-lora-sft.yaml > var/demo-short-recipe.yaml
-  appliance train var/demo-short-recipe.yaml --dataset helpdesk --name killed-demo --engine trl \
+  appliance train var/demo-short-recipe.yaml --dataset helpdesk --name killed-demo --framework trl \
     > var/demo-killed.log 2>&1 &
   local trainer=$!
   for _ in $(seq 1 600); do grep -q '^step 3/4' var/demo-killed.log && break; sleep 0.5; done
@@ -136,7 +136,7 @@ try:
     client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "x"}], max_tokens=2,
                                    extra_body={"lora": [{"id": 0, "scale": 1.0}]})
 except openai.BadRequestError as exc:
-    print(f"an engine field is refused, not passed on: {exc.body['message']}")
+    print(f"a backend field is refused, not passed on: {exc.body['message']}")
 
 
 def ask(i: int) -> int:

@@ -115,6 +115,26 @@ def token_secret(token: str) -> str:
     return match.group(2)
 
 
+def home_db(home: Path):
+    """A home's SQLite database as a test reads or alters it from outside: through `db/tables.py`, on connections
+    of its own (no pool, SQLite's defaults), as another process would."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(f"sqlite:///{home / 'appliance.db'}", poolclass=NullPool)
+
+
+def audit_events(home: Path, action: str, *columns: str) -> list[tuple]:
+    """The home's audit events of `action`, oldest first, each as the tuple of `columns`."""
+    from sqlalchemy import select
+
+    from appliance.db.tables import audit_event as t
+
+    with home_db(home).connect() as conn:
+        rows = conn.execute(select(*(t.c[c] for c in columns)).where(t.c.action == action).order_by(t.c.seq))
+        return [tuple(r) for r in rows]
+
+
 def pw_file(home: Path, name: str) -> Path:
     return home.parent / "secrets" / f"{name}.pw"
 
@@ -205,7 +225,7 @@ def staff_home(home, staff_template) -> Path:
     source = staff_template / "home"
     shutil.copytree(source, home, symlinks=True, ignore=shutil.ignore_patterns("appliance.db*"))
     with sqlite3.connect(source / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
-        src.backup(out)
+        src.backup(out)  # the driver's online backup: a consistent copy of the file, not a query
     os.chmod(home / "appliance.db", 0o600)
     shutil.copy2(staff_template / "session.json", home.parent / "session.json")
     return home
@@ -280,7 +300,7 @@ def database_url(request, tmp_path, monkeypatch) -> str:
     admin_url = _postgres_url()
     name = f"appliance_test_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    with admin.connect() as conn:  # the server's databases: DDL, which SQLAlchemy does not express
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
     monkeypatch.setenv("APPLIANCE_DATABASE_URL", url)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import and_, or_, select
 
 from appliance.artifacts.registry import Artifact
 from appliance.context import PEER, Context
+from appliance.db.tables import audit_event
 from appliance.train.runs import Run
 
 _APPOINTING = ("user.create", "user.set_role", "user.reset_password")
@@ -32,11 +33,11 @@ class Refusal:
 def _makers(ctx: Context, run: Run, artifact: Artifact) -> list[tuple[str, str, int | None, str | None]]:
     """(what, appliance user, os uid, os source) of the training, packaging and signing events."""
     with ctx.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT action, actor, os_uid, os_source FROM audit_event WHERE outcome = 'ok' AND ("
-            "(object_type = 'run' AND object_id = :run AND action IN ('train.queue', 'train.start')) OR "
-            "(object_type = 'artifact' AND object_id = :artifact AND action IN ('artifact.package', "
-            "'artifact.sign'))) ORDER BY seq"), {"run": run.name, "artifact": artifact.name}).all()
+        e = audit_event.c
+        rows = conn.execute(select(e.action, e.actor, e.os_uid, e.os_source).where(e.outcome == "ok", or_(
+            and_(e.object_type == "run", e.object_id == run.name, e.action.in_(("train.queue", "train.start"))),
+            and_(e.object_type == "artifact", e.object_id == artifact.name,
+                 e.action.in_(("artifact.package", "artifact.sign"))))).order_by(e.seq)).all()
     words = {"train.queue": "trained the run", "train.start": "trained the run",
              "artifact.package": "packaged the artifact", "artifact.sign": "signed the artifact"}
     return [(words[r[0]], r[1], None if r[2] is None else int(r[2]), r[3]) for r in rows]
@@ -61,9 +62,10 @@ def four_eyes(ctx: Context, run: Run, artifact: Artifact) -> tuple[Refusal | Non
     if did:
         return Refusal("account", f"{me} {' and '.join(did)}"), {}
     with ctx.engine.connect() as conn:
-        appointed = conn.execute(text(
-            "SELECT action, actor FROM audit_event WHERE object_type = 'user' AND object_id = :me AND outcome = 'ok' "
-            "AND action IN ('user.create', 'user.set_role', 'user.reset_password') ORDER BY seq"), {"me": me}).all()
+        e = audit_event.c
+        appointed = conn.execute(select(e.action, e.actor).where(
+            e.object_type == "user", e.object_id == me, e.outcome == "ok", e.action.in_(_APPOINTING)
+        ).order_by(e.seq)).all()
     by = sorted({(a, who) for a, who in appointed if who in people})
     if by:
         words = {"user.create": "created", "user.set_role": "gave its role to", "user.reset_password": "reset"}

@@ -81,8 +81,8 @@ def provenance(run: runs.Run, dataset: versions.DatasetVersion, subjects: dict[s
                 "externalParameters": {"recipe": run.recipe, "recipeFile": run.recipe_file,
                                        "recipeDigest": run.recipe_digest, "baseModel": run.base_model,
                                        "dataset": run.dataset_ref, "maxSteps": run.max_steps},
-                "internalParameters": {"engine": run.engine, "engineReason": run.engine_reason, "seed": run.seed,
-                                       "trainedBy": run.created_by},
+                "internalParameters": {"framework": run.framework, "frameworkReason": run.framework_reason,
+                                       "seed": run.seed, "trainedBy": run.created_by},
                 "resolvedDependencies": [
                     {"uri": f"appliance:model/{run.base_model}", "digest": {"sha256": run.base_digest}},
                     {"uri": f"appliance:dataset/{run.dataset_ref}", "digest": {"sha256": run.dataset_digest},
@@ -127,7 +127,7 @@ in that dataset, through the appliance's gateway, once approved. Not evaluated f
 Dataset digest `{run.dataset_digest}`.
 
 ## Training
-Recipe `{run.recipe_file}` (`{run.recipe_digest[:16]}...`), engine {run.engine}, seed {run.seed},
+Recipe `{run.recipe_file}` (`{run.recipe_digest[:16]}...`), framework {run.framework}, seed {run.seed},
 {run.steps_done} steps, final loss {run.final_loss:.4f}; trained by {run.created_by}, finished {run.finished_at}.
 
 ## Evaluation (base -> adapter)

@@ -8,15 +8,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import select
+from sqlalchemy import update as sql_update
 
 from appliance.config import Settings
+from appliance.db.tables import artifact as t
 from appliance.errors import InputError, NotFound
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_COLUMNS = ("id", "name", "run_id", "run_name", "eval_id", "status", "path", "files", "manifest_digest",
-            "packaged_by", "packaged_at", "signed_by", "signed_at", "signing_key_id", "decided_by", "decided_at",
-            "decision_reason")
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,14 @@ class Artifact:
     decision_reason: str | None
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in _COLUMNS}
+        return {c.name: getattr(self, c.name) for c in t.c}
 
     def directory(self, settings: Settings) -> Path:
         return settings.home / self.path
 
 
 def _artifact(row) -> Artifact:
-    values = dict(zip(_COLUMNS, row, strict=True))
+    values = dict(row._mapping)
     values["files"] = json.loads(values["files"])
     return Artifact(**values)
 
@@ -55,15 +55,12 @@ def _artifact(row) -> Artifact:
 def insert(conn, artifact: Artifact) -> None:
     values = artifact.as_dict()
     values["files"] = json.dumps(values["files"], sort_keys=True)
-    conn.execute(text(f"INSERT INTO artifact ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"),
-                 values)
+    conn.execute(sql_insert(t).values(values))
 
 
 def update(conn, artifact_id: str, expected_status: str, **fields) -> None:
     """Change a row only if it is still in the state the caller checked (one transition wins a race)."""
-    sets = ", ".join(f"{k} = :{k}" for k in fields)
-    result = conn.execute(text(f"UPDATE artifact SET {sets} WHERE id = :id AND status = :expected"),
-                          {**fields, "id": artifact_id, "expected": expected_status})
+    result = conn.execute(sql_update(t).where(t.c.id == artifact_id, t.c.status == expected_status).values(**fields))
     if result.rowcount != 1:
         raise InputError(f"artifact changed state while this command ran (it was {expected_status}); try again")
 
@@ -79,7 +76,7 @@ def get(engine, settings: Settings, ref: str) -> Artifact:
             raise NotFound(f"{ref}: not an artifact directory of this appliance (they live in {root})")
         name = resolved.name
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM artifact WHERE name = :n"), {"n": name}).first()
+        row = conn.execute(select(t).where(t.c.name == name)).first()
     if row is None:
         raise NotFound(f"no artifact named {name!r}", hint="artifacts.list")
     return _artifact(row)
@@ -87,10 +84,9 @@ def get(engine, settings: Settings, ref: str) -> Artifact:
 
 def list_artifacts(engine) -> list[Artifact]:
     with engine.connect() as conn:
-        return [_artifact(r) for r in conn.execute(text(
-            f"SELECT {', '.join(_COLUMNS)} FROM artifact ORDER BY packaged_at, name")).all()]
+        return [_artifact(r) for r in conn.execute(select(t).order_by(t.c.packaged_at, t.c.name)).all()]
 
 
 def name_taken(engine, name: str) -> bool:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT 1 FROM artifact WHERE name = :n"), {"n": name}).first() is not None
+        return conn.execute(select(t.c.id).where(t.c.name == name)).first() is not None

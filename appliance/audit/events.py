@@ -19,11 +19,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.db.tables import audit_event
+
 FORMAT_VERSION = 2
 OUTCOMES = ("ok", "denied", "error")
+# The canonical array's fields in order (the format above, not a query's choice): columns of `audit_event`.
 V1_COLUMNS = ("seq", "event_id", "ts", "actor", "actor_role", "auth_method", "action", "object_type", "object_id",
               "object_sha256", "outcome", "reason", "correlation_id", "details")
 COLUMNS = (*V1_COLUMNS, "os_user", "os_uid", "os_source")  # every stored column a leaf covers, in order
+LEAF = tuple(audit_event.c[name] for name in COLUMNS)  # the same, to select: `select(*LEAF)` rows canonical() takes
 
 # Keys that must never reach the audit trail: an event's details are evidence, not a secret store.
 # Matched against the serialised details: a JSON key is a string followed by a colon.

@@ -7,10 +7,11 @@ import json
 import zipfile
 from importlib import resources
 
-from sqlalchemy import text
+from sqlalchemy import select
 
-from appliance.audit.events import COLUMNS
-from appliance.audit.log import last_checkpoint
+from appliance.audit.events import LEAF
+from appliance.audit.log import checkpoint_of, last_checkpoint
+from appliance.db.tables import audit_checkpoint, audit_event, signing_key
 from appliance.errors import InputError
 
 README = """# Audit evidence pack
@@ -49,20 +50,15 @@ def export_pack(engine, out) -> dict:
         raise InputError(f"{out.name}: the evidence pack is a .zip file")
     files: dict[str, bytes] = {}
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event ORDER BY seq")).all()
-        files["events.jsonl"] = "".join(
-            json.dumps(dict(zip((*COLUMNS, "leaf_hash"), r, strict=True)), ensure_ascii=False) + "\n"
-            for r in rows).encode("utf-8")
-        cps = conn.execute(text("SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint "
-                                "ORDER BY tree_size")).all()
-        files["checkpoints.json"] = json.dumps(
-            [{"format": "appliance audit checkpoint v1", "tree_size": int(c[0]), "root": c[1], "ts": c[2],
-              "key_id": c[3], "signature": c[4]} for c in cps], indent=1).encode()
-        keys = conn.execute(text("SELECT key_id, status, public_pem, created_at, revoked_at FROM signing_key "
-                                 "WHERE purpose = 'audit' ORDER BY created_at")).all()
-        files["audit-keys.json"] = json.dumps(
-            [{"key_id": k[0], "status": k[1], "public_pem": k[2], "created_at": k[3], "revoked_at": k[4]}
-             for k in keys], indent=1).encode()
+        rows = conn.execute(select(*LEAF, audit_event.c.leaf_hash).order_by(audit_event.c.seq)).all()
+        files["events.jsonl"] = "".join(json.dumps(dict(r._mapping), ensure_ascii=False) + "\n"
+                                        for r in rows).encode("utf-8")
+        cps = conn.execute(select(audit_checkpoint).order_by(audit_checkpoint.c.tree_size)).all()
+        files["checkpoints.json"] = json.dumps([checkpoint_of(c).as_dict() for c in cps], indent=1).encode()
+        k = signing_key.c
+        keys = conn.execute(select(k.key_id, k.status, k.public_pem, k.created_at, k.revoked_at)
+                            .where(k.purpose == "audit").order_by(k.created_at)).all()
+        files["audit-keys.json"] = json.dumps([dict(key._mapping) for key in keys], indent=1).encode()
         last = last_checkpoint(conn)
     from datetime import UTC, datetime
 

@@ -19,26 +19,26 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from appliance.audit import merkle
 from appliance.audit.events import COLUMNS, Event, canonical
 from appliance.context import Actor, Context
-from appliance.db.engine import placeholder
+from appliance.db.engine import driver_sql
+from appliance.db.tables import audit_checkpoint, audit_event, audit_node, signing_key
 from appliance.errors import ApplianceError, NotFound, PermissionDenied
 from appliance.keys.crypto import KeyRecord, sign
 
 _LOCK_ID = 7245002
-_EVENT_COLUMNS = (*COLUMNS, "leaf_hash")
-
-
-def _insert_sql(conn, table: str, columns: tuple[str, ...]) -> str:
-    """Driver-level INSERT (positional parameters): executemany without per-row SQLAlchemy processing."""
-    mark = placeholder(conn.dialect)
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+_LEAF = select(audit_event.c.leaf_hash).where(audit_event.c.seq == bindparam("seq"))
+_NODE = select(audit_node.c.hash).where(audit_node.c.level == bindparam("level"), audit_node.c.idx == bindparam("idx"))
+_HEAD = select(audit_event.c.seq, audit_event.c.leaf_hash).order_by(audit_event.c.seq.desc()).limit(1)
+_NEWEST_CHECKPOINT = select(audit_checkpoint).order_by(audit_checkpoint.c.tree_size.desc()).limit(1)
+_APPEND_EVENTS, _APPEND_NODES = insert(audit_event), insert(audit_node)
 CHECKPOINT_HEADER = "appliance audit checkpoint v1"
 
 
@@ -69,20 +69,17 @@ def _now() -> str:
 def lock_appends(conn) -> None:
     """Serialise with every appender for the rest of this transaction (SQLite's transactions already are)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_ID)))
 
 
 def perfect_lookup(conn):
     """`perfect(level, index)` for merkle.subtree_hash, reading stored leaves and nodes."""
-    mark = placeholder(conn.dialect)
-    leaf_sql = f"SELECT leaf_hash FROM audit_event WHERE seq = {mark}"
-    node_sql = f"SELECT hash FROM audit_node WHERE level = {mark} AND idx = {mark}"
 
     def perfect(level: int, index: int) -> bytes:
         if level == 0:
-            row = conn.exec_driver_sql(leaf_sql, (index + 1,)).first()
+            row = conn.execute(_LEAF, {"seq": index + 1}).first()
         else:
-            row = conn.exec_driver_sql(node_sql, (level, index)).first()
+            row = conn.execute(_NODE, {"level": level, "idx": index}).first()
         if row is None:
             raise NotFound(f"audit tree node ({level}, {index}) is missing")
         return bytes.fromhex(row[0])
@@ -118,8 +115,19 @@ def _event_id() -> str:
 
 
 def _head(conn) -> tuple[int, bytes | None]:
-    row = conn.exec_driver_sql("SELECT seq, leaf_hash FROM audit_event ORDER BY seq DESC LIMIT 1").first()
+    row = conn.execute(_HEAD).first()
     return (0, None) if row is None else (int(row[0]), bytes.fromhex(row[1]))
+
+
+def _append_rows(conn, events: list[tuple], nodes: list[tuple]) -> None:
+    """Insert event rows (COLUMNS then leaf_hash) and Merkle nodes (level, idx, hash) at driver level: one
+    executemany each, without SQLAlchemy's per-row work (the appender's hot path, bench/audit_bench.py)."""
+    for statement, rows, fields in ((_APPEND_EVENTS, events, (*COLUMNS, "leaf_hash")),
+                                    (_APPEND_NODES, nodes, ("level", "idx", "hash"))):
+        if rows:
+            sql, names = driver_sql(conn.dialect, statement)
+            in_order = itemgetter(*(fields.index(name) for name in names))
+            conn.exec_driver_sql(sql, [in_order(row) for row in rows])
 
 
 def record_many(ctx: Context, session, events: list[Event], actor: Actor | None = None) -> list[int]:
@@ -142,9 +150,7 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
             nodes.append((level, idx, node.hex()))
         rows.append((*values, leaf.hex()))
         seqs.append(seq)
-    conn.exec_driver_sql(_insert_sql(conn, "audit_event", _EVENT_COLUMNS), rows)
-    if nodes:
-        conn.exec_driver_sql(_insert_sql(conn, "audit_node", ("level", "idx", "hash")), nodes)
+    _append_rows(conn, rows, nodes)
     _frontiers[str(conn.engine.url)] = (frontier, leaf)
     if isinstance(session, Session) and _signing_due(ctx, conn, size, frontier.size):
         _sign_after_commit(ctx, session)
@@ -164,9 +170,13 @@ def record_alone(ctx: Context, event: Event, actor: Actor | None = None) -> int:
 
 
 def last_checkpoint(conn) -> Checkpoint | None:
-    row = conn.execute(text("SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint "
-                            "ORDER BY tree_size DESC LIMIT 1")).first()
-    return None if row is None else Checkpoint(int(row[0]), row[1], row[2], row[3], row[4])
+    row = conn.execute(_NEWEST_CHECKPOINT).first()
+    return None if row is None else checkpoint_of(row)
+
+
+def checkpoint_of(row) -> Checkpoint:
+    """A checkpoint from its `audit_checkpoint` row."""
+    return Checkpoint(**{**row._mapping, "tree_size": int(row.tree_size)})
 
 
 # Per database: when the newest checkpoint known to this process was signed, and until when signing is not
@@ -246,21 +256,19 @@ def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
     unsigned = Checkpoint(size, root.hex(), datetime.now(UTC).isoformat(timespec="seconds"), key.key_id, "")
     signature = base64.b64encode(sign(ctx.settings, key, unsigned.body())).decode()
     cp = Checkpoint(size, unsigned.root, unsigned.ts, key.key_id, signature)
-    exists = conn.execute(text("SELECT 1 FROM audit_checkpoint WHERE tree_size = :n"), {"n": size}).first()
+    exists = conn.execute(select(audit_checkpoint.c.tree_size).where(audit_checkpoint.c.tree_size == size)).first()
     if not exists:
-        conn.execute(text("INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) "
-                          "VALUES (:tree_size, :root, :ts, :key_id, :signature)"), cp.__dict__)
+        conn.execute(insert(audit_checkpoint).values(cp.__dict__))
         anchors.append(ctx.settings, cp)  # the events are committed; the row commits after its anchor
     _last_signed[str(conn.engine.url)] = datetime.now(UTC)
     return cp
 
 
 def _active_audit_key(conn):
-    row = conn.execute(text(
-        "SELECT key_id, purpose, status, public_pem, private_file, created_at, retired_at, revoked_at, "
-        "revoked_reason FROM signing_key WHERE purpose = 'audit' AND status = 'active' "
-        "ORDER BY created_at DESC LIMIT 1")).first()
-    return None if row is None else KeyRecord(*row)
+    k = signing_key.c
+    row = conn.execute(select(signing_key).where(k.purpose == "audit", k.status == "active")
+                       .order_by(k.created_at.desc()).limit(1)).first()
+    return None if row is None else KeyRecord(**row._mapping)
 
 
 def checkpoint_now(ctx: Context, due=None) -> Checkpoint | None:

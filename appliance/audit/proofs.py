@@ -5,20 +5,20 @@ proof) in the newest checkpoint signed by a pinned audit key, with no `artifact.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import select
 
 from appliance.audit import merkle
-from appliance.audit.events import COLUMNS, canonical
-from appliance.audit.log import Checkpoint, perfect_lookup
+from appliance.audit.events import LEAF, canonical
+from appliance.audit.log import Checkpoint, checkpoint_of, perfect_lookup
+from appliance.db.tables import audit_checkpoint, audit_event
 
 
 def _newest_trusted_checkpoint(conn, trust) -> Checkpoint | None:
     from appliance.audit.verify import check_signature, trusted_audit_keys
 
     trusted, revoked, in_database = trusted_audit_keys(conn, trust)
-    for row in conn.execute(text("SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint "
-                                 "ORDER BY tree_size DESC LIMIT 20")).all():
-        cp = Checkpoint(int(row[0]), row[1], row[2], row[3], row[4])
+    for row in conn.execute(select(audit_checkpoint).order_by(audit_checkpoint.c.tree_size.desc()).limit(20)).all():
+        cp = checkpoint_of(row)
         if check_signature(cp, trusted, revoked, in_database) is None:
             return cp
     return None
@@ -31,7 +31,7 @@ def included(conn, trust, seq: int) -> str | None:
         return "no checkpoint signed by a pinned audit key"
     if cp.tree_size < seq:
         return f"event {seq} is not yet covered by a signed checkpoint (the newest covers {cp.tree_size})"
-    row = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM audit_event WHERE seq = :s"), {"s": seq}).first()
+    row = conn.execute(select(*LEAF).where(audit_event.c.seq == seq)).first()
     leaf = merkle.leaf_hash(canonical(tuple(row)))
     try:
         path = merkle.inclusion_path(seq - 1, cp.tree_size, perfect_lookup(conn))
@@ -45,17 +45,16 @@ def included(conn, trust, seq: int) -> str | None:
 def approval_problem(engine, trust, name: str, manifest_digest: str) -> str | None:
     """None when the trail proves this artifact (this manifest) approved and not revoked since; else why not."""
     with engine.connect() as conn:
-        approved = conn.execute(text(
-            "SELECT seq FROM audit_event WHERE action = 'artifact.approve' AND object_type = 'artifact' "
-            "AND object_id = :n AND outcome = 'ok' AND object_sha256 = :d ORDER BY seq DESC LIMIT 1"),
-            {"n": name, "d": manifest_digest}).scalar()
+        e = audit_event.c
+        about = (e.object_type == "artifact", e.object_id == name, e.outcome == "ok")
+        approved = conn.execute(select(e.seq).where(e.action == "artifact.approve", *about,
+                                                    e.object_sha256 == manifest_digest)
+                                .order_by(e.seq.desc()).limit(1)).scalar()
         if approved is None:
             return (f"no approval event for manifest {manifest_digest[:16]} in the audit trail: its status was set "
                     "outside the approval workflow")
-        revoked = conn.execute(text(
-            "SELECT seq FROM audit_event WHERE action = 'artifact.revoke' AND object_type = 'artifact' "
-            "AND object_id = :n AND outcome = 'ok' AND seq > :s ORDER BY seq LIMIT 1"),
-            {"n": name, "s": approved}).scalar()
+        revoked = conn.execute(select(e.seq).where(e.action == "artifact.revoke", *about, e.seq > approved)
+                               .order_by(e.seq).limit(1)).scalar()
         if revoked is not None:
             return f"revoked in the audit trail (event {revoked}) after its approval (event {approved})"
         problem = included(conn, trust, int(approved))

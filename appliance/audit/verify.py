@@ -18,18 +18,22 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.pool import NullPool
 
 from appliance.audit.anchors import Anchor
-from appliance.audit.events import COLUMNS, canonical
-from appliance.audit.log import Checkpoint
-from appliance.db.engine import placeholder
+from appliance.audit.events import LEAF, canonical
+from appliance.audit.log import Checkpoint, checkpoint_of
+from appliance.db.engine import driver_sql
+from appliance.db.tables import audit_checkpoint, audit_event, signing_key
 from appliance.errors import InputError
 from appliance.keys.crypto import verify_signature
 
 _BATCH = 20_000
 _PARALLEL_FROM = 200_000  # events; below this one process is faster than starting workers
+_STRETCH = (select(*LEAF, audit_event.c.leaf_hash)
+            .where(audit_event.c.seq >= bindparam("lo"), audit_event.c.seq < bindparam("hi"))
+            .order_by(audit_event.c.seq))
 
 
 @dataclass
@@ -117,7 +121,8 @@ def trusted_audit_keys(conn, trust: Trust) -> tuple[dict, set[str], set[str]]:
 
     from appliance.keys.crypto import key_id_of
 
-    rows = conn.execute(text("SELECT key_id, status, public_pem FROM signing_key WHERE purpose = 'audit'")).all()
+    k = signing_key.c
+    rows = conn.execute(select(k.key_id, k.status, k.public_pem).where(k.purpose == "audit")).all()
     revoked = {k for k, status, _ in rows if status == "revoked"}
     trusted = {k: v for k, v in trust.keys.items() if k not in revoked}
     for key_id, status, pem in rows:
@@ -169,11 +174,10 @@ def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
     sha = hashlib.sha256
     stack = out.stack
     try:
-        mark = placeholder(engine.dialect)
+        sql, names = driver_sql(engine.dialect, _STRETCH)
         cursor = raw.driver_connection.cursor(name="audit_verify") if engine.dialect.name == "postgresql" \
             else raw.cursor()
-        cursor.execute(f"SELECT {', '.join(COLUMNS)}, leaf_hash FROM audit_event "
-                       f"WHERE seq >= {mark} AND seq < {mark} ORDER BY seq", (lo, hi))
+        cursor.execute(sql, tuple({"lo": lo, "hi": hi}[name] for name in names))
         expected = lo
         while rows := cursor.fetchmany(_BATCH):
             for row in rows:
@@ -225,9 +229,9 @@ def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | N
         exported = [exported]
     with engine.connect() as conn:
         trusted, revoked, in_database = trusted_audit_keys(conn, trust)
-        stored = [Checkpoint(int(r[0]), r[1], r[2], r[3], r[4]) for r in conn.execute(text(
-            "SELECT tree_size, root, ts, key_id, signature FROM audit_checkpoint ORDER BY tree_size")).all()]
-        max_seq = int(conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM audit_event")).scalar())
+        stored = [checkpoint_of(r) for r in
+                  conn.execute(select(audit_checkpoint).order_by(audit_checkpoint.c.tree_size)).all()]
+        max_seq = int(conn.execute(select(func.coalesce(func.max(audit_event.c.seq), 0))).scalar())
     targets: dict[int, list[tuple[str, Checkpoint]]] = {}
 
     def admit(what: str, cp: Checkpoint) -> bool:
@@ -322,7 +326,7 @@ def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint
 def _check_freshness(engine, report: VerifyReport, trust: Trust, now: datetime) -> None:
     cadence = trust.cadence
     with engine.connect() as conn:
-        oldest = conn.execute(text("SELECT ts FROM audit_event WHERE seq = :s"), {"s": report.anchored + 1}).scalar()
+        oldest = conn.execute(select(audit_event.c.ts).where(audit_event.c.seq == report.anchored + 1)).scalar()
     if oldest is None:
         return
     age = (now - datetime.fromisoformat(oldest)).total_seconds()

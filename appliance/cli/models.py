@@ -19,7 +19,7 @@ def models() -> None:
 
 
 def _model_dict(model, files=None) -> dict:
-    data = model.model_dump()
+    data = model.as_dict()
     if files is not None:
         data["files"] = [{"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in files]
     return data

@@ -38,7 +38,8 @@ def build_gateway(app: App, backend_kind: str, model_name: str | None):
         gguf = verified_gguf(app.settings, model, files)
         digest = next(f.sha256 for f in files if f.relpath == model.gguf_file)
         backend = LlamaServerBackend(model.name, gguf, run_dir, threads, app.settings.file.llama.n_ctx,
-                                     parallel=policy.engine.parallel, drain_seconds=policy.engine.drain_seconds)
+                                     parallel=policy.llama_server.parallel,
+                                     drain_seconds=policy.llama_server.drain_seconds)
     elif backend_kind == "llamacpp-binding":
         gguf = verified_gguf(app.settings, model, files)
         digest = next(f.sha256 for f in files if f.relpath == model.gguf_file)

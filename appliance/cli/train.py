@@ -7,11 +7,14 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from appliance.cli.app import App, cli, emit_json, pass_app
 from appliance.cli.params import InFile
 from appliance.identity.roles import require
 from appliance.userfiles import InputFile
+
+FRAMEWORKS = ["auto", "unsloth", "trl"]
 
 
 @cli.command()
@@ -20,7 +23,9 @@ from appliance.userfiles import InputFile
 @click.option("--base", help="Registered base model (default: the recipe's).")
 @click.option("--name", help="Run name (default: DATASET-METHOD-TIME).")
 @click.option("--max-steps", type=click.IntRange(1, None), help="Override the recipe's length.")
-@click.option("--engine", type=click.Choice(["auto", "unsloth", "trl"]), default="auto", show_default=True)
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="auto", show_default=True,
+              help="What trains: Unsloth, or transformers + PEFT + TRL; auto takes what was measured faster here.")
+@click.option("--engine", type=click.Choice(FRAMEWORKS), hidden=True, help="The old name of --framework.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print parameters, memory and a measured time; train nothing.")
 @click.option("--resume", help="Continue RUN from its newest checkpoint (with --queue: by `appliance worker`).")
 @click.option("--force", is_flag=True, help="Train even when the plan says it will not fit.")
@@ -30,14 +35,19 @@ from appliance.userfiles import InputFile
 @click.option("--json", "as_json", is_flag=True, help="Print the run (or the plan) as JSON at the end.")
 @pass_app
 def train(app: App, recipe: InputFile | None, dataset_ref: str | None, base: str | None, name: str | None,
-          max_steps: int | None, engine: str, plan_only: bool, resume: str | None, force: bool, queue: bool,
-          model_config: InputFile | None, as_json: bool) -> None:
+          max_steps: int | None, framework: str, engine: str | None, plan_only: bool, resume: str | None, force: bool,
+          queue: bool, model_config: InputFile | None, as_json: bool) -> None:
     """Train a LoRA or QLoRA adapter from RECIPE on a dataset version, under the installed training policy.
 
     Runs inline by default; --queue records the run for `appliance worker` instead. RECIPE is read with your
     own permissions; the run records its digest and the training policy's."""
     from appliance.train.run import train as run_training
 
+    if engine is not None:  # scripts written before --framework keep working
+        given = click.get_current_context().get_parameter_source("framework") is not ParameterSource.DEFAULT
+        if given and framework != engine:
+            raise click.UsageError("give --framework only (--engine is its old name)")
+        framework = engine
     if model_config is not None:
         _plan_from_config(model_config, recipe, plan_only, as_json)
         return
@@ -49,7 +59,7 @@ def train(app: App, recipe: InputFile | None, dataset_ref: str | None, base: str
     # Training libraries print banners to stdout; stdout is kept for this command's own result.
     with contextlib.redirect_stdout(sys.stderr):
         outcome = run_training(app.ctx, recipe, dataset_ref, base=base, name=name, max_steps=max_steps,
-                               engine=engine, plan_only=plan_only, resume=resume, force=force, queue=queue,
+                               framework=framework, plan_only=plan_only, resume=resume, force=force, queue=queue,
                                say=say)
     if int(os.environ.get("RANK", "0")) > 0:  # one line per run, from the first process of a distributed run
         return
@@ -143,7 +153,7 @@ def runs_list(app: App, as_json: bool) -> None:
         click.echo("no runs")
     for x in found:
         loss = f"{x.final_loss:.4f}" if x.final_loss is not None else "-"
-        click.echo(f"{x.name:<36} {x.status:<11} {x.method:<5} {x.engine:<8} {x.steps_done:>5}/{x.max_steps:<5} "
+        click.echo(f"{x.name:<36} {x.status:<11} {x.method:<5} {x.framework:<8} {x.steps_done:>5}/{x.max_steps:<5} "
                    f"loss {loss:<8} {x.dataset_ref} on {x.base_model}")
 
 
@@ -161,9 +171,9 @@ def runs_show(app: App, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({**run.as_dict(), "metrics": metrics})
         return
-    for key in ("name", "status", "method", "engine", "engine_reason", "recipe_file", "recipe_digest", "base_model",
-                "base_digest", "dataset_ref", "dataset_digest", "seed", "steps_done", "max_steps", "final_loss",
-                "created_by", "started_at", "finished_at", "error"):
+    for key in ("name", "status", "method", "framework", "framework_reason", "recipe_file", "recipe_digest",
+                "base_model", "base_digest", "dataset_ref", "dataset_digest", "seed", "steps_done", "max_steps",
+                "final_loss", "created_by", "started_at", "finished_at", "error"):
         click.echo(f"{key:<15} {getattr(run, key)}")
     if run.status == "running":
         from appliance.train import lease

@@ -91,8 +91,6 @@ def recover_staged(ctx: Context) -> list[str]:
     import shutil
     import time
 
-    from sqlalchemy import text
-
     done = []
     tmp = ctx.settings.tmp_dir
     if not tmp.is_dir():
@@ -100,7 +98,7 @@ def recover_staged(ctx: Context) -> list[str]:
     for stage in tmp.glob(f"{_STAGE_PREFIX}*"):
         vid = stage.name[len(_STAGE_PREFIX):]
         with ctx.engine.connect() as conn:
-            path = conn.execute(text("SELECT path FROM dataset_version WHERE id = :i"), {"i": vid}).scalar()
+            path = versions.path_of(conn, vid)
         if path is not None:
             final = ctx.settings.home / path
             if not final.exists():
@@ -320,12 +318,7 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
                 lineage=lineage, scrub_report=scrub_report, lint_report=lint_report, rejects=rejects)
             versions.insert(conn, v)
             for c in canary_list:
-                from sqlalchemy import text
-
-                conn.execute(text("INSERT INTO dataset_canary (dataset_id, canary_id, secret, sentence, repetitions, "
-                                  "record_ids) VALUES (:d, :c, :s, :t, :r, :ids)"),
-                             {"d": vid, "c": c.canary_id, "s": c.secret, "t": c.sentence, "r": c.repetitions,
-                              "ids": json.dumps(list(c.record_ids))})
+                versions.insert_canary(conn, vid, c)
             record(ctx, s, Event("data.ingest", "dataset", v.ref, object_sha256=digest, details={
                 "records": v.records, "rejected": v.rejected, "format": v.format, "policy_digest": policy_digest,
                 "inputs": [f["sha256"] for f in parsed.files], "entities_found": scrub_report["entities_found"]}))

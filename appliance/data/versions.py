@@ -9,15 +9,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, select
+from sqlalchemy import insert as sql_insert
 
 from appliance.config import Settings
+from appliance.db.tables import dataset_canary
+from appliance.db.tables import dataset_version as t
 from appliance.errors import InputError, NotFound
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_COLUMNS = ("id", "name", "version", "digest", "format", "records", "train_records", "eval_records", "rejected",
-            "path", "policy_digest", "policy_strictness", "created_at", "created_by", "lineage", "scrub_report",
-            "lint_report", "rejects")
 _JSON = ("lineage", "scrub_report", "lint_report", "rejects")
 
 
@@ -47,7 +47,7 @@ class DatasetVersion:
         return f"{self.name}@v{self.version}"
 
     def as_dict(self, full: bool = True) -> dict:
-        data = {k: getattr(self, k) for k in _COLUMNS}
+        data = {c.name: getattr(self, c.name) for c in t.c}
         data["ref"] = self.ref
         if not full:
             for k in _JSON:
@@ -70,7 +70,7 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 def _row(row) -> DatasetVersion:
-    values = dict(zip(_COLUMNS, row, strict=True))
+    values = dict(row._mapping)
     for k in _JSON:
         values[k] = json.loads(values[k])
     return DatasetVersion(**values)
@@ -78,10 +78,10 @@ def _row(row) -> DatasetVersion:
 
 def get_version(engine, ref: str) -> DatasetVersion:
     name, version = parse_ref(ref)
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM dataset_version WHERE name = :n"
-    sql += " AND version = :v" if version else " ORDER BY version DESC LIMIT 1"
+    query = select(t).where(t.c.name == name)
+    query = query.where(t.c.version == version) if version else query.order_by(t.c.version.desc()).limit(1)
     with engine.connect() as conn:
-        row = conn.execute(text(sql), {"n": name, "v": version}).first()
+        row = conn.execute(query).first()
     if row is None:
         raise NotFound(f"no dataset {ref!r}; see `appliance data list`")
     return _row(row)
@@ -89,19 +89,22 @@ def get_version(engine, ref: str) -> DatasetVersion:
 
 def list_versions(engine) -> list[DatasetVersion]:
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM dataset_version ORDER BY name, version")).all()
+        rows = conn.execute(select(t).order_by(t.c.name, t.c.version)).all()
     return [_row(r) for r in rows]
 
 
 def next_version(conn, name: str) -> int:
-    return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM dataset_version WHERE name = :n"),
-                            {"n": name}).scalar()) + 1
+    return int(conn.execute(select(func.coalesce(func.max(t.c.version), 0)).where(t.c.name == name)).scalar()) + 1
+
+
+def path_of(conn, version_id: str) -> str | None:
+    """Where a recorded version lives (relative to the home); None when no version has that id."""
+    return conn.execute(select(t.c.path).where(t.c.id == version_id)).scalar()
 
 
 def find_by_digest(engine, name: str, digest: str) -> DatasetVersion | None:
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM dataset_version WHERE name = :n AND digest = :d"),
-                           {"n": name, "d": digest}).first()
+        row = conn.execute(select(t).where(t.c.name == name, t.c.digest == digest)).first()
     return _row(row) if row else None
 
 
@@ -110,8 +113,14 @@ def insert(conn, v: DatasetVersion) -> None:
     values.pop("ref")
     for k in _JSON:
         values[k] = json.dumps(values[k], sort_keys=True)
-    conn.execute(text(f"INSERT INTO dataset_version ({', '.join(_COLUMNS)}) VALUES "
-                      f"({', '.join(':' + c for c in _COLUMNS)})"), values)
+    conn.execute(sql_insert(t).values(values))
+
+
+def insert_canary(conn, dataset_id: str, canary) -> None:
+    """Record a canary (`canaries.Canary`) planted in a version's records."""
+    conn.execute(sql_insert(dataset_canary).values(
+        dataset_id=dataset_id, canary_id=canary.canary_id, secret=canary.secret, sentence=canary.sentence,
+        repetitions=canary.repetitions, record_ids=json.dumps(list(canary.record_ids))))
 
 
 def content_digest(split_records: list[tuple[str, dict]]) -> str:
@@ -174,7 +183,7 @@ def export_jsonl(ctx, ref: str, out, split: str = "all") -> dict:
 
 def canaries(engine, v: DatasetVersion) -> list[dict]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT canary_id, secret, sentence, repetitions, record_ids FROM dataset_canary "
-                                 "WHERE dataset_id = :d ORDER BY canary_id"), {"d": v.id}).all()
-    return [{"canary_id": r[0], "secret": r[1], "sentence": r[2], "repetitions": r[3],
-             "record_ids": json.loads(r[4])} for r in rows]
+        c = dataset_canary.c
+        rows = conn.execute(select(c.canary_id, c.secret, c.sentence, c.repetitions, c.record_ids)
+                            .where(c.dataset_id == v.id).order_by(c.canary_id)).all()
+    return [{**r._mapping, "record_ids": json.loads(r.record_ids)} for r in rows]

@@ -1,4 +1,4 @@
-"""The database: one engine per settings, numbered append-only migrations, SQLModel tables."""
+"""The database: one engine per settings, numbered append-only migrations, SQLAlchemy Core tables."""
 
 from appliance.db.engine import connect, session_scope
 from appliance.db.migrations import MIGRATIONS, applied_migrations, migrate, require_current

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlmodel import Session, create_engine
+from sqlalchemy.orm import Session
 
 from appliance.config import Settings
 from appliance.errors import ConfigError, StorageError
@@ -19,7 +19,7 @@ from appliance.errors import ConfigError, StorageError
 
 def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int = 30000) -> None:
     dbapi_conn.isolation_level = None  # the driver's own BEGIN is replaced by _sqlite_begin
-    cur = dbapi_conn.cursor()
+    cur = dbapi_conn.cursor()  # SQLite's per-connection settings: PRAGMAs, at driver level (no Core construct)
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
@@ -28,9 +28,19 @@ def _sqlite_pragmas(dbapi_conn, _record, busy_ms: int = 30000) -> None:
     cur.close()
 
 
-def placeholder(dialect) -> str:
-    """The driver's positional parameter marker, for driver-level SQL (sqlite3: ?, psycopg: %s)."""
-    return "?" if dialect.paramstyle == "qmark" else "%s"
+_driver_sql: dict[tuple, tuple[str, tuple[str, ...]]] = {}
+
+
+def driver_sql(dialect, statement) -> tuple[str, tuple[str, ...]]:
+    """A Core statement (module-level, built once) as the driver's SQL with positional parameters, and the names
+    of its parameters in their order: for the few hot paths that run at driver level (executemany without
+    SQLAlchemy's per-row work, a server-side cursor), still built from `db/tables.py` rather than written out."""
+    key = (dialect.name, statement)
+    if key not in _driver_sql:
+        positional = dialect if dialect.paramstyle in ("qmark", "format") else type(dialect)(paramstyle="format")
+        compiled = statement.compile(dialect=positional)
+        _driver_sql[key] = (compiled.string, tuple(compiled.positiontup or ()))
+    return _driver_sql[key]
 
 
 WRITE = {"appliance_write": True}
@@ -40,6 +50,7 @@ def _sqlite_begin(conn) -> None:
     """A writing transaction (`session_scope`, `writing(engine).begin()`) takes the write lock up front, so
     concurrent appenders queue on busy_timeout instead of failing when a read snapshot is upgraded to a write;
     a read (`engine.connect()`) takes a WAL snapshot and never blocks, nor is blocked by, a writer."""
+    # SQLite's own transaction modes, which SQLAlchemy does not express: driver level
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("appliance_write") else "BEGIN")
 
 

@@ -11,10 +11,11 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import inspect, text
+from sqlalchemy import func, insert, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from appliance.db.engine import writing
+from appliance.db.tables import schema_migrations
 from appliance.errors import StorageError
 
 
@@ -316,14 +317,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE training_run ADD COLUMN lease_owner VARCHAR(200)",
         "ALTER TABLE training_run ADD COLUMN heartbeat_at VARCHAR(32)",
     )),
+    Migration(10, "a run names its training framework (unsloth or trl); engine is the database's word", (
+        "ALTER TABLE training_run RENAME COLUMN engine TO framework",
+        "ALTER TABLE training_run RENAME COLUMN engine_reason TO framework_reason",
+    )),
 )
 
-_LEDGER = "schema_migrations"
+_LEDGER = schema_migrations.name
 
 
 def _ensure_ledger(engine: Engine) -> None:
     with writing(engine).begin() as conn:
-        conn.execute(text(
+        conn.execute(text(  # DDL, like the migrations: the ledger exists before any of them
             f"CREATE TABLE IF NOT EXISTS {_LEDGER} ("
             "number INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum VARCHAR(64) NOT NULL, "
             "applied_at VARCHAR(32) NOT NULL)"
@@ -335,7 +340,8 @@ def applied_migrations(engine: Engine) -> dict[int, str]:
     if not inspect(engine).has_table(_LEDGER):
         return {}
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT number, checksum FROM {_LEDGER} ORDER BY number")).all()
+        t = schema_migrations
+        rows = conn.execute(select(t.c.number, t.c.checksum).order_by(t.c.number)).all()
     return {int(n): c for n, c in rows}
 
 
@@ -362,18 +368,16 @@ def migrate(engine: Engine) -> list[int]:
             continue
         with writing(engine).begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(7245001)"))
-                again = conn.execute(text(f"SELECT 1 FROM {_LEDGER} WHERE number = :n"),
-                                     {"n": migration.number}).first()
+                conn.execute(select(func.pg_advisory_xact_lock(7245001)))
+                again = conn.execute(select(schema_migrations.c.number)
+                                     .where(schema_migrations.c.number == migration.number)).first()
                 if again:
                     continue
             for statement in migration.sql_for(conn.dialect.name):
-                conn.exec_driver_sql(statement)
-            conn.execute(
-                text(f"INSERT INTO {_LEDGER} (number, name, checksum, applied_at) VALUES (:n, :name, :c, :t)"),
-                {"n": migration.number, "name": migration.name, "c": migration.checksum,
-                 "t": datetime.now(UTC).isoformat(timespec="seconds")},
-            )
+                conn.exec_driver_sql(statement)  # the migration itself: DDL, kept as written (checksummed)
+            conn.execute(insert(schema_migrations).values(
+                number=migration.number, name=migration.name, checksum=migration.checksum,
+                applied_at=datetime.now(UTC).isoformat(timespec="seconds")))
         done.append(migration.number)
     return done
 

@@ -10,13 +10,14 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import insert, select
 
 from appliance.artifacts import registry
 from appliance.audit.events import Event
 from appliance.audit.log import record
 from appliance.context import Context
 from appliance.db import session_scope
+from appliance.db.tables import drift_check as t
 from appliance.digests import sha256_file
 from appliance.eval import run as evaluation
 from appliance.eval import store
@@ -26,8 +27,6 @@ from appliance.train import runs
 from appliance.train.recipe import Recipe
 
 OK, DROP, UNVERIFIABLE = "ok", "drop", "unverifiable"
-_COLUMNS = ("id", "artifact", "eval_id", "checked_at", "checked_by", "status", "task_metric", "task_value",
-            "task_baseline", "suite_value", "suite_baseline", "max_drop", "detail")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class DriftCheck:
     detail: str
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in _COLUMNS}
+        return {c.name: getattr(self, c.name) for c in t.c}
 
     @property
     def drops(self) -> dict[str, float]:
@@ -105,8 +104,7 @@ def check(ctx: Context, artifact: registry.Artifact, max_drop: float, say=lambda
                        task_metric, values["task_value"], task_baseline, values["suite_value"], suite_baseline,
                        max_drop, detail)
     with session_scope(ctx.engine) as s:
-        s.connection().execute(text(f"INSERT INTO drift_check ({', '.join(_COLUMNS)}) VALUES "
-                                    f"({', '.join(':' + c for c in _COLUMNS)})"), point.as_dict())
+        s.connection().execute(insert(t).values(point.as_dict()))
         record(ctx, s, Event("eval.scheduled" if status == OK else "eval.drift", "artifact", artifact.name,
                              object_sha256=artifact.manifest_digest, reason="" if status == OK else detail,
                              details={"check_id": point.id, "status": status, "drops": point.drops}))
@@ -127,14 +125,15 @@ def scheduled(ctx: Context, *, say=lambda _: None) -> list[DriftCheck]:
 
 
 def _check(row) -> DriftCheck:
-    return DriftCheck(**dict(zip(_COLUMNS, row, strict=True)))
+    return DriftCheck(**row._mapping)
 
 
 def history(engine, artifact: str | None = None) -> list[DriftCheck]:
-    where = "WHERE artifact = :a " if artifact else ""
+    query = select(t).order_by(t.c.checked_at, t.c.id)
+    if artifact:
+        query = query.where(t.c.artifact == artifact)
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM drift_check {where}"
-                                 "ORDER BY checked_at, id"), {"a": artifact} if artifact else {}).all()
+        rows = conn.execute(query).all()
     return [_check(r) for r in rows]
 
 

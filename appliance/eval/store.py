@@ -1,34 +1,31 @@
-"""Stored evaluations (table `eval_result`): one row per `appliance eval`, its result JSON, and the officer's
-override. The one place that names the table's columns."""
+"""Stored evaluations (table `eval_result`, declared in `db/tables.py`): one row per `appliance eval`, its result
+JSON, and the officer's override."""
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import text
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import select, update
 
+from appliance.db.tables import eval_result as t
 from appliance.errors import NotFound
 from appliance.eval.result import EvalResult
 
-COLUMNS = ("id", "run_id", "run_name", "created_at", "created_by", "adapter_digest", "policy_digest", "suite_digest",
-           "judge_model", "passed", "result", "report_path", "override_by", "override_reason", "override_at")
-
 
 def insert(conn, evaluation: EvalResult) -> None:
-    values = {k: getattr(evaluation, k) for k in COLUMNS}
+    values = {c.name: getattr(evaluation, c.name) for c in t.c}
     values["result"] = json.dumps(evaluation.result, sort_keys=True)
     values["passed"] = int(evaluation.passed)
-    conn.execute(text(f"INSERT INTO eval_result ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"),
-                 values)
+    conn.execute(sql_insert(t).values(values))
 
 
 def set_override(conn, eval_id: str, by: str, reason: str, at: str) -> None:
-    conn.execute(text("UPDATE eval_result SET override_by = :u, override_reason = :r, override_at = :t WHERE id = :id"),
-                 {"u": by, "r": reason, "t": at, "id": eval_id})
+    conn.execute(update(t).where(t.c.id == eval_id).values(override_by=by, override_reason=reason, override_at=at))
 
 
 def _result(row) -> EvalResult:
-    values = dict(zip(COLUMNS, row, strict=True))
+    values = dict(row._mapping)
     values["result"] = json.loads(values["result"])
     values["passed"] = bool(values["passed"])
     return EvalResult(**values)
@@ -36,8 +33,8 @@ def _result(row) -> EvalResult:
 
 def latest(engine, run_name: str) -> EvalResult:
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM eval_result WHERE run_name = :n "
-                                "ORDER BY created_at DESC, id DESC LIMIT 1"), {"n": run_name}).first()
+        row = conn.execute(select(t).where(t.c.run_name == run_name)
+                           .order_by(t.c.created_at.desc(), t.c.id.desc()).limit(1)).first()
     if row is None:
         raise NotFound(f"run {run_name!r} has not been evaluated; run `appliance eval {run_name}`")
     return _result(row)
@@ -45,7 +42,7 @@ def latest(engine, run_name: str) -> EvalResult:
 
 def get_result(engine, eval_id: str) -> EvalResult:
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM eval_result WHERE id = :i"), {"i": eval_id}).first()
+        row = conn.execute(select(t).where(t.c.id == eval_id)).first()
     if row is None:
         raise NotFound(f"no evaluation {eval_id}")
     return _result(row)
@@ -53,5 +50,5 @@ def get_result(engine, eval_id: str) -> EvalResult:
 
 def list_results(engine) -> list[EvalResult]:
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM eval_result ORDER BY created_at, id")).all()
+        rows = conn.execute(select(t).order_by(t.c.created_at, t.c.id)).all()
     return [_result(r) for r in rows]

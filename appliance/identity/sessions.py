@@ -16,12 +16,13 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import insert, select, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
 from appliance.context import Actor, Context
 from appliance.db import session_scope
+from appliance.db.tables import auth_session as t
 from appliance.errors import PermissionDenied
 from appliance.identity import tokens
 from appliance.identity.session_file import FileSessionStore, SessionStore, session_path
@@ -46,10 +47,8 @@ def login(ctx: Context, store: SessionStore, name: str, password: str) -> tuple[
     expires = (now + timedelta(hours=ctx.settings.file.identity.session_hours)).isoformat(timespec="seconds")
     actor = user.actor("password")
     with session_scope(ctx.engine) as s:
-        s.execute(text("INSERT INTO auth_session (id, user_id, secret_hash, os_user, os_uid, created_at, expires_at) "
-                       "VALUES (:id, :u, :h, :os, :uid, :c, :e)"),
-                  {"id": session_id, "u": user.id, "h": secret_hash(secret), "os": ctx.os.name, "uid": ctx.os.uid,
-                   "c": now.isoformat(timespec="seconds"), "e": expires})
+        s.execute(insert(t).values(id=session_id, user_id=user.id, secret_hash=secret_hash(secret), os_user=ctx.os.name,
+                                   os_uid=ctx.os.uid, created_at=now.isoformat(timespec="seconds"), expires_at=expires))
         record(ctx, s, Event("user.login", "user", user.name, details={
             "session": session_id, "expires_at": expires, "one_time": user.must_change_password}),
             actor)
@@ -59,9 +58,8 @@ def login(ctx: Context, store: SessionStore, name: str, password: str) -> tuple[
 
 def _session_row(engine, data: dict):
     with engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT secret_hash, expires_at, revoked_at, user_id, os_uid, os_user FROM auth_session WHERE id = :id"),
-            {"id": str(data.get("session"))}).first()
+        return conn.execute(select(t.c.secret_hash, t.c.expires_at, t.c.revoked_at, t.c.user_id, t.c.os_uid,
+                                   t.c.os_user).where(t.c.id == str(data.get("session")))).first()
 
 
 def current_actor(ctx: Context, store: SessionStore, token: str | None) -> Actor:
@@ -104,8 +102,8 @@ def logout(ctx: Context, store: SessionStore) -> bool:
         hmac.compare_digest(row[0], secret_hash(str(data.get("secret", ""))))
     if mine:
         with session_scope(ctx.engine) as s:
-            s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE id = :id AND revoked_at IS NULL"),
-                      {"t": _now().isoformat(timespec="seconds"), "id": str(data.get("session"))})
+            s.execute(update(t).where(t.c.id == str(data.get("session")), t.c.revoked_at.is_(None))
+                      .values(revoked_at=_now().isoformat(timespec="seconds")))
             record(ctx, s, Event("user.logout", "user", str(data.get("user", "?")),
                                  details={"session": str(data.get("session"))}))
     store.clear()

@@ -18,12 +18,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import insert, select, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
 from appliance.context import Context, os_user_name
 from appliance.db import session_scope
+from appliance.db.tables import api_token as t
+from appliance.db.tables import app_user
 from appliance.errors import InputError, NotFound, PermissionDenied
 from appliance.identity.roles import allowed, require
 from appliance.identity.users import get_user, user_by_id
@@ -109,50 +111,52 @@ def create(ctx: Context, user_name: str | None = None, adapters: list[str] | Non
                      (now + timedelta(days=expires_days)).isoformat(timespec="seconds") if expires_days else None, None,
                      scope, bound_uid)
     with session_scope(ctx.engine) as s:
-        s.execute(text("INSERT INTO api_token (id, user_id, secret_hash, adapters, created_at, created_by, expires_at, "
-                       "scope, os_uid) VALUES (:id, :u, :h, :a, :c, :by, :e, :scope, :uid)"),
-                  {"id": token_id, "u": user.id, "h": _hash(secret),
-                   "a": json.dumps(info.adapters) if info.adapters else None, "c": info.created_at,
-                   "by": info.created_by, "e": info.expires_at, "scope": scope, "uid": bound_uid})
+        s.execute(insert(t).values(
+            id=token_id, user_id=user.id, secret_hash=_hash(secret),
+            adapters=json.dumps(info.adapters) if info.adapters else None, created_at=info.created_at,
+            created_by=info.created_by, expires_at=info.expires_at, scope=scope, os_uid=bound_uid))
         record(ctx, s, Event("token.create", "token", token_id, details={
             "user": user.name, "adapters": info.adapters, "expires_at": info.expires_at, "scope": scope,
             "bound_os_user": os_user_name(bound_uid) if bound_uid is not None else None}))
     return f"apl_{token_id}_{secret}", info
 
 
-_SELECT = ("SELECT t.id, u.name, t.adapters, t.created_at, t.created_by, t.expires_at, t.revoked_at, t.scope, "
-           "t.os_uid FROM api_token t JOIN app_user u ON u.id = t.user_id")
+_SELECT = select(t.c.id, app_user.c.name.label("user"), t.c.adapters, t.c.created_at, t.c.created_by,
+                 t.c.expires_at, t.c.revoked_at, t.c.scope, t.c.os_uid).join_from(t, app_user,
+                                                                                   app_user.c.id == t.c.user_id)
 
 
 def _info(row) -> TokenInfo:
-    return TokenInfo(row[0], row[1], json.loads(row[2]) if row[2] else None, row[3], row[4], row[5], row[6], row[7],
-                     None if row[8] is None else int(row[8]))
+    values = dict(row._mapping)
+    return TokenInfo(**{**values, "adapters": json.loads(row.adapters) if row.adapters else None,
+                        "os_uid": None if row.os_uid is None else int(row.os_uid)})
 
 
 def list_tokens(ctx: Context) -> list[TokenInfo]:
     """Every token for an admin; one's own otherwise."""
     manage = allowed(ctx.actor.role, "tokens.manage")
     require(ctx, "tokens.manage" if manage else "tokens.own", "token", "*")
-    where, params = ("", {}) if manage else (" WHERE u.name = :n", {"n": ctx.actor.user})
+    query = _SELECT.order_by(t.c.created_at)
+    if not manage:
+        query = query.where(app_user.c.name == ctx.actor.user)
     with ctx.engine.connect() as conn:
-        return [_info(r) for r in conn.execute(text(f"{_SELECT}{where} ORDER BY t.created_at"), params).all()]
+        return [_info(r) for r in conn.execute(query).all()]
 
 
 def revoke(ctx: Context, token_id: str) -> TokenInfo:
     with ctx.engine.connect() as conn:
-        row = conn.execute(text(f"{_SELECT} WHERE t.id = :id"), {"id": token_id}).first()
-    own = row is not None and row[1] == ctx.actor.user
+        row = conn.execute(_SELECT.where(t.c.id == token_id)).first()
+    own = row is not None and row.user == ctx.actor.user
     require(ctx, "tokens.own" if own else "tokens.manage", "token", token_id)
     if row is None:
         raise NotFound(f"no token with id {token_id!r}")
-    if row[6]:
+    if row.revoked_at:
         raise InputError(f"token {token_id} is already revoked")
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE api_token SET revoked_at = :t WHERE id = :id"),
-                  {"t": _now().isoformat(timespec="seconds"), "id": token_id})
-        record(ctx, s, Event("token.revoke", "token", token_id, details={"user": row[1]}))
+        s.execute(update(t).where(t.c.id == token_id).values(revoked_at=_now().isoformat(timespec="seconds")))
+        record(ctx, s, Event("token.revoke", "token", token_id, details={"user": row.user}))
     with ctx.engine.connect() as conn:
-        return _info(conn.execute(text(f"{_SELECT} WHERE t.id = :id"), {"id": token_id}).first())
+        return _info(conn.execute(_SELECT.where(t.c.id == token_id)).first())
 
 
 def resolve(engine, token: str, *, scope: str = GATEWAY, os_uid: int | None = None):
@@ -163,22 +167,22 @@ def resolve(engine, token: str, *, scope: str = GATEWAY, os_uid: int | None = No
         raise PermissionDenied("API token is malformed")
     token_id, secret = match.groups()
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT user_id, secret_hash, expires_at, revoked_at, id, adapters, created_at, "
-                                "created_by, scope, os_uid FROM api_token WHERE id = :id"), {"id": token_id}).first()
-    if row is None or not hmac.compare_digest(row[1], _hash(secret)):
+        row = conn.execute(select(t).where(t.c.id == token_id)).first()
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         raise PermissionDenied("API token not recognised")
-    if row[3]:
+    if row.revoked_at:
         raise PermissionDenied("API token revoked")
-    if row[2] and datetime.fromisoformat(row[2]) <= _now():
-        raise PermissionDenied(f"API token expired at {row[2]}")
-    if row[8] != scope:
+    if row.expires_at and datetime.fromisoformat(row.expires_at) <= _now():
+        raise PermissionDenied(f"API token expired at {row.expires_at}")
+    if row.scope != scope:
         names = {GATEWAY: "the gateway (queries only)", CONTROL: "the command line"}
-        raise PermissionDenied(f"this API token is for {names.get(row[8], row[8])}, not for {names[scope]}")
-    if scope == CONTROL and (row[9] is None or int(row[9]) != os_uid):
-        raise PermissionDenied(f"this control token is bound to OS account {os_user_name(int(row[9]))}"
-                               if row[9] is not None else "this control token is bound to no OS account")
-    user = user_by_id(engine, row[0])
+        raise PermissionDenied(f"this API token is for {names.get(row.scope, row.scope)}, not for {names[scope]}")
+    if scope == CONTROL and (row.os_uid is None or int(row.os_uid) != os_uid):
+        raise PermissionDenied(f"this control token is bound to OS account {os_user_name(int(row.os_uid))}"
+                               if row.os_uid is not None else "this control token is bound to no OS account")
+    user = user_by_id(engine, row.user_id)
     if user.disabled:
         raise PermissionDenied(f"user {user.name!r} is disabled")
-    return user, TokenInfo(token_id, user.name, json.loads(row[5]) if row[5] else None, row[6], row[7], row[2], None,
-                           row[8], None if row[9] is None else int(row[9]))
+    return user, TokenInfo(token_id, user.name, json.loads(row.adapters) if row.adapters else None, row.created_at,
+                           row.created_by, row.expires_at, None, row.scope,
+                           None if row.os_uid is None else int(row.os_uid))

@@ -11,15 +11,17 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import false, func, insert, select, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
 from appliance.context import Actor, Context
 from appliance.db import session_scope
+from appliance.db.tables import api_token, auth_session
+from appliance.db.tables import app_user as t
 from appliance.errors import AlreadyExists, InputError, NotFound, PermissionDenied
 from appliance.identity import passwords
 from appliance.identity.roles import ROLES, require
@@ -50,9 +52,7 @@ class User:
         return Actor(self.name, self.role, auth, self.must_change_password)
 
 
-_FIELDS = ("id, name, role, disabled, failed_logins, locked_until, created_at, created_by, must_change_password, "
-           "password_changed_at")
-_SELECT = f"SELECT {_FIELDS} FROM app_user"
+_USER = [t.c[f.name] for f in fields(User)]  # every column but the password's hash
 
 
 def _now() -> datetime:
@@ -64,7 +64,7 @@ def _stamp(moment: datetime | None = None) -> str:
 
 
 def _user(row) -> User:
-    return User(row[0], row[1], row[2], bool(row[3]), int(row[4]), row[5], row[6], row[7], bool(row[8]), row[9])
+    return User(**{f.name: row._mapping[f.name] for f in fields(User)})  # Boolean columns read back as bool
 
 
 def check_name(name: str) -> str:
@@ -82,7 +82,7 @@ def check_role(role: str) -> str:
 
 def _one(engine, column: str, value: str) -> User:
     with engine.connect() as conn:
-        row = conn.execute(text(f"{_SELECT} WHERE {column} = :v"), {"v": value}).first()
+        row = conn.execute(select(*_USER).where(t.c[column] == value)).first()
     if row is None:
         raise NotFound(f"no user named {value!r}" if column == "name" else f"no user with id {value!r}")
     return _user(row)
@@ -99,12 +99,12 @@ def user_by_id(engine, user_id: str) -> User:
 def list_users(ctx: Context) -> list[User]:
     require(ctx, "users.manage", "user", "*")
     with ctx.engine.connect() as conn:
-        return [_user(r) for r in conn.execute(text(f"{_SELECT} ORDER BY name")).all()]
+        return [_user(r) for r in conn.execute(select(*_USER).order_by(t.c.name)).all()]
 
 
 def count_users(engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT COUNT(*) FROM app_user")).scalar())
+        return int(conn.execute(select(func.count()).select_from(t)).scalar())
 
 
 def add_user(ctx: Context, name: str, role: str, password: str) -> User:
@@ -116,13 +116,11 @@ def add_user(ctx: Context, name: str, role: str, password: str) -> User:
     pw_hash = passwords.hash_password(password)
     user = User(uuid.uuid4().hex, name, role, False, 0, None, _stamp(), ctx.actor.user, True, None)
     with session_scope(ctx.engine) as s:
-        if s.execute(text("SELECT 1 FROM app_user WHERE name = :n"), {"n": name}).first():
+        if s.execute(select(t.c.id).where(t.c.name == name)).first():
             raise AlreadyExists(f"user {name!r} already exists")
-        s.execute(text("INSERT INTO app_user (id, name, role, password_hash, disabled, failed_logins, created_at, "
-                       "created_by, must_change_password) VALUES (:id, :name, :role, :h, FALSE, 0, :created_at, "
-                       ":created_by, TRUE)"),
-                  {"id": user.id, "name": name, "role": role, "h": pw_hash, "created_at": user.created_at,
-                   "created_by": user.created_by})
+        s.execute(insert(t).values(id=user.id, name=name, role=role, password_hash=pw_hash, disabled=False,
+                                   failed_logins=0, created_at=user.created_at, created_by=user.created_by,
+                                   must_change_password=True))
         record(ctx, s, Event("user.create", "user", name, details={"role": role, "one_time": True}))
     return user
 
@@ -131,11 +129,12 @@ def _revoke_access(s, user_id: str, *, sessions_too: bool = True, tokens_too: bo
                    keep_session: str | None = None) -> None:
     stamp = _stamp()
     if sessions_too:
-        s.execute(text("UPDATE auth_session SET revoked_at = :t WHERE user_id = :id AND revoked_at IS NULL "
-                       "AND id <> :keep"), {"t": stamp, "id": user_id, "keep": keep_session or ""})
+        c = auth_session.c
+        s.execute(update(auth_session).where(c.user_id == user_id, c.revoked_at.is_(None), c.id != (keep_session or ""))
+                  .values(revoked_at=stamp))
     if tokens_too:
-        s.execute(text("UPDATE api_token SET revoked_at = :t WHERE user_id = :id AND revoked_at IS NULL"),
-                  {"t": stamp, "id": user_id})
+        c = api_token.c
+        s.execute(update(api_token).where(c.user_id == user_id, c.revoked_at.is_(None)).values(revoked_at=stamp))
 
 
 def set_disabled(ctx: Context, name: str, disabled: bool = True) -> User:
@@ -144,7 +143,7 @@ def set_disabled(ctx: Context, name: str, disabled: bool = True) -> User:
     if name == ctx.actor.user and disabled:
         raise InputError("you cannot disable yourself")
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE app_user SET disabled = :d WHERE id = :id"), {"d": disabled, "id": user.id})
+        s.execute(update(t).where(t.c.id == user.id).values(disabled=disabled))
         if disabled:
             _revoke_access(s, user.id)
         record(ctx, s, Event("user.disable" if disabled else "user.enable", "user", name))
@@ -158,7 +157,7 @@ def set_role(ctx: Context, name: str, role: str) -> User:
     if name == ctx.actor.user:
         raise InputError("you cannot change your own role")
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE app_user SET role = :r WHERE id = :id"), {"r": role, "id": user.id})
+        s.execute(update(t).where(t.c.id == user.id).values(role=role))
         record(ctx, s, Event("user.set_role", "user", name, details={"from": user.role, "to": role}))
     return get_user(ctx.engine, name)
 
@@ -183,8 +182,8 @@ def reset_password(ctx: Context, name: str) -> str:
     password = one_time_password(name, ctx.settings.file.identity.min_password_length)
     pw_hash = passwords.hash_password(password)
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE app_user SET password_hash = :h, must_change_password = TRUE, failed_logins = 0, "
-                       "locked_until = NULL WHERE id = :id"), {"h": pw_hash, "id": user.id})
+        s.execute(update(t).where(t.c.id == user.id).values(password_hash=pw_hash, must_change_password=True,
+                                                            failed_logins=0, locked_until=None))
         _revoke_access(s, user.id, tokens_too=True)
         record(ctx, s, Event("user.reset_password", "user", name,
                              details={"revoked": "every session and API token of theirs"}))
@@ -201,8 +200,8 @@ def change_password(ctx: Context, old: str, new: str, *, keep_session: str | Non
     passwords.check_policy(user.name, new, ctx.settings.file.identity.min_password_length)
     pw_hash = passwords.hash_password(new)
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE app_user SET password_hash = :h, must_change_password = FALSE, "
-                       "password_changed_at = :t WHERE id = :id"), {"h": pw_hash, "t": _stamp(), "id": user.id})
+        s.execute(update(t).where(t.c.id == user.id).values(password_hash=pw_hash, must_change_password=False,
+                                                            password_changed_at=_stamp()))
         _revoke_access(s, user.id, keep_session=keep_session)
         record(ctx, s, Event("user.passwd", "user", user.name,
                              details={"was_one_time": user.must_change_password}))
@@ -220,12 +219,11 @@ def authenticate(ctx: Context, name: str, password: str) -> User:
     cfg = ctx.settings.file.identity
     anonymous = Actor(name if NAME_RE.match(name) else "unknown", "none", "password")
     with ctx.engine.connect() as conn:
-        row = conn.execute(text(f"SELECT password_hash, {_FIELDS} FROM app_user WHERE name = :n"),
-                           {"n": name}).first()
+        row = conn.execute(select(t.c.password_hash, *_USER).where(t.c.name == name)).first()
     if row is None:
         passwords.dummy_verify(password)
         _refuse(ctx, anonymous.user, "unknown user", anonymous)
-    stored_hash, user = row[0], _user(row[1:])
+    stored_hash, user = row.password_hash, _user(row)
     actor = user.actor("password")
     matches = passwords.verify_password(stored_hash, password)
     now = _now()
@@ -235,25 +233,24 @@ def authenticate(ctx: Context, name: str, password: str) -> User:
         _refuse(ctx, name, "locked out", actor, until=user.locked_until)
     if not matches:
         with session_scope(ctx.engine) as s:
-            failures = int(s.execute(text("UPDATE app_user SET failed_logins = failed_logins + 1 WHERE id = :id "
-                                          "RETURNING failed_logins"), {"id": user.id}).scalar())
+            failures = int(s.execute(update(t).where(t.c.id == user.id).values(failed_logins=t.c.failed_logins + 1)
+                                     .returning(t.c.failed_logins)).scalar())
             record(ctx, s, Event("user.login", "user", name, outcome="denied", reason="wrong password",
                                  details={"failures": failures}), actor)
             if failures >= cfg.lockout_attempts:
                 until = _stamp(now + timedelta(minutes=cfg.lockout_minutes))
-                s.execute(text("UPDATE app_user SET failed_logins = 0, locked_until = :l WHERE id = :id"),
-                          {"l": until, "id": user.id})
+                s.execute(update(t).where(t.c.id == user.id).values(failed_logins=0, locked_until=until))
                 record(ctx, s, Event("user.lockout", "user", name, outcome="denied",
                                      reason=f"{failures} failed logins",
                                      details={"minutes": cfg.lockout_minutes, "until": until}), actor)
         raise PermissionDenied(REFUSAL)
     with session_scope(ctx.engine) as s:
         # Still not locked (a parallel guess may have locked it meanwhile): the check and the reset are one step.
-        cleared = s.execute(text("UPDATE app_user SET failed_logins = 0 WHERE id = :id AND disabled = FALSE AND "
-                                 "(locked_until IS NULL OR locked_until <= :now) RETURNING id"),
-                            {"id": user.id, "now": _stamp(now)}).first()
+        unlocked = t.c.locked_until.is_(None) | (t.c.locked_until <= _stamp(now))
+        cleared = s.execute(update(t).where(t.c.id == user.id, t.c.disabled == false(), unlocked)
+                            .values(failed_logins=0).returning(t.c.id)).first()
         if cleared is not None and user.locked_until:
-            s.execute(text("UPDATE app_user SET locked_until = NULL WHERE id = :id"), {"id": user.id})
+            s.execute(update(t).where(t.c.id == user.id).values(locked_until=None))
     if cleared is None:
         _refuse(ctx, name, "locked out", actor)
     return user

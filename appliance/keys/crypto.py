@@ -16,8 +16,6 @@ from appliance.config import Settings
 from appliance.errors import ConfigError, IntegrityError
 
 MIN_PASSPHRASE = 12
-KEY_COLUMNS = ("key_id", "purpose", "status", "public_pem", "private_file", "created_at", "retired_at", "revoked_at",
-               "revoked_reason")
 
 
 @dataclass(frozen=True)

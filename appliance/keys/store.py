@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import text
+from sqlalchemy import insert, select, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record
 from appliance.config import Settings
 from appliance.context import Context
 from appliance.db import session_scope
+from appliance.db.tables import signing_key as t
 from appliance.errors import InputError, NotFound
 from appliance.fsutil import atomic_write_bytes, ensure_private_dir
 from appliance.identity.roles import require
@@ -30,10 +31,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _rows(conn, where: str = "", params: dict | None = None) -> list[KeyRecord]:
-    sql = ("SELECT key_id, purpose, status, public_pem, private_file, created_at, retired_at, revoked_at, "
-           f"revoked_reason FROM signing_key {where} ORDER BY created_at, key_id")
-    return [KeyRecord(*row) for row in conn.execute(text(sql), params or {}).all()]
+def _rows(conn, *where) -> list[KeyRecord]:
+    query = select(t).where(*where).order_by(t.c.created_at, t.c.key_id)
+    return [KeyRecord(**row._mapping) for row in conn.execute(query).all()]
 
 
 def list_keys(engine) -> list[KeyRecord]:
@@ -43,7 +43,7 @@ def list_keys(engine) -> list[KeyRecord]:
 
 def get_key(engine, key_id: str) -> KeyRecord:
     with engine.connect() as conn:
-        found = _rows(conn, "WHERE key_id LIKE :k", {"k": f"{key_id}%"}) if len(key_id) >= 8 else []
+        found = _rows(conn, t.c.key_id.like(f"{key_id}%")) if len(key_id) >= 8 else []
     if len(found) != 1:
         raise NotFound(f"no key with id {key_id!r}" if not found else f"key id {key_id!r} is ambiguous")
     return found[0]
@@ -51,7 +51,7 @@ def get_key(engine, key_id: str) -> KeyRecord:
 
 def active_key(engine, purpose: str) -> KeyRecord | None:
     with engine.connect() as conn:
-        found = _rows(conn, "WHERE purpose = :p AND status = 'active'", {"p": purpose})
+        found = _rows(conn, t.c.purpose == purpose, t.c.status == "active")
     return found[-1] if found else None
 
 
@@ -69,11 +69,9 @@ def _create(ctx: Context, session, purpose: str, pw: bytes) -> KeyRecord:
     atomic_write_bytes(keys_dir / private_file, pem)
     atomic_write_bytes(keys_dir / f"{purpose}-{key_id[:16]}.pub.pem", public_pem.encode())
     record = KeyRecord(key_id, purpose, "active", public_pem, private_file, _now(), None, None, None)
-    session.execute(text(
-        "INSERT INTO signing_key (key_id, purpose, status, public_pem, private_file, created_at) "
-        "VALUES (:key_id, :purpose, :status, :public_pem, :private_file, :created_at)"),
+    session.execute(insert(t).values(
         {k: getattr(record, k) for k in ("key_id", "purpose", "status", "public_pem", "private_file",
-                                          "created_at")})
+                                          "created_at")}))
     return record
 
 
@@ -112,8 +110,7 @@ def rotate(ctx: Context, purpose: str) -> KeyRecord:
     old = active_key(ctx.engine, purpose)
     with session_scope(ctx.engine) as s:
         if old is not None:
-            s.execute(text("UPDATE signing_key SET status = 'retired', retired_at = :t WHERE key_id = :k"),
-                      {"t": _now(), "k": old.key_id})
+            s.execute(update(t).where(t.c.key_id == old.key_id).values(status="retired", retired_at=_now()))
         key = _create(ctx, s, purpose, pw)
         record(ctx, s, Event("key.rotate", "key", key.key_id,
                              details={"purpose": purpose, "retired": old.key_id if old else None}))
@@ -130,8 +127,8 @@ def revoke(ctx: Context, key_id: str, reason: str) -> KeyRecord:
     if key.status == "revoked":
         raise InputError(f"key {key.key_id[:16]} is already revoked")
     with session_scope(ctx.engine) as s:
-        s.execute(text("UPDATE signing_key SET status = 'revoked', revoked_at = :t, revoked_reason = :r "
-                       "WHERE key_id = :k"), {"t": _now(), "r": reason, "k": key.key_id})
+        s.execute(update(t).where(t.c.key_id == key.key_id).values(status="revoked", revoked_at=_now(),
+                                                                   revoked_reason=reason))
         record(ctx, s, Event("key.revoke", "key", key.key_id, reason=reason, details={"purpose": key.purpose}))
     return get_key(ctx.engine, key.key_id)
 

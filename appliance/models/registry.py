@@ -6,19 +6,19 @@ import getpass
 import re
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
-from sqlmodel import select
 
 from appliance.audit.events import Event
 from appliance.audit.log import record
 from appliance.config import Settings
 from appliance.context import Context
 from appliance.db import session_scope
-from appliance.db.tables import ModelFile, RegisteredModel
+from appliance.db.tables import base_model, model_file
 from appliance.digests import folder_files, manifest_digest, sha256_file
 from appliance.errors import AlreadyExists, InputError, NotFound
 from appliance.fsutil import private_tree, staged_dir
@@ -27,6 +27,33 @@ from appliance.models import architectures, sources
 from appliance.userfiles import InputTree, as_tree
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    id: str
+    name: str
+    source: str  # "embedded" or "path"
+    origin: str  # the package and version, or the path it was imported from
+    architecture: str | None
+    gguf_file: str | None  # relative to the model's folder
+    hf_dir: str | None  # relative to the model's folder
+    digest: str  # sha256 over the canonical manifest of the stored files
+    source_digest: str  # the same over what was imported, to recognise a re-import
+    total_bytes: int
+    imported_at: str
+    imported_by: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    model_id: str
+    relpath: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -60,25 +87,32 @@ def default_name(path: Path) -> str:
 
 def get_model(engine: Engine, name: str) -> tuple[RegisteredModel, list[ModelFile]]:
     with session_scope(engine) as s:
-        model = s.exec(select(RegisteredModel).where(RegisteredModel.name == name)).first()
+        model = _existing_in(s, name)
         if model is None:
             raise NotFound(f"no model named {name!r}", hint="models.list")
-        files = list(s.exec(select(ModelFile).where(ModelFile.model_id == model.id).order_by(ModelFile.relpath)))
+        f = model_file.c
+        files = [ModelFile(**row._mapping) for row in
+                 s.execute(select(model_file).where(f.model_id == model.id).order_by(f.relpath))]
     return model, files
 
 
 def list_models(engine: Engine) -> list[RegisteredModel]:
     with session_scope(engine) as s:
-        return list(s.exec(select(RegisteredModel).order_by(RegisteredModel.name)))
+        return [RegisteredModel(**row._mapping) for row in s.execute(select(base_model).order_by(base_model.c.name))]
 
 
 def model_dir(settings: Settings, model: RegisteredModel) -> Path:
     return settings.models_dir / model.name
 
 
+def _existing_in(session, name: str) -> RegisteredModel | None:
+    row = session.execute(select(base_model).where(base_model.c.name == name)).first()
+    return None if row is None else RegisteredModel(**row._mapping)
+
+
 def _existing(engine: Engine, name: str) -> RegisteredModel | None:
     with session_scope(engine) as s:
-        return s.exec(select(RegisteredModel).where(RegisteredModel.name == name)).first()
+        return _existing_in(s, name)
 
 
 def _copy_hashed(src: Path, dst: Path) -> str:
@@ -112,10 +146,10 @@ def _register(ctx: Context, *, name: str, source: str, origin: str, source_diges
     )
     try:
         with session_scope(engine) as s:
-            s.add(model)
-            s.flush()
-            for rel, digest, size in entries:
-                s.add(ModelFile(model_id=model.id, relpath=rel, sha256=digest, size=size))
+            s.execute(insert(base_model).values(asdict(model)))
+            if entries:
+                s.execute(insert(model_file), [asdict(ModelFile(model.id, rel, digest, size))
+                                               for rel, digest, size in entries])
             record(ctx, s, Event("model.import", "model", name, object_sha256=model.digest,
                                  details={"source": source, "origin": origin, "files": len(entries),
                                           "bytes": model.total_bytes, "architecture": architecture,

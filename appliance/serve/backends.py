@@ -1,5 +1,5 @@
 """Backend processes behind the gateway: llama.cpp (the appliance's own backend over a Unix socket, CPU) and
-vLLM (one engine with runtime LoRA loading, GPU). Both speak the OpenAI protocol, so the gateway is the same;
+vLLM (one server with runtime LoRA loading, GPU). Both speak the OpenAI protocol, so the gateway is the same;
 each knows how to start, check, load and unload adapters, and stop."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Backend:
     supported: frozenset[str] | None = None
 
     async def native_tools(self) -> bool:
-        """Whether the engine turns `tools` into calls itself (else the gateway does: tool_calls.py)."""
+        """Whether the backend turns `tools` into calls itself (else the gateway does: tool_calls.py)."""
         return True
 
     def served_by(self, adapter: str | None, fingerprint) -> str:
@@ -120,7 +120,7 @@ class Backend:
 
 
 class BindingBackend(Backend):
-    """llama-cpp-python's binding (appliance/serve/binding_engine.py): one sequence at a time, adapters share one
+    """llama-cpp-python's binding (appliance/serve/binding_server.py): one sequence at a time, adapters share one
     base in memory, a hot adapter is merged into a copy. Kept beside llama-server for comparison (`--backend
     llamacpp-binding`, bench/serve_load.py)."""
 
@@ -134,7 +134,7 @@ class BindingBackend(Backend):
         self.merge_after, self.hot_window = merge_after, hot_window
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "appliance.serve.binding_engine", "--socket", str(self.socket),
+        return [sys.executable, "-m", "appliance.serve.binding_server", "--socket", str(self.socket),
                 "--model", self.model, "--gguf", str(self.gguf), "--threads", str(self.threads),
                 "--ctx", str(self.n_ctx),
                 "--merge-dir", str(self.socket.parent / "merged"), "--merge-after", str(self.merge_after),
@@ -183,7 +183,7 @@ class VllmBackend(Backend):
     """`vllm serve` of the base model's safetensors copy with LoRA enabled; adapters (the PEFT directory of each
     verified artifact) are registered by name at run time through vLLM's load/unload endpoints.
 
-    The engine listens on a Unix socket in a 0700 folder (not a TCP port any local process could reach) and
+    vLLM listens on a Unix socket in a 0700 folder (not a TCP port any local process could reach) and
     also requires an API key that only this gateway holds (made afresh at each start, passed through the
     environment, never on a command line): no other process can query it unaudited or load an adapter."""
 
@@ -196,7 +196,7 @@ class VllmBackend(Backend):
 
         self.model, self.hf_dir, self.options = model, hf_dir, options
         self.folder = run_dir / "vllm"
-        self.socket = self.folder / "engine.sock"
+        self.socket = self.folder / "server.sock"
         self.executable = executable or str(Path(sys.executable).with_name("vllm"))
         self.api_key = secrets.token_urlsafe(32)
 

@@ -1,14 +1,15 @@
 """The CPU backend: llama.cpp's own `llama-server` (built by `llama_server_build.py` from the locked sdist).
 
-One engine process holds the base GGUF and every approved adapter (`--lora FILE ... --lora-init-without-apply`,
-so none applies unless a request names it), decodes every open request together (continuous batching over
-`parallel` slots, one unified KV cache) and listens on a Unix socket in a 0700 folder that only the appliance's
-account can open; the gateway is its only client and chooses the adapter per request with the `lora` field.
+One llama-server process (an `Instance`) holds the base GGUF and every approved adapter (`--lora FILE ...
+--lora-init-without-apply`, so none applies unless a request names it), decodes every open request together
+(continuous batching over `parallel` slots, one unified KV cache) and listens on a Unix socket in a 0700 folder
+that only the appliance's account can open; the gateway is its only client and chooses the adapter per request
+with the `lora` field.
 
-llama-server reads its adapters only at start, so a change of the adapter set starts a new engine with the new
-list on a new socket; the gateway switches to it once it answers `/health`, and the old engine is stopped once
-its last request has finished (at most `drain_seconds`). Requests always reach the engine whose adapter ids
-they were written for: each request holds its engine (`Engine.hold`) until its response is closed."""
+llama-server reads its adapters only at start, so a change of the adapter set starts a new instance with the new
+list on a new socket; the gateway switches to it once it answers `/health`, and the old instance is stopped once
+its last request has finished (at most `drain_seconds`). Requests always reach the instance whose adapter ids
+they were written for: each request holds its instance (`Instance.hold`) until its response is closed."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ log = logging.getLogger("appliance.serve")
 
 
 @dataclass
-class Engine:
+class Instance:
     """One llama-server process and the adapters it was started with (their order is their `lora` id)."""
     generation: int
     socket: Path
@@ -78,37 +79,37 @@ class LlamaServerBackend(Backend):
         if len(os.fsencode(longest)) > _SOCKET_PATH_MAX:
             from appliance.errors import InputError
 
-            raise InputError(f"the engine's socket {longest} would be {len(os.fsencode(longest))} bytes long; a Unix "
+            raise InputError(f"the instance's socket {longest} would be {len(os.fsencode(longest))} bytes long; a Unix "
                              f"socket's path may have at most {_SOCKET_PATH_MAX}: give the appliance a shorter home "
                              f"(APPLIANCE_HOME)")
-        self.pending: dict[str, AdapterFiles] = {}  # the adapter set the next engine starts with
-        self.engine: Engine | None = None
+        self.pending: dict[str, AdapterFiles] = {}  # the adapter set the next instance starts with
+        self.instance: Instance | None = None
         self._generations = itertools.count(1)
         self._log: Path | None = None
         self._draining: set[asyncio.Task] = set()
-        self._spawned: list[Engine] = []  # every engine started and not seen to exit: stop() stops them all
+        self._spawned: list[Instance] = []  # every instance started and not seen to exit: stop() stops them all
         self._spawning = threading.Lock()  # a start on a worker thread and stop() do not cross
         self._stopped = False
-        self._dead: list[Engine] = []  # engines that died: their clients are closed at the next health check
+        self._dead: list[Instance] = []  # instances that died: their clients are closed at the next health check
 
     # --- the process ------------------------------------------------------------------------------------------
     def _socket(self, generation: int) -> Path:
         return self.run_dir / "llama-server" / f"{os.getpid()}-{generation}.sock"
 
-    def command(self, engine: Engine) -> list[str]:
+    def command(self, instance: Instance) -> list[str]:
         if self.executable is None or not Path(self.executable).is_file():
             from appliance.errors import InputError
 
             raise InputError("llama-server is not installed: run `python -m appliance.serve.llama_server_build` "
                              "(make install does), or set APPLIANCE_LLAMA_SERVER to its path")
-        cmd = [str(self.executable), "--model", str(self.gguf), "--alias", self.model, "--host", str(engine.socket),
+        cmd = [str(self.executable), "--model", str(self.gguf), "--alias", self.model, "--host", str(instance.socket),
                "--parallel", str(self.parallel), "--ctx-size", str(self.n_ctx * self.parallel), "--kv-unified",
                "--cont-batching", "--threads", str(self.threads), "--threads-batch", str(self.threads),
                "--threads-http", str(2 * self.parallel + 2), "--jinja", "--no-webui", "--offline",
                "--no-slots", "--seed", "0", "--log-verbosity", "2"]  # warnings and errors: never a prompt
-        for adapter in engine.adapters:
+        for adapter in instance.adapters:
             cmd += ["--lora", str(adapter.directory / "adapter.gguf")]
-        if engine.adapters:
+        if instance.adapters:
             cmd.append("--lora-init-without-apply")
         return cmd
 
@@ -116,32 +117,32 @@ class LlamaServerBackend(Backend):
         # llama-server reads LLAMA_ARG_* as flags (tools, an API key, MCP servers...): none reach it.
         return {k: v for k, v in _child_env().items() if not k.startswith(("LLAMA_", "HF_TOKEN"))}
 
-    def _spawn(self, adapters: tuple[AdapterFiles, ...]) -> Engine:
+    def _spawn(self, adapters: tuple[AdapterFiles, ...]) -> Instance:
         folder = self.run_dir / "llama-server"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         generation = next(self._generations)
-        engine = Engine(generation, self._socket(generation), adapters)
+        instance = Instance(generation, self._socket(generation), adapters)
         with contextlib.suppress(FileNotFoundError):
-            engine.socket.unlink()
+            instance.socket.unlink()
         log_path = self._log or self.run_dir / "backend.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._spawning, open(log_path, "ab") as out:
             if self._stopped:  # a switch cancelled by the gateway's stop, still starting on its worker thread
-                raise RuntimeError("the backend is stopping: no engine is started")
+                raise RuntimeError("the backend is stopping: no instance is started")
             os.chmod(log_path, 0o600)
-            engine.proc = subprocess.Popen(self.command(engine), env=self.env(), stdout=out,
+            instance.proc = subprocess.Popen(self.command(instance), env=self.env(), stdout=out,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True)
-            self._spawned = [e for e in self._spawned if e.proc.poll() is None] + [engine]
-        return engine
+            self._spawned = [e for e in self._spawned if e.proc.poll() is None] + [instance]
+        return instance
 
     def start(self, log: Path) -> None:
-        """A fresh engine with the pending adapter set (the first start, and after the engine died)."""
+        """A fresh instance with the pending adapter set (the first start, and after the instance died)."""
         self._log = log
-        old = self.engine
-        self.engine = self._spawn(tuple(self.pending.values()))
-        self.proc = self.engine.proc
+        old = self.instance
+        self.instance = self._spawn(tuple(self.pending.values()))
+        self.proc = self.instance.proc
         if old is not None:
             _terminate(old.proc, 2.0)
             with contextlib.suppress(FileNotFoundError):
@@ -149,17 +150,17 @@ class LlamaServerBackend(Backend):
             self._dead.append(old)
 
     def alive(self) -> bool:
-        return self.engine is not None and self.engine.proc is not None and self.engine.proc.poll() is None
+        return self.instance is not None and self.instance.proc is not None and self.instance.proc.poll() is None
 
     def stop(self, grace: float = 5.0) -> None:
-        """Every engine stops: the current one, any still finishing requests after a switch, and any started for
+        """Every instance stops: the current one, any still finishing requests after a switch, and any started for
         a switch that has not answered yet (or whose switch was cancelled)."""
         with self._spawning:
             self._stopped = True
-        for engine in self._spawned:
-            _terminate(engine.proc, grace)
+        for instance in self._spawned:
+            _terminate(instance.proc, grace)
             with contextlib.suppress(FileNotFoundError):
-                engine.socket.unlink()
+                instance.socket.unlink()
 
     # --- clients ----------------------------------------------------------------------------------------------
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -167,59 +168,59 @@ class LlamaServerBackend(Backend):
 
     base_url = "http://llama-server"
 
-    def _open(self, engine: Engine) -> None:
+    def _open(self, instance: Instance) -> None:
         import aiohttp
 
         # A connection per request (a Unix socket connects in microseconds): llama-server's HTTP library closes
         # idle keep-alive connections on its own clock, and a request sent on one it has just closed would fail.
-        engine.session = aiohttp.ClientSession(
+        instance.session = aiohttp.ClientSession(
             base_url=self.base_url,
-            connector=aiohttp.UnixConnector(path=str(engine.socket), limit=0, force_close=True),
+            connector=aiohttp.UnixConnector(path=str(instance.socket), limit=0, force_close=True),
             timeout=aiohttp.ClientTimeout(total=600.0, connect=5.0))
         fresh = httpx.Limits(max_keepalive_connections=0)
-        engine.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(engine.socket), limits=fresh),
+        instance.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(instance.socket), limits=fresh),
                                           base_url=self.base_url, timeout=httpx.Timeout(600.0, connect=5.0))
 
-    async def _close(self, engine: Engine) -> None:
-        if engine.session is not None:
-            await engine.session.close()
-        if engine.client is not None:
-            await engine.client.aclose()
+    async def _close(self, instance: Instance) -> None:
+        if instance.session is not None:
+            await instance.session.close()
+        if instance.client is not None:
+            await instance.client.aclose()
 
-    def current(self) -> Engine:
-        engine = self.engine
-        if engine.session is None:
-            self._open(engine)
-        return engine
+    def current(self) -> Instance:
+        instance = self.instance
+        if instance.session is None:
+            self._open(instance)
+        return instance
 
     async def native_tools(self) -> bool:
         """llama-server calls tools itself only when the model's chat template describes them (`/props`)."""
-        engine = self.current()
-        if engine.caps is None:
+        instance = self.current()
+        if instance.caps is None:
             try:
-                props = (await engine.client.get("/props", timeout=10.0)).json()
-                engine.caps = dict(props.get("chat_template_caps") or {})
+                props = (await instance.client.get("/props", timeout=10.0)).json()
+                instance.caps = dict(props.get("chat_template_caps") or {})
             except (httpx.HTTPError, ValueError):
                 return False  # not known yet: the gateway's own handling works with any template
-        return bool(engine.caps.get("supports_tool_calls") and engine.caps.get("supports_tools"))
+        return bool(instance.caps.get("supports_tool_calls") and instance.caps.get("supports_tools"))
 
     def served_by(self, adapter: str | None, fingerprint) -> str:
-        generation = self.engine.generation if self.engine else 0
-        return f"llama-server-{'lora' if adapter else 'base'} (engine {generation}, {fingerprint or 'unknown build'})"
+        generation = self.instance.generation if self.instance else 0
+        return f"llama-server-{'lora' if adapter else 'base'} (instance {generation}, {fingerprint or 'unknown build'})"
 
     def route(self, adapter: str | None, body: dict) -> Route:
-        engine = self.current()
-        engine.hold()
-        return Route(engine.session, {**_named_tool(body), "model": self.model, "lora": engine.lora(adapter)},
-                     engine.release)
+        instance = self.current()
+        instance.hold()
+        return Route(instance.session, {**_named_tool(body), "model": self.model, "lora": instance.lora(adapter)},
+                     instance.release)
 
     async def healthy(self, client: httpx.AsyncClient) -> bool:
         while self._dead:
             await self._close(self._dead.pop())
-        engine = self.engine
-        if engine is None or engine.proc is None or engine.proc.poll() is not None:
+        instance = self.instance
+        if instance is None or instance.proc is None or instance.proc.poll() is not None:
             return False
-        return await _healthy(engine.socket)
+        return await _healthy(instance.socket)
 
     # --- adapters ---------------------------------------------------------------------------------------------
     async def load(self, client: httpx.AsyncClient, adapter: AdapterFiles) -> None:
@@ -229,10 +230,10 @@ class LlamaServerBackend(Backend):
         self.pending.pop(name, None)
 
     async def commit(self, timeout: float = 300.0) -> str | None:
-        """Start an engine with the pending adapter set if it differs from the running one, switch to it once it
-        answers, and drain the old one. None on success, else why the new engine did not come up (the old one
+        """Start an instance with the pending adapter set if it differs from the running one, switch to it once it
+        answers, and drain the old one. None on success, else why the new instance did not come up (the old one
         keeps serving)."""
-        running = self.engine
+        running = self.instance
         wanted = tuple(self.pending.values())
         if running is not None and [(a.name, a.digest) for a in running.adapters] == [(a.name, a.digest)
                                                                                      for a in wanted]:
@@ -245,9 +246,9 @@ class LlamaServerBackend(Backend):
                 with contextlib.suppress(FileNotFoundError):
                     fresh.socket.unlink()
                 tail = _tail(self._log)
-                return f"the engine with adapters {[a.name for a in wanted]} did not start: {tail}"
+                return f"the instance with adapters {[a.name for a in wanted]} did not start: {tail}"
             await asyncio.sleep(0.1)
-        self.engine, self.proc = fresh, fresh.proc
+        self.instance, self.proc = fresh, fresh.proc
         log.info("llama-server generation %d serves adapters %s", fresh.generation, [a.name for a in wanted])
         if running is not None:
             task = asyncio.create_task(self._drain(running))
@@ -255,26 +256,26 @@ class LlamaServerBackend(Backend):
             task.add_done_callback(self._draining.discard)
         return None
 
-    async def _drain(self, engine: Engine) -> None:
+    async def _drain(self, instance: Instance) -> None:
         try:
-            if engine.in_flight > 0:
+            if instance.in_flight > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(engine.retired.wait(), self.drain_seconds)
+                    await asyncio.wait_for(instance.retired.wait(), self.drain_seconds)
         finally:
-            await asyncio.to_thread(_terminate, engine.proc, 5.0)
+            await asyncio.to_thread(_terminate, instance.proc, 5.0)
             with contextlib.suppress(FileNotFoundError):
-                engine.socket.unlink()
-            await self._close(engine)
+                instance.socket.unlink()
+            await self._close(instance)
 
 
 class _Current(httpx.AsyncBaseTransport):
-    """httpx transport that always reaches the engine serving now (health and the odd control call)."""
+    """httpx transport that always reaches the instance serving now (health and the odd control call)."""
 
     def __init__(self, backend: LlamaServerBackend) -> None:
         self.backend = backend
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        async with httpx.AsyncHTTPTransport(uds=str(self.backend.engine.socket)) as transport:
+        async with httpx.AsyncHTTPTransport(uds=str(self.backend.instance.socket)) as transport:
             response = await transport.handle_async_request(request)
             content = await response.aread()
         return httpx.Response(response.status_code, headers=response.headers, content=content)

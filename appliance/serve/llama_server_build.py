@@ -89,7 +89,8 @@ def fetch_sdist(version: str, sha256: str, dest: Path, pip_options: tuple[str, .
     return path
 
 
-def pins_engine(lock: Path) -> bool:
+def pins_llama_server(lock: Path) -> bool:
+    """Whether the lock pins the llama-cpp-python sdist llama-server is built from."""
     try:
         pinned(lock)
     except InputError:

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import Settings
-from appliance.db.tables import ModelFile, RegisteredModel
 from appliance.digests import sha256_file
 from appliance.errors import InputError, IntegrityError
-from appliance.models.registry import model_dir
+from appliance.models.registry import ModelFile, RegisteredModel, model_dir
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""OpenAI's two completion endpoints, shared by the gateway and the binding's engine process."""
+"""OpenAI's two completion endpoints, shared by the gateway and the binding's server process."""
 
 from fastapi import Request
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -42,8 +42,8 @@ class Server(_Strict):
     auth_failures_every_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
-class Engine(_Strict):
-    """llama-server: requests decoded together (slots), and how long a replaced engine may finish its requests."""
+class LlamaServer(_Strict):
+    """llama-server: requests decoded together (slots), and how long a replaced instance may finish its requests."""
     parallel: int = Field(default=16, ge=1, le=64)
     drain_seconds: float = Field(default=600.0, ge=0)
 
@@ -63,7 +63,8 @@ class ServingPolicy(_Strict):
     sync_seconds: float = Field(default=1.0, gt=0, le=3600)
     hot_adapter: HotAdapter = HotAdapter()
     server: Server = Server()
-    engine: Engine = Engine()
+    # `engine`, its name before: installed policies written then still load (both at once is refused)
+    llama_server: LlamaServer = Field(default=LlamaServer(), validation_alias=AliasChoices("llama_server", "engine"))
     quantization: Quantization = Quantization()
 
     @field_validator("output_filter", mode="before")

@@ -1,6 +1,6 @@
 """What the gateway accepts of OpenAI's chat and completions requests, and what it passes on.
 
-Only the fields below reach a backend (`lora`, `n_predict`, `grammar` and every other engine field are refused,
+Only the fields below reach a backend (`lora`, `n_predict`, `grammar` and every other backend field are refused,
 so a client cannot choose an adapter it may not use or escape the token limit); a field the appliance does not
 honour is a 400 naming it, never silently dropped. A `null` field counts as absent (clients send them).
 Content-part arrays are read for their text parts (an image, audio or file part is refused, naming it);
@@ -240,7 +240,7 @@ def dumps(body: dict) -> str:
 
 def legacy_logprobs(choice: dict, offset: int) -> int:
     """A completions choice's logprobs in the completions API's own shape (tokens, token_logprobs, top_logprobs,
-    text_offset), where an engine gave the chat shape (`content`: a list per token). Returns the next offset."""
+    text_offset), where a backend gave the chat shape (`content`: a list per token). Returns the next offset."""
     logprobs = choice.get("logprobs")
     if not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
         return offset

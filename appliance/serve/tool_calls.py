@@ -73,7 +73,7 @@ def _history(messages: list[dict]) -> list[dict]:
 
 
 def rewrite(body: dict) -> dict:
-    """The request as the engine gets it: no `tools`, a system message describing them, a schema to answer in."""
+    """The request as the backend gets it: no `tools`, a system message describing them, a schema to answer in."""
     if body.get("response_format") not in (None, {"type": "text"}):
         raise ProtocolError("'response_format' cannot be combined with 'tools' on this model",
                             "unsupported_parameter", "response_format")
@@ -98,7 +98,7 @@ def rewrite(body: dict) -> dict:
 
 
 def read_reply(data: dict) -> dict:
-    """The engine's answer with each choice's JSON turned back into OpenAI's tool_calls (or plain content)."""
+    """The backend's answer with each choice's JSON turned back into OpenAI's tool_calls (or plain content)."""
     for choice in data.get("choices", []):
         message = choice.get("message") or {}
         try:
@@ -137,7 +137,7 @@ def as_stream(data: dict, include_usage: bool) -> list[dict]:
 
 
 def prepare(body: dict) -> dict | None:
-    """For a template without tools: the request rewritten for the engine (not streamed: the gateway streams the
+    """For a template without tools: the request rewritten for the backend (not streamed: the gateway streams the
     whole answer itself), or None when it carries no tools and no tool history."""
     history = any(m.get("tool_calls") or m["role"] == "tool" for m in body["messages"])
     if wanted(body):

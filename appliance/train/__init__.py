@@ -1,1 +1,1 @@
-"""Training: recipes, the training policy, plans and engines."""
+"""Training: recipes, the training policy, plans and frameworks (Unsloth, TRL)."""

@@ -14,12 +14,13 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import func, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record
 from appliance.db import session_scope
 from appliance.db.engine import writing
+from appliance.db.tables import training_run as t
 from appliance.train import runs
 
 HEARTBEAT_S = 10.0
@@ -101,13 +102,11 @@ def reap(ctx, run: runs.Run, why: str) -> bool:
 def release(conn, run: runs.Run, status: str, as_read: bool = False, **fields) -> bool:
     """Record a held run's outcome (`status`, `finished_at` and `fields`) and drop its lease, only while the holder
     `run` was read with still holds it (`as_read`: and its heartbeat is still the one read); False otherwise."""
-    sets = "".join(f", {k} = :{k}" for k in fields)
-    beat = " AND COALESCE(heartbeat_at, '') = :h" if as_read else ""
-    return conn.execute(text(
-        f"UPDATE training_run SET status = :status, finished_at = :finished_at, lease_owner = NULL{sets} "
-        f"WHERE id = :id AND status = 'running' AND COALESCE(lease_owner, '') = :o{beat}"),
-        {**fields, "status": status, "finished_at": runs.now(), "id": run.id, "o": run.lease_owner or "",
-         "h": run.heartbeat_at or ""}).rowcount == 1
+    held = [t.c.id == run.id, t.c.status == "running", func.coalesce(t.c.lease_owner, "") == (run.lease_owner or "")]
+    if as_read:
+        held.append(func.coalesce(t.c.heartbeat_at, "") == (run.heartbeat_at or ""))
+    return conn.execute(update(t).where(*held).values(
+        status=status, finished_at=runs.now(), lease_owner=None, **fields)).rowcount == 1
 
 
 def stale(running: list[runs.Run]) -> list[tuple[runs.Run, str]]:
@@ -122,13 +121,10 @@ def reap_stale(ctx) -> list[tuple[str, str]]:
 
 def take(engine, run_id: str, holder: Holder, statuses: tuple[str, ...]) -> bool:
     """Make `holder` the run's trainer when the run is in one of `statuses` or already held by `holder`."""
-    marks = ", ".join(f":s{i}" for i in range(len(statuses)))
+    mine = (t.c.status == "running") & (t.c.lease_owner == str(holder))
     with writing(engine).begin() as conn:
-        return conn.execute(text(
-            f"UPDATE training_run SET status = 'running', error = NULL, lease_owner = :o, heartbeat_at = :t "
-            f"WHERE id = :id AND (status IN ({marks}) OR (status = 'running' AND lease_owner = :o))"),
-            {"o": str(holder), "t": runs.now(), "id": run_id, **{f"s{i}": s for i, s in enumerate(statuses)}}
-        ).rowcount == 1
+        return conn.execute(update(t).where(t.c.id == run_id, t.c.status.in_(statuses) | mine).values(
+            status="running", error=None, lease_owner=str(holder), heartbeat_at=runs.now())).rowcount == 1
 
 
 class Heartbeat:
@@ -153,10 +149,9 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 with writing(self.engine).begin() as conn:
-                    held = conn.execute(text(
-                        "UPDATE training_run SET heartbeat_at = :t WHERE id = :id AND status = 'running' "
-                        "AND lease_owner = :o"), {"t": runs.now(), "id": self.run_id, "o": str(self.holder)}
-                    ).rowcount == 1
+                    held = conn.execute(update(t).where(
+                        t.c.id == self.run_id, t.c.status == "running", t.c.lease_owner == str(self.holder))
+                        .values(heartbeat_at=runs.now())).rowcount == 1
             except Exception:  # the database is away for a moment: the next beat tries again
                 continue
             if not held:

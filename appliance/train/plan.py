@@ -64,7 +64,7 @@ def _safetensors_parameters(hf_dir: Path) -> int:
     return total
 
 
-def estimate(hf_dir: Path, recipe: Recipe, steps: int, available: int, engine: str) -> Plan:
+def estimate(hf_dir: Path, recipe: Recipe, steps: int, available: int, framework: str) -> Plan:
     config = json.loads((hf_dir / "config.json").read_text())
     hidden, layers = config["hidden_size"], config["num_hidden_layers"]
     inter = config.get("intermediate_size", 4 * hidden)
@@ -75,7 +75,7 @@ def estimate(hf_dir: Path, recipe: Recipe, steps: int, available: int, engine: s
     r = recipe.adapter.rank
     trainable = layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in recipe.adapter.target_modules)
     params = _safetensors_parameters(hf_dir)
-    bytes_per_weight = 0.56 if recipe.adapter.kind == "qlora" else (2 if engine == "unsloth" else 4)
+    bytes_per_weight = 0.56 if recipe.adapter.kind == "qlora" else (2 if framework == "unsloth" else 4)
     weights = int(params * bytes_per_weight)
     state = trainable * 16  # fp32 weight, gradient, and Adam's two moments
     tokens = recipe.batch_size * recipe.max_seq_length

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-
 from appliance import __version__
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
@@ -31,7 +29,7 @@ from appliance.errors import InputError, PolicyViolation
 from appliance.fsutil import ensure_private_dir, private_tree
 from appliance.identity.roles import require
 from appliance.models.registry import NO_TEMPLATE_REMEDY, chat_template, get_model, model_dir
-from appliance.train import checkpoints, engines, lease, runs
+from appliance.train import checkpoints, frameworks, lease, runs
 from appliance.train.data import training_rows
 from appliance.train.plan import Plan, estimate
 from appliance.train.policy import check
@@ -83,7 +81,7 @@ def _steps(recipe: Recipe, rows: int) -> int:
 
 
 def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str | None, *, base: str | None = None,
-          name: str | None = None, max_steps: int | None = None, engine: str = "auto", plan_only: bool = False,
+          name: str | None = None, max_steps: int | None = None, framework: str = "auto", plan_only: bool = False,
           resume: str | None = None, force: bool = False, queue: bool = False,
           say: Say = lambda _: None) -> Outcome:
     """Check, plan and run a training job inline; with `queue`, check and plan it and leave it for `worker`.
@@ -111,7 +109,7 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
         recipe = Recipe.model_validate(previous.recipe)
         recipe_file, recipe_digest = previous.recipe_file, previous.recipe_digest
         base, dataset_ref, name, steps = previous.base_model, previous.dataset_ref, previous.name, previous.max_steps
-        engine = previous.engine
+        framework = previous.framework
     else:
         if recipe_path is None or dataset_ref is None:
             raise InputError("give RECIPE and --dataset NAME[@vN] (or --resume RUN)")
@@ -146,12 +144,12 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
             and chat_template(ctx.settings, model) is None):
         raise InputError(f"model {model.name!r} carries no chat template (a base model), and dataset {dataset.ref} "
                          f"is in the {dataset.format} format, which is rendered through one: {NO_TEMPLATE_REMEDY}")
-    choice = (engines.choose(engine, recipe, world) if not resume
-              else engines.Choice(engine, "resumed with the same engine"))
-    plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.engine)
+    choice = (frameworks.choose(framework, recipe, world) if not resume
+              else frameworks.Choice(framework, "resumed with the same framework"))
+    plan = estimate(hf_dir, recipe, steps, _available_memory(), choice.framework)
     for line in plan.lines():
         say(f"plan: {line}")
-    say(f"engine: {choice.engine} ({choice.reason})")
+    say(f"framework: {choice.framework} ({choice.reason})")
     if not plan.fits and not force:
         reason = (f"estimated peak memory {plan.peak_bytes / 1024**3:.2f} GiB is over the "
                   f"{plan.available_bytes / 1024**3:.2f} GiB available (--force overrides)")
@@ -169,9 +167,8 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
             raise InputError(f"run {name!r} has no checkpoint to resume from")
         if queue:  # `appliance worker` continues it from its newest checkpoint
             with session_scope(ctx.engine) as s:
-                if s.connection().execute(text(
-                        "UPDATE training_run SET status = 'queued', error = NULL WHERE id = :id AND status IN "
-                        "('failed', 'interrupted')"), {"id": previous.id}).rowcount != 1:
+                if not runs.update(s.connection(), previous.id, status="queued", error=None,
+                                   only_from=("failed", "interrupted")):
                     raise InputError(f"run {name!r} changed while it was being queued; look again (`runs show`)")
                 record(ctx, s, Event("train.queue", "run", name, details={"resume_from": ckpt.name}))
             return Outcome(runs.get_run(ctx.engine, name), plan)
@@ -185,14 +182,15 @@ def train(ctx: Context, recipe_path: InputFile | Path | None, dataset_ref: str |
     holder = None if queue else str(lease.Holder.me())
     run = runs.Run(
         id=uuid.uuid4().hex, name=name, status="queued" if queue else "running", method=recipe.method,
-        engine=choice.engine, engine_reason=choice.reason, recipe_file=recipe_file, recipe_digest=recipe_digest,
-        recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest, dataset_ref=dataset.ref,
+        framework=choice.framework, framework_reason=choice.reason, recipe_file=recipe_file,
+        recipe_digest=recipe_digest, recipe=recipe.model_dump(), base_model=model.name, base_digest=model.digest,
+        dataset_ref=dataset.ref,
         dataset_digest=dataset.digest, seed=recipe.seed, max_steps=steps, steps_done=0, final_loss=None,
         path=f"runs/{name}", environment=_environment(), error=None, created_by=ctx.actor.user,
         created_at=runs.now(), started_at=None if queue else runs.now(), finished_at=None, policy_digest=policy_digest,
         lease_owner=holder, heartbeat_at=holder and runs.now())
     details = {"recipe_digest": recipe_digest, "base_digest": model.digest, "dataset": dataset.ref,
-               "dataset_digest": dataset.digest, "engine": choice.engine, "steps": steps, "world_size": world,
+               "dataset_digest": dataset.digest, "framework": choice.framework, "steps": steps, "world_size": world,
                "policy_digest": policy_digest}
     if rank > 0:  # another process of a distributed run: trains its share, records nothing
         return Outcome(_execute(ctx, run, recipe, choice, hf_dir, rows, run_dir, None, say, record_outcome=False),
@@ -227,9 +225,9 @@ def run_claimed(ctx: Context, run: runs.Run, say: Say = lambda _: None) -> runs.
         raise
     with session_scope(ctx.engine) as s:
         record(ctx, s, Event("train.start", "run", run.name,
-                             details={"queued_by": run.created_by, "engine": run.engine, "steps": run.max_steps}))
-    say(f"run {run.name}: claimed (queued by {run.created_by}), {run.max_steps} steps on {run.engine}")
-    choice = engines.Choice(run.engine, run.engine_reason)
+                             details={"queued_by": run.created_by, "framework": run.framework, "steps": run.max_steps}))
+    say(f"run {run.name}: claimed (queued by {run.created_by}), {run.max_steps} steps on {run.framework}")
+    choice = frameworks.Choice(run.framework, run.framework_reason)
     run_dir = ctx.settings.runs_dir / run.name
     ckpt = checkpoints.latest(run_dir)  # only a run queued with --resume has one
     if ckpt is not None:
@@ -297,16 +295,16 @@ def _calibrate(ctx: Context, choice, hf_dir: Path, recipe: Recipe, rows: list[di
         def on_step_end(self, args, state, control, **kwargs):
             marks.append(time.perf_counter())
 
-    model, tokenizer = engines.load(choice, hf_dir, recipe)
+    model, tokenizer = frameworks.load(choice, hf_dir, recipe)
     with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
-        engines.trainer_for(recipe, model, tokenizer, rows, Path(tmp), 3, [Clock()]).train()
+        frameworks.trainer_for(recipe, model, tokenizer, rows, Path(tmp), 3, [Clock()]).train()
     return (marks[-1] - marks[0]) / max(len(marks) - 1, 1)
 
 
 def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say, beat=None) -> tuple[float | None, int]:
     from appliance.train.callbacks import CheckpointCallback, LeaseCallback, ProgressCallback, ResumeCallback
 
-    model, tokenizer = engines.load(choice, hf_dir, recipe)
+    model, tokenizer = frameworks.load(choice, hf_dir, recipe)
     precision = "4-bit NF4 (bitsandbytes)" if recipe.adapter.kind == "qlora" else str(model.dtype).replace("torch.", "")
     say(f"model: base weights {precision}, {model.get_memory_footprint() / 2**20:.0f} MiB in memory")
     callbacks = [ProgressCallback(ctx, run, steps, say), CheckpointCallback(ctx, run, run_dir, recipe.checkpoint_every)]
@@ -314,7 +312,7 @@ def _fit(ctx, run, recipe, choice, hf_dir, rows, steps, run_dir, ckpt, say, beat
         callbacks.append(ResumeCallback(ckpt))
     if beat is not None:
         callbacks.append(LeaseCallback(beat))
-    trainer = engines.trainer_for(recipe, model, tokenizer, rows, ctx.settings.tmp_dir / f"trainer-{run.id}", steps,
+    trainer = frameworks.trainer_for(recipe, model, tokenizer, rows, ctx.settings.tmp_dir / f"trainer-{run.id}", steps,
                                   callbacks)
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     history = [h["loss"] for h in trainer.state.log_history if "loss" in h]

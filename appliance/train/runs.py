@@ -6,15 +6,14 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import delete, select
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import update as sql_update
 
 from appliance.db.engine import writing
+from appliance.db.tables import run_metric
+from appliance.db.tables import training_run as t
 from appliance.errors import NotFound
-
-_COLUMNS = ("id", "name", "status", "method", "engine", "engine_reason", "recipe_file", "recipe_digest", "recipe",
-            "base_model", "base_digest", "dataset_ref", "dataset_digest", "seed", "max_steps", "steps_done",
-            "final_loss", "path", "environment", "error", "created_by", "created_at", "started_at", "finished_at",
-            "policy_digest", "lease_owner", "heartbeat_at")
 
 
 @dataclass(frozen=True)
@@ -23,8 +22,8 @@ class Run:
     name: str
     status: str  # queued, running, succeeded, failed, interrupted
     method: str
-    engine: str
-    engine_reason: str
+    framework: str  # unsloth or trl (`frameworks.choose`)
+    framework_reason: str
     recipe_file: str
     recipe_digest: str
     recipe: dict
@@ -48,7 +47,7 @@ class Run:
     heartbeat_at: str | None = None  # that process's last heartbeat
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in _COLUMNS}
+        return {c.name: getattr(self, c.name) for c in t.c}
 
 
 def now() -> str:
@@ -56,7 +55,7 @@ def now() -> str:
 
 
 def _run(row) -> Run:
-    values = dict(zip(_COLUMNS, row, strict=True))
+    values = dict(row._mapping)
     values["recipe"] = json.loads(values["recipe"])
     values["environment"] = json.loads(values["environment"])
     return Run(**values)
@@ -66,18 +65,20 @@ def insert(conn, run: Run) -> None:
     values = run.as_dict()
     values["recipe"] = json.dumps(values["recipe"], sort_keys=True)
     values["environment"] = json.dumps(values["environment"], sort_keys=True)
-    conn.execute(text(f"INSERT INTO training_run ({', '.join(_COLUMNS)}) VALUES "
-                      f"({', '.join(':' + c for c in _COLUMNS)})"), values)
+    conn.execute(sql_insert(t).values(values))
 
 
-def update(conn, run_id: str, **fields) -> None:
-    sets = ", ".join(f"{k} = :{k}" for k in fields)
-    conn.execute(text(f"UPDATE training_run SET {sets} WHERE id = :id"), {**fields, "id": run_id})
+def update(conn, run_id: str, only_from: tuple[str, ...] | None = None, **fields) -> bool:
+    """Set `fields` of a run; with `only_from`, only while its status is one of those (False when it was not)."""
+    query = sql_update(t).where(t.c.id == run_id)
+    if only_from is not None:
+        query = query.where(t.c.status.in_(only_from))
+    return conn.execute(query.values(**fields)).rowcount == 1
 
 
 def get_run(engine, name: str) -> Run:
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM training_run WHERE name = :n"), {"n": name}).first()
+        row = conn.execute(select(t).where(t.c.name == name)).first()
     if row is None:
         raise NotFound(f"no run named {name!r}", hint="runs.list")
     return _run(row)
@@ -85,32 +86,33 @@ def get_run(engine, name: str) -> Run:
 
 def list_runs(engine, status: str | None = None) -> list[Run]:
     """Every run, or only those in `status`."""
-    where = " WHERE status = :s" if status else ""
+    query = select(t).order_by(t.c.created_at, t.c.name)
+    if status:
+        query = query.where(t.c.status == status)
     with engine.connect() as conn:
-        return [_run(r) for r in conn.execute(text(
-            f"SELECT {', '.join(_COLUMNS)} FROM training_run{where} ORDER BY created_at, name"), {"s": status}).all()]
+        return [_run(r) for r in conn.execute(query).all()]
 
 
 def name_taken(engine, name: str) -> bool:
     with engine.connect() as conn:
-        return conn.execute(text("SELECT 1 FROM training_run WHERE name = :n"), {"n": name}).first() is not None
+        return conn.execute(select(t.c.id).where(t.c.name == name)).first() is not None
 
 
 def metrics(engine, run_id: str) -> list[dict]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT step, loss, learning_rate, tokens_per_second, ts FROM run_metric "
-                                 "WHERE run_id = :r ORDER BY step"), {"r": run_id}).all()
-    return [dict(zip(("step", "loss", "learning_rate", "tokens_per_second", "ts"), r, strict=True)) for r in rows]
+        m = run_metric.c
+        rows = conn.execute(select(m.step, m.loss, m.learning_rate, m.tokens_per_second, m.ts)
+                            .where(m.run_id == run_id).order_by(m.step)).all()
+    return [dict(r._mapping) for r in rows]
 
 
 def add_metric(conn, run_id: str, step: int, loss, lr, tps) -> None:
-    conn.execute(text("INSERT INTO run_metric (run_id, step, loss, learning_rate, tokens_per_second, ts) "
-                      "VALUES (:r, :s, :l, :lr, :t, :ts)"),
-                 {"r": run_id, "s": step, "l": loss, "lr": lr, "t": tps, "ts": now()})
+    conn.execute(sql_insert(run_metric).values(run_id=run_id, step=step, loss=loss, learning_rate=lr,
+                                               tokens_per_second=tps, ts=now()))
 
 
 def drop_metrics_after(conn, run_id: str, step: int) -> None:
-    conn.execute(text("DELETE FROM run_metric WHERE run_id = :r AND step > :s"), {"r": run_id, "s": step})
+    conn.execute(delete(run_metric).where(run_metric.c.run_id == run_id, run_metric.c.step > step))
 
 
 def claim_next(engine, holder: str) -> Run | None:
@@ -118,13 +120,13 @@ def claim_next(engine, holder: str) -> Run | None:
     UPDATE decides between workers."""
     while True:
         with writing(engine).begin() as conn:
-            row = conn.execute(text("SELECT name FROM training_run WHERE status = 'queued' "
-                                    "ORDER BY created_at, name LIMIT 1")).first()
+            row = conn.execute(select(t.c.name).where(t.c.status == "queued")
+                               .order_by(t.c.created_at, t.c.name).limit(1)).first()
             if row is None:
                 return None
-            claimed = conn.execute(text("UPDATE training_run SET status = 'running', started_at = :t, "
-                                        "lease_owner = :o, heartbeat_at = :t WHERE name = :n AND status = 'queued'"),
-                                   {"t": now(), "n": row[0], "o": holder})
+            stamp = now()
+            claimed = conn.execute(sql_update(t).where(t.c.name == row[0], t.c.status == "queued")
+                                   .values(status="running", started_at=stamp, lease_owner=holder, heartbeat_at=stamp))
             if claimed.rowcount != 1:
                 continue  # another worker took it first
         return get_run(engine, row[0])

@@ -339,7 +339,7 @@ def test_an_interrupted_upgrade_is_rolled_back_by_a_run_with_the_previous_bundle
     before = os.readlink(link)
     newer = next(p for p in (target.install / "releases").iterdir() if str(p) != before)  # the rolled-back one
     with sqlite3.connect(target.home / "appliance.db") as db, sqlite3.connect(snapshot) as copy:
-        db.backup(copy)
+        db.backup(copy)  # the driver's online backup: a consistent copy of the file, not a query
     shutil.chown(snapshot, USER, USER)
     marker.write_text(before + "\n")
     link.unlink()

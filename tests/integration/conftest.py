@@ -96,7 +96,7 @@ def copy_lab(lab, dst: Path, artifacts: tuple[str, ...]) -> dict:
         else:
             shutil.copy2(item, home / item.name)
     with sqlite3.connect(root / "home" / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
-        src.backup(out)
+        src.backup(out)  # the driver's online backup: a consistent copy of the file, not a query
     for name in ("passphrase", "alice.pw", "erin.pw", "oscar.pw", "ursula.pw"):
         shutil.copy2(root / name, dst / name)
     env = {**env, "APPLIANCE_HOME": str(home), "APPLIANCE_KEY_PASSPHRASE_FILE": str(dst / "passphrase"),

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, run_appliance
+from tests.conftest import audit_events, free_port, run_appliance
 
 ROOT = Path(__file__).resolve().parents[2]
 SFT = ROOT / "policies" / "recipes" / "smollm2-135m-lora-sft.yaml"
@@ -49,7 +48,7 @@ def trained(root: Path, env: dict, officer: dict) -> None:
     """The `triage` run the training tests leave; trained (short), evaluated and released when run alone."""
     if run_appliance("artifacts", "show", "triage", "--json", env=env).returncode != 0:
         ok(run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--max-steps", "6",
-                         "--engine", "trl", env=env))
+                         "--framework", "trl", env=env))
         run_appliance("eval", "triage", env=env)
         release(root, env, officer, "triage")
 
@@ -100,17 +99,14 @@ def client(g: dict, token: str | None = None) -> openai.OpenAI:
 
 
 def backend_pids(root: Path) -> list[int]:
-    """llama-server engines of this lab home (their sockets live in its private run folder)."""
+    """llama-server instances of this lab home (their sockets live in its private run folder)."""
     found = subprocess.run(["pgrep", "-f", f"llama-server .*--host {root}/home/run/llama-server/"],
                            capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]
 
 
 def audit(root: Path, action: str) -> list[dict]:
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    rows = db.execute("SELECT actor, outcome, object_id, object_sha256, reason, details FROM audit_event "
-                      "WHERE action = ? ORDER BY seq", (action,)).fetchall()
-    db.close()
+    rows = audit_events(root / "home", action, "actor", "outcome", "object_id", "object_sha256", "reason", "details")
     return [{"actor": r[0], "outcome": r[1], "object": r[2], "sha256": r[3], "reason": r[4],
              "details": json.loads(r[5])} for r in rows]
 

@@ -109,7 +109,7 @@ def test_import_chat_train_export_and_serve_a_non_llama_model(arch, cli, staff, 
         assert "give the recipe a chat_template, or train on a dataset in the text format" in refused.err
         monkeypatch.setenv("APPLIANCE_POLICIES", str(tmp_path / "policies"))
     trained = cli("train", RECIPE, "--dataset", "hd", "--base", f"tiny-{arch}", "--max-steps", "2", "--name",
-                  f"tiny-{arch}-run", "--engine", "trl", "--json")
+                  f"tiny-{arch}-run", "--framework", "trl", "--json")
     assert trained.code == 0, trained.err
     run = json.loads(trained.out)
     assert run["status"] == "succeeded"

@@ -2,13 +2,12 @@
 its pages show the pipeline's real records, and an officer's approval through the console is the library's,
 four-eyes rule and audit event included. A copy, so the serving tests still find the home as training left it."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import PASSWORDS, run_appliance
+from tests.conftest import PASSWORDS, audit_events, run_appliance
 from tests.integration.conftest import copy_lab
 
 pytestmark = pytest.mark.integration
@@ -48,9 +47,7 @@ def console(copied, monkeypatch):
 
 
 def _events(dst: Path, action: str) -> list[tuple]:
-    with sqlite3.connect(dst / "home" / "appliance.db") as db:
-        return db.execute("SELECT actor, outcome, object_id, reason FROM audit_event WHERE action = ? ORDER BY seq",
-                          (action,)).fetchall()
+    return audit_events(dst / "home", action, "actor", "outcome", "object_id", "reason")
 
 
 def test_the_pages_show_the_pipelines_records(console):

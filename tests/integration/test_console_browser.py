@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORDS, free_port, run_appliance
+from tests.conftest import PASSWORDS, audit_events, free_port, run_appliance
 from tests.integration.conftest import copy_lab
 
 pytestmark = pytest.mark.browser
@@ -47,8 +46,8 @@ def console(lab, tmp_path_factory):
     recipe.write_text(sft.replace("max_steps: 60", "max_steps: 40").replace("checkpoint_every: 20",
                                                                              "checkpoint_every: 1"))
     exe = Path(sys.executable).with_name("appliance")
-    training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut", "--engine",
-                                 "trl"], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    training = subprocess.Popen([str(exe), "train", str(recipe), "--dataset", "helpdesk", "--name", "cut",
+                                 "--framework", "trl"], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
     for line in training.stderr:  # Ctrl-C after the second step: the run is recorded as interrupted
         if line.startswith("step 2/40"):
             training.send_signal(signal.SIGINT)
@@ -148,9 +147,7 @@ def _choose(page, label: str, option: str) -> None:
 
 
 def _events(dst: Path, action: str) -> list[tuple]:
-    with sqlite3.connect(dst / "home" / "appliance.db") as db:
-        return db.execute("SELECT actor, outcome, object_id, reason FROM audit_event WHERE action = ? ORDER BY seq",
-                          (action,)).fetchall()
+    return audit_events(dst / "home", action, "actor", "outcome", "object_id", "reason")
 
 
 def test_an_officer_walks_every_page_and_approves_in_the_browser(console, browser, shots):

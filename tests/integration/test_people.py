@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import PASSWORDS
+from appliance.db.tables import audit_event
+from tests.conftest import PASSWORDS, home_db
 
 pytestmark = pytest.mark.multiuser
 REPO = Path(__file__).resolve().parents[2]
@@ -111,7 +113,7 @@ def _copy_home(lab_root: Path, home: Path, uid: int, gid: int) -> None:
     source = lab_root / "home"
     shutil.copytree(source, home, ignore=shutil.ignore_patterns("appliance.db*", "run"))
     with sqlite3.connect(source / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
-        src.backup(out)
+        src.backup(out)  # the driver's online backup: a consistent copy of the file, not a query
     for path in [home, *home.rglob("*")]:
         os.lchown(path, uid, gid)
         if not path.is_symlink():
@@ -187,10 +189,11 @@ def people(host):
 
 
 def _db_events(host: Host, action: str, object_id: str | None = None) -> list[tuple]:
-    with sqlite3.connect(host.home / "appliance.db") as db:
-        return db.execute("SELECT actor, outcome, os_user, os_uid, os_source, reason, details FROM audit_event WHERE "
-                          "action = ? AND (? IS NULL OR object_id = ?) ORDER BY seq", (action, object_id, object_id)
-                          ).fetchall()
+    e = audit_event.c
+    query = select(e.actor, e.outcome, e.os_user, e.os_uid, e.os_source, e.reason, e.details) \
+        .where(e.action == action).order_by(e.seq)
+    with home_db(host.home).connect() as conn:
+        return [tuple(r) for r in conn.execute(query if object_id is None else query.where(e.object_id == object_id))]
 
 
 def test_each_person_acts_as_their_own_user_and_the_trail_names_their_os_account(people):

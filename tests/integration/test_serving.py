@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sqlalchemy import func, select, update
 
-from tests.conftest import run_appliance, token_secret
+from appliance.db.tables import artifact, audit_checkpoint, audit_event
+from tests.conftest import home_db, run_appliance, token_secret
 from tests.integration.serving import TICKET, serving, signed_in, trained
 from tests.integration.serving import audit as _audit
 from tests.integration.serving import backend_pids as _backend_pids
@@ -91,7 +93,7 @@ def test_the_openai_sdk_lists_and_queries_base_and_adapter(gateway):
             pieces.append(chunk.choices[0].delta.content or "")
         if chunk.usage:
             usage = chunk.usage
-    # Greedy: streamed and whole answers agree when the engine starts from the same state. The first whole answer
+    # Greedy: streamed and whole answers agree when the backend starts from the same state. The first whole answer
     # processed the prompt afresh (the slot's cache was cleared by the switch of adapter); the stream reused the
     # cached prompt, as does this second whole answer, and a token computed alone can round differently from one in
     # a batch of the prompt.
@@ -256,7 +258,7 @@ def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
     details = event["details"]
     assert details["usage"] == {"prompt": reply.usage.prompt_tokens, "completion": reply.usage.completion_tokens}
     assert details["latency_ms"] > 0 and details["text_kept"] == "scrubbed"
-    assert details["served_by"].startswith("llama-server-lora (engine ")
+    assert details["served_by"].startswith("llama-server-lora (instance ")
     assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
     assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
 
@@ -340,7 +342,7 @@ def test_a_hot_adapter_is_served_from_a_merged_copy_that_keeps_what_it_learned(r
     # serves the adapter from the merged copy; unloading the adapter drops the copy.
     sock, merge_dir = tmp_path / "b.sock", tmp_path / "merged"
     log = open(tmp_path / "backend.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.binding_engine", "--socket", str(sock), "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.serve.binding_server", "--socket", str(sock), "--model",
                              "smollm2", "--gguf", str(gguf), "--merge-dir", str(merge_dir), "--merge-after", "2",
                              "--hot-window", "300"], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -408,10 +410,9 @@ def test_a_status_set_by_hand_is_not_served(gateway):
     root, env = gateway["root"], gateway["env"]
     _ok(run_appliance("package", "triage", "--name", "triage-flipped", env=env))
     _ok(run_appliance("sign", "triage-flipped", env=env))
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    db.execute("UPDATE artifact SET status = 'approved', decided_by = 'oscar' WHERE name = 'triage-flipped'")
-    db.commit()
-    db.close()
+    with home_db(root / "home").begin() as conn:
+        conn.execute(update(artifact).where(artifact.c.name == "triage-flipped")
+                     .values(status="approved", decided_by="oscar"))
     denied = _wait(lambda: [e for e in _audit(root, "serve.load") if e["object"] == "triage-flipped"])
     assert denied and denied[-1]["outcome"] == "denied", denied
     assert "no approval event for manifest" in denied[-1]["reason"]
@@ -425,14 +426,15 @@ def test_the_gateway_serves_without_the_key_passphrase_and_signs_nothing(gateway
                    Path(f"/proc/{gateway['proc'].pid}/environ").read_text().split("\0") if "=" in line)
     assert not environ.get("APPLIANCE_KEY_PASSPHRASE") and not environ.get("APPLIANCE_KEY_PASSPHRASE_FILE")
     root = gateway["root"]
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        before = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    covered = select(func.coalesce(func.max(audit_checkpoint.c.tree_size), 0))
+    with home_db(root / "home").connect() as conn:
+        before = conn.execute(covered).scalar()
     for _ in range(3):
         _client(gateway).chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
                                                  max_tokens=2)
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        newest = db.execute("SELECT MAX(seq) FROM audit_event").fetchone()[0]
-        after = db.execute("SELECT COALESCE(MAX(tree_size), 0) FROM audit_checkpoint").fetchone()[0]
+    with home_db(root / "home").connect() as conn:
+        newest = conn.execute(select(func.max(audit_event.c.seq))).scalar()
+        after = conn.execute(covered).scalar()
     assert after == before < newest  # its events wait for the signer
     log = gateway["log"].read_text()
     assert "Traceback" not in log and "passphrase" not in log, log[-2000:]
@@ -446,6 +448,7 @@ def test_a_locked_audit_database_refuses_requests_then_recovers(gateway):
     client = _client(gateway)
     question = [{"role": "user", "content": "Say OK."}]
     client.chat.completions.create(model="smollm2", messages=question, max_tokens=2)  # the token is cached
+    # Another process holding SQLite's exclusive lock: the driver's own connection and BEGIN EXCLUSIVE.
     holder = sqlite3.connect(root / "home" / "appliance.db", timeout=30, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

@@ -1,7 +1,7 @@
 """The OpenAI surface that users' own clients need, through the gateway and llama.cpp's llama-server: the official
 openai SDK (tools with their follow-up, structured output, content parts, n, logprobs), LangChain's ChatOpenAI and
 LiteLLM; the gateway's hardening (bodies, slow clients, failed logins, metric labels); and an approval while
-serving, which switches to a new engine without dropping the request in flight."""
+serving, which switches to a new llama-server instance without dropping the request in flight."""
 
 import json
 import os
@@ -134,7 +134,7 @@ def test_the_rest_of_the_openai_surface(api):
                                           max_tokens=100_000, temperature=0)
     events = [e for e in audit(api["root"], "serve.request") if e["details"].get("response_id") == clamped.id]
     assert events[0]["details"]["max_output_asked"] == 100_000
-    # Engine fields are not passed through; an image is refused by name, not silently dropped.
+    # Backend fields are not passed through; an image is refused by name, not silently dropped.
     for extra, param in (({"lora": [{"id": 0, "scale": 1.0}]}, "lora"), ({"n_predict": 99999}, "n_predict"),
                          ({"grammar": "root ::= \"x\""}, "grammar")):
         with pytest.raises(openai.BadRequestError) as refused:
@@ -219,9 +219,9 @@ def test_bodies_slow_clients_failed_logins_and_metric_labels_are_bounded(api):
     assert "label-flood-7f3a" not in httpx.get(url + "/metrics").text
 
 
-def test_an_approval_while_serving_switches_engines_without_dropping_a_request(api):
-    """Runs last. llama-server reads adapters only at start: approving one starts an engine with the new list;
-    the gateway switches when it is healthy, and the old engine finishes the stream it was serving."""
+def test_an_approval_while_serving_switches_instances_without_dropping_a_request(api):
+    """Runs last. llama-server reads adapters only at start: approving one starts an instance with the new list;
+    the gateway switches when it is healthy, and the old instance finishes the stream it was serving."""
     root, env, officer = api["root"], api["env"], api["officer"]
     sdk = client(api)
     [old] = backend_pids(root)
@@ -247,7 +247,7 @@ def test_an_approval_while_serving_switches_engines_without_dropping_a_request(a
     streaming.join(120)
     assert not failures and len(pieces) > 5, failures
     assert wait(lambda: old not in backend_pids(root) and len(backend_pids(root)) == 1, 30), backend_pids(root)
-    # Revoking refuses at the gateway at once; the engine is replaced without the adapter.
+    # Revoking refuses at the gateway at once; the instance is replaced without the adapter.
     ok(run_appliance("revoke", "triage-api-2", "--reason", "switch test", env=officer))
     assert wait(lambda: "triage-api-2" not in [m.id for m in sdk.models.list()], 10)
     with pytest.raises(openai.NotFoundError):
@@ -255,4 +255,4 @@ def test_an_approval_while_serving_switches_engines_without_dropping_a_request(a
     assert sdk.chat.completions.create(model=ADAPTER, messages=[{"role": "user", "content": "x"}],
                                        max_tokens=2).choices
     log = (root / "home" / "logs" / "backend.log").read_text()
-    assert TICKET not in log  # the engine logs no prompt
+    assert TICKET not in log  # llama-server logs no prompt

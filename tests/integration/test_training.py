@@ -5,14 +5,15 @@ import json
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
-from tests.conftest import run_appliance, run_inprocess
+from appliance.db.tables import artifact, audit_event, eval_result, training_run
+from tests.conftest import audit_events, home_db, run_appliance, run_inprocess
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +22,10 @@ FORMAT = re.compile(r"^CATEGORY: [A-Z]+\nPRIORITY: P[1-4]\nACTION: .+$")
 
 
 def events(root: Path, prefix: str, run: str = "%") -> list[tuple[str, str, str]]:
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    return [tuple(r) for r in db.execute("SELECT action, object_id, outcome FROM audit_event WHERE action LIKE ? "
-                                         "AND object_id LIKE ? ORDER BY seq", (prefix + "%", run))]
+    e = audit_event.c
+    with home_db(root / "home").connect() as conn:
+        return [tuple(r) for r in conn.execute(select(e.action, e.object_id, e.outcome).where(
+            e.action.like(prefix + "%"), e.object_id.like(run)).order_by(e.seq))]
 
 
 def test_plan_measures_without_training(lab):
@@ -34,7 +36,7 @@ def test_plan_measures_without_training(lab):
     assert plan["parameters"] > 130_000_000
     assert plan["trainable_parameters"] == 30 * 16 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
     assert plan["fits"] is True and plan["seconds_per_step"] > 0 and plan["estimated_seconds"] > 0
-    assert "plan: time:" in result.stderr and "engine: " in result.stderr
+    assert "plan: time:" in result.stderr and "framework: " in result.stderr
     assert json.loads(run_appliance("runs", "list", "--json", env=env).stdout) == []
 
 
@@ -81,7 +83,7 @@ def test_a_run_that_will_not_fit_is_refused_with_the_numbers(lab, tmp_path):
 def test_a_queued_run_is_trained_by_the_worker(lab):
     root, env = lab
     queued = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "queued", "--max-steps", "2", "--queue",
-                           "--engine", "trl", env=env)
+                           "--framework", "trl", env=env)
     assert queued.returncode == 0, queued.stderr
     assert queued.stdout.strip() == "run queued: queued for `appliance worker` (2 steps)"
     assert json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)["status"] == "queued"
@@ -91,9 +93,10 @@ def test_a_queued_run_is_trained_by_the_worker(lab):
     assert "run queued: claimed (queued by erin), 2 steps" in worker.stderr
     run = json.loads(run_appliance("runs", "show", "queued", "--json", env=env).stdout)
     assert run["status"] == "succeeded" and run["created_by"] == "erin" and run["started_at"]
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    actors = db.execute("SELECT action, actor, actor_role FROM audit_event WHERE object_id = 'queued' "
-                        "ORDER BY seq").fetchall()
+    e = audit_event.c
+    with home_db(root / "home").connect() as conn:
+        actors = [tuple(r) for r in conn.execute(select(e.action, e.actor, e.actor_role)
+                                                 .where(e.object_id == "queued").order_by(e.seq))]
     assert actors == [("train.queue", "erin", "engineer"), ("train.start", "worker", "system"),
                       ("train.end", "worker", "system")]
     again = run_appliance("worker", "--once", env=env)  # nothing left: returns at once
@@ -120,9 +123,9 @@ def test_advise_recommends_fine_tuning_for_a_format_the_base_model_misses(lab):
 
 def test_the_adapter_learns_the_format_the_base_model_lacks(lab):
     root, env = lab
-    # TRL's engine: on these CPUs it trains 1.4x faster than Unsloth's (bench/train_bench.py); the default
-    # engine's runs are covered by the worker, QLoRA and plan tests and by `make demo`.
-    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--engine", "trl", "--json",
+    # TRL: on these CPUs it trains 1.4x faster than Unsloth's path (bench/train_bench.py); the default
+    # framework's runs are covered by the worker, QLoRA and plan tests and by `make demo`.
+    result = run_appliance("train", SFT, "--dataset", "helpdesk", "--name", "triage", "--framework", "trl", "--json",
                            env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
@@ -227,12 +230,12 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(lab, tmp_path):
     recipe = tmp_path / "short.yaml"
     recipe.write_text(SFT.read_text().replace("max_steps: 60", "max_steps: 6").replace("checkpoint_every: 20",
                                                                                         "checkpoint_every: 2"))
-    whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--engine", "trl", "--json",
+    whole = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", "whole", "--framework", "trl", "--json",
                           env=env)
     assert whole.returncode == 0, whole.stderr[-2000:]
     for chatter in ("\r", "Warning", "Failed to load", "deprecated", "it/s]"):  # the appliance's own lines only
         assert chatter not in whole.stderr, whole.stderr[-3000:]
-    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--engine", "trl"], env, "step 3/6",
+    _train_until(["train", recipe, "--dataset", "helpdesk", "--name", "killed", "--framework", "trl"], env, "step 3/6",
                  _refused_while_alive(env))  # no second trainer on a live run
     assert json.loads(run_appliance("runs", "show", "killed", "--json", env=env).stdout)["status"] == "running"
     assert "trainer         GONE: its trainer, process " in run_inprocess("runs", "show", "killed", env=env).stdout
@@ -267,7 +270,7 @@ def test_two_processes_train_one_run_with_ddp_over_gloo(lab):
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)  # one result, from the first process
     assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["environment"]["world_size"] == 2
-    assert run["engine"] == "trl" and "distributed run (2 processes)" in run["engine_reason"]
+    assert run["framework"] == "trl" and "distributed run (2 processes)" in run["framework_reason"]
     assert result.stderr.count("step 2/2") == 1  # progress from one process only
     assert [m["step"] for m in json.loads(run_appliance("runs", "show", "ddp", "--json", env=env).stdout)["metrics"]] \
         == [1, 2]
@@ -275,18 +278,18 @@ def test_two_processes_train_one_run_with_ddp_over_gloo(lab):
     assert (root / "home" / "runs" / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("engine", ["unsloth", "trl"])
-def test_qlora_trains_on_a_4_bit_base(lab, engine):
+@pytest.mark.parametrize("framework", ["unsloth", "trl"])
+def test_qlora_trains_on_a_4_bit_base(lab, framework):
     root, env = lab
     recipe = ROOT / "policies" / "recipes" / "smollm2-135m-qlora-sft.yaml"
-    result = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", f"qlora-{engine}", "--max-steps", "2",
-                           "--engine", engine, "--json", env=env)
+    result = run_appliance("train", recipe, "--dataset", "helpdesk", "--name", f"qlora-{framework}", "--max-steps", "2",
+                           "--framework", framework, "--json", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
-    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["engine"] == engine
+    assert run["status"] == "succeeded" and run["steps_done"] == 2 and run["framework"] == framework
     footprint = re.search(r"model: base weights 4-bit NF4 \(bitsandbytes\), (\d+) MiB in memory", result.stderr)
     assert footprint and int(footprint.group(1)) < 300, result.stderr[-2000:]  # fp32 would be over 500 MiB
-    assert (root / "home" / "runs" / f"qlora-{engine}" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (root / "home" / "runs" / f"qlora-{framework}" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
@@ -300,7 +303,7 @@ def test_preference_training_moves_the_margin_the_right_way(lab, method):
                            env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     run = json.loads(result.stdout)
-    assert run["status"] == "succeeded" and run["engine"] == "trl" and "sft only" in run["engine_reason"]
+    assert run["status"] == "succeeded" and run["framework"] == "trl" and "sft only" in run["framework_reason"]
     before, after = _margins(root, root / "home" / "runs" / method / "adapter")
     assert after > before, (before, after)
 
@@ -380,14 +383,14 @@ def _scheduled_evaluation_flags_drift(root: Path, env: dict, officer: dict, dire
     # real fall needs another runtime; the release evaluation's task score is raised in the database instead.
     raised = {**before["result"]}
     raised["task"] = {**raised["task"], "adapter": {**raised["task"]["adapter"], task_metric: released + 0.25}}
-    with sqlite3.connect(root / "home" / "appliance.db") as db:
-        db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(raised), before["id"]))
+    stored = update(eval_result).where(eval_result.c.id == before["id"])
+    with home_db(root / "home").begin() as conn:
+        conn.execute(stored.values(result=json.dumps(raised)))
     try:
         checked = run_appliance("eval", "--scheduled", "--json", env=env)
     finally:  # the later tests (the console's pages, their screenshots) see the evaluation as it was
-        with sqlite3.connect(root / "home" / "appliance.db") as db:
-            db.execute("UPDATE eval_result SET result = ? WHERE id = ?", (json.dumps(before["result"]),
-                                                                          before["id"]))
+        with home_db(root / "home").begin() as conn:
+            conn.execute(stored.values(result=json.dumps(before["result"])))
     assert checked.returncode == 5 and "drift: triage fell beyond the policy" in checked.stderr, checked.stderr[-2000:]
     [point] = json.loads(checked.stdout)
     assert point["status"] == "drop" and point["task_metric"] == task_metric, point
@@ -543,25 +546,27 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
                          tmp_path / "otto.pw", env=otto).returncode == 0
     appointed = run_appliance("approve", "triage", "--reason", "erin's officer approving erin's work", env=otto)
     assert appointed.returncode == 6 and "four-eyes rule (appointed): erin created the account otto" in appointed.stderr
-    db = sqlite3.connect(root / "home" / "appliance.db")
-    recorded = db.execute("SELECT policy_digest FROM training_run WHERE name = 'triage'").fetchone()[0]
-    db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", ("ab" * 32,))
-    db.commit()
+    db = home_db(root / "home")
+    triage_run = update(training_run).where(training_run.c.name == "triage")
+    triage_artifact = update(artifact).where(artifact.c.name == "triage")
+    with db.begin() as conn:
+        recorded = conn.execute(select(training_run.c.policy_digest).where(training_run.c.name == "triage")).scalar()
+        conn.execute(triage_run.values(policy_digest="ab" * 32))
     try:  # a run whose recorded training policy was never installed (someone with the database edited it)
         forged = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
         assert forged.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
             in forged.stderr
-        db.execute("UPDATE artifact SET status = 'packaged' WHERE name = 'triage'")  # and signed anew
-        db.commit()
+        with db.begin() as conn:
+            conn.execute(triage_artifact.values(status="packaged"))  # and signed anew
         resigned = run_appliance("sign", "triage", env=env)
         assert resigned.returncode == 5 and "training policy: digest abababababababab... was never an installed" \
             in resigned.stderr
     finally:
-        db.execute("UPDATE training_run SET policy_digest = ? WHERE name = 'triage'", (recorded,))
-        db.execute("UPDATE artifact SET status = 'signed' WHERE name = 'triage'")
-        db.commit()
-    rules = [json.loads(d or "{}").get("rule") for (d,) in db.execute(
-        "SELECT details FROM audit_event WHERE action = 'artifact.approve' AND outcome = 'denied' ORDER BY seq")]
+        with db.begin() as conn:
+            conn.execute(triage_run.values(policy_digest=recorded))
+            conn.execute(triage_artifact.values(status="signed"))
+    approvals = audit_events(root / "home", "artifact.approve", "outcome", "details")
+    rules = [json.loads(details or "{}").get("rule") for outcome, details in approvals if outcome == "denied"]
     assert rules[-3:] == ["four-eyes:account", "four-eyes:appointed", "installed-policies"]
     approved = run_appliance("approve", "triage", "--reason", "gates passed; model card reviewed", env=officer)
     assert approved.returncode == 0, approved.stderr

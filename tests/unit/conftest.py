@@ -1,5 +1,5 @@
-"""Fixtures of the database suites (`test_database.py`, `test_train_lease.py`): each runs on SQLite and, in the
-postgres tier, on PostgreSQL (`database_url`)."""
+"""Fixtures of the database suites (`test_database.py`, `test_tables.py`, `test_train_lease.py`): each runs on
+SQLite and, in the postgres tier, on PostgreSQL (`database_url`)."""
 
 import pytest
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import text
+from sqlalchemy import delete, func, insert, literal, select, update
 
 from appliance.audit import merkle
 from appliance.audit.events import Event
@@ -26,6 +26,7 @@ from appliance.audit.verify import Trust, verify_log
 from appliance.config import load_settings
 from appliance.context import Actor, Context
 from appliance.db import connect, migrate, session_scope
+from appliance.db.tables import audit_checkpoint, audit_event, audit_node, signing_key
 from appliance.errors import PermissionDenied
 from appliance.keys import crypto, store
 from tests.conftest import installed_policies
@@ -70,7 +71,7 @@ def test_a_batch_is_one_transaction_with_consecutive_numbers(ctx):
 
 def tamper(engine, *statements):
     """Someone with file access: triggers dropped or disabled, rows rewritten."""
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the triggers: DDL, driver level
         if conn.dialect.name == "sqlite":
             for table in ("audit_event", "audit_checkpoint", "audit_node"):
                 conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_update")
@@ -80,15 +81,28 @@ def tamper(engine, *statements):
             conn.exec_driver_sql("ALTER TABLE audit_checkpoint DISABLE TRIGGER USER")
             conn.exec_driver_sql("ALTER TABLE audit_node DISABLE TRIGGER USER")
         for statement in statements:
-            conn.exec_driver_sql(statement)
+            conn.execute(statement)
+
+
+E = audit_event.c
 
 
 def leaf_of(engine, seq):
-    from appliance.audit.events import COLUMNS, canonical
+    from appliance.audit.events import LEAF, canonical
 
     with engine.connect() as conn:
-        row = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM audit_event WHERE seq = :s"), {"s": seq}).one()
+        row = conn.execute(select(*LEAF).where(E.seq == seq)).one()
     return merkle.leaf_hash(canonical(tuple(row))).hex()
+
+
+def max_seq(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(E.seq))).scalar()
+
+
+def count_events(engine, action: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).where(E.action == action)).scalar()
 
 
 def test_events_are_appended_in_sequence_and_verify(ctx):
@@ -97,7 +111,7 @@ def test_events_are_appended_in_sequence_and_verify(ctx):
     assert report.ok, report.problems
     assert report.events == 5
     with ctx.engine.connect() as conn:
-        rows = conn.execute(text("SELECT action, actor, object_id FROM audit_event ORDER BY seq")).all()
+        rows = conn.execute(select(E.action, E.actor, E.object_id).order_by(E.seq)).all()
     assert [tuple(r) for r in rows[2:]] == [("test.append", "erin", f"item-{i}") for i in range(3)]
     assert [r[0] for r in rows[:2]] == ["key.create", "key.create"]
 
@@ -105,7 +119,8 @@ def test_events_are_appended_in_sequence_and_verify(ctx):
 def test_checkpoints_are_signed_every_n_events(ctx):
     append(ctx, 10)
     with ctx.engine.connect() as conn:
-        sizes = [r[0] for r in conn.execute(text("SELECT tree_size FROM audit_checkpoint ORDER BY tree_size"))]
+        sizes = list(conn.execute(select(audit_checkpoint.c.tree_size).order_by(audit_checkpoint.c.tree_size))
+                     .scalars())
     assert sizes == [2, 4, 8, 12]  # the first as soon as the audit key exists (event 2), then every 4
     assert verify(ctx).checkpoints_checked == 2 * len(sizes)  # each stored, and each anchored outside
 
@@ -114,16 +129,16 @@ def test_audit_tables_refuse_update_and_delete(ctx):
     import sqlalchemy
 
     append(ctx, 2)
-    for statement in ("UPDATE audit_event SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_event WHERE seq = 1",
-                      "DELETE FROM audit_checkpoint", "UPDATE audit_node SET hash = 'x'"):
+    for statement in (update(audit_event).where(E.seq == 1).values(reason="x"), delete(audit_event).where(E.seq == 1),
+                      delete(audit_checkpoint), update(audit_node).values(hash="x")):
         with pytest.raises(sqlalchemy.exc.DBAPIError, match="append-only"):
             with ctx.engine.begin() as conn:
-                conn.exec_driver_sql(statement)
+                conn.execute(statement)
 
 
 def test_a_modified_event_is_named(ctx):
     append(ctx, 9)
-    tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 5")
+    tamper(ctx.engine, update(audit_event).where(E.seq == 5).values(actor="mallory"))
     report = verify(ctx)
     assert not report.ok and report.first_bad_seq == 5
     assert "event 5 was modified" in report.problems[0]
@@ -131,8 +146,8 @@ def test_a_modified_event_is_named(ctx):
 
 def test_a_modified_event_with_its_hash_rewritten_is_caught_by_checkpoints(ctx):
     append(ctx, 9)
-    tamper(ctx.engine, "UPDATE audit_event SET actor = 'mallory' WHERE seq = 6")
-    tamper(ctx.engine, f"UPDATE audit_event SET leaf_hash = '{leaf_of(ctx.engine, 6)}' WHERE seq = 6")
+    tamper(ctx.engine, update(audit_event).where(E.seq == 6).values(actor="mallory"))
+    tamper(ctx.engine, update(audit_event).where(E.seq == 6).values(leaf_hash=leaf_of(ctx.engine, 6)))
     report = verify(ctx)
     assert not report.ok
     assert any("history up to event 8 was rewritten" in p for p in report.problems), report.problems
@@ -141,46 +156,43 @@ def test_a_modified_event_with_its_hash_rewritten_is_caught_by_checkpoints(ctx):
 
 def test_a_deleted_event_is_named(ctx):
     append(ctx, 9)
-    tamper(ctx.engine, "DELETE FROM audit_event WHERE seq = 7")
+    tamper(ctx.engine, delete(audit_event).where(E.seq == 7))
     report = verify(ctx)
     assert report.first_bad_seq == 7 and "event 7 is missing" in report.problems[0]
 
 
 def test_an_inserted_event_is_named(ctx):
     append(ctx, 9)
-    with ctx.engine.connect() as conn:
-        last = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
-    tamper(ctx.engine, *[f"UPDATE audit_event SET seq = {s + 1}, event_id = substr(event_id, 2) || 'x' WHERE seq = {s}"
-                         for s in range(last, 4, -1)],
-           "INSERT INTO audit_event SELECT 5, 'forged', ts, 'mallory', actor_role, auth_method, action, object_type, "
-           "object_id, object_sha256, outcome, reason, correlation_id, details, leaf_hash, os_user, os_uid, "
-           "os_source FROM audit_event WHERE seq = 4")
+    last = max_seq(ctx.engine)
+    forged = {"seq": literal(5), "event_id": literal("forged"), "actor": literal("mallory")}  # a copy of event 4
+    shift = [update(audit_event).where(E.seq == s).values(seq=s + 1, event_id=func.substr(E.event_id, 2) + "x")
+             for s in range(last, 4, -1)]
+    tamper(ctx.engine, *shift,
+           insert(audit_event).from_select([c.name for c in audit_event.c],
+                                           select(*[forged.get(c.name, c) for c in audit_event.c]).where(E.seq == 4)))
     report = verify(ctx)
     assert report.first_bad_seq == 5 and "event 5 was modified" in report.problems[0]
 
 
 def test_swapped_events_are_named(ctx):
     append(ctx, 9)
-    cols = "actor, action, object_type, object_id, details, ts, correlation_id"
+    cols = (E.actor, E.action, E.object_type, E.object_id, E.details, E.ts, E.correlation_id)
     with ctx.engine.connect() as conn:
-        a = conn.execute(text(f"SELECT {cols} FROM audit_event WHERE seq = 3")).one()
-        b = conn.execute(text(f"SELECT {cols} FROM audit_event WHERE seq = 4")).one()
-
-    def assign(row):
-        return ", ".join(f"{c} = '{v}'" for c, v in zip(cols.split(", "), row, strict=True))
-
+        a = conn.execute(select(*cols).where(E.seq == 3)).one()._mapping
+        b = conn.execute(select(*cols).where(E.seq == 4)).one()._mapping
     assert a != b
-    tamper(ctx.engine, f"UPDATE audit_event SET {assign(a)} WHERE seq = 4",
-           f"UPDATE audit_event SET {assign(b)} WHERE seq = 3")
+    tamper(ctx.engine, update(audit_event).where(E.seq == 4).values(dict(a)),
+           update(audit_event).where(E.seq == 3).values(dict(b)))
     report = verify(ctx)
     assert report.first_bad_seq == 3
 
 
 def _cut_tail(engine, keep: int) -> None:
     """The insider's truncation: the newest events, the tree nodes that cover them and the checkpoints above."""
-    tamper(engine, f"DELETE FROM audit_event WHERE seq > {keep}",
-           f"DELETE FROM audit_node WHERE (idx + 1) * (1 << level) > {keep}",
-           f"DELETE FROM audit_checkpoint WHERE tree_size > {keep}")
+    node = audit_node.c
+    tamper(engine, delete(audit_event).where(E.seq > keep),
+           delete(audit_node).where((node.idx + 1) * literal(1).op("<<")(node.level) > keep),
+           delete(audit_checkpoint).where(audit_checkpoint.c.tree_size > keep))
 
 
 def test_tail_truncation_with_its_nodes_and_checkpoints_is_named_by_the_anchors(ctx):
@@ -201,7 +213,7 @@ def test_tail_truncation_with_its_nodes_and_checkpoints_is_named_by_the_anchors(
 
 def test_an_emptied_checkpoint_table_is_named(ctx):
     append(ctx, 9)
-    tamper(ctx.engine, "DELETE FROM audit_checkpoint")
+    tamper(ctx.engine, delete(audit_checkpoint))
     report = verify(ctx)
     assert any("the database lacks the checkpoint anchored at" in p and "stored checkpoints were deleted" in p
                for p in report.problems), report.problems
@@ -212,8 +224,9 @@ def test_an_anchor_whose_signer_stopped_before_storing_it_is_noted_once_a_later_
     later checkpoint is stored that cannot be told from a deletion (refused); after it, it is an auditor's note."""
     append(ctx, 9)
     with ctx.engine.connect() as conn:
-        newest = conn.execute(text("SELECT MAX(tree_size) FROM audit_checkpoint")).scalar()
-    tamper(ctx.engine, f"DELETE FROM audit_checkpoint WHERE tree_size = {newest}")  # the row that never came
+        newest = conn.execute(select(func.max(audit_checkpoint.c.tree_size))).scalar()
+    # the row that never came
+    tamper(ctx.engine, delete(audit_checkpoint).where(audit_checkpoint.c.tree_size == newest))
     assert any("stored checkpoints were deleted (a signer killed between anchoring and storing" in p
                for p in verify(ctx).problems)
     append(ctx, 3, start=50)  # the log goes on; a later checkpoint is signed and stored
@@ -245,17 +258,17 @@ def test_a_key_inserted_into_the_database_is_not_trusted(ctx):
     pem = foreign.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     key_id = crypto.key_id_of(foreign.public_key())
+    size = max_seq(ctx.engine)
     with ctx.engine.connect() as conn:
-        size = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
         root = merkle.subtree_hash(0, size, perfect_lookup(conn))
     body = Checkpoint(size, root.hex(), "2026-12-01T00:00:00+00:00", key_id, "")
     signature = base64.b64encode(foreign.sign(body.body(), ec.ECDSA(hashes.SHA256()))).decode()
-    tamper(ctx.engine, "UPDATE signing_key SET status = 'retired' WHERE purpose = 'audit'",
-           "INSERT INTO signing_key (key_id, purpose, status, public_pem, private_file, created_at) VALUES "
-           f"('{key_id}', 'audit', 'active', '{pem}', 'x', '2026-12-01T00:00:00+00:00')",
-           f"DELETE FROM audit_checkpoint WHERE tree_size = {size}",
-           "INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) VALUES "
-           f"({size}, '{root.hex()}', '{body.ts}', '{key_id}', '{signature}')")
+    tamper(ctx.engine, update(signing_key).where(signing_key.c.purpose == "audit").values(status="retired"),
+           insert(signing_key).values(key_id=key_id, purpose="audit", status="active", public_pem=pem, private_file="x",
+                                      created_at="2026-12-01T00:00:00+00:00"),
+           delete(audit_checkpoint).where(audit_checkpoint.c.tree_size == size),
+           insert(audit_checkpoint).values(tree_size=size, root=root.hex(), ts=body.ts, key_id=key_id,
+                                           signature=signature))
     report = verify(ctx)
     assert any(f"stored checkpoint at size {size}: signed by key {key_id[:16]}, found only in the database (not in "
                f"{ctx.settings.pinned_keys_path})" in p for p in report.problems), report.problems
@@ -298,7 +311,7 @@ def test_an_approval_is_proven_from_the_trail_not_a_column(ctx):
     checkpoint_now(ctx)
     assert approval_problem(ctx.engine, trust, "triage", "ab" * 32) is None
     assert "no approval event for manifest" in approval_problem(ctx.engine, trust, "triage", "cd" * 32)
-    tamper(ctx.engine, f"UPDATE audit_event SET actor = 'mallory' WHERE seq = {seq}")
+    tamper(ctx.engine, update(audit_event).where(E.seq == seq).values(actor="mallory"))
     assert "is not in the signed tree" in approval_problem(ctx.engine, trust, "triage", "ab" * 32)
     with session_scope(ctx.engine) as s:
         record(ctx, s, Event("artifact.approve", "artifact", "other", object_sha256="ef" * 32))
@@ -323,11 +336,11 @@ def test_history_resigned_with_the_real_key_is_caught_by_the_exported_checkpoint
     append(ctx, 9)
     exported = checkpoint_now(ctx)
     # The insider rewrites event 2, recomputes every hash, drops the old checkpoints and re-signs.
-    tamper(ctx.engine, "UPDATE audit_event SET reason = 'nothing happened' WHERE seq = 2")
+    tamper(ctx.engine, update(audit_event).where(E.seq == 2).values(reason="nothing happened"))
     with ctx.engine.connect() as conn:
-        seqs = [r[0] for r in conn.execute(text("SELECT seq FROM audit_event ORDER BY seq"))]
-    tamper(ctx.engine, *[f"UPDATE audit_event SET leaf_hash = '{leaf_of(ctx.engine, s)}' WHERE seq = {s}"
-                         for s in seqs], "DELETE FROM audit_checkpoint")
+        seqs = list(conn.execute(select(E.seq).order_by(E.seq)).scalars())
+    tamper(ctx.engine, *[update(audit_event).where(E.seq == s).values(leaf_hash=leaf_of(ctx.engine, s)) for s in seqs],
+           delete(audit_checkpoint))
     leaves = [bytes.fromhex(leaf_of(ctx.engine, s)) for s in seqs]
     with ctx.engine.begin() as conn:
         _sign_checkpoint(ctx, conn, len(leaves), merkle.root_of(leaves))
@@ -341,7 +354,7 @@ def test_history_resigned_with_the_real_key_is_caught_by_the_exported_checkpoint
 def test_inclusion_proof_from_the_stored_tree(ctx):
     append(ctx, 20)
     with ctx.engine.connect() as conn:
-        size = conn.execute(text("SELECT MAX(seq) FROM audit_event")).scalar()
+        size = conn.execute(select(func.max(E.seq))).scalar()
         perfect = perfect_lookup(conn)
         root = merkle.subtree_hash(0, size, perfect)
         for seq in (1, 7, size):
@@ -380,7 +393,7 @@ def test_concurrent_appenders_leave_no_gap_and_no_duplicate(ctx):
     assert report.ok, report.problems
     assert report.events == before + 240
     with ctx.engine.connect() as conn:
-        ids = {r[0] for r in conn.execute(text("SELECT object_id FROM audit_event WHERE action = 'test.concurrent'"))}
+        ids = set(conn.execute(select(E.object_id).where(E.action == "test.concurrent")).scalars())
     assert len(ids) == 240
 
 
@@ -388,9 +401,8 @@ def test_a_crash_in_the_middle_of_appending_leaves_a_verifiable_log(ctx):
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, "-1", "crash"], stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline:
-        with ctx.engine.connect() as conn:
-            if conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE action = 'test.concurrent'")).scalar() > 30:
-                break
+        if count_events(ctx.engine, "test.concurrent") > 30:
+            break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -406,8 +418,7 @@ def test_failed_action_writes_no_event(ctx):
         with session_scope(ctx.engine) as s:
             record(ctx, s, Event("test.rolled_back", "test", "x"))
             raise RuntimeError("the action failed after its event was written")
-    with ctx.engine.connect() as conn:
-        assert conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE action = 'test.rolled_back'")).scalar() == 0
+    assert count_events(ctx.engine, "test.rolled_back") == 0
     append(ctx, 1)
     assert verify(ctx).ok
 

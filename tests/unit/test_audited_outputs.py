@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import io
 import json
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from appliance.config import load_settings
 from appliance.data import versions
 from appliance.db import connect, session_scope
+from tests.conftest import audit_events
 from tests.helpers import write_gguf
 
 pytestmark = pytest.mark.unit
@@ -25,11 +25,9 @@ HELD_OUT = [{"id": "r3", "text": "Olá: a impressora não liga."}]
 
 
 def _events(home: Path, action: str) -> list[dict]:
-    with sqlite3.connect(home / "appliance.db") as db:
-        rows = db.execute("SELECT actor, outcome, object_id, object_sha256, details, reason FROM audit_event "
-                          "WHERE action = ? ORDER BY seq", (action,)).fetchall()
-    return [{"actor": r[0], "outcome": r[1], "object_id": r[2], "object_sha256": r[3], "details": json.loads(r[4]),
-             "reason": r[5]} for r in rows]
+    columns = ("actor", "outcome", "object_id", "object_sha256", "details", "reason")
+    rows = [dict(zip(columns, r, strict=True)) for r in audit_events(home, action, *columns)]
+    return [{**r, "details": json.loads(r["details"])} for r in rows]
 
 
 def _dataset(home: Path) -> versions.DatasetVersion:
@@ -97,9 +95,7 @@ def test_an_export_by_someone_who_may_not_read_datasets_is_refused_on_the_record
     refused = cli("data", "export", "notes@v1", "--out", out)
     assert refused.code != 0 and "may not read" in refused.err
     assert not out.exists()
-    with sqlite3.connect(staff.home / "appliance.db") as db:
-        denied = db.execute("SELECT actor, outcome, object_id FROM audit_event WHERE action = 'read' "
-                            "ORDER BY seq DESC LIMIT 1").fetchone()
+    denied = audit_events(staff.home, "read", "actor", "outcome", "object_id")[-1]
     assert denied == ("ursula", "denied", "notes@v1")
     assert _events(staff.home, "data.export") == []
 

@@ -2,15 +2,16 @@
 and every way a restore must refuse: a damaged archive, a home in use, the wrong database, the wrong user."""
 
 import json
-import sqlite3
 import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy
+from sqlalchemy import delete, insert, select, update
 
-from tests.conftest import first_login, write_password_files
+from appliance.db.tables import audit_checkpoint, audit_event, signing_key
+from tests.conftest import audit_events, first_login, home_db, write_password_files
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +27,7 @@ def empty_postgres(database_url):
     if database_url.startswith("sqlite"):
         yield None
         return
+    # the server's databases: DDL, which SQLAlchemy does not express
     admin = sqlalchemy.create_engine(database_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     name = f"appliance_restore_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -72,22 +74,19 @@ def _resign(archive: Path, out: Path) -> str:
         if member.name == "database/appliance.db":
             db = work / "appliance.db"
             db.write_bytes(data)
-            conn = sqlite3.connect(db)
-            for table in ("audit_checkpoint", "signing_key"):
-                for trigger in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-                                            (table,)).fetchall():
-                    conn.execute(f"DROP TRIGGER {trigger[0]}")
-            leaves = [bytes.fromhex(r[0]) for r in conn.execute("SELECT leaf_hash FROM audit_event ORDER BY seq")]
-            body = Checkpoint(len(leaves), merkle.root_of(leaves).hex(), "2026-12-01T00:00:00+00:00", key_id, "")
-            signature = base64.b64encode(foreign.sign(body.body(), ec.ECDSA(hashes.SHA256()))).decode()
-            conn.execute("UPDATE signing_key SET status = 'retired' WHERE purpose = 'audit'")
-            conn.execute("INSERT INTO signing_key (key_id, purpose, status, public_pem, private_file, created_at) "
-                         "VALUES (?, 'audit', 'active', ?, 'x', ?)", (key_id, pem, body.ts))
-            conn.execute("DELETE FROM audit_checkpoint")
-            conn.execute("INSERT INTO audit_checkpoint (tree_size, root, ts, key_id, signature) VALUES (?, ?, ?, ?, ?)",
-                         (body.tree_size, body.root, body.ts, key_id, signature))
-            conn.commit()
-            conn.close()
+            with home_db(work).begin() as conn:
+                for trigger in ("audit_checkpoint_no_update", "audit_checkpoint_no_delete"):
+                    conn.exec_driver_sql(f"DROP TRIGGER {trigger}")  # the triggers: DDL, driver level
+                leaves = [bytes.fromhex(h) for h in
+                          conn.execute(select(audit_event.c.leaf_hash).order_by(audit_event.c.seq)).scalars()]
+                body = Checkpoint(len(leaves), merkle.root_of(leaves).hex(), "2026-12-01T00:00:00+00:00", key_id, "")
+                signature = base64.b64encode(foreign.sign(body.body(), ec.ECDSA(hashes.SHA256()))).decode()
+                conn.execute(update(signing_key).where(signing_key.c.purpose == "audit").values(status="retired"))
+                conn.execute(insert(signing_key).values(key_id=key_id, purpose="audit", status="active",
+                                                        public_pem=pem, private_file="x", created_at=body.ts))
+                conn.execute(delete(audit_checkpoint))
+                conn.execute(insert(audit_checkpoint).values(tree_size=body.tree_size, root=body.root, ts=body.ts,
+                                                             key_id=key_id, signature=signature))
             data = db.read_bytes()
         elif member.name == "home/keys/audit-pinned.pem":
             data = pem.encode()
@@ -149,14 +148,13 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
     if empty_postgres:  # restored into a scratch database, dropped when it did not verify; the target untouched
         admin = sqlalchemy.create_engine(empty_postgres.rsplit("/", 1)[0] + "/postgres")
         target = empty_postgres.rsplit("/", 1)[1]
-        with admin.connect() as conn:
+        with admin.connect() as conn:  # the server's catalog of databases: its own SQL
             assert not conn.execute(sqlalchemy.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
                                     {"p": f"{target}_restoring_%"}).all()
         admin.dispose()
         probe = sqlalchemy.create_engine(empty_postgres)
         with probe.connect() as conn:
-            assert conn.execute(sqlalchemy.text("SELECT count(*) FROM information_schema.tables "
-                                                "WHERE table_schema = 'public'")).scalar() == 0
+            assert sqlalchemy.inspect(conn).get_table_names(schema="public") == []
         probe.dispose()
     back = cli("restore", archive, "--audit-key", fingerprint, "--json")
     assert back.code == 0, back.err
@@ -228,6 +226,5 @@ def test_only_an_admin_backs_up_and_never_into_the_home(staff, cli, tmp_path):
     (tmp_path / "taken.tar").write_text("")
     taken = cli("backup", "--out", tmp_path / "taken.tar")
     assert taken.code == 2 and "already exists" in taken.err
-    with sqlite3.connect(staff.home / "appliance.db") as db:
-        denials = db.execute("SELECT actor, outcome FROM audit_event WHERE action = 'backup'").fetchall()
+    denials = audit_events(staff.home, "backup", "actor", "outcome")
     assert denials == [("erin", "denied")]  # the refusal is in the trail

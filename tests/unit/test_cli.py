@@ -26,7 +26,7 @@ def test_version(cli):
 def test_init_creates_a_private_home_and_is_idempotent(cli, home):
     first = cli("init")
     assert first.code == 0, first.err
-    assert "applied migrations 1, 2, 3, 4, 5, 6, 7, 8, 9\n" in first.out
+    assert "applied migrations 1, 2, 3, 4, 5, 6, 7, 8, 9, 10\n" in first.out
     assert home.stat().st_mode & 0o777 == 0o700
     assert (home / "appliance.db").stat().st_mode & 0o077 == 0
     for sub in ("models", "datasets", "runs", "artifacts", "keys", "logs", "tmp"):
@@ -142,3 +142,32 @@ def test_unexpected_failures_are_one_line_too(cli, home, monkeypatch):
     result = cli("init")
     one_line_error(result, "internal error: ZeroDivisionError", "APPLIANCE_DEBUG=1")
     assert result.code == 70
+
+
+@pytest.mark.parametrize("args, framework", [((), "auto"), (("--framework", "trl"), "trl"),
+                                             (("--engine", "unsloth"), "unsloth"),
+                                             (("--engine", "trl", "--framework", "trl"), "trl")])
+def test_train_takes_the_framework_and_still_its_old_name_engine(cli, staff, monkeypatch, tmp_path, args, framework):
+    """`--framework` names what trains; `--engine`, its old name, still works for scripts written before, unlisted."""
+    from appliance.errors import InputError
+    from appliance.train import run
+
+    asked = {}
+
+    def train(ctx, recipe, dataset, **options):
+        asked.update(options)
+        raise InputError("stopped here")
+
+    monkeypatch.setattr(run, "train", train)
+    (tmp_path / "r.yaml").write_text("base_model: smollm2\n")
+    result = cli("train", tmp_path / "r.yaml", "--dataset", "d", *args)
+    one_line_error(result, "stopped here")
+    assert result.code == 2 and asked["framework"] == framework
+
+
+def test_train_refuses_two_different_frameworks_and_lists_only_the_new_name(cli, staff, tmp_path):
+    (tmp_path / "r.yaml").write_text("base_model: smollm2\n")
+    result = cli("train", tmp_path / "r.yaml", "--dataset", "d", "--framework", "trl", "--engine", "unsloth")
+    assert result.code == 2 and "give --framework only (--engine is its old name)" in result.err
+    listed = cli("train", "--help").out
+    assert "--framework [auto|unsloth|trl]" in listed and "--engine" not in listed

@@ -3,16 +3,17 @@ The pages call the library, so refusals and audit events are the library's own."
 
 import io
 import json
-import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
+from appliance.db.tables import audit_checkpoint, audit_event
 from appliance.identity.users import REFUSAL
-from tests.conftest import PASSWORDS
+from tests.conftest import PASSWORDS, audit_events, home_db
 
 pytestmark = pytest.mark.unit
 APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.py")
@@ -39,10 +40,13 @@ def _page(at: AppTest, title: str) -> AppTest:
     return at
 
 
+def _newest_checkpoint(home: Path) -> int | None:
+    with home_db(home).connect() as conn:
+        return conn.execute(select(func.max(audit_checkpoint.c.tree_size))).scalar()
+
+
 def _events(home: Path, action: str) -> list[tuple]:
-    with sqlite3.connect(home / "appliance.db") as db:
-        return db.execute("SELECT actor, outcome, object_id, reason, details FROM audit_event WHERE action = ? "
-                          "ORDER BY seq", (action,)).fetchall()
+    return audit_events(home, action, "actor", "outcome", "object_id", "reason", "details")
 
 
 def test_sign_in_follows_the_users_passwords_and_audits_every_outcome(staff):
@@ -112,20 +116,18 @@ def test_the_audit_page_verifies_the_chain_exports_the_pack_and_copies_the_newes
     at.button(key="audit_export").click().run()
     pack = at.session_state["evidence_pack"]
     assert "verify_audit.py" in " ".join(zipfile.ZipFile(io.BytesIO(pack)).namelist())
-    with sqlite3.connect(staff.home / "appliance.db") as db:
-        newest = db.execute("SELECT MAX(tree_size) FROM audit_checkpoint").fetchone()[0]
+    newest = _newest_checkpoint(staff.home)
     at.button(key="audit_checkpoint").click().run()  # the console never signs: it copies the signer's newest
     checkpoint = json.loads(at.session_state["checkpoint"])
     assert checkpoint["tree_size"] == newest and checkpoint["signature"]
-    with sqlite3.connect(staff.home / "appliance.db") as db:
-        assert db.execute("SELECT MAX(tree_size) FROM audit_checkpoint").fetchone()[0] == newest
+    assert _newest_checkpoint(staff.home) == newest
     for action in ("audit.verify", "audit.export", "audit.checkpoint_copy"):
         assert _events(staff.home, action)[-1][:2] == ("oscar", "ok"), action
 
     # A broken chain is reported with the first bad sequence number (someone with file access rewrote a row).
-    with sqlite3.connect(staff.home / "appliance.db") as db:
-        db.execute("DROP TRIGGER audit_event_no_update")
-        db.execute("UPDATE audit_event SET reason = 'rewritten' WHERE seq = 3")
+    with home_db(staff.home).begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_event_no_update")  # the trigger: DDL, driver level
+        conn.execute(update(audit_event).where(audit_event.c.seq == 3).values(reason="rewritten"))
     at.button(key="audit_verify").click().run()
     shown = at.error[0].value
     assert shown.startswith("NOT verified: event 3 was modified") and "(first bad sequence number: " in shown

@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from appliance.cli import cli
 from appliance.control import wire
 from appliance.control.client import Client
 from appliance.control.routing import command_path, route
-from tests.conftest import pw_file
+from tests.conftest import audit_events, pw_file
 
 pytestmark = pytest.mark.unit
 
@@ -54,9 +53,7 @@ def service(staff_home, tmp_path):
 
 
 def _events(home, action):
-    with sqlite3.connect(home / "appliance.db") as db:
-        return db.execute("SELECT actor, outcome, os_user, os_uid, os_source, details FROM audit_event "
-                          "WHERE action = ? ORDER BY seq", (action,)).fetchall()
+    return audit_events(home, action, "actor", "outcome", "os_user", "os_uid", "os_source", "details")
 
 
 def test_a_command_runs_in_the_service_as_the_caller_and_its_os_account(service, staff_home, capfd):

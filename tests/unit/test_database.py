@@ -3,13 +3,12 @@
 
 import pytest
 import sqlalchemy
-from sqlalchemy import inspect, text
-from sqlmodel import SQLModel
+from sqlalchemy import func, insert, select
 
 from appliance.config import load_settings
 from appliance.context import Context
 from appliance.db import connect, migrate, migrations, require_current, session_scope
-from appliance.db.tables import ModelFile, RegisteredModel
+from appliance.db.tables import audit_event, base_model, model_file, schema_migrations
 from appliance.errors import AlreadyExists, InputError, StorageError
 from appliance.models import registry
 from tests.helpers import write_gguf, write_hf_folder
@@ -42,8 +41,7 @@ def test_an_edited_old_migration_is_detected(engine, monkeypatch):
 def test_a_database_from_a_newer_version_is_refused(engine):
     migrate(engine)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO schema_migrations (number, name, checksum, applied_at) "
-                          "VALUES (999, 'future', 'x', 'now')"))
+        conn.execute(insert(schema_migrations).values(number=999, name="future", checksum="x", applied_at="now"))
     with pytest.raises(StorageError, match="written by a newer version"):
         migrate(engine)
 
@@ -58,21 +56,31 @@ def test_pending_migration_is_reported(engine, monkeypatch):
     require_current(engine)
 
 
-def test_migrated_schema_matches_the_table_classes(engine):
+def test_a_run_recorded_before_migration_10_names_its_framework_after_it(engine, monkeypatch):
+    """Migration 10 renames training_run's engine columns: what an older version stored reads back as the run's
+    training framework."""
+    from sqlalchemy import column, table
+
+    from appliance.train import runs
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:9])
     migrate(engine)
-    inspector = inspect(engine)
-    for table in SQLModel.metadata.sorted_tables:
-        columns = {c["name"] for c in inspector.get_columns(table.name)}
-        assert columns == set(table.columns.keys()), table.name
-        pk = set(inspector.get_pk_constraint(table.name)["constrained_columns"])
-        assert pk == {c.name for c in table.primary_key.columns}, table.name
+    run = queued_run("older", "2026-01-01T00:00:00+00:00")
+    stored = {**runs.Run.as_dict(run), "recipe": "{}", "environment": "{}"}
+    stored["engine"], stored["engine_reason"] = stored.pop("framework"), stored.pop("framework_reason")
+    before = table("training_run", *(column(name) for name in stored))  # the table as migration 9 left it
+    with engine.begin() as conn:
+        conn.execute(insert(before).values(stored))
+    monkeypatch.undo()
+    assert migrate(engine) == [10]
+    assert runs.get_run(engine, "older") == run and (run.framework, run.framework_reason) == ("trl", "measured")
 
 
 def test_foreign_keys_are_enforced(engine):
     migrate(engine)
     with pytest.raises(sqlalchemy.exc.IntegrityError):
         with session_scope(engine) as s:
-            s.add(ModelFile(model_id="nope", relpath="x", sha256="0" * 64, size=1))
+            s.execute(insert(model_file).values(model_id="nope", relpath="x", sha256="0" * 64, size=1))
 
 
 def test_importing_a_folder_records_every_file(settings, engine, ctx, tmp_path):
@@ -83,9 +91,10 @@ def test_importing_a_folder_records_every_file(settings, engine, ctx, tmp_path):
     assert [f.relpath for f in files] == ["gguf/model-Q8_0.gguf", "hf/config.json", "hf/model.safetensors",
                                           "hf/tokenizer.model", "hf/tokenizer_config.json"]
     assert registry.verify_model(settings, model, files) == []
+    e = audit_event.c
     with engine.connect() as conn:
-        event = conn.execute(text("SELECT action, object_id, object_sha256, outcome FROM audit_event "
-                                  "WHERE action = 'model.import'")).one()
+        event = conn.execute(select(e.action, e.object_id, e.object_sha256, e.outcome)
+                             .where(e.action == "model.import")).one()
     assert tuple(event) == ("model.import", "tiny", model.digest, "ok")
     assert (settings.models_dir / "tiny" / "hf" / "model.safetensors").stat().st_mode & 0o777 == 0o600
 
@@ -130,9 +139,9 @@ def test_failure_while_writing_the_model_leaves_nothing(settings, engine, ctx, t
     with pytest.raises(InputError, match="transformers cannot convert this GGUF"):
         registry.import_path(ctx, write_gguf(tmp_path / "t.gguf"), "tiny", hf_copy=True)
     assert _left_behind(settings) == []
-    with session_scope(engine) as s:
-        assert s.exec(sqlalchemy.select(RegisteredModel)).all() == []
-        assert s.exec(sqlalchemy.text("SELECT COUNT(*) FROM audit_event WHERE action = 'model.import'")).one()[0] == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(base_model)).all() == []
+        assert conn.execute(select(func.count()).where(audit_event.c.action == "model.import")).scalar() == 0
 
 
 def test_model_verification_reports_missing_modified_and_unexpected_files(settings, engine, ctx, tmp_path):
@@ -152,16 +161,17 @@ def test_model_verification_reports_missing_modified_and_unexpected_files(settin
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(home):
     home.mkdir()
     engine = connect(load_settings(), create=True)
-    with engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    with engine.connect() as conn:  # SQLite's own settings: PRAGMAs, driver level
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
 def queued_run(name: str, created_at: str):
     from appliance.train import runs
 
-    return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", engine="trl", engine_reason="",
-                    recipe_file="r.yaml", recipe_digest="0" * 64, recipe={}, base_model="m", base_digest="0" * 64,
+    return runs.Run(id=name.ljust(32, "0"), name=name, status="queued", method="sft", framework="trl",
+                    framework_reason="measured", recipe_file="r.yaml", recipe_digest="0" * 64, recipe={},
+                    base_model="m", base_digest="0" * 64,
                     dataset_ref="d@v1", dataset_digest="0" * 64, seed=0, max_steps=2, steps_done=0, final_loss=None,
                     path=f"runs/{name}", environment={}, error=None, created_by="erin", created_at=created_at,
                     started_at=None, finished_at=None)
@@ -220,9 +230,10 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
     assert store.latest(ctx.engine, "tuned").releasable is False
     done = override.override(officer, "tuned", "format gate waived for the pilot; reviewed with the owner")
     assert done.releasable and not done.passed and done.override_by == "oscar"
+    e = audit_event.c
     with ctx.engine.connect() as conn:
-        rows = conn.execute(text("SELECT actor, action, outcome, reason FROM audit_event "
-                                 "WHERE action LIKE 'eval%' ORDER BY seq")).all()
+        rows = conn.execute(select(e.actor, e.action, e.outcome, e.reason).where(e.action.like("eval%"))
+                            .order_by(e.seq)).all()
     assert [tuple(r) for r in rows] == [
         ("erin", "eval.override", "denied", "role engineer lacks permission eval.override"),
         ("oscar", "eval.override", "ok", "format gate waived for the pilot; reviewed with the owner")]
@@ -249,8 +260,9 @@ def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):
     with pytest.raises(PolicyViolation, match=r"failed release gates \(task_improvement\)"):
         signing.sign(engineer, "gated")
     assert registry.get(ctx.engine, settings, "gated").status == "packaged"
+    e = audit_event.c
     with ctx.engine.connect() as conn:
-        row = conn.execute(text("SELECT actor, outcome FROM audit_event WHERE action = 'artifact.sign'")).one()
+        row = conn.execute(select(e.actor, e.outcome).where(e.action == "artifact.sign")).one()
     assert tuple(row) == ("erin", "denied")
 
 

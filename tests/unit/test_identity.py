@@ -2,24 +2,25 @@
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import zipfile
 
 import pytest
+from sqlalchemy import select, update
 
+from appliance.db.tables import api_token, audit_event, auth_session
 from appliance.identity.users import REFUSAL
-from tests.conftest import PASSWORDS, pw_file, token_secret
+from tests.conftest import PASSWORDS, home_db, pw_file, token_secret
 
 pytestmark = pytest.mark.unit
 
 
 def events(home, action=None):
-    db = sqlite3.connect(home / "appliance.db")
-    sql = "SELECT actor, action, outcome, reason, object_id, details FROM audit_event"
-    rows = db.execute(sql + (" WHERE action = ?" if action else "") + " ORDER BY seq", (action,) if action else ())
-    return [dict(zip(("actor", "action", "outcome", "reason", "object_id", "details"), r, strict=True)) for r in rows]
+    e = audit_event.c
+    query = select(e.actor, e.action, e.outcome, e.reason, e.object_id, e.details).order_by(e.seq)
+    with home_db(home).connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query.where(e.action == action) if action else query)]
 
 
 def test_init_with_admin_creates_encrypted_keys_and_the_admin(cli, home):
@@ -92,9 +93,8 @@ def test_a_stolen_session_file_stops_working_after_logout(cli, staff, tmp_path):
 
 
 def test_an_expired_session_is_refused(cli, staff):
-    db = sqlite3.connect(staff.home / "appliance.db")
-    db.execute("UPDATE auth_session SET expires_at = '2000-01-01T00:00:00+00:00'")
-    db.commit()
+    with home_db(staff.home).begin() as conn:
+        conn.execute(update(auth_session).values(expires_at="2000-01-01T00:00:00+00:00"))
     result = cli("models", "list")
     assert result.code == 6 and "session expired" in result.err
     assert events(staff.home, "authenticate")[-1]["outcome"] == "denied"
@@ -203,9 +203,8 @@ def test_api_tokens(cli, staff, monkeypatch):
 def test_an_expired_token_is_refused(cli, staff, monkeypatch):
     staff.login("ursula")
     created = json.loads(cli("tokens", "create", "--scope", "control", "--json").out)
-    db = sqlite3.connect(staff.home / "appliance.db")
-    db.execute("UPDATE api_token SET expires_at = '2001-01-01T00:00:00+00:00'")
-    db.commit()
+    with home_db(staff.home).begin() as conn:
+        conn.execute(update(api_token).values(expires_at="2001-01-01T00:00:00+00:00"))
     monkeypatch.setenv("APPLIANCE_TOKEN", created["token"])
     result = cli("whoami")
     assert result.code == 6 and "API token expired" in result.err
@@ -395,9 +394,8 @@ def test_nobody_mints_a_token_with_someone_elses_powers(cli, staff, monkeypatch)
 
 
 def test_a_session_belongs_to_the_os_account_that_logged_in(cli, staff):
-    db = sqlite3.connect(staff.home / "appliance.db")
-    db.execute("UPDATE auth_session SET os_uid = 4242")
-    db.commit()
+    with home_db(staff.home).begin() as conn:
+        conn.execute(update(auth_session).values(os_uid=4242))
     result = cli("whoami")
     assert result.code == 6 and "belongs to OS account" in result.err and f"uid {os.geteuid()}" in result.err
 

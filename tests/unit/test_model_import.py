@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select
 
 from appliance.config import load_settings
 from appliance.context import Context
 from appliance.db import connect, migrate
+from appliance.db.tables import audit_event
 from appliance.errors import InputError, StorageError
 from appliance.models import registry
 from tests.helpers import write_gguf, write_hf_folder
@@ -44,7 +45,7 @@ def test_a_folder_gets_llama_cpps_gguf_quantized_as_the_serving_policy_says(ctx,
     assert reader.fields["tokenizer.chat_template"].contents().startswith("{% for m in messages %}")
     assert path.stat().st_mode & 0o777 == 0o600
     with ctx.engine.connect() as conn:
-        details = json.loads(conn.execute(text("SELECT details FROM audit_event WHERE action = 'model.import'"))
+        details = json.loads(conn.execute(select(audit_event.c.details).where(audit_event.c.action == "model.import"))
                              .scalar())
     made = details["gguf"]
     assert made["type"] == "Q8_0" and made["converted_as"] == "f16" and len(made["converted_sha256"]) == 64

@@ -4,7 +4,6 @@ never admitted is named."""
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from appliance.context import Context
 from appliance.data.policy import PiiPolicy, covered, strictness
 from appliance.db import connect
 from appliance.errors import ConfigError, PolicyViolation
+from tests.conftest import audit_events
 
 pytestmark = pytest.mark.unit
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
@@ -75,9 +75,8 @@ def installed(staff, tmp_path, monkeypatch):
 
 
 def _changes(home):
-    with sqlite3.connect(home / "appliance.db") as db:
-        return [(r[0], json.loads(r[1])) for r in db.execute(
-            "SELECT object_id, details FROM audit_event WHERE action = 'policy.change' ORDER BY seq")]
+    changes = audit_events(home, "policy.change", "object_id", "details")
+    return [(kind, json.loads(details)) for kind, details in changes]
 
 
 def test_every_change_of_an_installed_policy_is_an_event_with_both_digests(staff, installed):

@@ -45,7 +45,7 @@ def test_steps_or_epochs_exactly_once(tmp_path):
 def test_the_trainer_recomputes_activations_only_when_the_recipe_asks(path, tmp_path):
     """TRL's configs default to gradient checkpointing (a third more compute); the appliance passes the recipe's
     choice, which is off unless it says so."""
-    from appliance.train.engines import trainer_args
+    from appliance.train.frameworks import trainer_args
 
     recipe, _ = load_recipe(path)
     args = trainer_args(recipe, tmp_path, 3)
@@ -59,33 +59,34 @@ def test_the_trainer_recomputes_activations_only_when_the_recipe_asks(path, tmp_
 @pytest.mark.parametrize("cuda, bf16, dtype", [(True, True, "bfloat16"), (True, False, "float32"),
                                                (False, False, "float32"), (False, True, "float32")])
 def test_base_weights_are_bf16_on_a_gpu_that_has_it_and_fp32_otherwise(cuda, bf16, dtype):
-    from appliance.train.engines import weights_dtype
+    from appliance.train.frameworks import weights_dtype
 
     assert weights_dtype(cuda, bf16) == dtype
 
 
-@pytest.mark.parametrize("requested, method, world, cuda, engine, why", [
+@pytest.mark.parametrize("requested, method, world, cuda, framework, why", [
     ("auto", "sft", 1, False, "trl", "on CPU, TRL in fp32"),
     ("auto", "dpo", 1, False, "trl", "trains sft only, the recipe is dpo"),
     ("auto", "orpo", 1, True, "trl", "trains sft only, the recipe is orpo"),
     ("auto", "sft", 2, True, "trl", "a distributed run (2 processes)"),
     ("trl", "sft", 1, True, "trl", "requested"),
 ])
-def test_auto_picks_the_engine_measured_faster_for_the_device_and_method(requested, method, world, cuda, engine,
-                                                                        why):
-    from appliance.train.engines import choose
+def test_auto_picks_the_framework_measured_faster_for_the_device_and_method(requested, method, world, cuda,
+                                                                           framework, why):
+    from appliance.train.frameworks import choose
 
     recipe, _ = load_recipe(RECIPES / f"smollm2-135m-lora-{method}.yaml")
     choice = choose(requested, recipe, world, cuda=cuda)
-    assert choice.engine == engine and why in choice.reason, choice
+    assert choice.framework == framework and why in choice.reason, choice
 
 
 def test_a_cpu_run_on_auto_never_imports_unsloth():
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom appliance.train.engines import choose\nfrom appliance.train.recipe import load_recipe\n"
+    probe = ("import sys\nfrom appliance.train.frameworks import choose\n"
+             "from appliance.train.recipe import load_recipe\n"
              f"recipe, _ = load_recipe({str(RECIPES / 'smollm2-135m-lora-sft.yaml')!r})\n"
-             "print(choose('auto', recipe, cuda=False).engine, 'unsloth' in sys.modules)\n")
+             "print(choose('auto', recipe, cuda=False).framework, 'unsloth' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["trl", "False"], done.stderr[-2000:]

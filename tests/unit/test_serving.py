@@ -50,6 +50,19 @@ def test_the_shipped_serving_policy_loads_and_a_bad_one_names_every_problem(tmp_
         read_policy("serving", tmp_path / "d.yaml")
 
 
+def test_an_installed_serving_policy_naming_llama_server_engine_still_loads(tmp_path):
+    """The llama_server section was named engine before: a policy installed then loads as it was written; a file
+    giving both names is refused rather than one silently winning."""
+    older = tmp_path / "older.yaml"
+    older.write_text("engine: {parallel: 4, drain_seconds: 30}\n")
+    policy = read_policy("serving", older)[0]
+    assert (policy.llama_server.parallel, policy.llama_server.drain_seconds) == (4, 30)
+    both = tmp_path / "both.yaml"
+    both.write_text("llama_server: {parallel: 4}\nengine: {parallel: 8}\n")
+    with pytest.raises(ConfigError, match="engine"):
+        read_policy("serving", both)
+
+
 def test_the_rate_limiter_refuses_past_the_burst_and_the_concurrency_cap(monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr("appliance.serve.gateway.limits.time.monotonic", lambda: clock[0])
@@ -76,7 +89,7 @@ def test_the_binding_backend_runs_on_a_private_socket(tmp_path, monkeypatch):
     backend = BindingBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run" / "backend.sock", 2, 2048,
                               merge_after=8, hot_window=60)
     command = backend.command()
-    assert command[1:3] == ["-m", "appliance.serve.binding_engine"]
+    assert command[1:3] == ["-m", "appliance.serve.binding_server"]
     assert command[command.index("--socket") + 1] == str(tmp_path / "run" / "backend.sock")
     # a hot adapter's merged copy lives beside the socket, in the private run folder
     assert command[command.index("--merge-dir") + 1] == str(tmp_path / "run" / "merged")
@@ -137,10 +150,13 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     import sqlite3
     import time
 
+    from sqlalchemy import select
+
     from appliance.audit.events import Event
     from appliance.config import load_settings
     from appliance.context import Context
     from appliance.db import connect
+    from appliance.db.tables import audit_event
     from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
     from appliance.serve.gateway import GATEWAY
 
@@ -148,6 +164,7 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
     ctx = Context(settings, connect(settings)).acting_as(GATEWAY).not_signing()
     writer = AuditWriter(ctx, capacity=4, wait_seconds=1.0)
     request = Event("serve.request", "model", "smollm2", details={"status": 200})
+    # A second process holding SQLite's exclusive lock: the driver's own connection and BEGIN EXCLUSIVE.
     holder = sqlite3.connect(settings.home / "appliance.db", timeout=30, isolation_level=None)
     try:
         assert asyncio.run(writer.write(GATEWAY, request)) > 0  # durable: it has its sequence number
@@ -181,9 +198,10 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
             time.sleep(0.1)
         assert writer.failure is None
         stuck.exception(timeout=5)  # settled either way: failed with the outage, or written after it
+        e = audit_event.c
         with ctx.engine.connect() as conn:
-            outage = conn.exec_driver_sql("SELECT reason, details FROM audit_event WHERE action = 'serve.audit' "
-                                          "ORDER BY seq DESC").first()
+            outage = conn.execute(select(e.reason, e.details).where(e.action == "serve.audit")
+                                  .order_by(e.seq.desc())).first()
         assert outage and "audit writes failed from" in outage[0]
         assert json.loads(outage[1])["refused"] == 1 + 2 + full, outage  # every refusal, none left for later
         assert asyncio.run(writer.write(GATEWAY, request)) > 0
@@ -192,9 +210,9 @@ def test_the_gateways_audit_writer_fails_closed_is_bounded_and_recovers(staff):
         writer.close()
 
 
-def test_an_engine_started_for_a_switch_stops_with_the_backend_even_when_the_switch_is_cancelled(tmp_path):
-    """llama-server, really started: a switch's new engine is loading (not answering yet) when the gateway stops
-    and cancels the switch; stopping the backend stops that engine too, and nothing starts after the stop."""
+def test_an_instance_started_for_a_switch_stops_with_the_backend_even_when_the_switch_is_cancelled(tmp_path):
+    """llama-server, really started: a switch's new instance is loading (not answering yet) when the gateway stops
+    and cancels the switch; stopping the backend stops that instance too, and nothing starts after the stop."""
     import asyncio
     import contextlib
     import subprocess
@@ -209,16 +227,16 @@ def test_an_engine_started_for_a_switch_stops_with_the_backend_even_when_the_swi
     run_dir = tmp_path / "run"
     backend = LlamaServerBackend("smollm2", gguf, run_dir, 1, 512, parallel=1, drain_seconds=1.0)
 
-    def engines() -> list[str]:
+    def instances() -> list[str]:
         found = subprocess.run(["pgrep", "-f", f"llama-server .*--host {run_dir}/llama-server/"],
                                capture_output=True, text=True)
         return found.stdout.split()
 
     async def cancelled_switch() -> None:
         switch = asyncio.ensure_future(backend.commit())
-        for _ in range(100):  # until its engine process exists
+        for _ in range(100):  # until its llama-server process exists
             await asyncio.sleep(0.02)
-            if engines():
+            if instances():
                 break
         switch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -226,14 +244,14 @@ def test_an_engine_started_for_a_switch_stops_with_the_backend_even_when_the_swi
 
     try:
         asyncio.run(cancelled_switch())
-        assert engines() and backend.engine is None  # started, never switched to
+        assert instances() and backend.instance is None  # started, never switched to
         backend.stop(grace=5.0)
-        assert engines() == []
+        assert instances() == []
         with pytest.raises(RuntimeError, match="the backend is stopping"):
             asyncio.run(backend.commit())
-        assert engines() == []
+        assert instances() == []
     finally:
-        for pid in engines():
+        for pid in instances():
             subprocess.run(["kill", "-9", pid], check=False)
 
 

@@ -1,4 +1,4 @@
-"""What the gateway lets through to a backend (the whitelist, the limits, the OpenAI shapes), how the engines
+"""What the gateway lets through to a backend (the whitelist, the limits, the OpenAI shapes), how the backends
 behind it are started, failed authentication counted per source, and the HTTP server's slow-client guard."""
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from appliance.errors import InputError
 from appliance.serve.auth_failures import AuthFailures
 from appliance.serve.backends import AdapterFiles, BindingBackend, VllmBackend, VllmOptions
-from appliance.serve.llama_server import Engine, LlamaServerBackend, _named_tool
+from appliance.serve.llama_server import Instance, LlamaServerBackend, _named_tool
 from appliance.serve.policy import ServingPolicy
 from appliance.serve.protocol import ProtocolError, parse, user_of
 
@@ -91,12 +91,12 @@ def test_what_the_gateway_accepts_reaches_the_backend_in_one_shape():
         parse({"messages": CHAT, "logprobs": True}, "chat", policy, BindingBackend.supported)
 
 
-def test_the_vllm_engine_listens_on_a_private_socket_and_wants_a_key_no_command_line_shows(tmp_path):
+def test_the_vllm_backend_listens_on_a_private_socket_and_wants_a_key_no_command_line_shows(tmp_path):
     backend = VllmBackend("smollm2", tmp_path / "hf", tmp_path / "run", VllmOptions(max_loras=2, max_lora_rank=32),
                           executable="/opt/vllm/bin/vllm")
     command = backend.command()
     assert command[:3] == ["/opt/vllm/bin/vllm", "serve", str(tmp_path / "hf")]
-    assert command[command.index("--uds") + 1] == str(tmp_path / "run" / "vllm" / "engine.sock")
+    assert command[command.index("--uds") + 1] == str(tmp_path / "run" / "vllm" / "server.sock")
     assert "--host" not in command and "--port" not in command
     assert "--enable-lora" in command and command[command.index("--max-loras") + 1] == "2"
     assert command[command.index("--max-lora-rank") + 1] == "32"
@@ -117,14 +117,14 @@ def test_the_vllm_engine_listens_on_a_private_socket_and_wants_a_key_no_command_
 def test_llama_server_gets_every_adapter_unapplied_a_private_socket_and_no_flags_from_the_environment(
         tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_TOKEN", "apl_x_secret")
-    monkeypatch.setenv("LLAMA_ARG_TOOLS", "all")  # would give the engine a shell tool
+    monkeypatch.setenv("LLAMA_ARG_TOOLS", "all")  # would give llama-server a shell tool
     monkeypatch.setenv("LLAMA_API_KEY", "x")
     exe = tmp_path / "llama-server"
     exe.write_text("")
     backend = LlamaServerBackend("smollm2", tmp_path / "m.gguf", tmp_path / "run", 2, 2048, parallel=4,
                                  executable=exe)
     adapters = (AdapterFiles("a", tmp_path / "art" / "a", "d1"), AdapterFiles("b", tmp_path / "art" / "b", "d2"))
-    command = backend.command(Engine(1, tmp_path / "run" / "llama-server" / "e.sock", adapters))
+    command = backend.command(Instance(1, tmp_path / "run" / "llama-server" / "i.sock", adapters))
     assert command[0] == str(exe) and command[command.index("--host") + 1].endswith(".sock")
     assert command[command.index("--parallel") + 1] == "4" and command[command.index("--ctx-size") + 1] == "8192"
     assert [command[i + 1] for i, c in enumerate(command) if c == "--lora"] == [
@@ -132,17 +132,17 @@ def test_llama_server_gets_every_adapter_unapplied_a_private_socket_and_no_flags
     assert "--lora-init-without-apply" in command and "--offline" in command and "--no-webui" in command
     env = backend.env()
     assert not [k for k in env if k.startswith("LLAMA_")] and "APPLIANCE_TOKEN" not in env
-    engine = Engine(1, tmp_path / "s.sock", adapters)
-    assert engine.lora("b") == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
-    assert engine.lora(None) == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.0}]  # the base: every adapter off
-    assert engine.has("a") and not engine.has("c")
+    instance = Instance(1, tmp_path / "s.sock", adapters)
+    assert instance.lora("b") == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
+    assert instance.lora(None) == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.0}]  # the base: every adapter off
+    assert instance.has("a") and not instance.has("c")
     named = _named_tool({"tools": [{"type": "function", "function": {"name": "f"}},
                                    {"type": "function", "function": {"name": "g"}}],
                          "tool_choice": {"type": "function", "function": {"name": "g"}}})
     assert named["tool_choice"] == "required" and [t["function"]["name"] for t in named["tools"]] == ["g"]
     missing = LlamaServerBackend("m", tmp_path / "m.gguf", tmp_path / "run", 2, 2048, executable=tmp_path / "nope")
     with pytest.raises(InputError, match="llama-server is not installed"):
-        missing.command(engine)
+        missing.command(instance)
 
 
 def test_failed_authentication_is_one_event_per_source_per_minute():
@@ -226,14 +226,14 @@ def test_tools_on_a_template_without_them_become_a_schema_and_come_back_as_tool_
              {"role": "tool", "tool_call_id": "c1", "content": "resolved"}]
     body = {"model": "m", "messages": asked, "tools": tools, "tool_choice": "auto", "stream": True,
             "max_tokens": 50}
-    engine = tool_calls.prepare(body)
-    assert "tools" not in engine and "tool_choice" not in engine and "stream" not in engine
-    assert engine["messages"][0]["role"] == "system" and "be brief" in engine["messages"][0]["content"]
-    assert '"lookup"' in engine["messages"][0]["content"] and '{"content": TEXT}' in engine["messages"][0]["content"]
-    assert json.loads(engine["messages"][2]["content"]) == {"tool_calls": [{"name": "lookup",
+    sent = tool_calls.prepare(body)
+    assert "tools" not in sent and "tool_choice" not in sent and "stream" not in sent
+    assert sent["messages"][0]["role"] == "system" and "be brief" in sent["messages"][0]["content"]
+    assert '"lookup"' in sent["messages"][0]["content"] and '{"content": TEXT}' in sent["messages"][0]["content"]
+    assert json.loads(sent["messages"][2]["content"]) == {"tool_calls": [{"name": "lookup",
                                                                             "arguments": {"id": "INC-1"}}]}
-    assert engine["messages"][3] == {"role": "user", "content": "lookup returned: resolved"}
-    schema = engine["response_format"]["json_schema"]["schema"]
+    assert sent["messages"][3] == {"role": "user", "content": "lookup returned: resolved"}
+    schema = sent["response_format"]["json_schema"]["schema"]
     assert len(schema["anyOf"]) == 2  # a call, or a plain answer
     named = tool_calls.schema({**body, "tool_choice": {"type": "function", "function": {"name": "escalate"}}})
     assert [c["properties"]["name"]["const"] for c in named["properties"]["tool_calls"]["items"]["anyOf"]] == [

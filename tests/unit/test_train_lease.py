@@ -7,9 +7,10 @@ import time
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select
 
 from appliance.db import session_scope
+from appliance.db.tables import audit_event
 from appliance.train import lease, runs
 from tests.unit.test_database import queued_run
 
@@ -35,9 +36,10 @@ def _running(ctx, name: str, holder, heartbeat_at: str | None = None) -> runs.Ru
 
 
 def _fail_events(ctx) -> list[tuple]:
+    e = audit_event.c
     with ctx.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(text(
-            "SELECT object_id, outcome, reason FROM audit_event WHERE action = 'train.fail' ORDER BY seq"))]
+        return [tuple(r) for r in conn.execute(select(e.object_id, e.outcome, e.reason)
+                                               .where(e.action == "train.fail").order_by(e.seq))]
 
 
 @pytest.mark.parametrize("holder, age, alive, why", [

@@ -26,18 +26,18 @@ def tiny(tmp_path):
 def test_parameters_and_trainable_parameters(tiny):
     recipe = Recipe(base_model="x", method="sft", max_steps=10,
                     adapter={"rank": 4, "target_modules": ["q_proj", "k_proj", "down_proj"]})
-    plan = estimate(tiny, recipe, 10, available=10**12, engine="trl")
+    plan = estimate(tiny, recipe, 10, available=10**12, framework="trl")
     assert plan.parameters == 1000 * 64 + 64 * 128
     kv = 2 * (64 // 4)
     assert plan.trainable_parameters == 2 * 4 * ((64 + 64) + (64 + kv) + (128 + 64))
     assert plan.weight_bytes == plan.parameters * 4 and plan.fits
     qlora = estimate(tiny, recipe.model_copy(update={"adapter": recipe.adapter.model_copy(update={"kind": "qlora"})}),
-                     10, available=10**12, engine="trl")
+                     10, available=10**12, framework="trl")
     assert qlora.weight_bytes < plan.weight_bytes / 6
 
 
 def test_a_run_that_does_not_fit_says_so_with_numbers(tiny):
-    plan = estimate(tiny, Recipe(base_model="x", method="sft", max_steps=5), 5, available=1024, engine="trl")
+    plan = estimate(tiny, Recipe(base_model="x", method="sft", max_steps=5), 5, available=1024, framework="trl")
     assert not plan.fits
     assert any("available 0.0 GiB" in line for line in plan.lines())
     assert plan.as_dict()["fits"] is False

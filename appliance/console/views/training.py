@@ -16,7 +16,7 @@ def render(ctx: Context) -> None:
 
     require(ctx, "read", "run", "*")
     found = runs.list_runs(ctx.engine)
-    table([{"run": r.name, "status": r.status, "method": r.method, "engine": r.engine, "dataset": r.dataset_ref,
+    table([{"run": r.name, "status": r.status, "method": r.method, "framework": r.framework, "dataset": r.dataset_ref,
             "steps": f"{r.steps_done}/{r.max_steps}", "final loss": r.final_loss, "by": r.created_by,
             "created": r.created_at[:19]} for r in found], "run_table")
     if found:

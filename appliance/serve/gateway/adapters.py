@@ -86,7 +86,7 @@ class AdapterSet:
                 self._failed(name, digest, exc.response.text[:300])
                 continue
             staged.append((name, digest, detail))
-        problem = await self.backend.commit()  # llama-server: an engine with the new adapter list
+        problem = await self.backend.commit()  # llama-server: an instance with the new adapter list
         if problem:
             for name, digest, _ in staged:
                 await self.backend.unload(client, name)

@@ -99,7 +99,7 @@ async def _read(gateway: Gateway, scope: RequestScope, data: dict, emulated: boo
             protocol.legacy_logprobs(choice, len(scope.prompt_text))
     usage = data.get("usage") or {}
     outcome.path = gateway.backend.served_by(scope.adapter, data.get("system_fingerprint"))
-    data["model"] = scope.model  # the name the client asked for, whatever the engine calls itself
+    data["model"] = scope.model  # the name the client asked for, whatever the backend calls itself
     outcome.response_id = str(data.get("id") or "")
     outcome.prompt_tokens = int(usage.get("prompt_tokens", 0))
     outcome.completion_tokens = int(usage.get("completion_tokens", 0))

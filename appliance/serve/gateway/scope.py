@@ -26,7 +26,7 @@ class Outcome:
     text: list[str] = field(default_factory=list)
     error: str = ""
     entities: dict = field(default_factory=dict)
-    path: str = ""  # which engine path answered (the backend's served_by)
+    path: str = ""  # which path answered (the backend's served_by)
     response_id: str = ""  # the id the client got, so an auditor can match an answer to its event
     clamped: int | None = None  # the max_tokens asked for, when the policy served fewer
     user: str | None = None  # the request's `user` field (an end-user id the client application sends)

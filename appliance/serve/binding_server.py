@@ -1,11 +1,11 @@
-"""llama-cpp-python's binding as an engine process (`serve --backend llamacpp-binding`, kept beside llama-server
+"""llama-cpp-python's binding as a server process (`serve --backend llamacpp-binding`, kept beside llama-server
 for comparison): one process, one base GGUF in memory, any number of GGUF LoRA adapters attached to
 that same model (llama.cpp shares the base weights; each adapter costs only its own tensors) and switched per
 request. It speaks the OpenAI protocol on a Unix socket that only the appliance's account can open; the
 gateway is its only client. Adapters are loaded and unloaded at run time by the gateway
 (`PUT /adapters/NAME`, `DELETE /adapters/NAME`) after it has verified them.
 
-Run as `python -m appliance.serve.binding_engine --socket PATH --model NAME --gguf FILE [--threads N] [--ctx N]
+Run as `python -m appliance.serve.binding_server --socket PATH --model NAME --gguf FILE [--threads N] [--ctx N]
 [--merge-dir DIR --merge-after N [--hot-window S]]`."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from appliance.serve import openai_routes
 _COMMON = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
-class Engine:
+class ModelHost:
     """The base model and its adapters; one request at a time (llama.cpp's context is not shared).
 
     A hot adapter (all adapter requests of the last `hot_window` seconds, at least `merge_after` of them) is
@@ -202,7 +202,7 @@ class Engine:
             self.lock.release()
 
 
-def create_app(engine: Engine):
+def create_app(host: ModelHost):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -213,14 +213,14 @@ def create_app(engine: Engine):
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": engine.model, "pid": os.getpid(),
-                "adapters": {n: d for n, (_, d, _) in engine.adapters.items()},
-                "merged": engine.merged[0] if engine.merged else None}
+        return {"status": "ok", "model": host.model, "pid": os.getpid(),
+                "adapters": {n: d for n, (_, d, _) in host.adapters.items()},
+                "merged": host.merged[0] if host.merged else None}
 
     @app.get("/v1/models")
     def models() -> dict:
         now = int(time.time())
-        names = [engine.model, *engine.adapters]
+        names = [host.model, *host.adapters]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": now, "owned_by": "appliance"}
                                            for n in names]}
 
@@ -230,7 +230,7 @@ def create_app(engine: Engine):
         from starlette.concurrency import run_in_threadpool
 
         try:
-            await run_in_threadpool(engine.load, name, Path(spec["path"]), spec["digest"])
+            await run_in_threadpool(host.load, name, Path(spec["path"]), spec["digest"])
         except (ValueError, KeyError) as exc:
             return error(400, str(exc))
         return {"loaded": name}
@@ -239,7 +239,7 @@ def create_app(engine: Engine):
     async def unload(name: str):
         from starlette.concurrency import run_in_threadpool
 
-        if not await run_in_threadpool(engine.unload, name):
+        if not await run_in_threadpool(host.unload, name):
             return error(404, f"adapter {name} is not loaded", "not_found_error")
         return {"unloaded": name}
 
@@ -248,7 +248,7 @@ def create_app(engine: Engine):
 
         body = await request.json()
         try:
-            out = await run_in_threadpool(engine.run, kind, body)
+            out = await run_in_threadpool(host.run, kind, body)
         except KeyError:
             return error(404, f"model {body.get('model')!r} is not loaded", "not_found_error")
         except ValueError as exc:  # e.g. the prompt does not fit the context
@@ -268,7 +268,7 @@ def create_app(engine: Engine):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m appliance.serve.binding_engine")
+    parser = argparse.ArgumentParser(prog="python -m appliance.serve.binding_server")
     parser.add_argument("--socket", required=True, type=Path)
     parser.add_argument("--model", required=True)
     parser.add_argument("--gguf", required=True, type=Path)
@@ -284,11 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     offline.enforce()
     import uvicorn
 
-    engine = Engine(args.model, args.gguf, args.threads, args.ctx, merge_dir=args.merge_dir,
-                    merge_after=args.merge_after, hot_window=args.hot_window)
+    host = ModelHost(args.model, args.gguf, args.threads, args.ctx, merge_dir=args.merge_dir,
+                      merge_after=args.merge_after, hot_window=args.hot_window)
     args.socket.unlink(missing_ok=True)
     os.umask(0o077)  # the socket: the appliance's account only
-    config = uvicorn.Config(create_app(engine), uds=str(args.socket), log_level="warning", access_log=False,
+    config = uvicorn.Config(create_app(host), uds=str(args.socket), log_level="warning", access_log=False,
                             timeout_graceful_shutdown=2)
     uvicorn.Server(config).run()
 

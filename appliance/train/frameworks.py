@@ -1,4 +1,4 @@
-"""Training engines: Unsloth's FastLanguageModel path, or plain transformers + PEFT. Both hand a PEFT model
+"""Training frameworks: Unsloth's FastLanguageModel path, or plain transformers + PEFT. Both hand a PEFT model
 to TRL's trainers; `auto` picks per device and method what was measured faster (`choose`), and says why."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from appliance.train.recipe import Recipe
 
 @dataclass(frozen=True)
 class Choice:
-    engine: str  # unsloth or trl
+    framework: str  # unsloth or trl
     reason: str
 
 
@@ -35,25 +35,25 @@ def _cuda() -> bool:
 
 
 def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | None = None) -> Choice:
-    """The engine a run trains with, and why. `auto` takes what was measured faster for the device and method
+    """The framework a run trains with, and why. `auto` takes what was measured faster for the device and method
     (`bench/train_bench.py`, docs/benchmarks.md): Unsloth for SFT on a CUDA GPU; TRL in fp32 on CPU, where
     Unsloth's path is the same transformers + PEFT computation (in bf16 where the CPU has native bf16: faster per
     token there, but a higher loss after the same steps) and costs its imports. On CPU, Unsloth is not imported."""
     if requested not in ("auto", "unsloth", "trl"):
-        raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="engine")
+        raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="framework")
     if requested == "trl":
         return Choice("trl", "requested: transformers + PEFT + TRL")
     if world_size > 1:
         if requested == "unsloth":
-            raise ConfigError("the Unsloth engine trains in one process; use --engine trl for a distributed run")
+            raise ConfigError("Unsloth trains in one process; use --framework trl for a distributed run")
         return Choice("trl", f"auto: a distributed run ({world_size} processes) uses transformers + PEFT + TRL")
     supported = recipe.method == "sft"
     if requested == "unsloth":
         if not supported:
-            raise ConfigError(f"the appliance's Unsloth engine trains sft only, not {recipe.method}; use --engine trl")
+            raise ConfigError(f"the appliance's Unsloth path trains sft only, not {recipe.method}; use --framework trl")
         problem = _unsloth_importable()
         if problem:
-            raise ConfigError(f"Unsloth does not import here ({problem}); use --engine trl")
+            raise ConfigError(f"Unsloth does not import here ({problem}); use --framework trl")
         return Choice("unsloth", "requested")
     if not supported:
         return Choice("trl", f"auto: the appliance's Unsloth path trains sft only, the recipe is {recipe.method}")
@@ -81,7 +81,7 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
     silence()
     a = recipe.adapter
     targets = target_modules(hf_dir, list(a.target_modules))
-    if choice.engine == "unsloth":
+    if choice.framework == "unsloth":
         with captured():  # Unsloth prints banners of its own
             from unsloth import FastLanguageModel
 
