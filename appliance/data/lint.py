@@ -33,15 +33,12 @@ def _ids(groups: list[list[str]]) -> list[list[str]]:
 def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | None = None) -> dict:
     import json
 
-    from datasketch import MinHash, MinHashLSH
+    from appliance.data.near_duplicates import pairs
 
     exact: dict[str, list[str]] = defaultdict(list)
     by_prompt: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     blank, lengths, token_lengths, too_long = [], [], [], []
-    # MinHash LSH proposes candidates at a lower threshold; the exact Jaccard of the shingles decides.
-    lsh = MinHashLSH(threshold=NEAR_DUPLICATE_JACCARD - 0.2, num_perm=128)
-    template = MinHash(num_perm=128, seed=1)  # its permutations drawn once: each record's are the same draw
-    hashes, shingle_sets = {}, {}
+    shingle_sets = {}
     for r in records:
         exact[json.dumps(r.record, sort_keys=True, ensure_ascii=False)].append(r.id)
         # The trainer's own conversation of the record (`formats.conversation`), measured as text.
@@ -59,22 +56,10 @@ def lint(records: list[LintRecord], *, tokenizer=None, context_length: int | Non
             if context_length and n > context_length:
                 too_long.append(r.id)
         words = _canonical_text(full).split()
-        shingles = {" ".join(words[i:i + 3]) for i in range(max(len(words) - 2, 1))}
-        mh = MinHash(num_perm=128, seed=1, permutations=template.permutations, scheme=template.scheme)
-        mh.update_batch([sh.encode("utf-8") for sh in shingles])  # the same minimum as one update each, at once
-        hashes[r.id], shingle_sets[r.id] = mh, shingles
+        shingle_sets[r.id] = {" ".join(words[i:i + 3]) for i in range(max(len(words) - 2, 1))}
     duplicate_groups = [ids for ids in exact.values() if len(ids) > 1]
     exact_dupes = {i for g in duplicate_groups for i in g[1:]}
-    near_pairs = []
-    for rid, mh in hashes.items():
-        if rid in exact_dupes:
-            continue
-        mine = shingle_sets[rid]
-        for other in lsh.query(mh):
-            theirs = shingle_sets[other]
-            if other not in exact_dupes and len(mine & theirs) / len(mine | theirs) >= NEAR_DUPLICATE_JACCARD:
-                near_pairs.append([other, rid])
-        lsh.insert(rid, mh)
+    near_pairs = pairs(shingle_sets, NEAR_DUPLICATE_JACCARD, skip=exact_dupes)
     conflicts = [[ids[0] for ids in answers.values()] for answers in by_prompt.values() if len(answers) > 1]
     report = {
         "records": len(records),

@@ -77,8 +77,9 @@ class Scrubber:
         from presidio_analyzer import PatternRecognizer, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
+        from thinc.api import get_current_ops, set_current_ops
 
-        from appliance.data.analysis import Analyzer, artifacts
+        from appliance.data.analysis import Analyzer, MatmulOps, artifacts
         from appliance.data.person_spans import echoes, settle
         from appliance.data.recognizers import shipped
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
@@ -88,7 +89,17 @@ class Scrubber:
             "nlp_engine_name": "spacy",
             "models": [{"lang_code": policy.language, "model_name": policy.nlp.model}],
         })
-        self.nlp_engine = provider.create_engine()
+        previous = get_current_ops()
+        set_current_ops(MatmulOps())  # the pipeline's layers keep the operations current when it loads
+        try:
+            self.nlp_engine = provider.create_engine()
+        finally:
+            set_current_ops(previous)
+        from threadpoolctl import ThreadpoolController
+
+        # numpy's BLAS, now the pipeline's, runs one thread while analysing: large inputs are split over processes
+        # (two BLAS threads in each of two workers on two cores took 1.9x as long as one).
+        self._blas = ThreadpoolController()
         nlp = self.nlp_engine.nlp[policy.language]
         # The small English pipeline's NER has its own embedding: everything else only costs time here. Without
         # the lemmatizer, context words are matched against lower-cased tokens (see analyze()).
@@ -173,6 +184,10 @@ class Scrubber:
         """One analysis of each text by every recognizer, spaCy's named-entity pass included when `ner` is set;
         findings under their entity's threshold or on kept business content dropped, addresses grown to their
         written extent, people's names settled and echoed."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._analysis_here(texts, ner, batch_size)
+
+    def _analysis_here(self, texts: list[str], ner: bool, batch_size: int) -> list[list]:
         language = self.policy.language
         nlp = self.nlp_engine.nlp[language]
         docs = nlp.pipe(texts, batch_size=batch_size) if ner else nlp.tokenizer.pipe(texts, batch_size=batch_size)

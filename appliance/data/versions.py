@@ -133,11 +133,10 @@ def content_digest(split_records: list[tuple[str, dict]]) -> str:
 
 
 def write_split(path: Path, records: list[dict]) -> None:
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    disable_progress_bar()
-    Dataset.from_list(records).to_parquet(str(path))
+    pq.write_table(pa.Table.from_pylist(records), path)
 
 
 def read_split(settings: Settings, v: DatasetVersion, split: str) -> list[dict]:
