@@ -360,14 +360,18 @@ def _pg_check_target(url: str, force: bool) -> None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            tables = len(inspect(conn).get_table_names(schema="public"))
+            found = inspect(conn)
+            # Views and foreign tables count too: a database holding anything is not an empty target.
+            tables = sum(len(names(schema="public")) for names in (
+                found.get_table_names, found.get_view_names, found.get_materialized_view_names,
+                found.get_foreign_table_names))
     except Exception as exc:  # noqa: BLE001 - any connection failure is one clear line
         raise StorageError(f"database {_where(url)}: {exc}") from None
     finally:
         engine.dispose()
     if tables and not force:
-        raise InputError(f"database {_where(url)} is not empty ({tables} tables); restore into an empty database, "
-                         f"or give --force to replace it")
+        raise InputError(f"database {_where(url)} is not empty ({tables} tables or views); restore into an empty "
+                         f"database, or give --force to replace it")
 
 
 def _pg_restore(url: str, dump: Path) -> str:

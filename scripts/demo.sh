@@ -280,7 +280,7 @@ llama-server: every open request decoded together, every approved adapter preloa
   start_serving
 step "21. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
   side_by_side
-step "22. What users' own clients need: a tool call, structured output, engine fields refused, many users at once" \
+step "22. What users' own clients need: a tool call, structured output, backend fields refused, many users at once" \
   what_clients_use
 step "22b. The running gateway as the console's Serving page reads it: ready, adapters loaded, requests, restarts" \
   gateway_health

@@ -1,7 +1,7 @@
 """Every table, declared once as SQLAlchemy Core: the one place that names the columns every query uses.
 
 The schema itself is made by the numbered migrations (`migrations.py`); these declarations describe it and never
-create it. `tests/unit/test_database.py` checks the two agree on SQLite and PostgreSQL: tables, columns, types,
+create it. `tests/unit/test_tables.py` checks the two agree on SQLite and PostgreSQL: tables, columns, types,
 nullability, primary and foreign keys.
 """
 

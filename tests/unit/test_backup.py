@@ -170,6 +170,21 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
     assert [(e["action"], e["actor"]) for e in events] == [("backup.restore", "system")]
 
 
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_postgresql_target_holding_only_a_view_is_not_empty(empty_postgres):
+    from appliance.backup import _pg_check_target
+    from appliance.errors import InputError
+
+    _pg_check_target(empty_postgres, force=False)  # empty: accepted
+    probe = sqlalchemy.create_engine(empty_postgres)
+    with probe.begin() as conn:  # DDL of the test's own, which the appliance never creates
+        conn.execute(sqlalchemy.text("CREATE VIEW someone_elses AS SELECT 1 AS one"))
+    probe.dispose()
+    with pytest.raises(InputError, match="is not empty"):
+        _pg_check_target(empty_postgres, force=False)
+    _pg_check_target(empty_postgres, force=True)
+
+
 def test_restore_refuses_a_damaged_archive_and_a_home_in_use(staff, cli, tmp_path, monkeypatch):
     staff.login("alice")
     archive = tmp_path / "b.tar"
