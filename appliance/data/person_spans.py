@@ -90,6 +90,11 @@ def _addressees(text: str, results: list) -> list:
     return results + added
 
 
+# A house number after a one-word finding: a street ("Jiráskova 986."), not a person; not a phone number's first
+# digits ("Aisha 555 0199") nor a count ("Sven 2 days").
+_HOUSE_NUMBER = re.compile(r"[ \t]+\d{1,5}[a-zA-Z]?(?=[.,;:!?)\n]|\Z)")
+
+
 def settle(text: str, results: list) -> list:
     """The findings of one text with the PERSON ones that are not people taken out."""
     results = _addressees(text, results)
@@ -100,7 +105,8 @@ def settle(text: str, results: list) -> list:
             if "\n" in text[r.start:r.end]:
                 _one_line(text, r)
             if (not _without_codes(text, r) or any(r.start < o.end and o.start < r.end for o in structured)
-                    or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)):
+                    or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)
+                    or " " not in text[r.start:r.end] and _HOUSE_NUMBER.match(text, r.end)):
                 continue
         out.append(r)
     return out

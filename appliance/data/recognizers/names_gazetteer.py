@@ -2,9 +2,10 @@
 (its 1990 lists: 5,494 names, 5,126 of them not also a function word or particle; public domain, carried by the
 `names` package), with the capitalised words after it as the surname ("have you heard Tiana Ellery speak",
 "Quinn's"); and the given names of many other countries (appliance/resources/given_names.txt: the Latin-alphabet
-given names of Faker's person providers, written by scripts/given_names.py), which count alone when they hold a
-letter English does not use ("Ágnes", "Kateřina") and otherwise only with a surname ("Per Hansen", not "Per the
-policy", "Even after a restart").
+given names of Faker's person providers, written by scripts/given_names.py), which count alone unless they are
+also English words (appliance/resources/english_words.txt.gz: Webster's Second, written by
+scripts/english_word_list.py): "Why is Sven so impulsive?" and "Ágnes" alone, but "Per" and "Even" only with a
+surname ("Per Hansen", not "Per the policy", "Even after a restart").
 
 Given names that are also common words ("Grant", "Rose", "Mark") count only when a surname follows, and never at
 a sentence's start ("Will" and "May", function words, never count); a product, team or code name (business_terms)
@@ -14,6 +15,7 @@ is not a person.
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.resources
 import re
 
@@ -55,6 +57,13 @@ def world_names() -> frozenset[str]:
     return frozenset(found - given_names() - NOT_NAMES - _PARTICLES - _WORDS)
 
 
+@functools.cache
+def english_words() -> frozenset[str]:
+    """Common English words, lower case (Webster's Second's lower-case entries: proper nouns are left out)."""
+    data = importlib.resources.files("appliance").joinpath("resources/english_words.txt.gz").read_bytes()
+    return frozenset(gzip.decompress(data).decode("utf-8").split())
+
+
 def _sentence_start(text: str, start: int) -> bool:
     before = text[max(0, start - 3):start].rstrip(" \t\"'“(")
     return not before or before[-1] in ".!?:\n"
@@ -67,6 +76,7 @@ class GazetteerNameRecognizer(CodeRecognizer):
         super().__init__()
         self._given = given_names()
         self._world = world_names()
+        self._english = english_words()
 
     def analyze(self, text, entities, nlp_artifacts=None):
         out, end = [], 0
@@ -86,9 +96,12 @@ class GazetteerNameRecognizer(CodeRecognizer):
                     break
                 stop = nxt.end()
             has_surname = stop > m.end()
+            if world and lower in self._english and all(w.lower() in self._english for w in
+                                                        text[m.end():stop].split()):
+                continue  # English words, all of them ("Press Edit", "Storm Warning")
             if lower in _WORDS and (not has_surname or _sentence_start(text, m.start())):
                 continue
-            if world and word.isascii() and not has_surname:
+            if world and not has_surname and lower in self._english:
                 continue
             if is_business(text[m.start():stop]):
                 continue
