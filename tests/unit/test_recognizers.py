@@ -56,6 +56,21 @@ CASES = [
     (r.AddressUnitLineRecognizer, "Dr. Verena Schuur Apt. 961 01836 Democracia 9967",
      ["Apt. 961 01836 Democracia 9967"]),
     (r.AddressUnitLineRecognizer, "Install the Office Suite 2019 update", []),
+    (r.AddressUnitLineRecognizer, "Ms. Andrea Ólafsdóttir Suite 020 994 Csabai kapu 60.\nBudapest BU 1038",
+     ["Suite 020 994 Csabai kapu 60"]),  # the unit with the street line after it
+    # street lines known by their numbers
+    (r.NumberedStreetRecognizer, "Please validate 7113 Nedre Tverrstredet 238 Apt. 675 GRIMSTAD today.",
+     ["7113 Nedre Tverrstredet 238 Apt. 675 GRIMSTAD"]),
+    (r.NumberedStreetRecognizer, "We'll meet at Ingles Market Inc, 82742 Zona Estação 75, Rio de Moinhos",
+     ["82742 Zona Estação 75, Rio de Moinhos"]),
+    (r.NumberedStreetRecognizer, "it is 774 Erbenova 1334\nBemmel, GE 65692\nthanks",
+     ["774 Erbenova 1334\nBemmel, GE 65692"]),
+    (r.NumberedStreetRecognizer, "The title refers to Pärna 33 street in Rünga.", ["Pärna 33"]),
+    (r.NumberedStreetRecognizer, "when will I get it? 8 Rue Hedi Labidi\n Apt. 260\n Tunisia 12440",
+     ["8 Rue Hedi Labidi\n Apt. 260\n Tunisia 12440"]),
+    (r.NumberedStreetRecognizer, "these early shows on Smit Mills Street were important", ["Smit Mills Street"]),
+    (r.NumberedStreetRecognizer, "Update 3 of Windows 10, Settings opens. Build 22 of release 4, Teams too.", []),
+    (r.NumberedStreetRecognizer, "Room 4 street party; the Office 365 Suite 2019 upgrade; on Office Portal.", []),
     (r.UkAddressRecognizer, "Send it to 221B Baker Street, London NW1 6XE.", ["221B Baker Street, London NW1 6XE"]),
     (r.UkAddressRecognizer, "Lives at 14 Mill Lane, Ely CB7 4EH since May.", ["14 Mill Lane, Ely CB7 4EH"]),
     (r.UkAddressRecognizer, "Postcode SW1A 1AA please.", ["SW1A 1AA"]),
@@ -175,6 +190,17 @@ CASES = [
     (r.GazetteerNameRecognizer, "The Mark Rothko room; ask Mark Ellis.", ["Mark Ellis", "Mark Rothko"]),
     (r.GazetteerNameRecognizer, "The Zoom Rooms license and the Jira board.", []),
     (r.GazetteerNameRecognizer, "See John Hancock Investors Trust filings.", []),  # an organisation's name
+    # capitalised words that are no English word, where a name stands
+    (r.UnknownWordNameRecognizer, "Dmitar Ruedl listed his top 20 songs.", ["Dmitar Ruedl"]),
+    (r.UnknownWordNameRecognizer, "It is moving in that direction, says Cardoso.", ["Cardoso"]),
+    (r.UnknownWordNameRecognizer, "Burhan: What a wife.\nMary: Remember me?", ["Burhan"]),
+    (r.UnknownWordNameRecognizer, "Wisław, can I please speak to your boss?", ["Wisław"]),
+    (r.UnknownWordNameRecognizer, "Akaho spent a year at Kadem as an assistant.", ["Akaho"]),
+    (r.UnknownWordNameRecognizer, "I am in São Paulo for a business trip.", []),  # a place
+    (r.UnknownWordNameRecognizer, "It's in 718 Nuussuataap Aqq. 291 Apt. 278.", []),  # a street
+    (r.UnknownWordNameRecognizer, "Press Edit, then Save Changes. Note: Teams restarts.", []),  # English words
+    (r.UnknownWordNameRecognizer, "Etablissements Maurel et Prom SA and Zions Bancorporation NA report.", []),
+    (r.UnknownWordNameRecognizer, "Trulia's Ty", []),  # an owner, not a name's first word
     # names by layout
     (r.LayoutNameRecognizer, "From: Aisha Okafor <a.okafor@example.org>\nSubject: VPN", ["Aisha Okafor"]),
     (r.LayoutNameRecognizer, "To: Tomasz Nowak; Lena Berg\nCc: it-support@example.org", ["Tomasz Nowak", "Lena Berg"]),
@@ -352,8 +378,8 @@ def test_the_shipped_english_words_are_what_their_script_writes():
     spec.loader.exec_module(module)
     shipped = gzip.decompress((root / "appliance" / "resources" / "english_words.txt.gz").read_bytes())
     assert shipped.decode("utf-8").splitlines() == module.collect()
-    assert {"storm", "edit", "link"} <= r.names_gazetteer.english_words() and "sven" not in \
-        r.names_gazetteer.english_words()
+    assert {"storm", "edit", "link"} <= r.lexicon.english_words() and "sven" not in r.lexicon.english_words()
+    assert r.lexicon.is_english("Heights") and r.lexicon.is_english("Markets") and not r.lexicon.is_english("Ruedl")
 
 
 def test_the_shipped_given_names_are_what_their_script_writes():  # give or take a Faker release

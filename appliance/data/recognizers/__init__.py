@@ -15,6 +15,7 @@ from appliance.data.recognizers.address_de import GermanAddressRecognizer
 from appliance.data.recognizers.address_fr_es import FrenchSpanishAddressRecognizer
 from appliance.data.recognizers.address_in_context import AddressInContextRecognizer
 from appliance.data.recognizers.address_intl import EuropeanStreetRecognizer
+from appliance.data.recognizers.address_numbered_street import NumberedStreetRecognizer
 from appliance.data.recognizers.address_uk import UkAddressRecognizer
 from appliance.data.recognizers.address_unit_line import AddressUnitLineRecognizer
 from appliance.data.recognizers.address_us import UsStreetAddressRecognizer
@@ -33,6 +34,7 @@ from appliance.data.recognizers.medical_record import MedicalRecordNumberRecogni
 from appliance.data.recognizers.names_gazetteer import GazetteerNameRecognizer
 from appliance.data.recognizers.names_in_context import ContextNameRecognizer
 from appliance.data.recognizers.names_in_layout import LayoutNameRecognizer
+from appliance.data.recognizers.names_unknown_words import UnknownWordNameRecognizer
 from appliance.data.recognizers.names_with_initial import InitialNameRecognizer
 from appliance.data.recognizers.passport import PassportInContextRecognizer
 from appliance.data.recognizers.phone_in_context import PhoneInContextRecognizer
@@ -58,6 +60,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (EuropeanStreetRecognizer, None),
     (AddressInContextRecognizer, None),
     (AddressUnitLineRecognizer, None),
+    (NumberedStreetRecognizer, None),
     (DateOfBirthInContextRecognizer, None),
     (UkNinoRecognizer, None),
     (BrCpfCnpjRecognizer, frozenset({"pt"})),
@@ -73,6 +76,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (LayoutNameRecognizer, None),
     (InitialNameRecognizer, None),
     (GazetteerNameRecognizer, None),
+    (UnknownWordNameRecognizer, frozenset({"en"})),
 )
 
 

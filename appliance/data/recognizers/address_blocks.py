@@ -22,7 +22,10 @@ _UP = r"A-ZÀ-ÞĀ-ŽΑ-ΩА-Я"
 _UNIT = (r"(?:Apt|Apartment|Suite|Ste|Unit|Box|Postbox|Flat|Floor|Fl|Room|Rm|Bldg|Building|Apto|Andar|Piso|Bloco|Etage|"
          r"PSC|CMR|DPO|APO|FPO)\b\.?\s?#?\s*(?:\d[\w-]{0,7}|[A-Z]\d*)\b")
 _POSTCODE = (r"(?:[A-Z]{1,2}-?)?\d{4,6}(?:-\d{3,4})?|[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}")
-_PLACE = rf"[{_UP}][\w'’.-]*(?:[ -](?:[{_UP}(][\w'’.()-]*|de|do|da|la|le|sur|am|an|im|bei)){{0,3}}"
+# A place's name: capitalised words, with the small words places' names hold ("Ždár nad Sázavou", "Klobouky u
+# Brna", "Šmartno ob Paki", "Villanueva del Pardillo").
+_PLACE = (rf"[{_UP}][\w'’.-]*(?:[ -](?:[{_UP}(][\w'’.()-]*|de|do|da|del|di|la|le|les|sur|sous|am|an|im|bei|u|nad|pod|"
+          rf"ob|pri|van|der|den|op|aan|en)){{0,3}}")
 _STATE = r"[A-Z]{2}"
 _PIECE = re.compile(
     rf"(?:{_UNIT}(?:[ \t]+(?:{_POSTCODE}))?|(?:{_STATE}[ \t]+)?(?:{_POSTCODE})(?:[ \t]+{_PLACE})?|"

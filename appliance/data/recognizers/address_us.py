@@ -20,5 +20,5 @@ class UsStreetAddressRecognizer(PatternRecognizer):
             Pattern("po box", r"\bP\.?\s?O\.?\s+Box\s+\d{1,6}\b", 0.7),
             # Military and diplomatic post: "PSC 2543, Box 1074 / APO AE 92684", "USNS Nagel / FPO AP 73177".
             Pattern("military post", r"\b(?:(?:PSC|CMR|Unit)\s+\d{3,5},?\s+Box\s+\d{1,5}|(?:USNS|USNV|USS|USCGC)\s+"
-                    r"[A-Z][a-z]+)\s*\n?\s*(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b", 0.7),
+                    r"[A-Z][^\W\d_]+)\s*\n?\s*(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b", 0.7),
             Pattern("military post code", r"\b(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}\b", 0.2)])

@@ -68,7 +68,7 @@ ORGANISATION = frozenset("""
     inc inc. incorporated ltd ltd. llc plc corp corp. corporation co co. company ag gmbh sa s.a. sarl srl spa bv
     nv n.v. ab oy asa kk pty lp llp limited group holdings bank bancorp bankshares trust fund etf reit partners
     associates industries technologies solutions investors properties financial acquisition insurance tech
-    lines energy motors airlines logistics pharmaceuticals therapeutics biotech resources realty
+    lines energy motors airlines logistics pharmaceuticals therapeutics biotech resources realty bancorporation
 """.split())
 _KNOWN = TERMS | ORGANISATION
 _TOKEN = re.compile(r"[ \t]+([&\w.'’-]+)")
@@ -80,10 +80,14 @@ def _org_word(word: str) -> bool:
     return word.lower() in ORGANISATION or word.lower().rstrip(".,") in ORGANISATION
 
 
+_CONNECTORS = ("&", "and", "et", "und", "y", "e")  # "Etablissements Maurel et Prom SA"
+
+
 def _name_like(word: str) -> bool:
     """A word that can go on an organisation's name: capitalised or holding a capital ("ex-US"), or "&", "and"
+    in one of the policy's languages
     ("of" cannot: "Astrid Holst of Merchants Trust plc" is a person at an organisation)."""
-    return word[0].isupper() or any(c.isupper() for c in word) or word in ("&", "and")
+    return word[0].isupper() or any(c.isupper() for c in word) or word in _CONNECTORS
 
 
 def opens_organisation(text: str, end: int) -> bool:

@@ -3,8 +3,7 @@
 `names` package), with the capitalised words after it as the surname ("have you heard Tiana Ellery speak",
 "Quinn's"); and the given names of many other countries (appliance/resources/given_names.txt: the Latin-alphabet
 given names of Faker's person providers, written by scripts/given_names.py), which count alone unless they are
-also English words (appliance/resources/english_words.txt.gz: Webster's Second, written by
-scripts/english_word_list.py): "Why is Sven so impulsive?" and "Ágnes" alone, but "Per" and "Even" only with a
+also English words (`lexicon`): "Why is Sven so impulsive?" and "Ágnes" alone, but "Per" and "Even" only with a
 surname ("Per Hansen", not "Per the policy", "Even after a restart").
 
 Given names that are also common words ("Grant", "Rose", "Mark") count only when a surname follows, and never at
@@ -15,12 +14,12 @@ is not a person.
 from __future__ import annotations
 
 import functools
-import gzip
 import importlib.resources
 import re
 
 from appliance.data.recognizers._shared import WORD, CodeRecognizer, result
 from appliance.data.recognizers.business_terms import is_business
+from appliance.data.recognizers.lexicon import english_words
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
 # Given names that are English words or start many sentences as one (function words, days and months are never
@@ -55,13 +54,6 @@ def world_names() -> frozenset[str]:
     text = importlib.resources.files("appliance").joinpath("resources/given_names.txt").read_text("utf-8")
     found = {line.strip().lower() for line in text.splitlines() if line.strip()}
     return frozenset(found - given_names() - NOT_NAMES - _PARTICLES - _WORDS)
-
-
-@functools.cache
-def english_words() -> frozenset[str]:
-    """Common English words, lower case (Webster's Second's lower-case entries: proper nouns are left out)."""
-    data = importlib.resources.files("appliance").joinpath("resources/english_words.txt.gz").read_bytes()
-    return frozenset(gzip.decompress(data).decode("utf-8").split())
 
 
 def _sentence_start(text: str, start: int) -> bool:
