@@ -69,6 +69,7 @@ ORGANISATION = frozenset("""
     nv n.v. ab oy asa kk pty lp llp limited group holdings bank bancorp bankshares trust fund etf reit partners
     associates industries technologies solutions investors properties financial acquisition insurance tech
     lines energy motors airlines logistics pharmaceuticals therapeutics biotech resources realty bancorporation
+    k.k. aktiengesellschaft gesellschaft aktiebolag sociedad anónima limitada ltda s.p.a. spa sas nextshares
 """.split())
 _KNOWN = TERMS | ORGANISATION
 _TOKEN = re.compile(r"[ \t]+([&\w.'’-]+)")
