@@ -75,10 +75,13 @@ class ContextNameRecognizer(CodeRecognizer):
         if "PERSON" not in entities:
             return []
         results = []
+        owned = "'s" in text or "’s" in text  # what only a person owns follows a possessive
         for regex, any_case, min_words in ((self._strong, True, 1), (self._intro, False, 1), (self._link, False, 2),
                                            (self._lower_pair, True, 2),
                                            (self._subject, True, 2), (self._single, False, 1),
                                            (self._owner, False, 1)):
+            if regex is self._owner and not owned:
+                continue
             pos = 0
             while (m := regex.search(text, pos)) is not None:
                 end = self._name_end(m, any_case)

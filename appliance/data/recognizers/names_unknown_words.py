@@ -17,16 +17,18 @@ from appliance.data.recognizers.business_terms import in_organisation, is_busine
 from appliance.data.recognizers.lexicon import is_english
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
-_RUN = re.compile(rf"(?<![\w'’.-])({WORD})[ \t]+({WORD})(?:[ \t]+({WORD}))?(?![\w'’-])")
+_WORD = re.compile(rf"(?<![\w'’.-]){WORD}(?![\w'’-])")
 # What stands before a street or a place: a house number, a unit, a street word, "in".
 _PLACE_BEFORE = re.compile(r"(?i:(?:\d[\w/-]*|apt\.?|suite|unit|box|rue|via|calle|rua|avenida|av\.|r\.|c/|in)"
                            r"[ \t,]*)\Z")
 _NUMBER_AFTER = re.compile(r"[ \t,]*\d")
 _REPORTED = re.compile(rf"\b(?:says|said|asks|asked|replies|replied|adds|added|writes|wrote)[ \t]+({WORD})(?=[.,;!?])")
 _SPEAKER = re.compile(rf"(?:^|(?<=[.!?:\n])[ \t]*)[ \t]*({WORD}):[ \t]+(?=\S)", re.MULTILINE)
-_CALLED = re.compile(rf"(?<![\w'’-])({WORD}),[ \t]+(?=(?:can|could|would|will|please|thanks|thank|I|we)\b)")
-_DOES = re.compile(rf"(?<![\w'’-])({WORD})[ \t]+(?=(?:began|spent|shouted|listed|joined|retired|resigned|married|"
-                   rf"replied|smiled|laughed|cried|died|moved|studied|graduated|founded|wrote)\b)")
+# After the word: a comma and a request ("Wisław, can I"), or what only a person does ("Akaho spent a year").
+_CALLED = re.compile(r",[ \t]+(?:can|could|would|will|please|thanks|thank|I|we)\b")
+_DOES = re.compile(r"[ \t]+(?:began|spent|shouted|listed|joined|retired|resigned|married|replied|smiled|laughed|cried|"
+                   r"died|moved|studied|graduated|founded|wrote)\b")
+_LAST_WORD = re.compile(rf"(?<![\w'’-])({WORD})\Z")
 
 
 def _owns(word: str) -> bool:
@@ -46,22 +48,39 @@ class UnknownWordNameRecognizer(CodeRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         if "PERSON" not in entities:
             return []
-        found: list[tuple[int, int]] = []
-        pos = 0
-        while (m := _RUN.search(text, pos)) is not None:
-            first, second, third = m.groups()
-            if _unknown(first) and _unknown(second) and not _owns(first):  # "Trulia's Ty Campbell": an owner
-                end = m.end(3) if third and _unknown(third) and not _owns(second) else m.end(2)
-                if (not _PLACE_BEFORE.search(text[max(0, m.start() - 12):m.start()])
-                        and not _NUMBER_AFTER.match(text, end) and not is_business(text[m.start():end])
-                        and not in_organisation(text, m.start(), end)):
-                    found.append((m.start(), end))
-                    pos = end
-                    continue
-            pos = m.start(2)
-        for regex in (_REPORTED, _SPEAKER, _CALLED, _DOES):
+        found = self._runs(text)
+        singles = [m.span(1) for regex in (_REPORTED, _SPEAKER) for m in regex.finditer(text) if _unknown(m.group(1))]
+        for regex in (_CALLED, _DOES):  # the cue first (a literal), then the word before it
             for m in regex.finditer(text):
-                start, end = m.span(1)
-                if _unknown(m.group(1)) and not any(a <= start < b for a, b in found):
+                word = _LAST_WORD.search(text, max(0, m.start() - 40), m.start())
+                if word and _unknown(word.group(1)):
+                    singles.append(word.span(1))
+        found += [(a, b) for a, b in singles if not any(x <= a < y for x, y in found)]
+        return [result(self, "PERSON", start, end, 0.6) for start, end in sorted(set(found))]
+
+    @staticmethod
+    def _runs(text: str) -> list[tuple[int, int]]:
+        """Two or three unknown words in a row, apart only by spaces, away from streets and organisations."""
+        words = [m for m in _WORD.finditer(text)]
+        found, i = [], 0
+        while i + 1 < len(words):
+            first, second = words[i], words[i + 1]
+            if (_unknown(first.group()) and not _owns(first.group()) and _spaced(text, first, second)
+                    and _unknown(second.group())):
+                last = second
+                if (i + 2 < len(words) and not _owns(second.group()) and _spaced(text, second, words[i + 2])
+                        and _unknown(words[i + 2].group())):
+                    last = words[i + 2]
+                start, end = first.start(), last.end()
+                if (not _PLACE_BEFORE.search(text[max(0, start - 12):start]) and not _NUMBER_AFTER.match(text, end)
+                        and not is_business(text[start:end]) and not in_organisation(text, start, end)):
                     found.append((start, end))
-        return [result(self, "PERSON", start, end, 0.6) for start, end in sorted(found)]
+                    i += 3 if last is not second else 2
+                    continue
+            i += 1
+        return found
+
+
+def _spaced(text: str, a: re.Match, b: re.Match) -> bool:
+    gap = text[a.end():b.start()]
+    return bool(gap) and not gap.strip(" \t")

@@ -14,8 +14,9 @@ REGIONS = ("US", "GB", "CA", "IN", "DE", "FR", "ES", "BR", "PT", "IE", "AU")
 class NationalPhoneRecognizer(PhoneRecognizer):
     """Run only where a run of seven or more digits stands, on that run and the few characters around it on
     its line: libphonenumber is the costliest recognizer, and over a whole text it parses every house number,
-    year and card number in every region. A run inside business content the policy keeps (`keep`: its ticket
-    and change numbers) is not looked at, since whatever was found there would be dropped; and a piece of text
+    year and card number in every region. A run of more than fifteen digits and nothing else (a card or account
+    number: no phone number is that long) is not looked at, nor is a run inside business content the policy keeps
+    (`keep`: its ticket and change numbers), since whatever was found there would be dropped; and a piece of text
     seen before is answered from memory, so a text analysed again with a name replaced costs nothing here."""
 
     _CANDIDATE = re.compile(r"\d(?:[\s().-]*\d){6,}")
@@ -35,6 +36,8 @@ class NationalPhoneRecognizer(PhoneRecognizer):
         for m in self._CANDIDATE.finditer(text):
             if any(a <= m.start() and m.end() <= b for a, b in kept):
                 continue
+            if len(m.group()) > 15 and m.group().isdigit():
+                continue  # longer than any phone number (E.164: 15 digits) and nowhere to split: a card, an account
             line_start = text.rfind("\n", 0, m.start()) + 1
             line_end = text.find("\n", m.end())
             start = max(line_start, m.start() - self._BEFORE)
