@@ -40,6 +40,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 UNTIMED = 2  # the first steps (allocator warm-up, lazy initialisation) are left out of every figure
+PROFILE = os.environ.get("TRAIN_BENCH_PROFILE") == "1"  # set by --profile for the children
 
 
 class _Clock:
@@ -63,6 +64,33 @@ class _Clock:
         return Clock
 
 
+class _Profiled:
+    """A TrainerCallback that profiles steps 3 to 5 with torch.profiler and keeps the table of the operators that
+    took the most time (`--profile`)."""
+
+    @staticmethod
+    def make(table: dict):
+        import torch
+        from transformers import TrainerCallback
+
+        class Profiled(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == UNTIMED:
+                    self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                    self.profiler.__enter__()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == UNTIMED + 3:
+                    self.profiler.__exit__(None, None, None)
+                    events = self.profiler.key_averages()
+                    total = sum(e.self_cpu_time_total for e in events)
+                    table["rows"] = [(e.key, e.self_cpu_time_total / total) for e in
+                                     sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]]
+                    table["step_s"] = total / 3 / 1e6
+
+        return Profiled
+
+
 def _result(trainer, clock) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     seconds, tokens = sum(clock.seconds[UNTIMED:]), sum(clock.tokens[UNTIMED:])
@@ -78,10 +106,11 @@ def side_appliance(hf: Path, rows: list[dict], steps: int, out: Path, engine: st
     recipe, _ = load_recipe(RECIPE)
     choice = frameworks.choose(engine, recipe)
     model, tokenizer = frameworks.load(choice, hf, recipe)
-    clock = _Clock.make()
-    trainer = frameworks.trainer_for(recipe, model, tokenizer, rows, out, steps, [clock()])
+    clock, table = _Clock.make(), {}
+    trainer = frameworks.trainer_for(recipe, model, tokenizer, rows, out, steps,
+                                     [clock()] + ([_Profiled.make(table)()] if PROFILE else []))
     trainer.train()
-    return {**_result(trainer, clock), "engine": choice.framework, "reason": choice.reason}
+    return {**_result(trainer, clock), "engine": choice.framework, "reason": choice.reason, "profile": table}
 
 
 def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool = False,
@@ -105,8 +134,9 @@ def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool
                      logging_steps=1, save_strategy="no", report_to="none",
                      include_num_input_tokens_seen="non_padding",
                      **({"bf16": False, "gradient_checkpointing": False} if tuned else {}))
+    table: dict = {}
     trainer = SFTTrainer(model=str(hf), args=args, train_dataset=Dataset.from_list(rows), peft_config=peft_config,
-                         callbacks=[clock()])
+                         callbacks=[clock()] + ([_Profiled.make(table)()] if PROFILE else []))
     if compiled:  # each decoder layer through TorchInductor; lengths vary by batch, so dynamic shapes
         for layer in trainer.model.base_model.model.model.layers:
             layer.compile(dynamic=True)
@@ -114,7 +144,7 @@ def side_baseline(hf: Path, rows: list[dict], steps: int, out: Path, tuned: bool
     engine = "trl, fp32, no gradient checkpointing" if tuned else "trl, TRL's defaults: bf16, gradient checkpointing"
     if compiled:
         engine += ", decoder layers compiled"
-    return {**_result(trainer, clock), "engine": engine}
+    return {**_result(trainer, clock), "engine": engine, "profile": table}
 
 
 def side_tuned(hf: Path, rows: list[dict], steps: int, out: Path) -> dict:
@@ -166,6 +196,9 @@ def main() -> None:
     parser.add_argument("--hf", type=Path)
     parser.add_argument("--rows", type=Path)
     parser.add_argument("--result", type=Path)
+    parser.add_argument("--profile", action="store_true",
+                        help="one run of the tuned script and of the appliance, each with torch.profiler on steps 3-5: "
+                             "where a step's time goes")
     args = parser.parse_args()
     if args.side:
         import appliance  # noqa: F401  (offline environment before any hub library loads)
@@ -194,6 +227,15 @@ def main() -> None:
               f"{len(rows)} help-desk conversations", flush=True)
         # A cache of the run's own: the compiled side's first run compiles cold, its second finds the cache warm.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "inductor")
+        if args.profile:
+            os.environ["TRAIN_BENCH_PROFILE"] = "1"
+            for side in ("tuned", "appliance"):
+                result = _child(side, hf, rows_file, max(args.steps, UNTIMED + 4), work)
+                print(f"\n{side} [{result['engine']}]: a step {result['profile']['step_s']:.2f} s of CPU time "
+                      "(steps 3-5, both threads' operators)")
+                for name, share in result["profile"]["rows"]:
+                    print(f"  {share:6.1%}  {name}")
+            return
         order = list(SIDES) + list(SIDES)[::-1]  # ABBA: a drift of the machine falls on every side alike
         runs: dict[str, list[dict]] = {side: [] for side in SIDES}
         for side in order:

@@ -41,12 +41,14 @@ def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | Non
     token there, but a higher loss after the same steps) and costs its imports. On CPU, Unsloth is not imported."""
     if requested not in ("auto", "unsloth", "trl"):
         raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="framework")
+    on_cpu = not (_cuda() if cuda is None else cuda)
+    note = _frozen_bf16_note(recipe) if on_cpu else ""
     if requested == "trl":
-        return Choice("trl", "requested: transformers + PEFT + TRL")
+        return Choice("trl", "requested: transformers + PEFT + TRL" + note)
     if world_size > 1:
         if requested == "unsloth":
             raise ConfigError("Unsloth trains in one process; use --framework trl for a distributed run")
-        return Choice("trl", f"auto: a distributed run ({world_size} processes) uses transformers + PEFT + TRL")
+        return Choice("trl", f"auto: a distributed run ({world_size} processes) uses transformers + PEFT + TRL{note}")
     supported = recipe.method == "sft"
     if requested == "unsloth":
         if not supported:
@@ -57,14 +59,28 @@ def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | Non
         return Choice("unsloth", "requested")
     if not supported:
         return Choice("trl", f"auto: the appliance's Unsloth path trains sft only, the recipe is {recipe.method}")
-    if not (_cuda() if cuda is None else cuda):
-        return Choice("trl", "auto: on CPU, TRL in fp32 (measured: Unsloth's CPU path is no faster at equal loss)")
+    if on_cpu:
+        return Choice("trl", "auto: on CPU, TRL in fp32 (measured: Unsloth's CPU path is no faster at equal loss)"
+                             + note)
     problem = _unsloth_importable()
     if problem:
         return Choice("trl", f"auto: Unsloth does not import ({problem})")
     return Choice("unsloth", "auto: on a CUDA GPU, Unsloth for sft (bf16, 4-bit for QLoRA)")
 
 
+
+
+def frozen_in_bf16(recipe: Recipe, cuda: bool) -> bool:
+    """Whether the frozen base's linear layers run in bf16 (`frozen_bf16`): LoRA on a CPU with native bf16."""
+    from appliance.train.frozen_bf16 import native_bf16
+
+    return not cuda and recipe.adapter.kind == "lora" and native_bf16()
+
+
+def _frozen_bf16_note(recipe: Recipe) -> str:
+    if frozen_in_bf16(recipe, cuda=False):
+        return ", the frozen base's linear layers in bf16 (this CPU has native bf16; adapters, loss and sums fp32)"
+    return ""
 
 
 def weights_dtype(cuda: bool, bf16_supported: bool) -> str:
@@ -105,11 +121,18 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(hf_dir, quantization_config=quant, dtype=dtype)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    elif frozen_in_bf16(recipe, cuda):  # loaded in bf16: the base's weights never take fp32's memory
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16)
     else:
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
     config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config), _with_template(tokenizer, recipe)
+    model = get_peft_model(model, config)
+    if frozen_in_bf16(recipe, cuda):
+        from appliance.train import frozen_bf16
+
+        frozen_bf16.apply(model)
+    return model, _with_template(tokenizer, recipe)
 
 
 def _with_template(tokenizer, recipe: Recipe):
