@@ -166,10 +166,12 @@ class IngestResult:
 
 
 def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str):
-    """Scrubbed records, entity counts, and ids of records that had something scrubbed."""
+    """Scrubbed records, entity counts, ids of records that had something scrubbed, and the scrubbed texts whose
+    full analysis found nothing more (the residual scan need not repeat it)."""
     fields = [formats.text_fields(r, fmt) for _, r in records]
     flat = [t for f in fields for _, t in f]
     results = scrubber.scrub(flat)
+    verified = {r.text for r in results if r.verified}
     out, counts, touched, i = [], Counter(), [], 0
     for (rid, rec), f in zip(records, fields, strict=True):
         part = results[i:i + len(f)]
@@ -179,7 +181,7 @@ def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str)
             touched.append(rid)
             counts.update(found)
         out.append((rid, formats.with_texts(rec, fmt, [r.text for r in part])))
-    return out, counts, touched
+    return out, counts, touched, verified
 
 
 def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str = "auto", strict: bool = False,
@@ -202,7 +204,7 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
         detail = f"; first problem: {parsed.rejects[0].line()}" if parsed.rejects else ""
         raise InputError(f"no valid records in {', '.join(as_input(p).name for p in paths)}{detail}")
     scrubber = scrubber_for(ctx, policy)
-    scrubbed, counts, touched = scrub_records(scrubber, parsed.records, parsed.fmt)
+    scrubbed, counts, touched, verified = scrub_records(scrubber, parsed.records, parsed.fmt)
     tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
     cfg = ctx.settings.file.ingest
 
@@ -228,7 +230,8 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
 
     # The residual scan (a second full analysis of every stored text) runs in forked workers while this
     # process de-duplicates, lints, plants canaries and splits.
-    pending = scrubber.start_residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)])
+    pending = scrubber.start_residual([t for _, r in scrubbed for _, t in formats.text_fields(r, parsed.fmt)],
+                                      verified=verified)
     try:
         assembled = assemble(scrubbed)
         found_again = pending.result()

@@ -37,6 +37,14 @@ def _mixed(ids: np.ndarray) -> np.ndarray:
     return h
 
 
+def _hashes(shingles: set[str], number: dict[str, int]) -> np.ndarray:
+    """32-bit hashes of a record's shingles: each distinct shingle numbered as the dataset first meets it (a record's
+    shingles in sorted order, so the numbering does not follow Python's per-process string hashing) and the
+    number mixed; a dataset's report is the same on every run, at a dictionary lookup a shingle."""
+    ids = (number.setdefault(s, len(number)) for s in sorted(shingles))
+    return _mixed(np.fromiter(ids, dtype=np.int64, count=len(shingles)))
+
+
 def signature(hashes: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The MinHash of a set of 32-bit hashes: for each permutation h -> a*h + b (mod 2^32), the least image."""
     if not len(hashes):
@@ -52,12 +60,8 @@ def pairs(shingle_sets: dict[str, set[str]], threshold: float, skip: set[str] = 
     ids = [rid for rid in shingle_sets if rid not in skip]
     if not ids:
         return []
-    # Each distinct shingle is numbered as it is first met and the number mixed into its hash: a dataset's
-    # report is the same on every run, at a dictionary lookup a shingle.
     number: dict[str, int] = {}
-    signatures = np.stack([signature(_mixed(np.fromiter((number.setdefault(s, len(number)) for s in shingle_sets[rid]),
-                                                        dtype=np.int64, count=len(shingle_sets[rid]))), a, b)
-                           for rid in ids])
+    signatures = np.stack([signature(_hashes(shingle_sets[rid], number), a, b) for rid in ids])
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
     out = []
     for i, rid in enumerate(ids):

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 
 from appliance import offline
@@ -64,7 +64,6 @@ class Replaced:
 class Scrubber:
     def __init__(self, policy: PiiPolicy, hmac_key: bytes | None = None) -> None:
         self.policy = policy
-        self._verified: set[str] = set()  # scrubbed texts whose full analysis, done while scrubbing, found nothing
         if any(rule.operator == "hash" for rule in policy.entities.values()) and not hmac_key:
             raise ConfigError("the policy hashes entities but no HMAC key is available (needs the key passphrase)")
         self._hmac_key = hmac_key
@@ -257,21 +256,19 @@ class Scrubber:
         else:
             results = self.scrub_here(unique, batch_size)
         done = dict(zip(unique, results, strict=True))
-        # A text whose full analysis found nothing was already scanned as it is stored: the residual scan need
-        # not repeat it.
-        self._verified.update(r.text for r in results if r.verified)
         return [done.get(t) or ScrubResult(t) for t in texts]
 
-    def residual(self, texts: list[str], workers: int | None = None) -> Counter:
+    def residual(self, texts: list[str], workers: int | None = None, verified: Container[str] = ()) -> Counter:
         """What the analyser still finds in already scrubbed texts (placeholders excluded): a full analysis of
-        every distinct text this scrubber did not scrub to the form whose full analysis found nothing, split over
-        the CPU cores for large inputs as `scrub` is."""
-        return self.start_residual(texts, workers).result()
+        every distinct text but those in `verified` (the texts of `ScrubResult`s marked verified: their full
+        analysis, done while scrubbing, found nothing), split over the CPU cores for large inputs as `scrub` is."""
+        return self.start_residual(texts, workers, verified).result()
 
-    def start_residual(self, texts: list[str], workers: int | None = None) -> scrub_workers.PendingResidual:
+    def start_residual(self, texts: list[str], workers: int | None = None,
+                       verified: Container[str] = ()) -> scrub_workers.PendingResidual:
         """`residual`, started in forked workers that inherit the loaded pipeline (the workers fork before this
         returns, so the caller may go on with other work); small inputs are scanned here and now."""
-        unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._verified))
+        unique = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in verified))
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers <= 1 or len(unique) < scrub_workers.PARALLEL_FROM:
             return scrub_workers.PendingResidual(done=self.rescrub(unique))

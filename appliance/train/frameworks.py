@@ -36,9 +36,10 @@ def _cuda() -> bool:
 
 def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | None = None) -> Choice:
     """The framework a run trains with, and why. `auto` takes what was measured faster for the device and method
-    (`bench/train_bench.py`, docs/benchmarks.md): Unsloth for SFT on a CUDA GPU; TRL in fp32 on CPU, where
-    Unsloth's path is the same transformers + PEFT computation (in bf16 where the CPU has native bf16: faster per
-    token there, but a higher loss after the same steps) and costs its imports. On CPU, Unsloth is not imported."""
+    (`bench/train_bench.py`, docs/benchmarks.md): Unsloth for SFT on a CUDA GPU; TRL on CPU, in fp32 with the
+    frozen base's linear layers in bf16 where the CPU has native bf16 (`frozen_in_bf16`), where Unsloth's path
+    casts everything to bf16 (as fast, but a higher loss after the same steps) and costs its imports. On CPU,
+    Unsloth is not imported."""
     if requested not in ("auto", "unsloth", "trl"):
         raise ConfigError(f"{requested!r}: one of auto, unsloth, trl", param="framework")
     on_cpu = not (_cuda() if cuda is None else cuda)
@@ -66,8 +67,6 @@ def choose(requested: str, recipe: Recipe, world_size: int = 1, cuda: bool | Non
     if problem:
         return Choice("trl", f"auto: Unsloth does not import ({problem})")
     return Choice("unsloth", "auto: on a CUDA GPU, Unsloth for sft (bf16, 4-bit for QLoRA)")
-
-
 
 
 def frozen_in_bf16(recipe: Recipe, cuda: bool) -> bool:
@@ -117,18 +116,19 @@ def load(choice: Choice, hf_dir: Path, recipe: Recipe):
         tokenizer.pad_token = tokenizer.eos_token
     cuda = torch.cuda.is_available()
     dtype = getattr(torch, weights_dtype(cuda, cuda and torch.cuda.is_bf16_supported()))
+    bf16_base = frozen_in_bf16(recipe, cuda)
     if a.kind == "qlora":
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(hf_dir, quantization_config=quant, dtype=dtype)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    elif frozen_in_bf16(recipe, cuda):  # loaded in bf16: the base's weights never take fp32's memory
+    elif bf16_base:  # loaded in bf16: the base's weights never take fp32's memory
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16)
     else:
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
     config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, config)
-    if frozen_in_bf16(recipe, cuda):
+    if bf16_base:
         from appliance.train import frozen_bf16
 
         frozen_bf16.apply(model)

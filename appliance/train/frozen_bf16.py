@@ -12,6 +12,7 @@ would be emulated, far slower: there the model stays fp32.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -21,11 +22,16 @@ from torch import nn
 _FLAGS = ("avx512_bf16", "amx_bf16")
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.is_file() else ""
+
+
 def native_bf16(cpuinfo: str | None = None) -> bool:
     """True when the CPU multiplies bf16 natively (its flags, as /proc/cpuinfo lists them)."""
     if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text() if path.is_file() else ""
+        cpuinfo = _cpuinfo()
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
     return any(flag in flags for flag in _FLAGS)
 

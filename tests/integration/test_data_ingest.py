@@ -164,20 +164,23 @@ def test_the_residual_scan_in_workers_finds_exactly_what_one_process_finds():
     texts = [json.loads(line)["text"] for line in public][:PARALLEL_FROM + 300]
     # Some scrubbed (residuals and placeholders), more raw (plenty to find, and over the workers' threshold), some
     # repeated.
-    mixed = [r.text for r in scrubber.scrub(texts[:250], workers=1)] + texts[250:] + texts[300:320]
-    one = scrubber.residual(mixed, workers=1)
-    pending = scrubber.start_residual(mixed, workers=2)
+    first = scrubber.scrub(texts[:250], workers=1)
+    verified = {r.text for r in first if r.verified}
+    mixed = [r.text for r in first] + texts[250:] + texts[300:320]
+    one = scrubber.residual(mixed, workers=1, verified=verified)
+    pending = scrubber.start_residual(mixed, workers=2, verified=verified)
     assert pending._pool is not None  # split over workers, the caller free meanwhile
     assert pending.result() == one and sum(one.values()) > 100
     assert pending.rescrubbed == scrubber.rescrub(mixed)[1] and len(pending.rescrubbed) > 50  # scrubbed again alike
-    assert scrubber.residual(mixed) == one
+    assert scrubber.residual(mixed, verified=verified) == one
     # A text scrubbed to a form whose full analysis found nothing is not analysed again, and the scan finds what a
-    # fresh scrubber finds.
+    # scan of every text finds.
     clean = ["The VPN client crashed after the update; please reinstall it.", "Printer on floor 3 is jammed."]
-    assert [r.text for r in scrubber.scrub(clean, workers=1)] == clean
-    assert clean[0] in scrubber._verified and clean[1] in scrubber._verified
-    fresh = Scrubber(policies.read("pii")[0], hmac_key=b"test key, not a secret.........")
-    assert scrubber.residual(mixed + clean, workers=1) == fresh.residual(mixed + clean, workers=1) == one
+    again = scrubber.scrub(clean, workers=1)
+    assert [r.text for r in again] == clean and all(r.verified for r in again)
+    verified |= set(clean)
+    assert scrubber.residual(mixed + clean, workers=1, verified=verified) == scrubber.residual(mixed + clean,
+                                                                                               workers=1) == one
 
 
 def test_a_text_the_scrubber_calls_verified_is_one_a_full_analysis_finds_nothing_in():
@@ -190,10 +193,9 @@ def test_a_text_the_scrubber_calls_verified_is_one_a_full_analysis_finds_nothing
     verified = [r.text for r in results if r.verified]
     left = [r.text for r in results if not r.verified]
     assert len(verified) > 150 and left  # most texts need no residual scan, and some do
-    assert all(t in scrubber._verified for t in verified) and not any(t in scrubber._verified for t in left)
-    # A fresh scrubber, which skips nothing, finds nothing in what was called verified.
-    fresh = Scrubber(policies.read("pii")[0], hmac_key=b"test key, not a secret.........")
-    assert fresh.residual(verified, workers=1) == {}
+    # Given the verified texts, the scan analyses only the others; a scan of every text finds nothing more.
+    assert scrubber.residual(verified + left, workers=1, verified=set(verified)) == scrubber.residual(left, workers=1)
+    assert scrubber.residual(verified, workers=1) == {}
 
 
 INTERNATIONAL = ROOT / "examples" / "international.jsonl"

@@ -27,14 +27,17 @@ _TYPE = r"(?:Street|St\.|Road|Rd\.|Avenue|Ave\.|Boulevard|Blvd\.|Lane|Drive|Way|
 _NAMED = re.compile(rf"\b(?:on|at|of)[ \t]+((?:[A-Z][\w'’-]*[ \t]+){{1,3}}{_TYPE})(?![\w])")
 
 
+def _foreign(words: str) -> bool:
+    """A word of them is no English word: a street's name, not a sentence about version 3 of something."""
+    return any(not is_english(w) for w in re.findall(r"[^\W\d_]+", words))
+
+
 class NumberedStreetRecognizer(CodeRecognizer):
     ENTITY = "STREET_ADDRESS"
 
     def analyze(self, text, entities, nlp_artifacts=None):
         found = [m.span() for regex in (_WITH_UNIT, _FRENCH) for m in regex.finditer(text)]
-        found += [m.span() for m in _STREET_THEN_TOWN.finditer(text)
-                  if any(not is_english(w) for w in re.findall(r"[^\W\d_]+", m.group(1)))]
-        found += [m.span(1) for m in _BEFORE_STREET_WORD.finditer(text)
-                  if any(not is_english(w) for w in re.findall(r"[^\W\d_]+", m.group(1)))]
+        found += [m.span() for m in _STREET_THEN_TOWN.finditer(text) if _foreign(m.group(1))]
+        found += [m.span(1) for m in _BEFORE_STREET_WORD.finditer(text) if _foreign(m.group(1))]
         found += [m.span(1) for m in _NAMED.finditer(text) if not is_business(m.group(1).rsplit(None, 1)[0])]
         return [result(self, "STREET_ADDRESS", start, end, 0.6) for start, end in sorted(set(found))]

@@ -23,7 +23,7 @@ _PLACE_BEFORE = re.compile(r"(?i:(?:\d[\w/-]*|apt\.?|suite|unit|box|rue|via|call
                            r"[ \t,]*)\Z")
 _NUMBER_AFTER = re.compile(r"[ \t,]*\d")
 _REPORTED = re.compile(rf"\b(?:says|said|asks|asked|replies|replied|adds|added|writes|wrote)[ \t]+({WORD})(?=[.,;!?])")
-_SPEAKER = re.compile(rf"(?:^|(?<=[.!?:\n])[ \t]*)[ \t]*({WORD}):[ \t]+(?=\S)", re.MULTILINE)
+_SPEAKER = re.compile(rf"(?:^|(?<=[.!?:\n]))[ \t]*({WORD}):[ \t]+(?=\S)", re.MULTILINE)
 # After the word: a comma and a request ("Wisław, can I"), or what only a person does ("Akaho spent a year").
 _CALLED = re.compile(r",[ \t]+(?:can|could|would|will|please|thanks|thank|I|we)\b")
 _DOES = re.compile(r"[ \t]+(?:began|spent|shouted|listed|joined|retired|resigned|married|replied|smiled|laughed|cried|"
@@ -61,7 +61,7 @@ class UnknownWordNameRecognizer(CodeRecognizer):
     @staticmethod
     def _runs(text: str) -> list[tuple[int, int]]:
         """Two or three unknown words in a row, apart only by spaces, away from streets and organisations."""
-        words = [m for m in _WORD.finditer(text)]
+        words = list(_WORD.finditer(text))
         found, i = [], 0
         while i + 1 < len(words):
             first, second = words[i], words[i + 1]

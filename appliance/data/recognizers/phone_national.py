@@ -62,7 +62,7 @@ class NationalPhoneRecognizer(PhoneRecognizer):
                 break
         return found
 
-    def _found_in(self, piece: str, entities) -> list[tuple[int, int, float, str]]:
+    def _found_in(self, piece: str) -> list[tuple[int, int, float, str]]:
         found = self._seen.get(piece)
         if found is None:
             found = self._read(piece)
@@ -74,7 +74,7 @@ class NationalPhoneRecognizer(PhoneRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
         results = []
         for start, end in self._segments(text):
-            for first, last, score, why in self._found_in(text[start:end], entities):
+            for first, last, score, why in self._found_in(text[start:end]):
                 explanation = self._get_analysis_explanation("")
                 explanation.textual_explanation = why
                 results.append(RecognizerResult(
