@@ -149,6 +149,12 @@ def _nlp_digest(model: str) -> str:
                            if "__pycache__" not in p.parts)
 
 
+def _recognizer_data() -> dict[str, str]:
+    from appliance.data.recognizers import data_digests  # imports Presidio, which the scrubber has imported its way
+
+    return data_digests()
+
+
 def _versions_of(*dists: str) -> dict:
     out = {}
     for d in dists:
@@ -276,6 +282,7 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
     lineage = {
         "inputs": parsed.files, "format": parsed.fmt, "format_detected": parsed.detected,
         "policy_digest": policy_digest, "recognizers": sorted({r.name for r in scrubber.analyzer.registry.recognizers}),
+        "recognizer_data": _recognizer_data(),
         "nlp_model": policy.nlp.model, "nlp_model_digest": _nlp_digest(policy.nlp.model),
         "libraries": _versions_of("presidio-analyzer", "presidio-anonymizer", "spacy", "datasets",
                                   policy.nlp.model.replace("_", "-")),

