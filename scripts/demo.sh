@@ -240,7 +240,8 @@ step "8. Ingest the example help-desk tickets: validate, scrub personal data (Pr
 step "9. What one scrubbed record looks like now (nothing personal is stored)" \
   appliance data export helpdesk --split eval --out var/demo-helpdesk-eval.jsonl
 head -n 1 var/demo-helpdesk-eval.jsonl
-step "9b. Personal data where it hides: mail headers, signatures, form fields, CPF, NINO, UK/BR phones, DE/BR addresses" \
+step "9b. Personal data where it hides: mail headers, signatures, form fields, CPF, NINO, UK/BR phones, DE/BR addresses; \
+French text read by spaCy's French pipeline" \
   appliance data ingest examples/international.jsonl --name international
 appliance data export international --out var/demo-international.jsonl
 python3 -c 'import json, sys; [print(json.loads(l)["messages"][0]["content"] + "\n--") for l in open(sys.argv[1])]' \

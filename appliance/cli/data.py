@@ -54,6 +54,10 @@ def data_ingest(app: App, files: tuple[InputFile, ...], name: str, fmt: str, str
     again = v.scrub_report.get("second_pass") or {}
     if again:  # found only once their neighbours were replaced, and scrubbed as well before anything was stored
         click.echo("second pass scrubbed: " + ", ".join(f"{k} {n}" for k, n in again.items()))
+    languages = v.scrub_report.get("texts_by_language") or {}
+    if set(languages) - {"en"}:  # some texts were read by another language's named-entity pass
+        click.echo("texts read by each language's spaCy pipeline: "
+                   + ", ".join(f"{k} {n}" for k, n in languages.items()))
     residual = v.scrub_report["residual"]
     click.echo("residual scan: " + (", ".join(f"{k} {n}" for k, n in residual.items()) or "clean"))
     click.echo(f"canaries: {v.scrub_report['canaries']}")
@@ -136,7 +140,12 @@ def data_show(app: App, ref: str, as_json: bool) -> None:
                f"{v.rejected} rejected; created {v.created_at} by {v.created_by}")
     click.echo("inputs: " + ", ".join(f"{f['file']} (sha256 {f['sha256'][:12]})" for f in v.lineage["inputs"]))
     click.echo(f"policy sha256 {v.policy_digest[:16]} (strictness {v.policy_strictness}); "
-               f"NLP {v.lineage['nlp_model']} sha256 {v.lineage['nlp_model_digest'][:12]}")
+               f"NLP {v.lineage['nlp_model']} sha256 {v.lineage['nlp_model_digest'][:12]}"
+               + "".join(f"; {language}: {p['model']} sha256 {p['digest'][:12]}"
+                         for language, p in (v.lineage.get("nlp_pipelines") or {}).items()))
+    if v.scrub_report.get("texts_by_language"):
+        click.echo("texts read by each language's spaCy pipeline: "
+                   + json.dumps(v.scrub_report["texts_by_language"]))
     click.echo("scrubbed: " + json.dumps(v.scrub_report["entities_found"]) + "; of them in a second pass: "
                + json.dumps(v.scrub_report.get("second_pass") or {}) + "; residual: "
                + json.dumps(v.scrub_report["residual"]))

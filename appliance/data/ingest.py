@@ -172,12 +172,14 @@ class IngestResult:
 
 
 def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str):
-    """Scrubbed records, entity counts, ids of records that had something scrubbed, and the scrubbed texts whose
-    full analysis found nothing more (the residual scan need not repeat it)."""
+    """Scrubbed records, entity counts, ids of records that had something scrubbed, the scrubbed texts whose
+    full analysis found nothing more (the residual scan need not repeat it), and how many texts each language's
+    spaCy pipeline read."""
     fields = [formats.text_fields(r, fmt) for _, r in records]
     flat = [t for f in fields for _, t in f]
     results = scrubber.scrub(flat)
     verified = {r.text for r in results if r.verified}
+    languages = Counter(r.language for r in results if r.language)
     out, counts, touched, i = [], Counter(), [], 0
     for (rid, rec), f in zip(records, fields, strict=True):
         part = results[i:i + len(f)]
@@ -187,7 +189,7 @@ def scrub_records(scrubber: Scrubber, records: list[tuple[str, dict]], fmt: str)
             touched.append(rid)
             counts.update(found)
         out.append((rid, formats.with_texts(rec, fmt, [r.text for r in part])))
-    return out, counts, touched, verified
+    return out, counts, touched, verified, languages
 
 
 def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str = "auto", strict: bool = False,
@@ -210,7 +212,7 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
         detail = f"; first problem: {parsed.rejects[0].line()}" if parsed.rejects else ""
         raise InputError(f"no valid records in {', '.join(as_input(p).name for p in paths)}{detail}")
     scrubber = scrubber_for(ctx, policy)
-    scrubbed, counts, touched, verified = scrub_records(scrubber, parsed.records, parsed.fmt)
+    scrubbed, counts, touched, verified, languages = scrub_records(scrubber, parsed.records, parsed.fmt)
     tokenizer, context_length = _tokenizer(ctx, tokenizer_model)
     cfg = ctx.settings.file.ingest
 
@@ -278,14 +280,18 @@ def ingest(ctx: Context, paths: list[InputFile | Path], name: str, *, fmt: str =
         "record_ids_scrubbed": [rid for rid, src in position.items() if src in touched_sources][:200],
         "second_pass": dict(sorted(found_again.items())), "residual": dict(sorted(residual.items())),
         "canaries": canary_note or f"{len(canary_list)} canaries",
+        "texts_by_language": dict(sorted(languages.items())),
     }
     lineage = {
         "inputs": parsed.files, "format": parsed.fmt, "format_detected": parsed.detected,
         "policy_digest": policy_digest, "recognizers": sorted({r.name for r in scrubber.analyzer.registry.recognizers}),
         "recognizer_data": _recognizer_data(),
         "nlp_model": policy.nlp.model, "nlp_model_digest": _nlp_digest(policy.nlp.model),
+        "nlp_pipelines": {language: {"model": model, "digest": _nlp_digest(model)}
+                          for language, model in sorted(policy.nlp.pipelines.items())},
         "libraries": _versions_of("presidio-analyzer", "presidio-anonymizer", "spacy", "datasets",
-                                  policy.nlp.model.replace("_", "-")),
+                                  *(model.replace("_", "-") for model in (policy.nlp.model,
+                                                                          *policy.nlp.pipelines.values()))),
         "split": {"eval_share": cfg.eval_share, "seed": cfg.split_seed},
         "tokenizer_model": tokenizer_model, "source_positions": position,
     }

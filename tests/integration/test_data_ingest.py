@@ -211,19 +211,24 @@ INTERNATIONAL = ROOT / "examples" / "international.jsonl"
 # What examples/international.jsonl plants (the demo ingests it): none may reach the stored version.
 PLANTED = ["Aisha Okafor", "a.okafor@example.org", "Tomasz Nowak", "Lena Berg", "+44 (0)20 7946 0958", "João Silva",
            "529.982.247-25", "Rua das Flores, 123", "01001-000", "(11) 98765-4321", "AHMED MENDES", "AB 12 34 56 C",
-           "Hauptstraße 5", "10115 Berlin", "00482913", "912803456", "12345678Z", "Okafor, Aisha", "Mendes, Ahmed"]
-BUSINESS = ["Citrix Workspace", "KB5034441", "Zoom Rooms", "Adobe Acrobat Pro", "HTTP 503"]
+           "Hauptstraße 5", "10115 Berlin", "00482913", "912803456", "12345678Z", "Okafor, Aisha", "Mendes, Ahmed",
+           "Rousseau", "Lefèvre", "Anaïs Mercier"]
+BUSINESS = ["Citrix Workspace", "KB5034441", "Zoom Rooms", "Adobe Acrobat Pro", "HTTP 503",
+            "service informatique de Bordeaux", "Mme <PERSON_"]
 
 
 def test_the_international_example_is_scrubbed_and_its_business_content_kept(cli, staff, tmp_path):
     result = cli("data", "ingest", INTERNATIONAL, "--name", "international")
     assert result.code == 0, result.err
+    assert "texts read by each language's spaCy pipeline: en 8, fr 2" in result.out  # the French record's two
+    shown = cli("data", "show", "international")
+    assert "fr: fr_core_news_sm sha256 " in shown.out and '{"en": 8, "fr": 2}' in shown.out
     exported = tmp_path / "international.jsonl"
     assert cli("data", "export", "international", "--out", exported).code == 0
     text = exported.read_text("utf-8")
     assert [v for v in PLANTED if v in text] == []
     assert [b for b in BUSINESS if b not in text] == []
-    assert all(v in INTERNATIONAL.read_text("utf-8") for v in PLANTED)  # each was planted for real
+    assert all(v in INTERNATIONAL.read_text("utf-8") for v in PLANTED + BUSINESS[:-1])  # planted for real
 
 
 # A post code the address-in-context recognizer finds only once the town before it is replaced (spaCy reads

@@ -38,8 +38,9 @@ def render(ctx: Context) -> None:
         table(v.rejects[:200], "rejects_table")  # file, where (line or row), field, reason
         lineage = v.lineage or {}
         st.markdown("**Lineage**")
-        st.json({k: lineage.get(k) for k in ("inputs", "policy_digest", "nlp_model", "nlp_model_digest", "split",
-                                             "tokenizer_model", "libraries")}, expanded=False)
+        st.json({k: lineage.get(k) for k in ("inputs", "policy_digest", "nlp_model", "nlp_model_digest",
+                                             "nlp_pipelines", "split", "tokenizer_model", "libraries")},
+                expanded=False)
     if allowed(ctx.actor.role, "data.ingest"):
         _ingest_form(ctx)
 

@@ -15,7 +15,10 @@ COUNTRIES = frozenset("""
     zimbabwe republic kingdom states united emirates england scotland wales britain europe africa asia america
 """.split())
 
-NOT_NAMES = COUNTRIES | frozenset("""
+# Titles before a name, in the languages a policy can name: never a name alone.
+TITLES = frozenset("mr mrs ms miss dr prof sr sra srta sir dame herr frau mme mlle m".split())
+
+NOT_NAMES = COUNTRIES | TITLES | frozenset("""
     the a an and or to of for on in at is was be been it this that you your we our my me us them they he she his her
     i sir madam team all everyone there support desk service please ticket case issue today tomorrow yesterday
     monday tuesday wednesday thursday friday saturday sunday morning afternoon evening not no yes just also still
@@ -25,7 +28,6 @@ NOT_NAMES = COUNTRIES | frozenset("""
     sales account accounts billing security number home logs log profile locked unable trying having going working
     calling writing looking sorry glad happy good great fine okay ok hi hello dear thanks regards best kind warm
     cheers sincerely team group department dept office desk helpdesk servicedesk it-support re fw fwd subject
-    mr mrs ms miss dr prof sr sra srta sir dame herr frau mme mlle m
     info information details personal address phone mobile fax email e-mail contact name date
     january february march april june july august september october november december
     o os as um uma uns umas e ou de do da dos das em no na nos nas por para com sem que se não sim obrigado
@@ -36,6 +38,7 @@ NOT_NAMES = COUNTRIES | frozenset("""
     nein danke bitte hallo guten tag morgen abend herr frau team kunde kundin ticket
     le la les un une des et ou du de au aux en dans pour par avec sur est était vous nous il elle je ne pas oui
     non merci bonjour bonsoir madame monsieur équipe client cliente utilisateur
+    hier aujourd'hui demain selon según ayer hoy mañana ontem hoje amanhã gestern heute laut gemäß
 """.split())
 
 # Capitalised words that start the next sentence or field: never a word of a place's name.
