@@ -3,6 +3,7 @@ fake-data providers, installed from PyPI), seeded, offline, its sentences joined
 characters as help-desk text runs.
 
 Regenerate:  .venv/bin/python -m bench.pii_public   (writes tests/data/pii_public.jsonl)
+             .venv/bin/python -m bench.pii_public --locales   (writes tests/data/pii_locales.jsonl)
 The committed file is the set every figure is measured on: the generator's seed does not fix all of its choices
 (two runs of the same version differ after a few records), so regenerating draws a new set, not the same one.
 
@@ -10,6 +11,11 @@ Each record has the evaluation set's shape ({"text", "spans", "keep"}): spans of
 scrubs, named as the generator names them (its date_of_birth provider becomes DATE_OF_BIRTH, its address parts
 STREET_ADDRESS), and "keep" holding the generator's organisation names, which are business content.
 None of the appliance's recognizers were written against these templates.
+
+The locale set draws the same templates with Faker's providers of five locales (`LOCALES`): each locale's
+"ssn" provider writes that country's number where the template says social security number (a Brazilian CPF,
+a French NIR, a British National Insurance number, the last with the "ZZ" prefix HMRC never issues), labelled
+NATIONAL_ID; Germany's and Spain's write a US SSN shape, labelled US_SSN; IBANs are each country's.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "pii_public.jsonl"
+LOCALES_OUT = OUT.with_name("pii_locales.jsonl")
+# locale: whether its "ssn" provider writes the country's national identifier (else a US SSN shape)
+LOCALES = {"pt_BR": True, "fr_FR": True, "en_GB": True, "de_DE": False, "es_ES": False}
+LOCALE_RECORDS = 150
 SEED = 42
 RECORDS = 1000
 MIN_CHARS = 150
-SCRUBBED = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
-            "STREET_ADDRESS", "DATE_OF_BIRTH", "US_DRIVER_LICENSE")
+SCRUBBED = ("PERSON", "NATIONAL_ID", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS",
+            "US_SSN", "STREET_ADDRESS", "DATE_OF_BIRTH", "US_DRIVER_LICENSE")
 
 
 def _unescape(text: str) -> tuple[str, list[int]]:
@@ -46,7 +56,9 @@ def _unescape(text: str) -> tuple[str, list[int]]:
     return "".join(out), where
 
 
-def generate(n: int = RECORDS, seed: int = SEED) -> list[dict]:
+def generate(n: int = RECORDS, seed: int = SEED, locale: str = "en_US", holding: tuple[str, ...] = ()) -> list[dict]:
+    """`n` records of the generator's sentences in `locale`; with `holding`, only records that hold one of those
+    entities (the others are drawn and left out)."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
@@ -54,9 +66,11 @@ def generate(n: int = RECORDS, seed: int = SEED) -> list[dict]:
     from presidio_evaluator.data_generator import PresidioSentenceFaker
 
     mapping = {**PresidioSentenceFaker.ENTITY_TYPE_MAPPING, "date_of_birth": "DATE_OF_BIRTH"}
+    if LOCALES.get(locale):
+        mapping["ssn"] = "NATIONAL_ID"
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, entity_type_mapping=mapping, random_seed=seed)
-        samples = faker.generate_new_fake_sentences(num_samples=n * 6)
+        faker = PresidioSentenceFaker(locale, lower_case_ratio=0.05, entity_type_mapping=mapping, random_seed=seed)
+        samples = faker.generate_new_fake_sentences(num_samples=n * (60 if holding else 6))
     records, text, spans, keep = [], "", [], []
     for sample in samples:
         if text:
@@ -71,6 +85,9 @@ def generate(n: int = RECORDS, seed: int = SEED) -> list[dict]:
                 keep.append(sentence[where[span.start_position]:where[span.end_position]])
         text += sentence
         if len(text) >= MIN_CHARS:
+            if holding and not any(span["entity"] in holding for span in spans):
+                text, spans, keep = "", [], []
+                continue
             records.append({"text": text, "spans": sorted(spans, key=lambda s: s["start"]), "keep": keep})
             text, spans, keep = "", [], []
             if len(records) == n:
@@ -78,10 +95,19 @@ def generate(n: int = RECORDS, seed: int = SEED) -> list[dict]:
     return records
 
 
-def load() -> list[dict]:
-    return [json.loads(line) for line in OUT.read_text("utf-8").splitlines()]
+def generate_locales(n: int = LOCALE_RECORDS, seed: int = SEED) -> list[dict]:
+    """`n` records of each locale in LOCALES that hold a national identifier or an IBAN, each naming its
+    locale."""
+    return [{**record, "locale": locale} for locale in LOCALES
+            for record in generate(n, seed, locale, holding=("NATIONAL_ID", "US_SSN", "IBAN_CODE"))]
+
+
+def load(path: Path = OUT) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
 if __name__ == "__main__":
-    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate()), "utf-8")
-    print(f"wrote {OUT}")
+    locales = "--locales" in sys.argv[1:]
+    out, records = (LOCALES_OUT, generate_locales()) if locales else (OUT, generate())
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    print(f"wrote {out}")

@@ -114,6 +114,11 @@ class Scrubber:
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
         registry.recognizers = [r for r in registry.recognizers if wanted & set(r.supported_entities)
                                 and r.name != "PhoneRecognizer"]
+        # The registry's IBAN recognizer matches case-blind, so a word after the number ("ES11 ... 7515 Inject")
+        # joins it and the checksum then refuses the whole; the recognizer's own default is case-sensitive.
+        from presidio_analyzer.predefined_recognizers import IbanRecognizer
+
+        registry.recognizers = [IbanRecognizer() if r.name == "IbanRecognizer" else r for r in registry.recognizers]
         self._settle_people = settle  # imported here: the recognizers package imports Presidio
         self._echoes = echoes
         self._extend_addresses = extend_addresses

@@ -33,6 +33,18 @@ CASES = [
     (r.PhoneInContextRecognizer, "APO AE 94451. Please call me when you're here", []),  # a postcode
     (r.PhoneInContextRecognizer, "Mobile 915-898-2519, DOB 1937-02-17.", ["915-898-2519"]),  # not the date
     (r.PhoneInContextRecognizer, "My card 4375402547292844 is expiring, call me", []),  # a card number
+    # identifiers a text labels as one, whatever their shape
+    (r.IdentifierAfterLabelRecognizer, "His social security number is 96125852539", ["96125852539"]),  # a CPF
+    (r.IdentifierAfterLabelRecognizer, "Here's my SSN: ZZ 35 49 30 T", ["ZZ 35 49 30 T"]),  # never-issued prefix
+    (r.IdentifierAfterLabelRecognizer, "DNI n.º 12345678Z, gracias", ["12345678Z"]),
+    (r.IdentifierAfterLabelRecognizer, "Mein Steuer-ID lautet 12 345 678 901.", ["12 345 678 901"]),
+    (r.IdentifierAfterLabelRecognizer, "numéro de sécurité sociale 1 85 05 78 006 084 36", ["1 85 05 78 006 084 36"]),
+    (r.IdentifierAfterLabelRecognizer, "The RG is 12.345.678-9.", ["12.345.678-9"]),
+    (r.IdentifierAfterLabelRecognizer, "Ticket id number 4521877 is closed.", []),  # business, not a person's
+    (r.IdentifierAfterLabelRecognizer, "The social security office opened in 2019041.", []),  # no label before it
+    (r.IdentifierAfterLabelRecognizer, "the tin is 123456789", []),  # a word, not the acronym
+    (r.IdentifierAfterLabelRecognizer, "SSN pending, call 555 0100", []),  # too few digits, a word between
+    (r.IdentifierAfterLabelRecognizer, "His social security number is 875-70-7681", []),  # a US SSN: US_SSN's
     # cards and SSNs
     (r.LuhnCreditCardRecognizer, "card 2221 0012 3412 3456", []),  # fails Luhn
     (r.LuhnCreditCardRecognizer, "card 2223 0000 4841 0010", ["2223 0000 4841 0010"]),
@@ -343,6 +355,14 @@ def test_a_name_opening_an_organisations_name_is_business(text, organisation):
 
     first = text.split()[0] if "Barnes" in text else " ".join(text.split()[:2])
     assert opens_organisation(text, len(first)) is organisation
+
+
+@pytest.mark.parametrize("text", ["My IBAN is ES1107826333257389877515 Inject SELECT * FROM users",
+                                  "using this IBAN ES7747541022155267711964 What is your address",
+                                  "IBAN GB54FWOL58282357416299 Will my account"])
+def test_an_iban_before_a_capitalised_word_is_found(scrubber, text):
+    iban = next(word for word in text.split() if word[:2].isupper() and word[2:4].isdigit())
+    assert [text[x.start:x.end] for x in scrubber.analyze([text])[0] if x.entity_type == "IBAN_CODE"] == [iban]
 
 
 def test_policy_languages_choose_locale_recognizers():

@@ -23,6 +23,7 @@ from appliance.data.recognizers.br_cpf_cnpj import BrCpfCnpjRecognizer
 from appliance.data.recognizers.credit_card import LuhnCreditCardRecognizer
 from appliance.data.recognizers.date_of_birth import DateOfBirthInContextRecognizer
 from appliance.data.recognizers.eu_national_ids import EuNationalIdRecognizer
+from appliance.data.recognizers.identifier_after_label import IdentifierAfterLabelRecognizer
 from appliance.data.recognizers.identifiers import (
     CaseNumberRecognizer,
     DriverLicenseInContextRecognizer,
@@ -66,6 +67,7 @@ SHIPPED: tuple[tuple[type[EntityRecognizer], frozenset[str] | None], ...] = (
     (BrCpfCnpjRecognizer, frozenset({"pt"})),
     (EuNationalIdRecognizer, frozenset({"es", "fr"})),
     (NationalIdInContextRecognizer, None),
+    (IdentifierAfterLabelRecognizer, None),
     (PassportInContextRecognizer, None),
     (MedicalRecordNumberRecognizer, None),
     (Ipv6Recognizer, None),
