@@ -38,19 +38,22 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
 }
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-MIN_WORDS = 1  # function words a language needs before a text is read as it
+# The share of a text's words a language's function words must make before the text is read as that language:
+# prose has a third or more; an address block or a list of names with one "du" in it is not French prose.
+MIN_SHARE = 0.1
 
 
 def detect(text: str, default: str = "en") -> str:
-    """The language in FUNCTION_WORDS whose function words the text has most of (at least MIN_WORDS of them and
-    more than any other language's); `default` when none leads."""
+    """The language in FUNCTION_WORDS whose function words the text has most of (more than any other language's,
+    and at least MIN_SHARE of its words); `default` when none leads."""
     counts = dict.fromkeys(FUNCTION_WORDS, 0)
-    for word in _WORD.findall(text.lower()):
-        for language, words in FUNCTION_WORDS.items():
-            if word in words:
+    words = _WORD.findall(text.lower())
+    for word in words:
+        for language, listed in FUNCTION_WORDS.items():
+            if word in listed:
                 counts[language] += 1
     ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)
     (best, count), (_, runner_up) = ranked[0], ranked[1]
-    if count < MIN_WORDS or count == runner_up:
+    if not count or count == runner_up or count < MIN_SHARE * len(words):
         return default
     return best

@@ -79,7 +79,6 @@ class Scrubber:
         from presidio_analyzer import PatternRecognizer, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
-        from thinc.api import get_current_ops, set_current_ops
 
         from appliance.data.analysis import Analyzer, MatmulOps, artifacts
         from appliance.data.language import detect
@@ -88,27 +87,20 @@ class Scrubber:
         from appliance.data.recognizers.address_blocks import extend as extend_addresses
         from appliance.data.recognizers.phone_national import NationalPhoneRecognizer
 
+        # The main pipeline loads now; another language's when a text in that language first needs it (spaCy's
+        # French language class compiles its tokenizer exceptions for 4-5 s on import, which an English-only
+        # ingest or the gateway's start need not pay).
         provider = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": language, "model_name": model} for language, model in self.pipelines.items()],
+            "nlp_engine_name": "spacy", "models": [{"lang_code": policy.language, "model_name": policy.nlp.model}],
         })
-        previous = get_current_ops()
-        set_current_ops(MatmulOps())  # the pipeline's layers keep the operations current when it loads
-        try:
-            self.nlp_engine = provider.create_engine()
-        finally:
-            set_current_ops(previous)
+        self._matmul = MatmulOps
+        self.nlp_engine = self._loading(provider.create_engine)
+        self._slim(self.nlp_engine.nlp[policy.language])
         from threadpoolctl import ThreadpoolController
 
         # numpy's BLAS, now the pipeline's, runs one thread while analysing: large inputs are split over processes
         # (two BLAS threads in each of two workers on two cores took 1.9x as long as one).
         self._blas = ThreadpoolController()
-        # The small pipelines' NER has its own embedding: everything else only costs time here. Without the
-        # lemmatizer, context words are matched against lower-cased tokens (see analysis.artifacts).
-        for nlp in self.nlp_engine.nlp.values():
-            for pipe in ("parser", "tagger", "morphologizer", "attribute_ruler", "lemmatizer", "tok2vec"):
-                if pipe in nlp.pipe_names:
-                    nlp.disable_pipe(pipe)
         wanted = set(policy.entities)
         registry = RecognizerRegistry(supported_languages=[policy.language])
         registry.load_predefined_recognizers(languages=[policy.language], nlp_engine=self.nlp_engine)
@@ -148,6 +140,37 @@ class Scrubber:
         self.anonymizer = AnonymizerEngine()
         self.entities = sorted(wanted)
         self.operators = {name: self._operator(name, rule) for name, rule in policy.entities.items()}
+
+    def _loading(self, load):
+        """`load()` with thinc's operations set to numpy's matrix products (a pipeline's layers keep the
+        operations current when it loads)."""
+        from thinc.api import get_current_ops, set_current_ops
+
+        previous = get_current_ops()
+        set_current_ops(self._matmul())
+        try:
+            return load()
+        finally:
+            set_current_ops(previous)
+
+    @staticmethod
+    def _slim(nlp) -> None:
+        """The small pipelines' NER has its own embedding: everything else only costs time here. Without the
+        lemmatizer, context words are matched against lower-cased tokens (see analysis.artifacts)."""
+        for pipe in ("parser", "tagger", "morphologizer", "attribute_ruler", "lemmatizer", "tok2vec"):
+            if pipe in nlp.pipe_names:
+                nlp.disable_pipe(pipe)
+
+    def load_pipelines(self, languages) -> None:
+        """Load the policy's pipelines of these languages that are not loaded yet (before forking workers, so
+        that they inherit them)."""
+        import spacy
+
+        for language in dict.fromkeys(languages):
+            if language not in self.nlp_engine.nlp:
+                nlp = self._loading(lambda language=language: spacy.load(self.pipelines[language]))
+                self._slim(nlp)
+                self.nlp_engine.nlp[language] = nlp
 
     def _operator(self, entity: str, rule):
         from presidio_anonymizer.entities import OperatorConfig
@@ -215,6 +238,7 @@ class Scrubber:
         """Each text's spaCy Doc, from its language's pipeline (its tokenizer alone unless `ner`), the texts of
         one language in one batch."""
         docs: list = [None] * len(texts)
+        self.load_pipelines(languages)
         for language in dict.fromkeys(languages):
             at = [i for i, lang in enumerate(languages) if lang == language]
             nlp = self.nlp_engine.nlp[language]
@@ -291,6 +315,7 @@ class Scrubber:
         unique = list(dict.fromkeys(t for t in texts if t and t.strip()))
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers > 1 and len(unique) >= scrub_workers.PARALLEL_FROM:
+            self.load_pipelines(self.languages(unique))
             results = scrub_workers.scrub(self, unique, workers)
         else:
             results = self.scrub_here(unique, batch_size)
@@ -311,6 +336,7 @@ class Scrubber:
         workers = workers or min(os.cpu_count() or 1, 4)
         if workers <= 1 or len(unique) < scrub_workers.PARALLEL_FROM:
             return scrub_workers.PendingResidual(done=self.rescrub(unique))
+        self.load_pipelines(self.languages(unique))
         return scrub_workers.start_residual(self, unique, workers)
 
     def rescrub(self, texts: list[str]) -> tuple[Counter, dict[str, str]]:

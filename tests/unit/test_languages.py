@@ -18,6 +18,9 @@ DETECTED = [
     ("Hallo, mein Laptop startet seit dem Update nicht mehr. Danke für die Hilfe.", "de"),
     # English sentences around foreign names and places stay English
     ("Please ship the badge for Jean-Pierre de la Fontaine to Rua das Flores 12, São Paulo.", "en"),
+    # an address block with one French word is no French prose
+    ("Eustaquia Acevedo 4317 Invalidenstrasse 19 Apt. 390 Walshausen Germany 07130 Proficient Alpha Acquisition "
+     "Corp. 18393 98 Rue du Niger Apt. 529 Saint-Denis France", "en"),
     # too little to tell: the default
     ("INC-4521 VPN 503", "en"),
     ("", "en"),
@@ -75,6 +78,16 @@ def test_the_french_pipeline_keeps_french_words_the_english_one_takes_for_names(
     scrubbed = shipped.scrub([text])[0].text
     assert "Anaïs" not in scrubbed and "Mercier" not in scrubbed
     assert scrubbed.endswith("au service informatique de Bordeaux.")
+
+
+def test_another_languages_pipeline_loads_when_a_text_first_needs_it():
+    from appliance.data.scrub import Scrubber
+
+    scrubber = Scrubber(_policy(), hmac_key=b"language test key, not a secret.")
+    scrubber.scrub(["Payroll for Aisha Okafor failed yesterday."])
+    assert set(scrubber.nlp_engine.nlp) == {"en"}  # an English-only run never pays for the French pipeline
+    assert scrubber.scrub(["C'est Rousseau qui a validé la demande."])[0].language == "fr"
+    assert set(scrubber.nlp_engine.nlp) == {"en", "fr"}
 
 
 def test_a_title_left_beside_a_replaced_name_is_not_a_name(scrubbers):
