@@ -1,4 +1,4 @@
-"""The appliance's scrubber against the naive use of Presidio, on the same records, in one run, on three labelled
+"""The appliance's scrubber against the naive use of Presidio, on the same records, in one run, on four labelled
 sets: the project's own (tests/data/pii_eval.jsonl), a public one the appliance was not written against
 (tests/data/pii_public.jsonl: presidio-evaluator's generator, see bench/pii_public.py), whose misses have since
 been read, and a holdout (tests/data/pii_holdout.jsonl: a second draw of 1,000 records from the same generator,

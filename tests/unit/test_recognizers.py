@@ -188,6 +188,10 @@ CASES = [
     (r.ContextNameRecognizer, "My great grandfather was called Peer Villareal.", ["Peer Villareal"]),
     (r.ContextNameRecognizer, "I would like to remove my kid Kateřina from the will.", ["Kateřina"]),
     (r.ContextNameRecognizer, "I work for Mango Transit now.", []),  # an employer
+    (r.ContextNameRecognizer, "What's your last name? Smit It's like that since May.", ["Smit"]),  # asked for
+    (r.ContextNameRecognizer, "What's your name? renée dubois", ["renée dubois"]),
+    (r.ContextNameRecognizer, "It was a done thing between him and Yulan's kid.", ["Yulan"]),
+    (r.ContextNameRecognizer, "She named him Oskar Brandt of CyrusOne.", ["Oskar Brandt"]),  # not "him"
     # names by a given name
     (r.GazetteerNameRecognizer, "have you heard Tiana Ellery speak yet?", ["Tiana Ellery"]),
     (r.GazetteerNameRecognizer, "They had 6: Platt, David, Claudia and Brenda.", ["Brenda", "Claudia", "David"]),
@@ -202,6 +206,10 @@ CASES = [
     (r.GazetteerNameRecognizer, "The Mark Rothko room; ask Mark Ellis.", ["Mark Ellis", "Mark Rothko"]),
     (r.GazetteerNameRecognizer, "The Zoom Rooms license and the Jira board.", []),
     (r.GazetteerNameRecognizer, "See John Hancock Investors Trust filings.", []),  # an organisation's name
+    (r.GazetteerNameRecognizer, "Maisie Griffiths What's your last name?", ["Maisie Griffiths"]),
+    # an organisation's person: the owner is no person
+    (r.GazetteerNameRecognizer, "including Owens Corning's Samantha Vaux.", ["Samantha Vaux"]),
+    (r.GazetteerNameRecognizer, "and Orlin Research's Mr. Čeh.", []),
     # capitalised words that are no English word, where a name stands
     (r.UnknownWordNameRecognizer, "Dmitar Ruedl listed his top 20 songs.", ["Dmitar Ruedl"]),
     (r.UnknownWordNameRecognizer, "It is moving in that direction, says Cardoso.", ["Cardoso"]),
@@ -222,6 +230,10 @@ CASES = [
     (r.LayoutNameRecognizer, "Nachname: Müller  Vorname: Jürgen", ["Müller", "Jürgen"]),
     (r.LayoutNameRecognizer, "Attendees:\nOkafor, Aisha;\nMendes, Ahmed", ["Okafor, Aisha", "Mendes, Ahmed"]),
     (r.LayoutNameRecognizer, "Thanks,\nThe IT team", []),
+    (r.LayoutNameRecognizer, 'Felicity: "Who are you?"\nRosmarie: "His daughter."', ["Felicity", "Rosmarie"]),
+    (r.LayoutNameRecognizer, "Felicity: one line is no dialogue.", []),
+    (r.LayoutNameRecognizer, "From: ana@example.org\nSubject: Grant\nStatus: open", []),  # no given names
+    (r.LayoutNameRecognizer, "Bot: Where to?\nUser: Rua das Flores 12", []),
     (r.LayoutNameRecognizer, "Kristíana Valbergsdóttir\nBritvic Plc\n380 Main Road", ["Kristíana Valbergsdóttir"]),
     (r.LayoutNameRecognizer, "Helena Carlsen\nCzech Republic", ["Helena Carlsen"]),
     (r.LayoutNameRecognizer, "We met in Paris, France last year.", []),
@@ -339,6 +351,7 @@ def test_a_street_before_its_number_joins_no_name(scrubber):
 @pytest.mark.parametrize(("value", "business"), [
     ("Zoom Rooms", True), ("Adobe Acrobat Pro", True), ("Citrix Workspace", True), ("KB5034441", True),
     ("HTTP 503", True), ("mail.example.org", True), ("Aisha Okafor", False), ("João Silva", False),
+    ("Orlin Research", True), ("Red Ball Movers", True), ("Larimar Therapeutics", True),
 ])
 def test_business_terms(value, business):
     from appliance.data.recognizers.business_terms import is_business

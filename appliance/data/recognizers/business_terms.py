@@ -34,6 +34,10 @@ TERMS = frozenset("""
     holdings holding bank capital partners associates industries international technologies solutions media
     weekly times journal news university college institute school hospital clinic foundation trust fund
     ministry department council agency authority
+    research labs laboratories movers pharmaceuticals pharma therapeutics biosciences biolabs bancorp bankshares
+    bancshares acquisition properties realty minerals mining steels energy insurance municipals investment
+    investments securities financial logistics consulting ventures enterprises brands airlines telematics
+    semiconductor software motors
 """.split())
 
 # A digit, a host name or a code's separator: never in a person's name.

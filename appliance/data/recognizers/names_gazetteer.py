@@ -37,6 +37,7 @@ _WORDS = frozenset("""
 _PARTICLES = frozenset("van von de del della du di le la mac al el da do dos das queen".split())
 _CAPITALISED = re.compile(r"(?<![\w'’-])([A-ZÀ-ÞĀ-Ž][^\W\d_]+)(?![\w-]|['’](?!s\b))")
 _NEXT = re.compile(rf"[ \t]+({WORD})")
+_CAPITAL_NEXT = re.compile(r"[ \t]+(?:[A-Z]|<PERSON_)")  # a replaced name is a name
 
 
 @functools.cache
@@ -61,6 +62,16 @@ def _sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in ".!?:\n"
 
 
+def _owns_a_name(text: str, stop: int) -> bool:
+    """The words before `stop` are a possessive before a capitalised word: what owns a person by name is an
+    organisation, not a person."""
+    if text.startswith(("'s", "’s"), stop):
+        stop += 2
+    elif text[stop - 2:stop] not in ("'s", "’s"):
+        return False
+    return bool(_CAPITAL_NEXT.match(text, stop))
+
+
 class GazetteerNameRecognizer(CodeRecognizer):
     ENTITY = "PERSON"
 
@@ -82,12 +93,16 @@ class GazetteerNameRecognizer(CodeRecognizer):
                 continue
             stop = m.end()
             for _ in range(2):
-                nxt = _NEXT.match(text, stop)
+                nxt = None if text.startswith(("'s", "’s"), stop) else _NEXT.match(text, stop)
                 surname = nxt.group(1) if nxt else ""
                 if not surname or not surname[0].isupper() or surname.lower() in NOT_NAMES:
                     break
                 stop = nxt.end()
+                if surname.endswith(("'s", "’s")):
+                    break
             has_surname = stop > m.end()
+            if _owns_a_name(text, stop):
+                continue  # an organisation's person ("Owens Corning's Samantha Vaux", "Orlin Research's Mr. Čeh")
             if world and lower in self._english and all(w.lower() in self._english for w in
                                                         text[m.end():stop].split()):
                 continue  # English words, all of them ("Press Edit", "Storm Warning")

@@ -1,8 +1,8 @@
-"""Names that spaCy's small model misses, found by the words around them: any case after "my name is" or
-"named"; Capitalised or UPPER-CASE after words that introduce a person ("Dear", "Mr.", "I am", "for",
-"regards", "Sra.", "Herr"); a pair before a verb only a person takes ("renee lewis lives at"), or before
-"here" ("AHMED MENDES here."); one or two owning what only a person has ("Hermelando's address"). Letters of
-every script count (Núñez, Øyelaran, Nguyễn)."""
+"""Names that spaCy's small model misses, found by the words around them: any case after "my name is",
+"named" or the question "what's your name?"; Capitalised or UPPER-CASE after words that introduce a person
+("Dear", "Mr.", "I am", "for", "regards", "Sra.", "Herr"); a pair before a verb only a person takes ("renee
+lewis lives at"), or before "here" ("AHMED MENDES here."); one or two owning what only a person has
+("Hermelando's address", "Yulan's kid"). Letters of every script count (Núñez, Øyelaran, Nguyễn)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from appliance.data.recognizers._shared import WORD, CodeRecognizer, is_name_wor
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
 _STRONG = (r"(?i:my name is|name is|named|name:|i am called|call me|me llamo|mi nombre es|je m'appelle|"
+           r"what(?:'s|’s| is) your (?:(?:first|last|full|family|given|middle|maiden) )?name\?|"
            r"je suis|meu nome é|mein name ist|ich bin|ich heiße|je m’appelle)")
 # Words that introduce a person: one name word after them is enough.
 _INTRO = (r"(?i:i am|i'm|this is|contact|customer|client|caller|patient|colleague|manager|mr|mrs|ms|miss|dr|prof|"
@@ -31,7 +32,9 @@ _LOWER_CUES = (r"(?i:(?:hi|hello|hey),? this is|dear|hi|hello|regards|thanks|sig
                r"customer|caller|patient|contact|colleague|mr|mrs|ms|dr|assigned to|spoke to|spoke with|reported by|"
                r"requested by|approved by|olá|hola|bonjour|hallo|atenciosamente|saludos|cordialement)")
 _OWNED = (r"(?:address|phone|number|e-?mail|birthday|date of birth|account|card|password|mother|father|wife|"
-          r"husband|son|daughter|brother|sister|manager|laptop|salary|passport|ssn|social security)")
+          r"husband|son|daughter|brother|sister|manager|laptop|salary|passport|ssn|social security|kid|kids|child|"
+          r"children|boss|partner|friend|girlfriend|boyfriend|parents|family|cousin|uncle|aunt|grandmother|"
+          r"grandfather)")
 _SINGLE_VERB = r"(?:had given|has given|is from|was born|lives|said|told)"
 # Verbs only a person takes, after a pair of words of any case opening a sentence ("renee lewis lives at").
 _VERB = (r"(?i:lives|lived|called|phoned|emailed|asked|reported|said|wrote|works|worked|requested|complained|"

@@ -1,13 +1,16 @@
 """Names that sit where a layout puts them rather than after a word that introduces them: e-mail headers
 ("From: Aisha Okafor <a.okafor@...>", "To: Tomasz Nowak; Lena Berg"), a signature under a closing ("Best
 regards,\\nJoão Silva"), form fields ("NAME: AHMED MENDES", "Nachname: Müller"), and "Surname, Given" lists
-("Okafor, Aisha; Mendes, Ahmed")."""
+("Okafor, Aisha; Mendes, Ahmed"), and the speakers of a dialogue whose labels are given names ("Felicity: Who
+are you?\nJildau: I'm her daughter."; the unknown words' recognizer takes speakers no list holds)."""
 
 from __future__ import annotations
 
 import re
 
 from appliance.data.recognizers._shared import WORD, CodeRecognizer, is_name_word, result
+from appliance.data.recognizers.business_terms import is_business
+from appliance.data.recognizers.names_gazetteer import given_names, world_names
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
 _HEADER = r"(?im:^[ \t>]*(?:from|to|cc|bcc|reply-to|sender|von|an|de|para|à|a|envoyé par|enviado por)[ \t]*:[ \t]*)"
@@ -18,6 +21,8 @@ _FIELD = (r"(?i:name|full name|first name|last name|surname|given name|family na
           r"customer name|contact|requester|requested by|reported by|assignee|owner|nome|nome completo|sobrenome|"
           r"nombre|apellidos?|nom|prénom|nom de famille|vorname|nachname|familienname)")
 _PERSON = rf"((?:{WORD})(?: (?:{WORD})){{0,3}})"
+# A line opening with one word and a colon: a turn of a dialogue when two or more lines do.
+_TURN = re.compile(rf"(?m)^[ \t]*({WORD})[ \t]*:(?=[ \t]*\S)")
 
 
 class LayoutNameRecognizer(CodeRecognizer):
@@ -82,4 +87,17 @@ class LayoutNameRecognizer(CodeRecognizer):
             line_start = text.rfind("\n", 0, m.start()) + 1
             if len(inverted) >= 2 or ":" in text[line_start:m.start()]:
                 spans.append((m.start(1), m.end(3) if m.group(3) else m.end(2)))
+        spans += self._speakers(text)
         return [result(self, "PERSON", s, e, 0.6) for s, e in spans]
+
+    @staticmethod
+    def _speakers(text: str) -> list[tuple[int, int]]:
+        """The turns' labels that are given names, when the text is a dialogue (two turns or more): "Bot:",
+        "Subject:" or "Status:" are no given names."""
+        turns = list(_TURN.finditer(text)) if text.count(":") >= 2 and "\n" in text else []
+        if len(turns) < 2:
+            return []
+        given, world = given_names(), world_names()
+        return [m.span(1) for m in turns
+                if is_name_word(m.group(1)) and m.group(1)[1:].islower() and m.group(1).lower() not in NOT_NAMES
+                and (m.group(1).lower() in given or m.group(1).lower() in world) and not is_business(m.group(1))]

@@ -15,6 +15,12 @@ COUNTRIES = frozenset("""
     zimbabwe republic kingdom states united emirates england scotland wales britain europe africa asia america
 """.split())
 
+# English contractions, with either apostrophe: a capitalised one ends a name ("Maisie Griffiths What's ...").
+CONTRACTIONS = frozenset(w.replace("'", q) for w in """
+    i'm i'll i'd i've it's what's that's there's here's he's she's let's who's where's how's we're you're they're
+    we've you've they've we'll you'll they'll don't can't won't isn't aren't doesn't didn't wasn't haven't
+""".split() for q in "'’")
+
 # Titles before a name, in the languages a policy can name: never a name alone.
 TITLES = frozenset("mr mrs ms miss dr prof sr sra srta sir dame herr frau mme mlle m".split())
 
@@ -38,8 +44,8 @@ NOT_NAMES = COUNTRIES | TITLES | frozenset("""
     nein danke bitte hallo guten tag morgen abend herr frau team kunde kundin ticket
     le la les un une des et ou du de au aux en dans pour par avec sur est était vous nous il elle je ne pas oui
     non merci bonjour bonsoir madame monsieur équipe client cliente utilisateur
-    hier aujourd'hui demain selon según ayer hoy mañana ontem hoje amanhã gestern heute laut gemäß
-""".split())
+    hier aujourd'hui demain selon según ayer hoy mañana ontem hoje amanhã gestern heute laut gemäß him
+""".split()) | CONTRACTIONS
 
 # Capitalised words that start the next sentence or field: never a word of a place's name.
 NOT_PLACES = frozenset("""
