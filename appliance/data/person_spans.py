@@ -98,19 +98,32 @@ _HOUSE_NUMBER = re.compile(r"[ \t]+\d{1,5}[a-zA-Z]?(?=[.,;:!?)\n]|\Z)")
 def settle(text: str, results: list) -> list:
     """The findings of one text with the PERSON ones that are not people taken out."""
     results = _addressees(text, results)
-    structured = [r for r in results if r.entity_type != "PERSON"]
-    out = []
+    people = []
     for r in results:
         if r.entity_type == "PERSON":
             if "\n" in text[r.start:r.end]:
                 _one_line(text, r)
             if (not _without_codes(text, r) or _titles_only(text[r.start:r.end])
-                    or any(r.start < o.end and o.start < r.end for o in structured)
                     or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)
                     or " " not in text[r.start:r.end] and _HOUSE_NUMBER.match(text, r.end)):
                 continue
-        out.append(r)
-    return out
+            people.append(r)
+    structured = [r for r in results if r.entity_type != "PERSON"]
+    _cut_trailing_people(text, structured, people)
+    return structured + [r for r in people if not any(r.start < o.end and o.start < r.end for o in structured)]
+
+
+def _cut_trailing_people(text: str, structured: list, people: list) -> None:
+    """An address finding that runs on into the name after it ("... 97 Kauan Ribeiro listed his top 20", "...,
+    Norway Shintarou Hamaguchi of Kudan Inc.") ends before the name: the name is the person's, found as one."""
+    for r in structured:
+        if r.entity_type != "STREET_ADDRESS":
+            continue
+        for p in people:
+            before = text[r.start:p.start]
+            if (r.start < p.start < r.end <= p.end and before[-1:].isspace() and any(c.isdigit() for c in before)
+                    and "\n" not in text[p.start:r.end]):
+                r.end = r.start + len(before.rstrip(" \t,"))
 
 
 def _titles_only(name: str) -> bool:
