@@ -3,6 +3,8 @@ regression in one recognizer shows here by name, not as a dip in an average reca
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from appliance.data import recognizers as r
@@ -340,6 +342,20 @@ def test_an_addressee_line_leaves_the_address_to_the_lines_below_it(scrubber):
     text = "Billing address: Roksana Sokołowska\n    37563 Via Miguel de Cervantes 131 Suite 4\n  Madrid"
     found = {x.entity_type: text[x.start:x.end] for x in scrubber.analyze([text])[0]}
     assert found["PERSON"] == "Roksana Sokołowska" and found["STREET_ADDRESS"].startswith("37563 Via Miguel")
+
+
+@pytest.mark.parametrize(("text", "address", "person"), [
+    ("The restaurant is at 5625 Dunajska 97 Jonas Serigstad listed his top 20 songs.", "5625 Dunajska 97",
+     "Jonas Serigstad"),
+    ("Ship it to 1147 Roodborstweg 193, Apeldoorn Markus will sign for it.", "1147 Roodborstweg 193, Apeldoorn",
+     "Markus"),
+])
+def test_an_address_ends_before_the_name_it_runs_into(scrubber, text, address, person):
+    found = scrubber.analyze([text])[0]
+    assert [text[x.start:x.end] for x in found if x.entity_type == "STREET_ADDRESS"] == [address]
+    assert [text[x.start:x.end] for x in found if x.entity_type == "PERSON"] == [person]
+    left = re.findall(r"[\w.]+", re.sub(r"<\w+>", "", scrubber.scrub([text])[0].text))
+    assert [w for w in (address + " " + person).replace(",", "").split() if w in left] == []
 
 
 def test_a_street_before_its_number_joins_no_name(scrubber):
