@@ -14,7 +14,7 @@ import re
 from presidio_analyzer import RecognizerResult
 
 from appliance.data.recognizers._shared import WORD, is_name_word
-from appliance.data.recognizers.business_terms import CODE, in_organisation, is_business
+from appliance.data.recognizers.business_terms import CODE, in_organisation, is_business, owns_a_person
 from appliance.data.recognizers.stopwords import NOT_NAMES, TITLES
 
 _UNIT_WORDS = frozenset("suite apt apt. unit box floor".split())
@@ -103,8 +103,10 @@ def settle(text: str, results: list) -> list:
         if r.entity_type == "PERSON":
             if "\n" in text[r.start:r.end]:
                 _one_line(text, r)
+            _trim(text, r)
             if (not _without_codes(text, r) or _titles_only(text[r.start:r.end])
                     or is_business(text[r.start:r.end]) or in_organisation(text, r.start, r.end)
+                    or owns_a_person(text, r.end)
                     or " " not in text[r.start:r.end] and _HOUSE_NUMBER.match(text, r.end)):
                 continue
             people.append(r)
@@ -124,6 +126,20 @@ def _cut_trailing_people(text: str, structured: list, people: list) -> None:
             if (r.start < p.start < r.end <= p.end and before[-1:].isspace() and any(c.isdigit() for c in before)
                     and "\n" not in text[p.start:r.end]):
                 r.end = r.start + len(before.rstrip(" \t,"))
+
+
+_LEADING_WORD = re.compile(r"([a-z]+)[ \t]+")
+
+
+def _trim(text: str, result) -> None:
+    """Cut a possessive ("Maite Lemmens's": the name, the same pseudonym as where it stands alone, and what
+    it owns can be read) and lower-case function words before the name ("and Xcential'" from spaCy)."""
+    if text[result.end - 1:result.end] in "'’" and text[result.end:result.end + 1] == "s":
+        result.end -= 1
+    if text[result.start:result.end].endswith(("'s", "’s")) and result.end - result.start > 4:
+        result.end -= 2
+    while (m := _LEADING_WORD.match(text, result.start, result.end)) and m.group(1) in NOT_NAMES:
+        result.start = m.end()
 
 
 def _titles_only(name: str) -> bool:
@@ -156,7 +172,8 @@ def _joined(text: str, people: list) -> list[tuple[int, int]]:
             continue  # two words, or a street before its number ("Jiráskova 986")
         pos = r.end
         while (m := _JOINED_AFTER.match(text, pos)) and _single_name(m.group(2)):
-            if "and" not in m.group(1) and not _LIST_GOES_ON.match(text, m.end(2)):
+            if ("and" not in m.group(1) and not _LIST_GOES_ON.match(text, m.end(2))
+                    or owns_a_person(text, m.end(2))):  # "..., and Xcential's Tricia Geisler"
                 break
             spans.append(m.span(2))
             pos = m.end(2)
@@ -173,17 +190,20 @@ def _echo(start: int, end: int, recognizer: str = "NameEcho") -> RecognizerResul
         RecognizerResult.RECOGNIZER_NAME_KEY: recognizer, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer})
 
 
+def _bare(word: str) -> str:
+    return word[:-2] if word.endswith(("'s", "’s")) else word
+
+
 def echoes(text: str, results: list) -> list:
     """`results` with the other places the words of its names (three letters or more, name-shaped) and the
     words joined to one-word names stand in the text added as PERSON findings (recognizer "NameEcho")."""
     people = [r for r in results if r.entity_type == "PERSON"]
     if not people:
         return results
-    words = {w for r in people for w in _WORD.findall(text, r.start, r.end) if _single_name(w)}
+    words = {_bare(w) for r in people for w in _WORD.findall(text, r.start, r.end) if _single_name(_bare(w))}
     spans = []
     for m in _WORD.finditer(text):
-        word = m.group()
-        bare = word[:-2] if word.endswith(("'s", "’s")) else word  # "Lemmens's Cautionary Tales"
+        bare = _bare(m.group())  # "Lemmens's Cautionary Tales"
         if bare in words:
             spans.append((m.start(), m.start() + len(bare)))
     spans += _joined(text, people)

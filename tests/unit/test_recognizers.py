@@ -329,6 +329,13 @@ PEOPLE = [
     ("Billing address: Lom-Ali T Korgay\n    40140 Otakaari 17 Apt. 193\n   HARJAVALTA", ["Lom-Ali T Korgay"]),
     ("Billing address: Via Roma\n 12 Piazza Duomo\n Milano", []),  # a street line, not an addressee
     ("Billing address: Head Office\n 12 Main Street\n Leeds", []),
+    # what owns a person by name is an organisation; what owns a product or an English word is a person
+    ("Kaija Lindman of Alpha Growth PLC, and Xcential's Tricia Geisler.", ["Kaija Lindman", "Tricia Geisler"]),
+    ("Is this Ana's Outlook Calendar?", ["Ana"]),
+    ("Please reset Ana's Acme Account today.", ["Ana"]),
+    ("The cities: Clontarf Energy Plc, Ollie's Bargain Outlet Holdings Inc. and Telaria Inc.", []),
+    # a possessive is not part of the name, which recurs alone
+    ("Maite Lemmens's novel. Is there a better example than early Lemmens?", ["Lemmens", "Maite Lemmens"]),
 ]
 
 

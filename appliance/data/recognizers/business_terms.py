@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 
+from appliance.data.recognizers._shared import WORD, is_name_word
+from appliance.data.recognizers.lexicon import is_english
+
 # Vendors, products and the words product names are made of, lower case, matched word by word; words that are
 # common names too (Dell, Alexa, Link, Box) are left out.
 TERMS = frozenset("""
@@ -38,6 +41,7 @@ TERMS = frozenset("""
     bancshares acquisition properties realty minerals mining steels energy insurance municipals investment
     investments securities financial logistics consulting ventures enterprises brands airlines telematics
     semiconductor software motors
+    msci ishares xtrackers spdr invesco proshares velocityshares etn
 """.split())
 
 # A digit, a host name or a code's separator: never in a person's name.
@@ -95,11 +99,32 @@ def _name_like(word: str) -> bool:
     return word[0].isupper() or any(c.isupper() for c in word) or word in _CONNECTORS
 
 
+# After a possessive: a replaced name, a title, or two name words.
+_PERSON_NEXT = re.compile(rf"[ \t]+(?:<PERSON_|(?:Mr|Mrs|Ms|Dr|Prof|Herr|Frau|Mme)\b|({WORD})[ \t]+({WORD}))")
+
+
+def owns_a_person(text: str, stop: int) -> bool:
+    """The words before `stop` are a possessive before a person's name: what owns a person by name is an
+    organisation ("Xcential's Tricia Geisler", "Owens Corning's Samantha Vaux", "Orlin Research's Mr. Čeh"), not a
+    person ("Ana's Outlook Calendar" and "Ana's Acme Account" are Ana's: a product or an English word follows)."""
+    if text.startswith(("'s", "’s"), stop):
+        stop += 2
+    elif text[stop - 2:stop] not in ("'s", "’s"):
+        return False
+    m = _PERSON_NEXT.match(text, stop)
+    if not m or m.group(1) is None:
+        return bool(m)
+    first, last = m.group(1), m.group(2)
+    return (is_name_word(first) and is_name_word(last) and not is_english(first)
+            and not is_business(f"{first} {last}"))
+
+
 def opens_organisation(text: str, end: int) -> bool:
     """True when the words after a name found at `end` make it part of an organisation's name: capitalised
     words (or "&", "and", "ex-US") up to a word organisations' names end in ("Fred. Olsen Energy ASA",
-    "Barnes & Noble, Inc."); a comma only before such a word ("Aisha Okafor, Acme Ltd" keeps the name)."""
-    pos = end
+    "Barnes & Noble, Inc.", "Ollie's Bargain Outlet Holdings Inc."); a comma only before such a word ("Aisha
+    Okafor, Acme Ltd" keeps the name)."""
+    pos = end + 2 if text.startswith(("'s", "’s"), end) else end
     glued = _GLUED.match(text, end)  # "AEGON N" + ".V."; a full stop alone ends the sentence
     if glued:
         return _org_word(re.search(r"[\w.]+$", text[:glued.end()]).group())

@@ -18,7 +18,7 @@ import importlib.resources
 import re
 
 from appliance.data.recognizers._shared import WORD, CodeRecognizer, result
-from appliance.data.recognizers.business_terms import is_business
+from appliance.data.recognizers.business_terms import is_business, owns_a_person
 from appliance.data.recognizers.lexicon import english_words
 from appliance.data.recognizers.stopwords import NOT_NAMES
 
@@ -37,7 +37,6 @@ _WORDS = frozenset("""
 _PARTICLES = frozenset("van von de del della du di le la mac al el da do dos das queen".split())
 _CAPITALISED = re.compile(r"(?<![\w'’-])([A-ZÀ-ÞĀ-Ž][^\W\d_]+)(?![\w-]|['’](?!s\b))")
 _NEXT = re.compile(rf"[ \t]+({WORD})")
-_CAPITAL_NEXT = re.compile(r"[ \t]+(?:[A-Z]|<PERSON_)")  # a replaced name is a name
 
 
 @functools.cache
@@ -60,16 +59,6 @@ def world_names() -> frozenset[str]:
 def _sentence_start(text: str, start: int) -> bool:
     before = text[max(0, start - 3):start].rstrip(" \t\"'“(")
     return not before or before[-1] in ".!?:\n"
-
-
-def _owns_a_name(text: str, stop: int) -> bool:
-    """The words before `stop` are a possessive before a capitalised word: what owns a person by name is an
-    organisation, not a person."""
-    if text.startswith(("'s", "’s"), stop):
-        stop += 2
-    elif text[stop - 2:stop] not in ("'s", "’s"):
-        return False
-    return bool(_CAPITAL_NEXT.match(text, stop))
 
 
 class GazetteerNameRecognizer(CodeRecognizer):
@@ -101,7 +90,7 @@ class GazetteerNameRecognizer(CodeRecognizer):
                 if surname.endswith(("'s", "’s")):
                     break
             has_surname = stop > m.end()
-            if _owns_a_name(text, stop):
+            if owns_a_person(text, stop):
                 continue  # an organisation's person ("Owens Corning's Samantha Vaux", "Orlin Research's Mr. Čeh")
             if world and lower in self._english and all(w.lower() in self._english for w in
                                                         text[m.end():stop].split()):
