@@ -5,7 +5,8 @@ address, e-mail or IP address is that entity, not a person; a product, code, hos
 business content and stays. A name found once is a name wherever it recurs in the text ("Maite Lemmens's
 Cautionary Tales ... early Lemmens?"), and so is a single name-shaped word joined to one by "and" or a list comma
 ("Caird and Jones", "founders: Møller, Price and Dixon"). The line that opens a postal address block names its
-addressee: it is cut from the address and found as a person."""
+addressee: it is cut from the address and found as a person; an address that runs on into the name after it ends
+before the name. What owns a person by name is an organisation ("Xcential's Tricia Geisler")."""
 
 from __future__ import annotations
 
