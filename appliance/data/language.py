@@ -38,6 +38,9 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
 }
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+# A scrubbed value's placeholder ("<PERSON_9b3b918de8>", "<STREET_ADDRESS>"): no word of the text; the letters of
+# its hex digest ("c", "d", "e") are function words of French and Portuguese.
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*?(?:_[0-9a-f]{6,})?>")
 # The share of a text's words a language's function words must make before the text is read as that language:
 # prose has a third or more; an address block or a list of names with one "du" in it is not French prose.
 MIN_SHARE = 0.1
@@ -47,7 +50,7 @@ def detect(text: str, default: str = "en") -> str:
     """The language in FUNCTION_WORDS whose function words the text has most of (more than any other language's,
     and at least MIN_SHARE of its words); `default` when none leads."""
     counts = dict.fromkeys(FUNCTION_WORDS, 0)
-    words = _WORD.findall(text.lower())
+    words = _WORD.findall(_PLACEHOLDER.sub(" ", text).lower())
     for word in words:
         for language, listed in FUNCTION_WORDS.items():
             if word in listed:

@@ -21,6 +21,9 @@ DETECTED = [
     # an address block with one French word is no French prose
     ("Eustaquia Acevedo 4317 Invalidenstrasse 19 Apt. 390 Walshausen Germany 07130 Proficient Alpha Acquisition "
      "Corp. 18393 98 Rue du Niger Apt. 529 Saint-Denis France", "en"),
+    # a scrubbed value's placeholder is no word: its digest's "c", "d" and "e" are no French or Portuguese
+    ("Passport number <PASSPORT>, DNI <NATIONAL_ID>. Attendees:\n<PERSON_c0d3c0ffee>;\n<PERSON_dcdcdcdcdc>;\n"
+     "<PERSON_cdcde0d0e0>", "en"),
     # too little to tell: the default
     ("INC-4521 VPN 503", "en"),
     ("", "en"),
