@@ -125,7 +125,8 @@ def _cut_trailing_people(text: str, structured: list, people: list) -> None:
         for p in people:
             before = text[r.start:p.start]
             if (r.start < p.start < r.end <= p.end and before[-1:].isspace() and any(c.isdigit() for c in before)
-                    and "\n" not in text[p.start:r.end]):
+                    and "\n" not in text[p.start:r.end]
+                    and not any(o is not r and o.start < p.end and p.start < o.end for o in structured)):
                 r.end = r.start + len(before.rstrip(" \t,"))
 
 
