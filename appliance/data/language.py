@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from appliance.data.scrub import PLACEHOLDERS
+
 # Frequent function words, each listed for one language only where the languages share it (French "de" and
 # Portuguese "de" both stand in Spanish too, so "de" counts for none).
 FUNCTION_WORDS: dict[str, frozenset[str]] = {
@@ -38,9 +40,6 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
 }
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-# A scrubbed value's placeholder ("<PERSON_9b3b918de8>", "<STREET_ADDRESS>"): no word of the text; the letters of
-# its hex digest ("c", "d", "e") are function words of French and Portuguese.
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*?(?:_[0-9a-f]{6,})?>")
 # The share of a text's words a language's function words must make before the text is read as that language:
 # prose has a third or more; an address block or a list of names with one "du" in it is not French prose.
 MIN_SHARE = 0.1
@@ -48,9 +47,10 @@ MIN_SHARE = 0.1
 
 def detect(text: str, default: str = "en") -> str:
     """The language in FUNCTION_WORDS whose function words the text has most of (more than any other language's,
-    and at least MIN_SHARE of its words); `default` when none leads."""
+    and at least MIN_SHARE of its words); `default` when none leads. A scrubbed value's placeholder is no word of
+    the text (its digest's letters "c", "d" and "e" are French and Portuguese function words)."""
     counts = dict.fromkeys(FUNCTION_WORDS, 0)
-    words = _WORD.findall(_PLACEHOLDER.sub(" ", text).lower())
+    words = _WORD.findall(PLACEHOLDERS.sub(" ", text).lower())
     for word in words:
         for language, listed in FUNCTION_WORDS.items():
             if word in listed:

@@ -25,7 +25,8 @@ from appliance.data.policy import PiiPolicy
 from appliance.errors import ConfigError
 
 PLACEHOLDER = "<{entity}>"
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*?(?:_[0-9a-f]{10})?>")
+# A placeholder as it stands in a scrubbed text: "<STREET_ADDRESS>", "<PERSON_9b3b918de8>".
+PLACEHOLDERS = re.compile(r"<[A-Z][A-Z0-9_]*?(?:_[0-9a-f]{10})?>")
 
 
 def _import_presidio() -> None:
@@ -348,7 +349,7 @@ class Scrubber:
         for start in range(0, len(unique), 512):
             chunk = unique[start:start + 512]
             for text, results in zip(chunk, self._analysis(chunk, self.languages(chunk), ner=True), strict=True):
-                left = _outside(text, results, [m.span() for m in _PLACEHOLDER.finditer(text)])
+                left = _outside(text, results, [m.span() for m in PLACEHOLDERS.finditer(text)])
                 if left:
                     counts.update(r.entity_type for r in left)
                     again[text] = self._replace(text, left).text
