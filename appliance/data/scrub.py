@@ -82,6 +82,7 @@ class Scrubber:
         from presidio_anonymizer import AnonymizerEngine
 
         from appliance.data.analysis import Analyzer, MatmulOps, artifacts
+        from appliance.data.entity_decoding import annotate
         from appliance.data.language import detect
         from appliance.data.person_spans import echoes, settle
         from appliance.data.recognizers import shipped
@@ -116,6 +117,7 @@ class Scrubber:
         self._echoes = echoes
         self._extend_addresses = extend_addresses
         self._artifacts = artifacts
+        self._annotate = annotate
         self._detect = detect
         self._keep = tuple(re.compile(k) for k in policy.keep_patterns)
         for recognizer in shipped(policy.languages):
@@ -244,7 +246,9 @@ class Scrubber:
             at = [i for i, lang in enumerate(languages) if lang == language]
             nlp = self.nlp_engine.nlp[language]
             group = [texts[i] for i in at]
-            made = nlp.pipe(group, batch_size=batch_size) if ner else nlp.tokenizer.pipe(group, batch_size=batch_size)
+            made = nlp.tokenizer.pipe(group, batch_size=batch_size)
+            if ner:
+                made = self._annotate(nlp, made, batch_size)
             for i, doc in zip(at, made, strict=True):
                 docs[i] = doc
         return docs
