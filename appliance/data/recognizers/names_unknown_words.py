@@ -10,6 +10,7 @@ is a place, and one on an address's lines is the address's (the address recogniz
 
 from __future__ import annotations
 
+import functools
 import re
 
 from appliance.data.recognizers._shared import WORD, CodeRecognizer, result
@@ -35,8 +36,11 @@ def _owns(word: str) -> bool:
     return "'" in word or "’" in word
 
 
+@functools.lru_cache(maxsize=65536)
 def _unknown(word: str) -> bool:
     """Capitalised, lower case after its first letter, two letters or more, and no English or function word."""
+    if not word[:1].isupper():
+        return False  # most words: nothing more to look up
     base = re.split(r"['’]", word)[0]
     return (len(base) >= 2 and base[0].isupper() and base[1:].islower()
             and base.lower() not in NOT_NAMES and not is_english(base) and not is_business(base))
