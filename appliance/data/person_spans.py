@@ -14,7 +14,7 @@ import re
 
 from presidio_analyzer import RecognizerResult
 
-from appliance.data.recognizers._shared import WORD, is_name_word
+from appliance.data.recognizers._shared import POSSESSIVE, WORD, is_name_word
 from appliance.data.recognizers.business_terms import CODE, in_organisation, is_business, owns_a_person
 from appliance.data.recognizers.stopwords import NOT_NAMES, TITLES
 
@@ -138,7 +138,7 @@ def _trim(text: str, result) -> None:
     it owns can be read) and lower-case function words before the name ("and Xcential'" from spaCy)."""
     if text[result.end - 1:result.end] in "'’" and text[result.end:result.end + 1] == "s":
         result.end -= 1
-    if text[result.start:result.end].endswith(("'s", "’s")) and result.end - result.start > 4:
+    if text[result.start:result.end].endswith(POSSESSIVE) and result.end - result.start > 4:
         result.end -= 2
     while (m := _LEADING_WORD.match(text, result.start, result.end)) and m.group(1) in NOT_NAMES:
         result.start = m.end()
@@ -193,7 +193,7 @@ def _echo(start: int, end: int, recognizer: str = "NameEcho") -> RecognizerResul
 
 
 def _bare(word: str) -> str:
-    return word[:-2] if word.endswith(("'s", "’s")) else word
+    return word[:-2] if word.endswith(POSSESSIVE) else word
 
 
 def echoes(text: str, results: list) -> list:

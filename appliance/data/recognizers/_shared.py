@@ -22,6 +22,8 @@ MONTHS = (r"(?:Jan(?:uary|vier|eiro|uar)?|Feb(?:ruary|ruar)?|févr(?:ier)?|fever
 # A word of letters in any script (no digits or underscores), and the cased shapes names take.
 LETTERS = r"[^\W\d_]"
 WORD = rf"{LETTERS}(?:{LETTERS}|['’-](?={LETTERS}))*"
+# A possessive's ending, in both apostrophes ("Ana's", "Ana’s"): for str.startswith / str.endswith.
+POSSESSIVE = ("'s", "’s")
 
 
 def is_name_word(word: str) -> bool:

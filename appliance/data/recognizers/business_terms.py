@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from appliance.data.recognizers._shared import WORD, is_name_word
+from appliance.data.recognizers._shared import POSSESSIVE, WORD, is_name_word
 from appliance.data.recognizers.lexicon import is_english
 
 # Vendors, products and the words product names are made of, lower case, matched word by word; words that are
@@ -107,9 +107,9 @@ def owns_a_person(text: str, stop: int) -> bool:
     """The words before `stop` are a possessive before a person's name: what owns a person by name is an
     organisation ("Xcential's Tricia Geisler", "Owens Corning's Samantha Vaux", "Orlin Research's Mr. Čeh"), not a
     person ("Ana's Outlook Calendar" and "Ana's Acme Account" are Ana's: a product or an English word follows)."""
-    if text.startswith(("'s", "’s"), stop):
+    if text.startswith(POSSESSIVE, stop):
         stop += 2
-    elif text[stop - 2:stop] not in ("'s", "’s"):
+    elif text[stop - 2:stop] not in POSSESSIVE:
         return False
     m = _PERSON_NEXT.match(text, stop)
     if not m or m.group(1) is None:
@@ -124,7 +124,7 @@ def opens_organisation(text: str, end: int) -> bool:
     words (or "&", "and", "ex-US") up to a word organisations' names end in ("Fred. Olsen Energy ASA",
     "Barnes & Noble, Inc.", "Ollie's Bargain Outlet Holdings Inc."); a comma only before such a word ("Aisha
     Okafor, Acme Ltd" keeps the name)."""
-    pos = end + 2 if text.startswith(("'s", "’s"), end) else end
+    pos = end + 2 if text.startswith(POSSESSIVE, end) else end
     glued = _GLUED.match(text, end)  # "AEGON N" + ".V."; a full stop alone ends the sentence
     if glued:
         return _org_word(re.search(r"[\w.]+$", text[:glued.end()]).group())
@@ -149,7 +149,7 @@ def closes_organisation(text: str, start: int) -> bool:
     before = text[max(0, start - 120):start]
     for _ in range(3):
         m = _BEFORE.search(before)
-        if not m or not _name_like(m.group(1)) or m.group(1).lower().endswith(("'s", "’s")):
+        if not m or not _name_like(m.group(1)) or m.group(1).lower().endswith(POSSESSIVE):
             return False
         if _org_word(m.group(1)):
             return True

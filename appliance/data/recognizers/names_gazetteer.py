@@ -17,7 +17,7 @@ import functools
 import importlib.resources
 import re
 
-from appliance.data.recognizers._shared import WORD, CodeRecognizer, result
+from appliance.data.recognizers._shared import POSSESSIVE, WORD, CodeRecognizer, result
 from appliance.data.recognizers.business_terms import is_business, owns_a_person
 from appliance.data.recognizers.lexicon import english_words
 from appliance.data.recognizers.stopwords import NOT_NAMES
@@ -82,12 +82,12 @@ class GazetteerNameRecognizer(CodeRecognizer):
                 continue
             stop = m.end()
             for _ in range(2):
-                nxt = None if text.startswith(("'s", "’s"), stop) else _NEXT.match(text, stop)
+                nxt = None if text.startswith(POSSESSIVE, stop) else _NEXT.match(text, stop)
                 surname = nxt.group(1) if nxt else ""
                 if not surname or not surname[0].isupper() or surname.lower() in NOT_NAMES:
                     break
                 stop = nxt.end()
-                if surname.endswith(("'s", "’s")):
+                if surname.endswith(POSSESSIVE):
                     break
             has_surname = stop > m.end()
             if owns_a_person(text, stop):
