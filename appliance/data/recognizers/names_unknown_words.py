@@ -42,7 +42,7 @@ def _unknown(word: str) -> bool:
     if not word[:1].isupper():
         return False  # most words: nothing more to look up
     base = re.split(r"['’]", word)[0]
-    return (len(base) >= 2 and base[0].isupper() and base[1:].islower()
+    return (len(base) >= 2 and base[1:].islower()  # base[0] is word[0], upper case
             and base.lower() not in NOT_NAMES and not is_english(base) and not is_business(base))
 
 
