@@ -179,11 +179,13 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
     # Missing pins are a warning here (an upgrade pins them after its doctor); `audit verify` fails without them.
     checks.append(Check("audit keys pinned", WARN if problem else OK,
                         problem or f"{len(pinned)} in {settings.pinned_keys_path}"))
-    found, problems, exists = anchors.read(settings)
-    anchored = max((a.checkpoint.tree_size for a in found), default=0)
-    checks.append(Check("audit anchors", FAIL if problems or (covered and not exists) else OK,
-                        "; ".join(problems) if problems else f"{settings.anchor_path}: newest covers {anchored} "
-                        "events" if exists else f"{settings.anchor_path} is missing"))
+    found, exists = anchors.read(settings)
+    anchored = max((a.checkpoint.tree_size for a in found.checkpoints), default=0)
+    leaves = max((run.last for run in found.leaves), default=0)
+    checks.append(Check("audit anchors", FAIL if found.problems or (covered and not exists) else OK,
+                        "; ".join(found.problems) if found.problems else f"{settings.anchor_path}: newest checkpoint "
+                        f"covers {anchored} events, leaves anchored up to event {leaves}" if exists else
+                        f"{settings.anchor_path} is missing"))
     return checks + _key_isolation(settings)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from appliance.audit.checkpoints import Checkpoint
 from appliance.audit.events import Event
-from appliance.audit.log import Checkpoint, checkpoint_now, last_checkpoint, record_alone
+from appliance.audit.log import checkpoint_now, last_checkpoint, record_alone
 from appliance.audit.verify import Trust, VerifyReport, verify_log
 from appliance.context import Context
 from appliance.errors import NotFound

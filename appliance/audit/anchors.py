@@ -1,10 +1,21 @@
-"""Anchors outside the database: every signed checkpoint is appended to a file the database's writers cannot
-rewrite (`[audit] anchor_file`: /var/log/appliance/checkpoints.jsonl on an install, append-only with
-`chattr +a`) and sent to the system journal (syslog identifier `appliance-audit`), which IT forwards to its SIEM.
+"""Anchors outside the database: every committed event's leaf hash and every signed checkpoint are appended to a
+file the database's writers cannot rewrite (`[audit] anchor_file`: /var/log/appliance/checkpoints.jsonl on an
+install, append-only with `chattr +a`) and sent to the system journal (syslog identifier `appliance-audit`), which
+IT forwards to its SIEM.
 
-Verification reads the anchor file back: the log must be at least as long as every anchored tree and agree
-with every anchored head (RFC 9162 signed tree heads, witnessed elsewhere). An officer's own copy, or the
-journal's (`journalctl -t appliance-audit -o cat > kept.jsonl`), verifies the same way with `--checkpoint`.
+Two kinds of line, one JSON object each:
+- leaves (`appliance audit leaves v1`): `from` (the first event's sequence number) and `leaves`, the leaf hashes
+  of consecutive events as one hex string, written as the transaction that appended them commits, before the
+  command or the request that made them answers. Deleting or changing any event after that, the newest
+  included, disagrees with its anchored leaf.
+- checkpoints (`appliance audit checkpoint v1`): the signed tree heads (RFC 9162), at the audit policy's cadence.
+
+Verification reads the file back: the log must hold every anchored leaf unchanged, be at least as long as every
+anchored tree and agree with every anchored head. An officer's own copy, or the journal's
+(`journalctl -t appliance-audit -o cat > kept.jsonl`), verifies the same way with `--checkpoint`.
+
+A leaf line is written without fsync (the page cache survives the process; SQLite's own commits here are not
+fsync'd either); a checkpoint line is fsync'd.
 """
 
 from __future__ import annotations
@@ -15,10 +26,13 @@ import syslog
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.audit.log import CHECKPOINT_HEADER, Checkpoint
+from appliance.audit.checkpoints import CHECKPOINT_HEADER, Checkpoint
 from appliance.errors import InputError, StorageError
 
 JOURNAL_IDENTIFIER = "appliance-audit"
+LEAVES_HEADER = "appliance audit leaves v1"
+_LEAVES_PER_LINE = 256  # a journal line stays well under journald's LineMax (48 KiB)
+_LEAVES_PREFIX = b'{"format":"' + LEAVES_HEADER.encode() + b'","from":'
 
 
 @dataclass(frozen=True)
@@ -27,38 +41,84 @@ class Anchor:
     where: str  # "FILE line N"
 
 
+@dataclass(frozen=True)
+class LeafRun:
+    """The anchored leaf hashes of events first..last, as one line of the anchor file holds them."""
+
+    first: int
+    leaves: bytes  # 32 bytes an event
+    where: str
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.leaves) // 32 - 1
+
+
+@dataclass
+class AnchorFile:
+    checkpoints: list[Anchor]
+    leaves: list[LeafRun]
+    problems: list[str]
+
+
 def line_of(cp: Checkpoint) -> bytes:
     return (json.dumps(cp.as_dict(), separators=(",", ":"), sort_keys=True) + "\n").encode()
+
+
+def leaf_lines(first: int, leaves: list[bytes]) -> bytes:
+    out = []
+    for start in range(0, len(leaves), _LEAVES_PER_LINE):
+        chunk = b"".join(leaves[start:start + _LEAVES_PER_LINE]).hex()
+        out.append(b'%s%d,"leaves":"%s"}\n' % (_LEAVES_PREFIX, first + start, chunk.encode()))
+    return b"".join(out)
+
+
+def _append(settings, data: bytes, durable: bool, what: str) -> None:
+    path = settings.anchor_path
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            os.write(fd, data)  # one write with O_APPEND: lines of concurrent appenders never interleave
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot append the audit {what}: {exc.strerror}") from None
+    if settings.file.audit.journal:
+        syslog.openlog(JOURNAL_IDENTIFIER, syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+        for line in data.decode().splitlines():
+            syslog.syslog(syslog.LOG_NOTICE, line)
+        syslog.closelog()
 
 
 def append(settings, cp: Checkpoint) -> None:
     """Append `cp` to the anchor file (fsync'd) and the journal. A file that cannot be written is an error: the
     checkpoint is then not stored either, and the next signer's look tries again."""
-    path = settings.anchor_path
-    data = line_of(cp)
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot append the audit checkpoint anchor: {exc.strerror}") from None
-    if settings.file.audit.journal:
-        syslog.openlog(JOURNAL_IDENTIFIER, syslog.LOG_PID, syslog.LOG_AUTHPRIV)
-        syslog.syslog(syslog.LOG_NOTICE, data.decode().rstrip("\n"))
-        syslog.closelog()
+    _append(settings, line_of(cp), True, "checkpoint anchor")
 
 
-def parse(raw: bytes, name: str) -> tuple[list[Anchor], list[str]]:
-    """Checkpoints in a JSON-lines file (or one JSON object, or a JSON list: an exported checkpoint or an
-    evidence pack's checkpoints.json); unreadable lines are returned as problems naming the line."""
+def append_leaves(settings, first: int, leaves: list[bytes]) -> None:
+    """Append the leaf hashes of the just committed events first.. to the anchor file and the journal."""
+    if leaves:
+        _append(settings, leaf_lines(first, leaves), False, "event anchor")
+
+
+def _leaf_run(data: dict, where: str) -> LeafRun:
+    first, hexed = data["from"], data["leaves"]
+    if not isinstance(first, int) or first < 1 or not isinstance(hexed, str) or not hexed or len(hexed) % 64:
+        raise ValueError("from or leaves")
+    return LeafRun(first, bytes.fromhex(hexed), where)
+
+
+def parse(raw: bytes, name: str) -> AnchorFile:
+    """Checkpoints and leaf runs in a JSON-lines file (or one JSON object, or a JSON list: an exported checkpoint
+    or an evidence pack's checkpoints.json); unreadable lines are returned as problems naming the line."""
     text = raw.decode("utf-8", errors="replace")
     stripped = text.strip()
     items: list[tuple[str, object]] = []
-    problems: list[str] = []
+    found = AnchorFile([], [], [])
     if stripped.startswith("[") or (stripped.startswith("{") and "\n{" not in stripped):
         try:
             data = json.loads(stripped)
@@ -73,30 +133,35 @@ def parse(raw: bytes, name: str) -> tuple[list[Anchor], list[str]]:
             try:
                 items.append((where, json.loads(line)))
             except ValueError:
-                problems.append(f"{where}: not a JSON checkpoint (the anchor file was edited)")
-    anchors = []
+                found.problems.append(f"{where}: not a JSON checkpoint (the anchor file was edited)")
     for where, data in items:
-        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_HEADER:
-            problems.append(f"{where}: field format: not an appliance audit checkpoint")
+        kind = data.get("format") if isinstance(data, dict) else None
+        if kind == LEAVES_HEADER:
+            try:
+                found.leaves.append(_leaf_run(data, where))
+            except (KeyError, TypeError, ValueError) as exc:
+                found.problems.append(f"{where}: field {exc}: missing or malformed leaves")
+            continue
+        if kind != CHECKPOINT_HEADER:
+            found.problems.append(f"{where}: field format: not an appliance audit checkpoint")
             continue
         try:
             cp = Checkpoint(int(data["tree_size"]), str(data["root"]), str(data["ts"]), str(data["key_id"]),
                             str(data["signature"]))
         except (KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{where}: field {exc}: missing or malformed")
+            found.problems.append(f"{where}: field {exc}: missing or malformed")
             continue
-        anchors.append(Anchor(cp, where))
-    return anchors, problems
+        found.checkpoints.append(Anchor(cp, where))
+    return found
 
 
-def read(settings) -> tuple[list[Anchor], list[str], bool]:
-    """The install's anchors: (anchors, problems, whether the file exists)."""
+def read(settings) -> tuple[AnchorFile, bool]:
+    """The install's anchors, and whether the file exists."""
     path: Path = settings.anchor_path
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return [], [], False
+        return AnchorFile([], [], []), False
     except OSError as exc:
-        return [], [f"{path}: cannot read the anchor file: {exc.strerror}"], True
-    anchors, problems = parse(raw, str(path))
-    return anchors, problems, True
+        return AnchorFile([], [], [f"{path}: cannot read the anchor file: {exc.strerror}"]), True
+    return parse(raw, str(path)), True

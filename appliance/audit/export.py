@@ -9,8 +9,9 @@ from importlib import resources
 
 from sqlalchemy import select
 
+from appliance.audit.checkpoints import checkpoint_of
 from appliance.audit.events import LEAF
-from appliance.audit.log import checkpoint_of, last_checkpoint
+from appliance.audit.log import last_checkpoint
 from appliance.db.tables import audit_checkpoint, audit_event, signing_key
 from appliance.errors import InputError
 

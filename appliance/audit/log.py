@@ -5,6 +5,10 @@ written the change does not happen. Appends are serialised (SQLite: a writing tr
 IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so sequence numbers have no gap and no
 duplicate however many processes append at once.
 
+As the transaction commits, its events' leaf hashes are appended to the anchor file outside the database
+(`audit/anchors.py`) before the commit returns: the command or the gateway's request answers only after that, so
+even the newest event cannot be deleted unnoticed.
+
 Checkpoints are signed after the events they cover are committed, in a transaction of their own, and only
 by a process that may hold the audit key: the gateway's and the console's contexts do not sign
 (`Context.not_signing`; on an install they cannot read the key passphrase either). Each checkpoint is anchored
@@ -17,7 +21,6 @@ from __future__ import annotations
 import base64
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 
@@ -25,7 +28,8 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.orm import Session
 
-from appliance.audit import merkle
+from appliance.audit import anchors, merkle
+from appliance.audit.checkpoints import Checkpoint, checkpoint_of
 from appliance.audit.events import COLUMNS, Event, canonical
 from appliance.context import Actor, Context
 from appliance.db.engine import driver_sql
@@ -39,23 +43,6 @@ _NODE = select(audit_node.c.hash).where(audit_node.c.level == bindparam("level")
 _HEAD = select(audit_event.c.seq, audit_event.c.leaf_hash).order_by(audit_event.c.seq.desc()).limit(1)
 _NEWEST_CHECKPOINT = select(audit_checkpoint).order_by(audit_checkpoint.c.tree_size.desc()).limit(1)
 _APPEND_EVENTS, _APPEND_NODES = insert(audit_event), insert(audit_node)
-CHECKPOINT_HEADER = "appliance audit checkpoint v1"
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    tree_size: int
-    root: str  # hex
-    ts: str
-    key_id: str
-    signature: str  # base64 DER ECDSA-SHA256 over body()
-
-    def body(self) -> bytes:
-        return f"{CHECKPOINT_HEADER}\n{self.tree_size}\n{self.root}\n{self.ts}\n".encode()
-
-    def as_dict(self) -> dict:
-        return {"format": CHECKPOINT_HEADER, "tree_size": self.tree_size, "root": self.root, "ts": self.ts,
-                "key_id": self.key_id, "signature": self.signature}
 
 
 def _conn(session):
@@ -130,14 +117,15 @@ def _append_rows(conn, events: list[tuple], nodes: list[tuple]) -> None:
             conn.exec_driver_sql(sql, [in_order(row) for row in rows])
 
 
-def record_many(ctx: Context, session, events: list[Event], actor: Actor | None = None) -> list[int]:
-    """Append events in the caller's transaction; returns their sequence numbers."""
+def record_many(ctx: Context, session: Session, events: list[Event], actor: Actor | None = None) -> list[int]:
+    """Append events in the caller's transaction; returns their sequence numbers. When it commits, their leaf
+    hashes are anchored outside the database before the commit returns (`anchors.append_leaves`)."""
     conn = _conn(session)
     actor = actor or ctx.actor
     lock_appends(conn)
     size, last_leaf = _head(conn)
     frontier = _frontier(conn, size, last_leaf)
-    rows, nodes, seqs = [], [], []
+    rows, nodes, seqs, leaves = [], [], [], []
     ts = _now()
     leaf = last_leaf
     for event in events:
@@ -150,10 +138,11 @@ def record_many(ctx: Context, session, events: list[Event], actor: Actor | None 
             nodes.append((level, idx, node.hex()))
         rows.append((*values, leaf.hex()))
         seqs.append(seq)
+        leaves.append(leaf)
     _append_rows(conn, rows, nodes)
     _frontiers[str(conn.engine.url)] = (frontier, leaf)
-    if isinstance(session, Session) and _signing_due(ctx, conn, size, frontier.size):
-        _sign_after_commit(ctx, session)
+    _after_commit(ctx, session, seqs[0] if seqs else size + 1, leaves,
+                  _signing_due(ctx, conn, size, frontier.size))
     return seqs
 
 
@@ -172,11 +161,6 @@ def record_alone(ctx: Context, event: Event, actor: Actor | None = None) -> int:
 def last_checkpoint(conn) -> Checkpoint | None:
     row = conn.execute(_NEWEST_CHECKPOINT).first()
     return None if row is None else checkpoint_of(row)
-
-
-def checkpoint_of(row) -> Checkpoint:
-    """A checkpoint from its `audit_checkpoint` row."""
-    return Checkpoint(**{**row._mapping, "tree_size": int(row.tree_size)})
 
 
 # Per database: when the newest checkpoint known to this process was signed, and until when signing is not
@@ -209,20 +193,31 @@ def _signing_due(ctx: Context, conn, old_size: int, new_size: int) -> bool:
     return False
 
 
-def _sign_after_commit(ctx: Context, session: Session) -> None:
-    if session.info.get("audit_sign_pending"):
+def _after_commit(ctx: Context, session: Session, first: int, leaves: list[bytes], sign_due: bool) -> None:
+    """Once the session commits: its events' leaves to the anchors, then a checkpoint if one is due (`_committed`).
+    Nothing when it rolls back."""
+    pending = session.info.get("audit_pending")
+    if pending is None:
+        pending = session.info["audit_pending"] = {"ctx": ctx, "first": first, "leaves": [], "sign": False}
+    pending["leaves"] += leaves
+    pending["sign"] = pending["sign"] or sign_due
+
+
+@sqlalchemy_event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    """An error anchoring the leaves fails the commit's caller (the gateway then refuses the request); the events
+    stay committed, and `audit verify` names them unanchored until a checkpoint covers them."""
+    done = session.info.pop("audit_pending", None)
+    if done is None:
         return
-    session.info["audit_sign_pending"] = True
+    anchors.append_leaves(done["ctx"].settings, done["first"], done["leaves"])
+    if done["sign"]:
+        sign_if_due(done["ctx"], force=True)
 
-    def sign(_session) -> None:
-        session.info.pop("audit_sign_pending", None)
-        sign_if_due(ctx, force=True)
 
-    def forget(_session) -> None:
-        session.info.pop("audit_sign_pending", None)
-
-    sqlalchemy_event.listen(session, "after_commit", sign, once=True)
-    sqlalchemy_event.listen(session, "after_rollback", forget, once=True)
+@sqlalchemy_event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop("audit_pending", None)
 
 
 def sign_if_due(ctx: Context, force: bool = False) -> Checkpoint | None:
@@ -248,8 +243,6 @@ def sign_if_due(ctx: Context, force: bool = False) -> Checkpoint | None:
 
 
 def _sign_checkpoint(ctx: Context, conn, size: int, root: bytes) -> Checkpoint:
-    from appliance.audit import anchors
-
     key = _active_audit_key(conn)
     if key is None:
         raise NotFound("no active audit key", hint="keys.init")

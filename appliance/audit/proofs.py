@@ -8,8 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from appliance.audit import merkle
+from appliance.audit.checkpoints import Checkpoint, checkpoint_of
 from appliance.audit.events import LEAF, canonical
-from appliance.audit.log import Checkpoint, checkpoint_of, perfect_lookup
+from appliance.audit.log import perfect_lookup
 from appliance.db.tables import audit_checkpoint, audit_event
 
 

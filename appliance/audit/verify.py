@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.pool import NullPool
 
-from appliance.audit.anchors import Anchor
+from appliance.audit.anchors import Anchor, LeafRun
+from appliance.audit.checkpoints import Checkpoint, checkpoint_of
 from appliance.audit.events import LEAF, canonical
-from appliance.audit.log import Checkpoint, checkpoint_of
 from appliance.db.engine import driver_sql
 from appliance.db.tables import audit_checkpoint, audit_event, signing_key
 from appliance.errors import InputError
@@ -43,8 +43,8 @@ class VerifyReport:
     root: str = ""
     problems: list[str] = field(default_factory=list)
     first_bad_seq: int | None = None
-    anchored: int = 0  # events covered by the newest trusted anchor
-    unanchored: int = 0  # events after it
+    anchored: int = 0  # events covered outside the database: by their anchored leaf or an anchored checkpoint
+    unanchored: int = 0  # events neither covers
     notes: list[str] = field(default_factory=list)  # what an auditor should know that is not a failure
 
     @property
@@ -60,9 +60,17 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def read_checkpoint_file(source) -> list[Checkpoint]:
+@dataclass
+class Kept:
+    """What a person kept elsewhere: checkpoints, and the leaves of a journal's or an anchor file's copy."""
+
+    checkpoints: list[Checkpoint]
+    leaves: list[LeafRun] = field(default_factory=list)
+
+
+def read_checkpoint_file(source) -> Kept:
     """Checkpoints kept elsewhere: one exported checkpoint, an evidence pack's list, or JSON lines (an anchor
-    file's copy, or the journal's); a path, or a file a person named (`userfiles.InputFile`)."""
+    file's copy, or the journal's, leaves included); a path, or a file a person named (`userfiles.InputFile`)."""
     from appliance.audit.anchors import parse
     from appliance.userfiles import as_input
 
@@ -72,12 +80,12 @@ def read_checkpoint_file(source) -> list[Checkpoint]:
         raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{source.name}: not a checkpoint file: not UTF-8") from None
-    anchors, problems = parse(raw, source.name)
-    if problems:
-        raise InputError(problems[0])
-    if not anchors:
+    found = parse(raw, source.name)
+    if found.problems:
+        raise InputError(found.problems[0])
+    if not found.checkpoints and not found.leaves:
         raise InputError(f"{source.name}: holds no appliance audit checkpoint")
-    return [a.checkpoint for a in anchors]
+    return Kept([a.checkpoint for a in found.checkpoints], found.leaves)
 
 
 @dataclass
@@ -86,6 +94,7 @@ class Trust:
 
     keys: dict
     anchors: list[Anchor] = field(default_factory=list)
+    leaves: list[LeafRun] = field(default_factory=list)  # every committed event's leaf, as anchored
     problems: list[str] = field(default_factory=list)
     anchor_file: str = ""
     anchor_file_exists: bool = False
@@ -108,8 +117,9 @@ class Trust:
             source = f"the audit key {wanted[:16]} given by its fingerprint"
         trust = cls(keys, problems=[problem] if problem else [], pin_source=source, fingerprint=wanted)
         if with_anchors:
-            trust.anchors, problems, trust.anchor_file_exists = anchors.read(settings)
-            trust.problems += problems
+            found, trust.anchor_file_exists = anchors.read(settings)
+            trust.anchors, trust.leaves = found.checkpoints, found.leaves
+            trust.problems += found.problems
             trust.anchor_file = str(settings.anchor_path)
             trust.cadence = cadence()
         return trust
@@ -159,6 +169,7 @@ class _Scan:
 
     end: int = 0  # sequence number of the last event scanned
     stack: list[bytes] = field(default_factory=list)
+    leaves: bytearray = field(default_factory=bytearray)  # every event's leaf as recomputed, 32 bytes each
     at: dict[int, list[bytes]] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)
 
@@ -172,7 +183,7 @@ def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
     raw = engine.raw_connection()
     out = _Scan(end=lo - 1)
     sha = hashlib.sha256
-    stack = out.stack
+    stack, leaves = out.stack, out.leaves
     try:
         sql, names = driver_sql(engine.dialect, _STRETCH)
         cursor = raw.driver_connection.cursor(name="audit_verify") if engine.dialect.name == "postgresql" \
@@ -186,6 +197,7 @@ def _scan(url: str, lo: int, hi: int, sizes: frozenset[int]) -> _Scan:
                     out.problems.append((expected, "missing"))
                     return out
                 node = sha(b"\x00" + canonical(row[:-1])).digest()
+                leaves += node
                 if node.hex() != row[-1]:
                     out.problems.append((seq, "modified"))
                 index = seq - lo  # local position; lo-1 is a multiple of a power of two above hi-lo
@@ -220,11 +232,14 @@ def _scan_log(engine, max_seq: int, sizes: frozenset[int]) -> list[_Scan]:
 
 
 
-def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | None = None,
+def verify_log(engine, trust: Trust, exported: Kept | list[Checkpoint] | Checkpoint | None = None,
                now: datetime | None = None) -> VerifyReport:
     report = VerifyReport()
     for problem in trust.problems:
         report.fail(problem)
+    kept_leaves: list[LeafRun] = []
+    if isinstance(exported, Kept):
+        exported, kept_leaves = exported.checkpoints, exported.leaves
     if isinstance(exported, Checkpoint):
         exported = [exported]
     with engine.connect() as conn:
@@ -254,6 +269,7 @@ def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | N
     prefix: list[bytes] = []
     size = 0
     roots: dict[int, str] = {}
+    leaves = b"".join(part.leaves for part in parts)
     for part in parts:
         for seq, stack in part.at.items():
             roots[seq] = _fold(prefix + stack).hex()
@@ -279,11 +295,62 @@ def verify_log(engine, trust: Trust, exported: list[Checkpoint] | Checkpoint | N
                             f"{tree_size} was rewritten after it was signed", _rewritten_from(stored, tree_size))
     report.events = size
     report.root = _fold(prefix).hex()
-    report.anchored = max((a.checkpoint.tree_size for a in anchored), default=0)
-    report.unanchored = max(size - report.anchored, 0)
-    if trust.cadence is not None and report.unanchored:
-        _check_freshness(engine, report, trust, now or datetime.now(UTC))
+    leaves = leaves[:size * 32]
+    matched = _check_leaves(report, trust.leaves, leaves, size, max_seq)
+    if kept_leaves:
+        _check_leaves(report, kept_leaves, leaves, size, max_seq)
+    head = max((a.checkpoint.tree_size for a in anchored), default=0)
+    oldest, report.unanchored = _uncovered(matched, min(head, size), size)
+    report.anchored = size - report.unanchored
+    if trust.cadence is not None and oldest is not None:
+        _check_freshness(engine, report, trust, now or datetime.now(UTC), oldest)
     return report
+
+
+def _check_leaves(report: VerifyReport, runs: list[LeafRun], leaves: bytes, size: int, max_seq: int
+                  ) -> list[tuple[int, int]]:
+    """Every anchored leaf must be the leaf of the event at its place in the log; returns the (first, last)
+    ranges whose leaves matched."""
+    matched, missing, changed = [], None, []
+    for run in runs:
+        if run.last > size:
+            first = max(run.first, size + 1)
+            if missing is None or first < missing[0]:
+                missing = (first, max(run.last, missing[1] if missing else 0), run.where)
+            elif run.last > missing[1]:
+                missing = (missing[0], run.last, missing[2])
+        upto = min(run.last, size)
+        if upto < run.first:
+            continue
+        mine, theirs = leaves[(run.first - 1) * 32:upto * 32], run.leaves[:(upto - run.first + 1) * 32]
+        if mine == theirs:
+            matched.append((run.first, upto))
+            continue
+        offset = next(i for i in range(0, len(mine), 32) if mine[i:i + 32] != theirs[i:i + 32])
+        changed.append((run.first + offset // 32, run.where))
+    for seq, where in sorted(changed)[:5]:
+        report.fail(f"event {seq} differs from its leaf anchored at {where}: it was changed or replaced after it "
+                    f"was committed", seq)
+    if missing is not None:
+        lost = f"events {missing[0]}..{missing[1]} are missing" if missing[0] <= max_seq else \
+            f"events {missing[0]}..{missing[1]} were deleted"
+        report.fail(f"log truncated: {lost}; their leaves were anchored as they were committed ({missing[2]} is "
+                    f"the first line naming them), the log has {size}", missing[0])
+    return matched
+
+
+def _uncovered(matched: list[tuple[int, int]], head: int, size: int) -> tuple[int | None, int]:
+    """(the oldest event that neither an anchored leaf nor an anchored checkpoint covers, how many there are)."""
+    oldest, count, upto = None, 0, head
+    for first, last in sorted(matched):
+        if first > upto + 1:
+            oldest = upto + 1 if oldest is None else oldest
+            count += first - upto - 1
+        upto = max(upto, last)
+    if upto < size:
+        oldest = upto + 1 if oldest is None else oldest
+        count += size - upto
+    return oldest, count
 
 
 def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint], anchored: list[Anchor],
@@ -323,19 +390,26 @@ def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint
                     f"stored checkpoints were deleted{crashed}")
 
 
-def _check_freshness(engine, report: VerifyReport, trust: Trust, now: datetime) -> None:
+def _check_freshness(engine, report: VerifyReport, trust: Trust, now: datetime, first: int) -> None:
+    """Events that reached the database without their leaf anchored (a process that died between its commit and
+    its anchor, or rows written straight into the database) are tolerated until the next anchored checkpoint is
+    due, no longer."""
     cadence = trust.cadence
     with engine.connect() as conn:
-        oldest = conn.execute(select(audit_event.c.ts).where(audit_event.c.seq == report.anchored + 1)).scalar()
+        oldest = conn.execute(select(audit_event.c.ts).where(audit_event.c.seq == first)).scalar()
     if oldest is None:
         return
     age = (now - datetime.fromisoformat(oldest)).total_seconds()
     grace = cadence.grace_seconds
     if age > cadence.every_seconds + grace or (report.unanchored > cadence.every_events and age > grace):
-        report.fail(f"unanchored tail: events {report.anchored + 1}..{report.events} ({report.unanchored}) are not "
-                    f"covered by an anchored checkpoint, the oldest for {age:.0f} s, beyond the audit policy's "
-                    f"cadence ({cadence.every_events} events or {cadence.every_seconds} s): is the signer "
-                    f"(`appliance worker`) running? `appliance audit checkpoint` anchors them", report.anchored + 1)
+        report.fail(f"unanchored events: {report.unanchored} from event {first} on are covered neither by their "
+                    f"anchored leaf nor by an anchored checkpoint, the oldest for {age:.0f} s, beyond the audit "
+                    f"policy's cadence ({cadence.every_events} events or {cadence.every_seconds} s): written "
+                    f"outside the appliance, or the signer (`appliance worker`) is not running? `appliance audit "
+                    f"checkpoint` anchors them", first)
+    else:
+        report.notes.append(f"{report.unanchored} events from event {first} on are not yet anchored outside the "
+                            f"database (within the audit policy's cadence)")
 
 
 def _rewritten_from(stored: list[Checkpoint], size: int) -> int:

@@ -24,9 +24,9 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> None:
-    """Recompute every event's hash and the Merkle tree; check every signed checkpoint (stored, anchored outside the
-    database, given) against the pinned audit keys, and that the events after the newest anchor are within the
-    audit policy's cadence. Exit 0 only if all holds."""
+    """Recompute every event's hash and the Merkle tree; check every event against its leaf anchored outside the
+    database as it was committed, every signed checkpoint (stored, anchored, given) against the pinned audit keys,
+    and that events not yet anchored are within the audit policy's cadence. Exit 0 only if all holds."""
     from appliance.audit import actions
     from appliance.audit.verify import read_checkpoint_file
 
@@ -42,7 +42,7 @@ def audit_verify(app: App, checkpoint_file: InputFile | None, as_json: bool) -> 
         if report.ok:
             click.echo(f"OK: {report.events} events, {report.checkpoints_checked} checkpoint comparisons, "
                        f"tree head {report.root}")
-            click.echo(f"anchored outside the database: {report.anchored} events; after the newest anchor: "
+            click.echo(f"anchored outside the database: {report.anchored} events; not yet anchored: "
                        f"{report.unanchored} (within the cadence)")
         elif report.first_bad_seq is not None:
             click.echo(f"first bad sequence number: {report.first_bad_seq}")

@@ -8,7 +8,9 @@ Needs Python 3.9+ and the `cryptography` package (for the ECDSA P-256 checkpoint
 /etc/appliance/audit-keys.pem, or `appliance keys export-public --purpose audit`): a checkpoint signed by a
 key that is only in the pack is refused, since whoever wrote the database could have put it there.
 --checkpoint takes a kept checkpoint, or a file of them one per line (a copy of the anchor file, or of the
-journal's lines: journalctl -t appliance-audit -o cat).
+journal's lines: journalctl -t appliance-audit -o cat); such a copy also holds every event's leaf hash as it was
+committed ("appliance audit leaves v1" lines: "from", the first event's number, and "leaves", the hashes as one
+hex string), and each must match the pack's event at that number.
 
 What it checks, from the raw exported events alone:
   1. every file's sha256 against manifest.sha256;
@@ -16,7 +18,9 @@ What it checks, from the raw exported events alone:
   3. each event's leaf hash, SHA-256(0x00 || canonical bytes), equals the one recorded;
   4. the RFC 6962 Merkle tree head rebuilt from those leaves matches every checkpoint in the pack (and those
      given with --checkpoint, e.g. kept on write-once media), each signed by a key given with --key that the
-     pack does not list as revoked.
+     pack does not list as revoked;
+  5. every leaf in a copy given with --checkpoint is the leaf of the pack's event at its number (leaves past
+     the pack's newest event are noted: a copy kept after the export goes on past it).
 Canonical bytes of an event: UTF-8 JSON, no spaces, of the array
   [2, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
    outcome, reason, correlation_id, details, os_user, os_uid, os_source]
@@ -38,6 +42,7 @@ COLUMNS = ["seq", "event_id", "ts", "actor", "actor_role", "auth_method", "actio
            "object_sha256", "outcome", "reason", "correlation_id", "details"]
 OS_COLUMNS = ["os_user", "os_uid", "os_source"]
 HEADER = "appliance audit checkpoint v1"
+LEAVES = "appliance audit leaves v1"
 
 
 def fold(stack):
@@ -116,7 +121,13 @@ def main(argv):
             problems.append(f"{name}: sha256 differs from manifest.sha256")
     keys = {k["key_id"]: k for k in json.loads((pack / "audit-keys.json").read_text("utf-8"))}
     checkpoints = json.loads((pack / "checkpoints.json").read_text("utf-8"))
-    checkpoints += extra
+    anchored = {}  # seq -> leaf hex, from the leaf lines of a kept copy
+    for item in extra:
+        if item.get("format") == LEAVES:
+            hexed = item["leaves"]
+            for i in range(0, len(hexed), 64):
+                anchored.setdefault(item["from"] + i // 64, set()).add(hexed[i:i + 64])
+    checkpoints += [item for item in extra if item.get("format") != LEAVES]
     targets = {}
     for cp in checkpoints:
         bad = check_signature(cp, trusted, keys)
@@ -141,6 +152,9 @@ def main(argv):
             if leaf.hex() != event["leaf_hash"]:
                 problems.append(f"event {event['seq']} was modified")
                 first_bad = first_bad or event["seq"]
+            if anchored.pop(event["seq"], {leaf.hex()}) != {leaf.hex()}:
+                problems.append(f"event {event['seq']} differs from its leaf anchored as it was committed")
+                first_bad = first_bad or event["seq"]
             index, node = size, leaf
             while index & 1:
                 node = hashlib.sha256(b"\x01" + stack.pop() + node).digest()
@@ -152,6 +166,9 @@ def main(argv):
                     problems.append(f"checkpoint at size {size} does not match the events: history was rewritten")
     for tree_size in sorted(targets):
         problems.append(f"truncated: a checkpoint covers {tree_size} events, the pack has {size}")
+    if anchored:  # a journal kept after the export goes on past the pack: said, not failed
+        print(f"note: events {min(anchored)}..{max(anchored)} were anchored after the pack's newest event ({size}): "
+              f"written after the export, or deleted before it (compare with the appliance's own `audit verify`)")
     for p in problems:
         print("FAIL:", p)
     if problems:

@@ -239,11 +239,12 @@ def test_an_edited_or_removed_anchor_file_is_named(ctx):
     append(ctx, 9)
     path = ctx.settings.anchor_path
     lines = path.read_text().splitlines()
-    forged = json.loads(lines[1])
+    at = [i for i, line in enumerate(lines) if '"tree_size"' in line][1]  # the second checkpoint's line
+    forged = json.loads(lines[at])
     forged["root"] = "00" * 32
-    path.write_text("\n".join([lines[0], json.dumps(forged), *lines[2:]]) + "\n")
+    path.write_text("\n".join([*lines[:at], json.dumps(forged), *lines[at + 1:]]) + "\n")
     report = verify(ctx)
-    assert any(f"the anchor at {path} line 2 at size {forged['tree_size']}: signature does not verify" in p
+    assert any(f"the anchor at {path} line {at + 1} at size {forged['tree_size']}: signature does not verify" in p
                for p in report.problems), report.problems
     path.write_text("not json\n")
     assert any(f"{path} line 1: not a JSON checkpoint" in p for p in verify(ctx).problems)
@@ -282,23 +283,61 @@ def test_without_pinned_keys_nothing_verifies(ctx):
     assert report.problems[0].startswith(f"no pinned audit keys: {ctx.settings.pinned_keys_path} does not exist")
 
 
-def test_an_unanchored_tail_beyond_the_cadence_fails(ctx):
+def drop_leaf_lines(ctx, first: int) -> None:
+    """The anchor file without the leaf lines of events from `first` on: as a process that died between its
+    commit and its anchor leaves it, or as rows written straight into the database look."""
+    path = ctx.settings.anchor_path
+    kept = [line for line in path.read_text().splitlines()
+            if '"leaves"' not in line or json.loads(line)["from"] < first]
+    path.write_text("\n".join(kept) + "\n")
+
+
+def test_events_never_anchored_are_tolerated_within_the_cadence_only(ctx):
     from datetime import UTC, datetime, timedelta
 
     gateway = ctx.not_signing()  # appends, never signs: as the gateway does
+    first = max_seq(ctx.engine) + 1
     for i in range(3):
         with session_scope(ctx.engine) as s:
             record(gateway, s, Event("test.unsigned", "test", str(i)))
+    assert verify(ctx).ok and verify(ctx).unanchored == 0  # each leaf anchored as it was committed
+    drop_leaf_lines(ctx, first)
     report = verify(ctx)
     assert report.ok and report.unanchored == 3, report.problems
+    assert f"3 events from event {first} on are not yet anchored" in report.notes[0]
     later = datetime.now(UTC) + timedelta(seconds=300 + 60 + 5)
     report = verify(ctx, now=later)
-    assert not report.ok and report.first_bad_seq == report.anchored + 1
-    assert f"unanchored tail: events {report.anchored + 1}..{report.events} (3)" in report.problems[0]
+    assert not report.ok and report.first_bad_seq == first
+    assert f"unanchored events: 3 from event {first} on are covered neither by their anchored leaf" \
+        in report.problems[0]
     with pytest.raises(PermissionDenied, match="does not sign audit checkpoints"):
         checkpoint_now(gateway)
     checkpoint_now(ctx)  # the signer anchors it
     assert verify(ctx, now=later).ok
+
+
+def test_the_newest_events_deleted_a_minute_after_they_were_written_are_named(ctx):
+    """Every event leaves the database as it commits: no tail is young enough to be cut unnoticed."""
+    from datetime import UTC, datetime, timedelta
+
+    gateway = ctx.not_signing()  # no checkpoint covers what it writes
+    append(ctx, 1)
+    checkpoint_now(ctx)
+    size = max_seq(ctx.engine)
+    for i in range(4):
+        with session_scope(ctx.engine) as s:
+            record(gateway, s, Event("test.recent", "test", str(i)))
+    _cut_tail(ctx.engine, size)  # the four newest, their nodes; no checkpoint covers them
+    report = verify(ctx, now=datetime.now(UTC) + timedelta(seconds=60))
+    assert not report.ok and report.first_bad_seq == size + 1
+    truncated = f"log truncated: events {size + 1}..{size + 4} were deleted; their leaves were anchored as they " \
+        f"were committed ({ctx.settings.anchor_path} line"
+    assert any(p.startswith(truncated) for p in report.problems), report.problems
+    with session_scope(ctx.engine) as s:  # the log goes on over the gap: the same numbers, other events
+        record(gateway, s, Event("test.refill", "test", "x"))
+    report = verify(ctx)
+    assert any(f"event {size + 1} differs from its leaf anchored at {ctx.settings.anchor_path} line" in p
+               for p in report.problems), report.problems
 
 
 def test_an_approval_is_proven_from_the_trail_not_a_column(ctx):
@@ -438,6 +477,8 @@ def test_checkpoint_json_round_trips(ctx, tmp_path):
     cp = checkpoint_now(ctx)
     path = tmp_path / "cp.json"
     path.write_text(json.dumps(cp.as_dict()))
-    assert read_checkpoint_file(path) == [cp]
+    assert read_checkpoint_file(path).checkpoints == [cp]
     assert verify(ctx, [cp]).ok
-    assert read_checkpoint_file(ctx.settings.anchor_path)[-1] == cp  # the anchor file reads the same way
+    kept = read_checkpoint_file(ctx.settings.anchor_path)  # the anchor file reads the same way, leaves and all
+    assert kept.checkpoints[-1] == cp and kept.leaves[-1].last == max_seq(ctx.engine)
+    assert verify(ctx, kept).ok

@@ -58,7 +58,7 @@ def _resign(archive: Path, out: Path) -> str:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from appliance.audit import merkle
-    from appliance.audit.log import Checkpoint
+    from appliance.audit.checkpoints import Checkpoint
     from appliance.keys.crypto import key_id_of
 
     foreign = ec.generate_private_key(ec.SECP256R1())
