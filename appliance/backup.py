@@ -238,10 +238,10 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
     it aside first). The restored audit trail must verify against this install's pinned audit keys (or the key
     `audit_key` names) and hold at least the events the backup recorded; a PostgreSQL dump is restored into a
     scratch database that replaces the live one only after it verifies."""
-    from appliance.audit import pins
     from appliance.audit.log import record_alone
     from appliance.audit.verify import verify_log
     from appliance.db import connect
+    from appliance.keys import pins
 
     home = settings.home
     if home.exists() and any(home.iterdir()) and not force:

@@ -130,9 +130,29 @@ class Settings:
         return Path(self.file.audit.anchor_file) if self.file.audit.anchor_file else self.logs_dir / "checkpoints.jsonl"
 
     @property
+    def trust_dir(self) -> Path | None:
+        """Where root keeps what the appliance trusts (APPLIANCE_TRUST_DIR, an install's /etc/appliance, set in
+        root's appliance.env): the pinned audit, artifact and personal keys. Never from appliance.toml, which
+        lies in the home the service account can rewrite; None in development, where the home holds them."""
+        value = self.env.get("APPLIANCE_TRUST_DIR", "").strip()
+        return Path(value) if value else None
+
+    @property
     def pinned_keys_path(self) -> Path:
         """The audit public keys that verification trusts."""
+        if self.trust_dir:
+            return self.trust_dir / "audit-keys.pem"
         return Path(self.file.audit.pinned_keys) if self.file.audit.pinned_keys else self.keys_dir / "audit-pinned.pem"
+
+    @property
+    def pinned_artifact_keys_path(self) -> Path:
+        """The artifact public keys whose signatures the gateway and `verify` accept."""
+        return self.trust_dir / "artifact-keys.pem" if self.trust_dir else self.keys_dir / "artifact-pinned.pem"
+
+    @property
+    def people_keys_path(self) -> Path:
+        """The people's personal public keys, pinned (and revoked) by root: whose decisions count."""
+        return self.trust_dir / "people-keys.jsonl" if self.trust_dir else self.keys_dir / "people-pinned.jsonl"
 
     @property
     def tmp_dir(self) -> Path:

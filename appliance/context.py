@@ -66,6 +66,7 @@ class Context:
     correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     os: OsIdentity = field(default_factory=OsIdentity.of_process)
     signs_checkpoints: bool = True  # False in the gateway and the console: the signer processes sign
+    personal: object | None = None  # keys.personal.PersonalKeys: the person's own key, reached in their process
 
     def acting_as(self, actor: Actor) -> Context:
         return dataclasses.replace(self, actor=actor)

@@ -165,8 +165,9 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
         active = sorted(f"{k.purpose} {k.key_id[:16]}" for k in keys if k.status == "active")
         checks = [Check("keys", FAIL if problems else OK,
                         "; ".join(problems) if problems else f"encrypted at rest, 0600; active: {', '.join(active)}")]
-    from appliance.audit import anchors, pins
+    from appliance.audit import anchors
     from appliance.audit.policy import cadence
+    from appliance.keys import pins
 
     with engine.connect() as conn:
         events = int(conn.execute(select(func.count()).select_from(audit_event)).scalar())

@@ -65,6 +65,44 @@ PASSWORDS = {"alice": "Kv9!xq2Lm-admin-staple", "erin": "R4#pw8Zt-engineer-lamp"
 FIRST_PASSWORDS = {name: f"first-{pw[::-1]}" for name, pw in PASSWORDS.items()}
 ROLES = {"alice": "admin", "erin": "engineer", "oscar": "officer", "ursula": "user"}
 PASSPHRASE = "correct horse battery staple 42"
+PERSONAL_PASSPHRASE = "my own key, my own decision 7"  # every test person's personal signing key
+
+
+def personal_env(folder: Path) -> dict[str, str]:
+    """Where the test people keep their personal signing keys (one folder, a key a person) and the passphrase
+    file their own processes read."""
+    (folder / "personal-passphrase").write_text(PERSONAL_PASSPHRASE + "\n")
+    return {"APPLIANCE_PERSONAL_KEYS": str(folder / "personal-keys"),
+            "APPLIANCE_PERSONAL_PASSPHRASE_FILE": str(folder / "personal-passphrase")}
+
+
+def personal_keys(ctx, folder: Path, *argv: str):
+    """`ctx` with the acting person's own signing key, as their process holds it for the command line `argv`."""
+    import dataclasses
+
+    from appliance.keys.personal import LocalPersonalKeys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(ctx, personal=LocalPersonalKeys(personal_env(folder), list(argv)))
+
+
+def enrolled(ctx, folder: Path) -> str:
+    """The acting person (officer or engineer) enrols a personal key and the home's owner pins it; its key id."""
+    from appliance.keys import enrolment
+
+    entry = enrolment.enroll(personal_keys(ctx, folder, "keys", "enroll"))
+    return enrolment.pin(ctx.settings, ctx.engine, entry.key_id).key_id
+
+
+def enroll_and_pin(cli, name: str, password_file: Path) -> str:
+    """NAME logs in and enrols a personal key; the home's owner (root, on an install) pins it. Its fingerprint."""
+    assert cli("login", name, "--password-file", password_file).code == 0
+    result = cli("keys", "enroll")
+    assert result.code == 0, result.err
+    fingerprint = re.search(r"enrolled personal key ([0-9a-f]{64})", result.out).group(1)
+    result = cli("keys", "pin", fingerprint)
+    assert result.code == 0, result.err
+    return fingerprint
 
 
 def write_password_files(folder: Path) -> None:
@@ -89,6 +127,8 @@ def home(tmp_path, monkeypatch) -> Path:
     write_password_files(secret)
     monkeypatch.setenv("APPLIANCE_KEY_PASSPHRASE_FILE", str(secret / "passphrase"))
     monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session.json"))
+    for key, value in personal_env(secret).items():
+        monkeypatch.setenv(key, value)
     return path
 
 
@@ -173,6 +213,8 @@ def _build_staff(cli, home: Path) -> None:
         result = cli("users", "add", name, "--role", ROLES[name], "--password-file", first_pw_file(home, name))
         assert result.code == 0, result.err
         first_login(cli, secrets, name)
+    for name in ("oscar", "erin"):  # the officer's and the engineer's personal keys, pinned
+        enroll_and_pin(cli, name, pw_file(home, name))
     result = cli("login", "erin", "--password-file", pw_file(home, "erin"))
     assert result.code == 0, result.err
 
@@ -191,7 +233,7 @@ def staff_template(tmp_path_factory) -> Path:
     (root / "secrets" / "passphrase").write_text(PASSPHRASE + "\n")
     write_password_files(root / "secrets")
     env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "secrets" / "passphrase"),
-           "APPLIANCE_SESSION_FILE": str(root / "session.json")}
+           "APPLIANCE_SESSION_FILE": str(root / "session.json"), **personal_env(root / "secrets")}
 
     def run(*args) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
@@ -228,6 +270,7 @@ def staff_home(home, staff_template) -> Path:
         src.backup(out)  # the driver's online backup: a consistent copy of the file, not a query
     os.chmod(home / "appliance.db", 0o600)
     shutil.copy2(staff_template / "session.json", home.parent / "session.json")
+    shutil.copytree(staff_template / "secrets" / "personal-keys", home.parent / "secrets" / "personal-keys")
     return home
 
 

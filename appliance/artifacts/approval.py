@@ -1,12 +1,14 @@
 """Approval: packaged -> signed -> approved | rejected; approved -> revoked. Only an officer decides, under the
 four-eyes rules of `duties.py` (not the trainer, packager or signer; not someone they appointed; not the same
 OS account), and approval needs a verified signature, a passed (or officer-overridden) evaluation and policy
-digests the installed history admits. Every transition and every refusal is an audit event naming the rule."""
+digests the installed history admits. Every decision is signed by the officer's own personal key
+(`decisions.py`), and the signed statement goes into its audit event: the gateway serves on the statement, never
+on the status column. Every transition and every refusal is an audit event naming the rule."""
 
 from __future__ import annotations
 
 from appliance import policies
-from appliance.artifacts import duties, registry
+from appliance.artifacts import decisions, duties, registry
 from appliance.artifacts.signing import verify
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone, sign_if_due
@@ -63,12 +65,15 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
             _refuse(ctx, action, artifact.name, PolicyViolation(
                 f"artifact {artifact.name!r} was not made under installed policies: {'; '.join(problems)}",
                 hint="policies"), rule="installed-policies")
+    try:  # the officer's own key signs the decision, in their own process; only that counts at serving
+        statement = decisions.signed(ctx, action, artifact.name, artifact.manifest_digest, reason)
+    except PermissionDenied as exc:
+        _refuse(ctx, action, artifact.name, exc, rule="signed-decision")
     with session_scope(ctx.engine) as s:
         registry.update(s.connection(), artifact.id, artifact.status, status=_TO[action], decided_by=ctx.actor.user,
                         decided_at=runs.now(), decision_reason=reason)
         record(ctx, s, Event(f"artifact.{action}", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
-                             reason=reason, details={"from": artifact.status, "to": _TO[action], **checked_rules}))
-    # The gateway serves an adapter once a signed checkpoint proves its approval: sign one now where this
-    # process can (otherwise the signer does within the audit policy's cadence).
-    sign_if_due(ctx, force=True)
+                             reason=reason, details={"from": artifact.status, "to": _TO[action], **checked_rules,
+                                                     "statement": statement}))
+    sign_if_due(ctx, force=True)  # a checkpoint over the decision now, where this process signs
     return registry.get(ctx.engine, ctx.settings, artifact.name)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance import __version__
-from appliance.artifacts import registry
+from appliance.artifacts import decisions, registry
 from appliance.artifacts.gguf_lora import convert
 from appliance.audit.events import Event
 from appliance.audit.log import record
@@ -192,10 +192,12 @@ def package(ctx: Context, run_name: str, *, name: str | None = None, say: Say = 
         packaged_by=ctx.actor.user, packaged_at=runs.now(), signed_by=None, signed_at=None, signing_key_id=None,
         decided_by=None, decided_at=None, decision_reason=None)
     try:
+        statement = decisions.signed(ctx, "package", name, artifact.manifest_digest)  # the engineer's own key
         with session_scope(ctx.engine) as s:
             registry.insert(s.connection(), artifact)
             record(ctx, s, Event("artifact.package", "artifact", name, object_sha256=artifact.manifest_digest,
-                                 details={"run": run.name, "eval_id": ev.id, "files": len(digests)}))
+                                 details={"run": run.name, "eval_id": ev.id, "files": len(digests),
+                                          "statement": statement}))
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise

@@ -43,7 +43,14 @@ class Artifact:
         return {c.name: getattr(self, c.name) for c in t.c}
 
     def directory(self, settings: Settings) -> Path:
-        return settings.home / self.path
+        """The artifact's folder, from its name (never from the `path` column, which only records it)."""
+        return folder_of(settings, self.name)
+
+
+def folder_of(settings: Settings, name: str) -> Path:
+    if not NAME_RE.match(name):
+        raise InputError(f"artifact name {name!r} is not one the appliance makes: the registry was altered")
+    return settings.artifacts_dir / name
 
 
 def _artifact(row) -> Artifact:

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.artifacts import registry
+from appliance.artifacts import decisions, registry
 from appliance.artifacts.package import SIGNATURE, file_digests
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
@@ -73,6 +73,7 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
     key = store.active_key(ctx.engine, "artifact")
     if key is None:
         raise NotFound("no active artifact key", hint="keys.init")
+    statement = decisions.signed(ctx, "sign", artifact.name, artifact.manifest_digest)  # the engineer's own key
     ensure_private_dir(ctx.settings.tmp_dir)
     with tempfile.TemporaryDirectory(dir=ctx.settings.tmp_dir) as tmp:
         staged = Path(tmp) / SIGNATURE
@@ -89,7 +90,7 @@ def sign(ctx: Context, ref: str) -> registry.Artifact:
         registry.update(s.connection(), artifact.id, "packaged", status="signed", signed_by=ctx.actor.user,
                         signed_at=runs.now(), signing_key_id=key.key_id)
         record(ctx, s, Event("artifact.sign", "artifact", artifact.name, object_sha256=artifact.manifest_digest,
-                             details={"key_id": key.key_id}))
+                             details={"key_id": key.key_id, "statement": statement}))
     return registry.get(ctx.engine, ctx.settings, artifact.name)
 
 
@@ -122,6 +123,13 @@ def _statement(signature: Path) -> dict:
         return payload
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def pem_of(public_key) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def _verifies(directory: Path, signature: Path, public_pem: str) -> bool:
@@ -184,17 +192,27 @@ def _verify(ctx: Context, directory: Path, shown: str) -> Verification:
         result.add("signature", False, f"{label}: signs artifact {subject!r}, not {directory.name!r}")
     changed = _differences(signed, current)
     result.add("files", not changed, "every file matches the signed list" if not changed else "; ".join(changed))
-    keys = [k for k in store.list_keys(ctx.engine) if k.purpose == "artifact"]
-    signer = next((k for k in keys if _verifies(directory, signature, k.public_pem)), None) if not changed else None
+    from appliance.keys import pins
+
+    pinned, pin_problem = pins.read(ctx.settings, "artifact")
+    stored = {k.key_id: k for k in store.list_keys(ctx.engine) if k.purpose == "artifact"}
+    signer = None
+    if not changed:
+        signer = next((k for k in pinned if _verifies(directory, signature, pem_of(pinned[k]))), None) or \
+            next((k for k, rec in stored.items() if _verifies(directory, signature, rec.public_pem)), None)
     if signer is None and not changed:
-        result.add("key", False, "the signature verifies with no key in the trust store (unknown key, or the "
-                                 "signature was altered)")
+        result.add("key", False, "the signature verifies with no pinned artifact key (unknown key, or the "
+                                 "signature was altered)" + (f"; {pin_problem}" if pin_problem else ""))
     elif signer is not None:
-        result.key_id = signer.key_id
-        if signer.status == "revoked":
-            result.add("key", False, f"signed with revoked key {signer.key_id[:16]} ({signer.revoked_reason})")
+        result.key_id = signer
+        record = stored.get(signer)
+        if signer not in pinned:
+            result.add("key", False, f"signed with key {signer[:16]}, found only in the database (not in "
+                                     f"{pins.path_of(ctx.settings, 'artifact')})")
+        elif record is not None and record.status == "revoked":
+            result.add("key", False, f"signed with revoked key {signer[:16]} ({record.revoked_reason})")
         else:
-            result.add("key", True, f"signed with trusted key {signer.key_id[:16]} ({signer.status})")
+            result.add("key", True, f"signed with pinned key {signer[:16]} ({record.status if record else 'pinned'})")
     registered = _differences(artifact.files, current)
     result.add("registry", not registered, "files match the digests recorded at packaging" if not registered
                else "; ".join(registered))

@@ -46,6 +46,7 @@ class VerifyReport:
     anchored: int = 0  # events covered outside the database: by their anchored leaf or an anchored checkpoint
     unanchored: int = 0  # events neither covers
     notes: list[str] = field(default_factory=list)  # what an auditor should know that is not a failure
+    leaves: bytes = field(default=b"", repr=False)  # every event's leaf as recomputed (the gateway follows on)
 
     @property
     def ok(self) -> bool:
@@ -57,7 +58,9 @@ class VerifyReport:
             self.first_bad_seq = seq
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        data = asdict(self)
+        data.pop("leaves")
+        return {**data, "ok": self.ok}
 
 
 @dataclass
@@ -106,8 +109,9 @@ class Trust:
     def of(cls, settings, fingerprint: str | None = None, with_anchors: bool = True) -> Trust:
         """The install's trust: its pinned keys (or only the key with this sha256 fingerprint), its anchor file,
         its audit policy's cadence."""
-        from appliance.audit import anchors, pins
+        from appliance.audit import anchors
         from appliance.audit.policy import cadence
+        from appliance.keys import pins
 
         keys, problem = pins.read(settings)
         source = str(settings.pinned_keys_path)
@@ -295,7 +299,7 @@ def verify_log(engine, trust: Trust, exported: Kept | list[Checkpoint] | Checkpo
                             f"{tree_size} was rewritten after it was signed", _rewritten_from(stored, tree_size))
     report.events = size
     report.root = _fold(prefix).hex()
-    leaves = leaves[:size * 32]
+    leaves = report.leaves = leaves[:size * 32]
     matched = _check_leaves(report, trust.leaves, leaves, size, max_seq)
     if kept_leaves:
         _check_leaves(report, kept_leaves, leaves, size, max_seq)

@@ -7,6 +7,7 @@ end and how to reach their files and session.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ class App:
 
     caller: object | None = None  # cli.caller.Caller; None: this process's own account
     correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    argv: list[str] = field(default_factory=list)  # the command line being run
 
     @cached_property
     def settings(self) -> Settings:
@@ -47,7 +49,7 @@ class App:
         """The caller: given (through the control socket) or this process's own account."""
         from appliance.cli.caller import local_caller
 
-        return self.caller if self.caller is not None else local_caller(self.settings)
+        return self.caller if self.caller is not None else local_caller(self.settings, self.argv)
 
     @property
     def remote(self) -> bool:
@@ -73,7 +75,7 @@ class App:
         except PermissionDenied as exc:
             sessions.deny_unauthenticated(system, "authenticate", str(exc))
             raise
-        return system.acting_as(actor)
+        return dataclasses.replace(system.acting_as(actor), personal=self.who.keys)
 
     def service_account_only(self, what: str) -> None:
         """Refuse, through the control socket, what only the service account runs (its own units)."""
@@ -147,6 +149,7 @@ def _param_label(argv: list[str], param: str | None) -> str | None:
 
 def run_command(argv: list[str], app: App) -> int:
     """Run one command line; user mistakes become one line on stderr and a non-zero exit, never a traceback."""
+    app.argv = list(argv)
     try:
         from appliance.control.routing import service_only
 

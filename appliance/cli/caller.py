@@ -42,8 +42,12 @@ class Caller:
     store: SessionStore
     files: Files
     remote: bool = False
+    keys: object | None = None  # keys.personal.PersonalKeys: the person's own signing key, in their process
 
 
-def local_caller(settings: Settings) -> Caller:
+def local_caller(settings: Settings, argv: list[str]) -> Caller:
+    from appliance.keys.personal import LocalPersonalKeys
+
     return Caller(OsIdentity.of_process(), settings.env.get("APPLIANCE_TOKEN") or None,
-                  FileSessionStore(session_path(settings.env, str(settings.home))), LocalFiles())
+                  FileSessionStore(session_path(settings.env, str(settings.home))), LocalFiles(),
+                  keys=LocalPersonalKeys(settings.env, argv))

@@ -81,3 +81,108 @@ def keys_export_public(app: App, out: OutputFile, purpose: str) -> None:
     require(app.ctx, "read", "key", purpose)
     k = store.export_public(app.ctx, out, purpose)
     click.echo(f"wrote {purpose} public key {k.key_id[:16]} to {out}")
+
+
+@keys.command("enroll")
+@pass_app
+def keys_enroll(app: App) -> None:
+    """Make your personal signing key (officer, engineer), in your own process, and enrol it.
+
+    The key stays in your home (APPLIANCE_PERSONAL_KEYS, default ~/.local/share/appliance/keys), encrypted under
+    a passphrase of yours (APPLIANCE_PERSONAL_PASSPHRASE_FILE, or asked on your terminal). It signs your
+    decisions once root has pinned it: read its fingerprint, printed here, to whoever runs `appliance keys pin`."""
+    from appliance.keys import enrolment
+
+    entry = enrolment.enroll(app.ctx)
+    click.echo(f"enrolled personal key {entry.key_id} for {entry.user} ({entry.role}), from OS account "
+               f"{entry.os_user} (uid {entry.os_uid})")
+    click.echo(f"it signs nothing that counts until root pins it: appliance keys pin {entry.key_id}")
+
+
+def _keep_database_owner(settings):
+    """Root opening a SQLite home in place may create its -wal/-shm files: they go back to the home's owner."""
+    import contextlib
+    import os
+
+    if not settings.uses_sqlite or os.geteuid() != 0:
+        return contextlib.nullcontext()
+    database = settings.home / "appliance.db"
+
+    @contextlib.contextmanager
+    def keep():
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                owner = database.stat()
+                for suffix in ("-wal", "-shm"):
+                    side = database.with_name(database.name + suffix)
+                    if side.exists() and side.stat().st_uid != owner.st_uid:
+                        os.chown(side, owner.st_uid, owner.st_gid)
+    return keep()
+
+
+@keys.command("pin")
+@click.argument("fingerprint")
+@pass_app
+def keys_pin(app: App, fingerprint: str) -> None:
+    """Root: pin the enrolled personal key FINGERPRINT (the whole sha256 its holder reads out to you).
+
+    Runs here, never through the control socket: the pin file (APPLIANCE_TRUST_DIR/people-keys.jsonl on an
+    install) is root's, and only what is pinned there signs decisions. Prints whom the key was enrolled by."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import record_alone
+    from appliance.context import Actor
+    from appliance.keys import enrolment
+
+    with _keep_database_owner(app.settings):
+        key = enrolment.pin(app.settings, app.engine, fingerprint)
+        click.echo(f"pinned {key.key_id} for {key.user} ({key.role}), enrolled from OS account {key.os_user} "
+                   f"(uid {key.os_uid}, {'from the kernel' if key.os_source == 'peer' else 'in-process'}) in "
+                   f"{app.settings.people_keys_path}")
+        record_alone(app.system_ctx, Event("key.pin", "key", key.key_id, details={
+            "user": key.user, "role": key.role, "pin_file": str(app.settings.people_keys_path)}),
+            Actor(app.who.os.name, "system", "local"))
+
+
+@keys.command("unpin")
+@click.argument("fingerprint")
+@click.option("--reason", required=True, help="Why; kept in the pin file and the audit trail.")
+@pass_app
+def keys_unpin(app: App, fingerprint: str, reason: str) -> None:
+    """Root: revoke a pinned personal key; nothing it signed counts any more, whenever it was signed."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import record_alone
+    from appliance.context import Actor
+    from appliance.keys import people
+
+    with _keep_database_owner(app.settings):
+        key = people.revoke(app.settings, fingerprint, reason)
+        click.echo(f"revoked personal key {key.key_id} of {key.user} in {app.settings.people_keys_path}")
+        record_alone(app.system_ctx, Event("key.unpin", "key", key.key_id, reason=reason,
+                                           details={"user": key.user}), Actor(app.who.os.name, "system", "local"))
+
+
+@keys.command("people")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def keys_people(app: App, as_json: bool) -> None:
+    """List enrolled personal keys and whether root pinned (or revoked) them."""
+    from appliance.identity.roles import require
+    from appliance.keys import enrolment, people
+
+    require(app.ctx, "read", "key", "people")
+    pinned = people.read(app.settings)
+    rows = []
+    for e in enrolment.enrolments(app.engine):
+        key = pinned.get(e.key_id)
+        state = "not pinned" if key is None else f"revoked ({key.revoked})" if key.revoked else "pinned"
+        rows.append({"key_id": e.key_id, "user": e.user, "role": e.role, "os_user": e.os_user, "os_uid": e.os_uid,
+                     "enrolled_at": e.enrolled_at, "state": state})
+    if as_json:
+        emit_json({"keys": rows, "pin_file_problem": pinned.problem})
+        return
+    for r in rows:
+        click.echo(f"{r['key_id'][:16]}  {r['user']:<16} {r['role']:<9} {r['os_user']:<12} {r['state']}")
+    if not rows:
+        click.echo("no personal key enrolled")

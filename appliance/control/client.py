@@ -35,9 +35,11 @@ class Client:
         self.session_file = session_file
         self._writes: dict[str, tuple[Path, Path, bool]] = {}  # handle -> (temporary file, target, exclusive)
         self._sock: socket.socket | None = None
+        self.argv: list[str] = []
 
     # --- one command -------------------------------------------------------------------------------------
     def run(self, argv: list[str]) -> int:
+        self.argv = list(argv)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             sock.connect(str(self.socket_path))
@@ -113,6 +115,8 @@ class Client:
         if op == "session.clear":
             self.session_file.unlink(missing_ok=True)
             return {}, []
+        if op in ("personal.enroll", "personal.sign"):
+            return self._personal(op, message), []
         raise _Refusal(f"unknown request {op!r}")
 
     # --- files, opened as the person -----------------------------------------------------------------------
@@ -179,6 +183,22 @@ class Client:
         entry = self._writes.pop(handle, None)
         if entry:
             entry[0].unlink(missing_ok=True)
+
+    # --- the person's own signing key ------------------------------------------------------------------------
+    def _personal(self, op: str, message: dict) -> dict:
+        import base64
+
+        from appliance.errors import ApplianceError
+        from appliance.keys.personal import LocalPersonalKeys
+
+        keys = LocalPersonalKeys(self.env, self.argv)
+        user = str(message.get("user", ""))
+        try:
+            if op == "personal.enroll":
+                return keys.enroll(user)
+            return keys.sign(user, base64.b64decode(str(message.get("payload", "")), validate=True))
+        except (ApplianceError, ValueError) as exc:
+            raise _Refusal(str(exc)) from None
 
     # --- the session file ----------------------------------------------------------------------------------
     def _read_session(self) -> dict | None:

@@ -106,6 +106,24 @@ class PeerSessionStore:
         self._data = None
 
 
+class PeerPersonalKeys:
+    """The person's signing key, in their own process: the service asks, their client makes or signs (it signs only
+    the decision the person's own command line asked for), and the key never comes here."""
+
+    def __init__(self, channel: Channel):
+        self._channel = channel
+
+    def enroll(self, user: str) -> dict:
+        reply, _ = self._channel.request("personal.enroll", user=user)
+        return reply
+
+    def sign(self, user: str, payload: bytes) -> dict:
+        import base64
+
+        reply, _ = self._channel.request("personal.sign", user=user, payload=base64.b64encode(payload).decode())
+        return reply
+
+
 class PeerFiles:
     def __init__(self, channel: Channel, cwd: str, os_user: str):
         self._channel = channel
@@ -173,7 +191,7 @@ def handle(conn: socket.socket) -> int:
     who = OsIdentity.of_peer(uid)
     cwd = hello.get("cwd") if isinstance(hello.get("cwd"), str) else ""
     caller = Caller(who, token, PeerSessionStore(hello.get("session"), channel), PeerFiles(channel, cwd, who.name),
-                    remote=True)
+                    remote=True, keys=PeerPersonalKeys(channel))
     code = run_command(argv, App(caller=caller))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

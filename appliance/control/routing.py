@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_SOCKET = "/run/appliance/control.sock"
-CLIENT_SIDE = (("version",), ("config", "check"), ("bundle",), ("policies", "check"))
+# `keys pin`/`unpin` are root's acts on root's pin file: in its own process, wherever the home is.
+CLIENT_SIDE = (("version",), ("config", "check"), ("bundle",), ("policies", "check"), ("keys", "pin"),
+               ("keys", "unpin"))
 SERVICE_ONLY = (("serve",), ("worker",), ("console",), ("service",), ("init",), ("restore",))
 
 

@@ -321,6 +321,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE training_run RENAME COLUMN engine TO framework",
         "ALTER TABLE training_run RENAME COLUMN engine_reason TO framework_reason",
     )),
+    Migration(11, "personal signing keys as enrolled (root pins them outside the database)", (
+        """CREATE TABLE personal_key (
+            key_id VARCHAR(64) PRIMARY KEY,
+            user_name VARCHAR(64) NOT NULL,
+            role VARCHAR(16) NOT NULL,
+            public_pem TEXT NOT NULL,
+            os_user VARCHAR(64) NOT NULL,
+            os_uid BIGINT NOT NULL,
+            os_source VARCHAR(8) NOT NULL,
+            enrolled_at VARCHAR(32) NOT NULL
+        )""",
+        "CREATE INDEX personal_key_user ON personal_key (user_name)",
+    )),
 )
 
 _LEDGER = schema_migrations.name

@@ -301,3 +301,16 @@ drift_check = Table(
     _required("max_drop", DOUBLE_PRECISION),
     _required("detail", Text),
 )
+
+# Migration 11: personal signing keys as enrolled; whether one counts is root's pin file, never this table.
+personal_key = Table(
+    "personal_key", metadata,
+    Column("key_id", String(64), primary_key=True),
+    _required("user_name", String(64)),
+    _required("role", String(16)),
+    _required("public_pem", Text),
+    _required("os_user", String(64)),
+    _required("os_uid", BigInteger),
+    _required("os_source", String(8)),
+    _stamp("enrolled_at"),
+)

@@ -35,6 +35,7 @@ ACTIONS: dict[str, str] = {
     "users.manage": "add users, disable them, change roles, reset passwords",
     "tokens.manage": "gateway tokens for anyone; control tokens for service accounts of role user",
     "keys.manage": "create, rotate and revoke signing keys",
+    "keys.enroll": "enrol one's own personal signing key (root pins it)",
     "backup": "back up the appliance",
 }
 
@@ -47,9 +48,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
                                  "keys.manage", "backup"},
     # builds adapters; never approves
     "engineer": _PERSON | {"read", "serve.query", "models.import", "data.ingest", "train", "eval",
-                           "eval.scheduled", "package", "sign"},
+                           "eval.scheduled", "package", "sign", "keys.enroll"},
     # reads everything, approves and revokes, owns the audit trail; cannot ingest, train or sign
-    "officer": _PERSON | _AUDIT | {"read", "serve.query", "artifacts.approve", "eval.override"},
+    "officer": _PERSON | _AUDIT | {"read", "serve.query", "artifacts.approve", "eval.override", "keys.enroll"},
     # queries served models only
     "user": _PERSON | {"serve.query"},
     # the appliance itself, acting before any user exists (bootstrap) or on a schedule

@@ -92,13 +92,15 @@ def init_keys(ctx: Context) -> list[KeyRecord]:
 
 
 def _pin(ctx: Context, key: KeyRecord) -> None:
-    """An audit key is trusted by verification only once pinned outside the database."""
-    from appliance.audit import pins
+    """A key is trusted by verification (audit) and serving (artifact) only once pinned outside the database."""
+    from appliance.keys import pins
 
-    if key.purpose == "audit" and not pins.pin(ctx.settings, key.public_pem):
-        print(f"pin the new audit key {key.key_id[:16]}: add keys/{key.private_file.replace('.key.', '.pub.')} "
-              f"to {ctx.settings.pinned_keys_path} as root (the Ansible role does on its next run); until then "
-              f"`audit verify` refuses the checkpoints it signs", flush=True)
+    if not pins.pin(ctx.settings, key.public_pem, key.purpose):
+        what = "`audit verify` refuses the checkpoints it signs" if key.purpose == "audit" else \
+            "the gateway serves nothing it signs"
+        print(f"pin the new {key.purpose} key {key.key_id}: add keys/{key.private_file.replace('.key.', '.pub.')} "
+              f"to {pins.path_of(ctx.settings, key.purpose)} as root (the Ansible role pins the keys its own "
+              f"`init` created); until then {what}", flush=True)
 
 
 def rotate(ctx: Context, purpose: str) -> KeyRecord:

@@ -340,24 +340,6 @@ def test_the_newest_events_deleted_a_minute_after_they_were_written_are_named(ct
                for p in report.problems), report.problems
 
 
-def test_an_approval_is_proven_from_the_trail_not_a_column(ctx):
-    from appliance.audit.proofs import approval_problem
-
-    trust = Trust.of(ctx.settings, with_anchors=False)
-    assert "no approval event for manifest" in approval_problem(ctx.engine, trust, "triage", "ab" * 32)
-    with session_scope(ctx.engine) as s:
-        seq = record(ctx, s, Event("artifact.approve", "artifact", "triage", object_sha256="ab" * 32))
-    checkpoint_now(ctx)
-    assert approval_problem(ctx.engine, trust, "triage", "ab" * 32) is None
-    assert "no approval event for manifest" in approval_problem(ctx.engine, trust, "triage", "cd" * 32)
-    tamper(ctx.engine, update(audit_event).where(E.seq == seq).values(actor="mallory"))
-    assert "is not in the signed tree" in approval_problem(ctx.engine, trust, "triage", "ab" * 32)
-    with session_scope(ctx.engine) as s:
-        record(ctx, s, Event("artifact.approve", "artifact", "other", object_sha256="ef" * 32))
-        record(ctx, s, Event("artifact.revoke", "artifact", "other", object_sha256="ef" * 32))
-    assert "revoked in the audit trail" in approval_problem(ctx.engine, trust, "other", "ef" * 32)
-
-
 def test_a_checkpoint_forged_with_a_foreign_key_is_refused(ctx):
     append(ctx, 5)
     real = checkpoint_now(ctx)

@@ -11,6 +11,7 @@ from appliance.db import connect, migrate, migrations, require_current, session_
 from appliance.db.tables import audit_event, base_model, model_file, schema_migrations
 from appliance.errors import AlreadyExists, InputError, StorageError
 from appliance.models import registry
+from tests.conftest import enrolled, personal_keys
 from tests.helpers import write_gguf, write_hf_folder
 
 pytestmark = pytest.mark.unit
@@ -72,7 +73,7 @@ def test_a_run_recorded_before_migration_10_names_its_framework_after_it(engine,
     with engine.begin() as conn:
         conn.execute(insert(before).values(stored))
     monkeypatch.undo()
-    assert migrate(engine) == [10]
+    assert migrate(engine)[0] == 10
     assert runs.get_run(engine, "older") == run and (run.framework, run.framework_reason) == ("trl", "measured")
 
 
@@ -228,7 +229,13 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
     with pytest.raises(InputError, match="at least 10 characters"):
         override.override(officer, "tuned", "ok")
     assert store.latest(ctx.engine, "tuned").releasable is False
-    done = override.override(officer, "tuned", "format gate waived for the pilot; reviewed with the owner")
+    reason = "format gate waived for the pilot; reviewed with the owner"
+    with pytest.raises(PermissionDenied, match="signed with your own personal key"):
+        override.override(officer, "tuned", reason)  # the console's context: no personal key to sign with
+    keys = settings.home.parent / "oscar-keys"
+    enrolled(officer, keys)
+    done = override.override(personal_keys(officer, keys, "evals", "override", "tuned", "--reason", reason), "tuned",
+                             reason)
     assert done.releasable and not done.passed and done.override_by == "oscar"
     e = audit_event.c
     with ctx.engine.connect() as conn:
@@ -236,7 +243,10 @@ def test_only_an_officer_overrides_a_failed_gate_with_a_reason_and_it_is_audited
                             .order_by(e.seq)).all()
     assert [tuple(r) for r in rows] == [
         ("erin", "eval.override", "denied", "role engineer lacks permission eval.override"),
-        ("oscar", "eval.override", "ok", "format gate waived for the pilot; reviewed with the owner")]
+        ("oscar", "eval.override", "denied", "override is signed with your own personal key, in your own "
+                                             "`appliance` process: run the command from your terminal (the console "
+                                             "prepares it)"),
+        ("oscar", "eval.override", "ok", reason)]
 
 
 def test_a_failed_gate_blocks_signing_and_the_refusal_is_audited(settings, ctx):

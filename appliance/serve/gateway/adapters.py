@@ -1,6 +1,7 @@
-"""The adapter set follows the registry: an approved artifact (its approval proven in the audit trail, its signature
-verified) is loaded into the backend and only then served; a revoked one, or one whose signing key was revoked, is
-refused at once and then unloaded."""
+"""The adapter set follows the audit trail: an artifact whose release the trail proves (its makers' and its
+approver's signed statements, verified as the gateway follows the trail against its anchors; its folder signed by a
+pinned artifact key) is loaded into the backend and only then served; a revoked one, or one whose signing key was
+revoked, is refused at once and then unloaded."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 
 from appliance.audit.events import Event
 from appliance.context import Actor, Context
+from appliance.errors import ApplianceError
 from appliance.serve.audit_writer import AuditUnavailable, AuditWriter
 from appliance.serve.backends import AdapterFiles, Backend
 
@@ -21,44 +23,54 @@ log = logging.getLogger("appliance.serve")
 
 class AdapterSet:
     def __init__(self, ctx: Context, backend: Backend, model: str, audit: AuditWriter) -> None:
+        from appliance.audit.follow import TrailFollower
+
         self.ctx, self.backend, self.model, self.audit = ctx, backend, model, audit
         self.loaded: dict[str, str] = {}  # adapter name -> artifact manifest digest
         self.refused: dict[str, str] = {}  # adapter name -> manifest digest whose load was refused
+        self.trail = TrailFollower(ctx.settings, ctx.engine)
+        self._started = False
+        self._trail_problem: str | None = None
+        self._keys_revoked = 0
 
     def wanted(self) -> dict[str, tuple[str, str]]:
-        """Approved artifacts trained on the served base and signed with a key that is not revoked:
-        name -> (manifest digest, directory)."""
-        from appliance.artifacts import registry
-        from appliance.keys.store import list_keys
-        from appliance.train import runs
+        """Artifacts the trail shows approved and not revoked, as the gateway verified it against the anchors:
+        name -> (manifest digest, directory). Nothing while the trail does not verify."""
+        from appliance.artifacts.registry import folder_of
+        from appliance.artifacts.release import candidates
 
-        revoked = {k.key_id for k in list_keys(self.ctx.engine) if k.status == "revoked"}
+        if not self._started:
+            self._started = True
+            self.trail.start()
+        else:
+            self.trail.follow()
+        if self.trail.problem:
+            if self.trail.problem != self._trail_problem:
+                self._trail_problem = self.trail.problem
+                log.warning("serving no adapter: %s", self.trail.problem)
+                self.audit.put(GATEWAY, Event("serve.trail", "audit", "log", outcome="error",
+                                              reason=f"no adapter is served: {self.trail.problem}"))
+            return {}
         wanted = {}
-        for artifact in registry.list_artifacts(self.ctx.engine):
-            if artifact.status != "approved" or artifact.signing_key_id in revoked:
+        for c in candidates(self.trail):
+            try:
+                wanted[c.name] = (c.digest, str(folder_of(self.ctx.settings, c.name)))
+            except ApplianceError:
                 continue
-            if runs.get_run(self.ctx.engine, artifact.run_name).base_model != self.model:
-                continue
-            wanted[artifact.name] = (artifact.manifest_digest, str(artifact.directory(self.ctx.settings)))
+        keys_revoked = sum(d.action == "key.revoke" for d in self.trail.decisions)
+        if keys_revoked != self._keys_revoked:  # a signing key revoked: what is loaded is proven again
+            self._keys_revoked = keys_revoked
+            for name in [n for n in self.loaded if n in wanted and not self.verify(n, wanted[n][0])[0]]:
+                del wanted[name]
         return wanted
 
-    def verify(self, name: str) -> tuple[bool, str]:
-        from appliance.artifacts import registry
-        from appliance.artifacts.signing import verify
-        from appliance.audit.proofs import approval_problem
-        from appliance.audit.verify import Trust
+    def verify(self, name: str, digest: str) -> tuple[bool, str]:
+        """The release proof (`artifacts/release.py`): signed by its makers and approved by an officer, each with a
+        key root pinned, its folder signed by a pinned artifact key, nothing revoked."""
+        from appliance.artifacts.release import prove
 
-        artifact = registry.get(self.ctx.engine, self.ctx.settings, name)
-        if artifact.status != "approved":
-            return False, "no longer approved"
-        problem = approval_problem(self.ctx.engine, Trust.of(self.ctx.settings, with_anchors=False), name,
-                                   artifact.manifest_digest)
-        if problem:
-            return False, problem
-        result = verify(self.ctx, name)
-        if not result.ok:
-            return False, "; ".join(f"{c['check']}: {c['detail']}" for c in result.checks if not c["ok"])
-        return True, f"verified with key {result.key_id[:16]}; approval proven in the audit trail"
+        problem, detail = prove(self.ctx.settings, self.trail, name, digest, self.model)
+        return (False, problem) if problem else (True, detail)
 
     async def sync(self, client: httpx.AsyncClient) -> None:
         wanted = await asyncio.to_thread(self.wanted)
@@ -71,9 +83,7 @@ class AdapterSet:
         for name, (digest, directory) in wanted.items():
             if name in self.loaded or self.refused.get(name) == digest:
                 continue
-            ok, detail = await asyncio.to_thread(self.verify, name)
-            if not ok and "not yet covered by a signed checkpoint" in detail:
-                continue  # the signer anchors it within the audit policy's cadence: look again next round
+            ok, detail = await asyncio.to_thread(self.verify, name, digest)
             if not ok:
                 self.refused[name] = digest
                 self.audit.put(GATEWAY, Event("serve.load", "artifact", name, outcome="denied",
