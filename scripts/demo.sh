@@ -9,6 +9,8 @@ export APPLIANCE_HOME="$PWD/var/demo"
 secrets_dir="$PWD/var/demo-secrets"
 export APPLIANCE_KEY_PASSPHRASE_FILE="$secrets_dir/key-passphrase"
 export APPLIANCE_SESSION_FILE="$secrets_dir/session.json"
+# Each person's own signing key lives with them (here: one folder, a key a person), under a passphrase of their own.
+export APPLIANCE_PERSONAL_KEYS="$secrets_dir/personal-keys"
 unset APPLIANCE_DATABASE_URL APPLIANCE_TOKEN APPLIANCE_KEY_PASSPHRASE
 
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
@@ -162,6 +164,7 @@ random() { python3 -c 'import secrets; print(secrets.token_urlsafe(18))'; }
 random > "$APPLIANCE_KEY_PASSPHRASE_FILE"
 # Each account gets a one-time password from whoever creates it (.first) and chooses its own at the first login.
 for who in admin engineer officer; do random > "$secrets_dir/$who.first"; random > "$secrets_dir/$who.password"; done
+for who in engineer officer; do random > "$secrets_dir/$who.key-passphrase"; done
 {
   echo "Demo credentials (APPLIANCE_HOME=$APPLIANCE_HOME)"
   for who in admin engineer officer; do echo "  $who: $(cat "$secrets_dir/$who.password")"; done
@@ -182,6 +185,45 @@ someone_elses_token() {
   echo "... and as the admin herself:"
   APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" \
     appliance approve helpdesk-triage --reason "the admin approving" || echo "(refused with exit status $?)"
+}
+enrol_and_pin() {  # NAME: NAME enrols a personal key in their own process; the home's owner (root) pins it
+  appliance login "$1" --password-file "$secrets_dir/$1.password" >/dev/null
+  APPLIANCE_PERSONAL_PASSPHRASE_FILE="$secrets_dir/$1.key-passphrase" appliance keys enroll | tee "$secrets_dir/$1.enrol"
+  local fingerprint
+  fingerprint=$(sed -n 's/^enrolled personal key \([0-9a-f]*\) .*/\1/p' "$secrets_dir/$1.enrol")
+  echo "$ appliance keys pin $fingerprint     (root, on an install: the pin file is root's)"
+  appliance keys pin "$fingerprint"
+}
+forge_an_approval() {
+  # As the engineer: another artifact of the run, packaged and signed with her own key.
+  appliance package helpdesk-triage --name helpdesk-forged >/dev/null 2>&1
+  appliance sign helpdesk-forged >/dev/null
+  echo "Someone with the database (the service account) appends artifact.approve in the officer's name with the"
+  echo "appliance's own code, and signs a checkpoint over it:"
+  python - <<'PY'
+from appliance.artifacts import registry
+from appliance.audit.events import Event
+from appliance.audit.log import checkpoint_now, record_alone
+from appliance.config import load_settings
+from appliance.context import Actor, Context
+from appliance.db import connect
+
+settings = load_settings()
+service = Context(settings, connect(settings))
+digest = registry.get(service.engine, settings, "helpdesk-forged").manifest_digest
+seq = record_alone(service, Event("artifact.approve", "artifact", "helpdesk-forged", reason="approved",
+                                  object_sha256=digest), Actor("officer", "officer", "session"))
+checkpoint_now(service)
+print(f"  event {seq}: artifact.approve helpdesk-forged by 'officer', in the signed trail")
+PY
+  appliance login officer --password-file "$secrets_dir/officer.password" >/dev/null
+  for _ in $(seq 1 40); do
+    appliance audit log --action serve.load --limit 50 | grep -q 'helpdesk-forged' && break; sleep 0.5
+  done
+  echo "The gateway, which serves only on an officer's own signed statement:"
+  appliance audit log --action serve.load --limit 50 | grep 'helpdesk-forged'
+  python3 -c 'import json, sys, urllib.request; print("models served:", json.load(urllib.request.urlopen(sys.argv[1]))["adapters"])' \
+    "http://127.0.0.1:$port/readyz"
 }
 service_pid=""
 stop_service() { if [ -n "$service_pid" ]; then kill "$service_pid" 2>/dev/null || true; wait "$service_pid" 2>/dev/null || true; service_pid=""; fi; }
@@ -217,6 +259,11 @@ appliance users list
 cp "$APPLIANCE_SESSION_FILE" "$secrets_dir/admin-session.json"
 step "3. The officer and the engineer log in for the first time and choose their own passwords" first_login officer
 first_login engineer
+step "3b. The officer and the engineer each make a personal signing key in their own process (encrypted under a \
+passphrase of their own, never seen by the appliance) and enrol it; root pins it outside the database: only what \
+these keys sign counts as a release decision" enrol_and_pin officer
+enrol_and_pin engineer
+export APPLIANCE_PERSONAL_PASSPHRASE_FILE="$secrets_dir/engineer.key-passphrase"
 echo "From here on the engineer acts (the admin manages people, keys and policies; it never trains or approves)."
 appliance whoami
 rm -rf var/demo-byo
@@ -270,9 +317,11 @@ step "16. An engineer may not verify the audit trail: refused, and the refusal i
   bash -c 'appliance audit verify || echo "(refused with exit status $?)"'
 step "17. Nobody acts with someone else's powers: the admin cannot mint the officer a command-line token, and a \
 gateway token (queries only) approves nothing" someone_elses_token
-step "18. The officer logs in and approves the adapter (four eyes: neither its trainer nor its packager)" \
+step "18. The officer logs in and approves the adapter (four eyes: neither its trainer nor its packager), signing \
+the decision with her own key" \
   appliance login officer --password-file "$secrets_dir/officer.password"
-appliance approve helpdesk-triage --reason "Gates passed and the model card was reviewed."
+APPLIANCE_PERSONAL_PASSPHRASE_FILE="$secrets_dir/officer.key-passphrase" \
+  appliance approve helpdesk-triage --reason "Gates passed and the model card was reviewed."
 appliance artifacts list
 step "19. The same appliance through its control socket: the service runs each command, the kernel names the OS \
 account (on an install this is how every person reaches it, as themselves)" through_the_socket
@@ -285,6 +334,9 @@ step "22. What users' own clients need: a tool call, structured output, backend 
   what_clients_use
 step "22b. The running gateway as the console's Serving page reads it: ready, adapters loaded, requests, restarts" \
   gateway_health
+appliance login engineer --password-file "$secrets_dir/engineer.password" >/dev/null
+step "22c. An approval forged by someone with the database is refused at serve time: no officer's key signed it" \
+  forge_an_approval
 stop_serving
 step "23. The officer reads the audit trail (every request is an event; each line names the OS account)" \
   appliance audit log --limit 25

@@ -29,7 +29,16 @@ def _refuse(ctx: Context, action: str, name: str, error: Exception, rule: str | 
     raise error
 
 
-def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifact:
+def command_for(name: str, action: str, reason: str) -> str:
+    """The command line an officer runs to make this decision with their own key (what the console prepares)."""
+    import shlex
+
+    return shlex.join(["appliance", action, name, "--reason", reason.strip()])
+
+
+def decide(ctx: Context, ref: str, action: str, reason: str, *, prepare: bool = False) -> registry.Artifact:
+    """Make the decision (signed by the officer's own key), or with `prepare` only run every check it needs: the
+    console's way, since only the officer's own process holds their key."""
     require(ctx, "artifacts.approve", "artifact", ref)
     artifact = registry.get(ctx.engine, ctx.settings, ref)
     reason = reason.strip()
@@ -65,6 +74,8 @@ def decide(ctx: Context, ref: str, action: str, reason: str) -> registry.Artifac
             _refuse(ctx, action, artifact.name, PolicyViolation(
                 f"artifact {artifact.name!r} was not made under installed policies: {'; '.join(problems)}",
                 hint="policies"), rule="installed-policies")
+    if prepare:
+        return artifact
     try:  # the officer's own key signs the decision, in their own process; only that counts at serving
         statement = decisions.signed(ctx, action, artifact.name, artifact.manifest_digest, reason)
     except PermissionDenied as exc:

@@ -4,6 +4,8 @@ release must come from. Each rule reads the audit trail, which records who did w
 Four eyes, by rule:
 - account: the approver trained the run, packaged or signed the artifact;
 - appointed: the approver's account was created, reset or given its role by one of those people;
+- appointed-by-self: the approver's account was created, reset or given its role from the same OS account (as the
+  kernel reported it) as the approval comes from: the admin's puppet officer;
 - os-account: the approval comes from the same OS account (uid, as the kernel reported it on the control
   socket) as the training, packaging or signing: one person holding two appliance accounts.
   In-process use (the home's own account, a developer's machine) has no kernel-reported uid to compare; the
@@ -21,7 +23,7 @@ from appliance.context import PEER, Context
 from appliance.db.tables import audit_event
 from appliance.train.runs import Run
 
-_APPOINTING = ("user.create", "user.set_role", "user.reset_password")
+_APPOINTING = ("user.create", "user.set_role", "user.reset_password", "user.bind")
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,23 @@ def four_eyes(ctx: Context, run: Run, artifact: Artifact) -> tuple[Refusal | Non
         return Refusal("account", f"{me} {' and '.join(did)}"), {}
     with ctx.engine.connect() as conn:
         e = audit_event.c
-        appointed = conn.execute(select(e.action, e.actor).where(
+        appointed = conn.execute(select(e.action, e.actor, e.os_uid, e.os_source).where(
             e.object_type == "user", e.object_id == me, e.outcome == "ok", e.action.in_(_APPOINTING)
         ).order_by(e.seq)).all()
-    by = sorted({(a, who) for a, who in appointed if who in people})
+    by = sorted({(a, who) for a, who, _, _ in appointed if who in people and a != "user.bind"})
     if by:
         words = {"user.create": "created", "user.set_role": "gave its role to", "user.reset_password": "reset"}
         detail = "; ".join(f"{who} {words[a]} the account {me}" for a, who in by)
         return Refusal("appointed", f"{detail}, and {by[0][1]} made this artifact"), {}
     if ctx.os.source != PEER:
         return None, {"os_account_rule": "not applicable: approved in-process by the home's own account"}
+    words = {"user.create": "created", "user.set_role": "given its role", "user.reset_password": "reset"}
+    selves = [(a, who) for a, who, uid, source in appointed
+              if a != "user.bind" and source == PEER and uid is not None and int(uid) == ctx.os.uid]
+    if selves:
+        action, who = selves[0]
+        return Refusal("appointed-by-self", f"the account {me} was {words[action]} by {who} from OS account "
+                                            f"{ctx.os.name} (uid {ctx.os.uid}), the one this approval comes from"), {}
     same = _in_order({what for what, _, uid, _ in events if uid == ctx.os.uid})
     if same:
         return Refusal("os-account", f"OS account {ctx.os.name} (uid {ctx.os.uid}) also {' and '.join(same)}"), {}

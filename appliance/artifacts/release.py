@@ -108,7 +108,7 @@ _WORDS = {"user.create": "created", "user.set_role": "given its role", "user.res
 
 def _folder_problem(settings, follower: TrailFollower, name: str, digest: str, model: str) -> str | None:
     from appliance.artifacts.package import SIGNATURE, file_digests
-    from appliance.artifacts.signing import _verifies, pem_of
+    from appliance.artifacts.signing import _differences, _statement, _verifies, pem_of
     from appliance.digests import manifest_digest
     from appliance.keys import pins
 
@@ -119,6 +119,13 @@ def _folder_problem(settings, follower: TrailFollower, name: str, digest: str, m
         files = file_digests(directory)
     except ApplianceError as exc:
         return str(exc)
+    try:  # what its signature lists, read only to name what changed (the signature itself is checked below)
+        listed = {r["name"]: r["digest"] for r in _statement(directory / SIGNATURE)["predicate"]["resources"]}
+    except (ValueError, OSError, KeyError, TypeError):
+        listed = {}
+    changed = _differences(listed, files) if listed else []
+    if changed:
+        return f"{directory} changed since it was signed: {'; '.join(changed)}"
     if manifest_digest(sorted(files.items())) != digest:
         return f"the files of {directory} are not the manifest the statements name (sha256 {digest[:16]})"
     keys, pin_problem = pins.read(settings, "artifact")

@@ -163,18 +163,24 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(["admin", "engineer", "officer", "user"]))
+@click.option("--os-user", help="The OS account (uid, or the directory's name under SSSD/LDAP) this person works "
+                                "from; a login from any other is refused. Default: the one of their first login.")
 @_PASSWORD_FILE
 @pass_app
-def users_add(app: App, name: str, role: str, password_file: InputFile | None) -> None:
-    """Add a user with a role. The password works once: they choose their own at the first login."""
+def users_add(app: App, name: str, role: str, os_user: str | None, password_file: InputFile | None) -> None:
+    """Add a user with a role, bound to one OS account. The password works once: they choose their own at the
+    first login."""
     from appliance.identity import users as u
     from appliance.identity.roles import require
 
     ctx = app.ctx
     u.check_name(name)
     require(ctx, "users.manage", "user", name)  # before asking for a password
-    user = u.add_user(ctx, name, role, read_password(password_file, confirm=True))
-    click.echo(f"added {user.name} ({user.role})")
+    if os_user:
+        u.os_account(os_user)
+    user = u.add_user(ctx, name, role, read_password(password_file, confirm=True), os_user=os_user)
+    bound = f", bound to OS account {user.os_user}" if user.os_user else ", bound at their first login"
+    click.echo(f"added {user.name} ({user.role}){bound}")
 
 
 @users.command("reset-password")
@@ -203,7 +209,8 @@ def users_list(app: App, as_json: bool) -> None:
     for x in found:
         state = ("disabled" if x.disabled else "locked" if x.locked_until else
                  "one-time password" if x.must_change_password else "active")
-        click.echo(f"{x.name:<24} {x.role:<9} {state:<9} created {x.created_at} by {x.created_by}")
+        bound = x.os_user or "(first login)"
+        click.echo(f"{x.name:<24} {x.role:<9} {state:<9} OS {bound:<14} created {x.created_at} by {x.created_by}")
 
 
 @users.command("disable")

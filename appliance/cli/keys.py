@@ -133,8 +133,9 @@ def keys_pin(app: App, fingerprint: str) -> None:
     from appliance.audit.events import Event
     from appliance.audit.log import record_alone
     from appliance.context import Actor
-    from appliance.keys import enrolment
+    from appliance.keys import enrolment, people
 
+    people.check_writable(app.settings)  # before the database is opened
     with _keep_database_owner(app.settings):
         key = enrolment.pin(app.settings, app.engine, fingerprint)
         click.echo(f"pinned {key.key_id} for {key.user} ({key.role}), enrolled from OS account {key.os_user} "
@@ -156,6 +157,7 @@ def keys_unpin(app: App, fingerprint: str, reason: str) -> None:
     from appliance.context import Actor
     from appliance.keys import people
 
+    people.check_writable(app.settings)
     with _keep_database_owner(app.settings):
         key = people.revoke(app.settings, fingerprint, reason)
         click.echo(f"revoked personal key {key.key_id} of {key.user} in {app.settings.people_keys_path}")

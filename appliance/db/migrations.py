@@ -321,7 +321,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE training_run RENAME COLUMN engine TO framework",
         "ALTER TABLE training_run RENAME COLUMN engine_reason TO framework_reason",
     )),
-    Migration(11, "personal signing keys as enrolled (root pins them outside the database)", (
+    Migration(11, "personal signing keys as enrolled (root pins them); accounts bound to OS accounts", (
         """CREATE TABLE personal_key (
             key_id VARCHAR(64) PRIMARY KEY,
             user_name VARCHAR(64) NOT NULL,
@@ -333,6 +333,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             enrolled_at VARCHAR(32) NOT NULL
         )""",
         "CREATE INDEX personal_key_user ON personal_key (user_name)",
+        # Each account is one person's: bound to the OS account chosen at its creation (or at its first login).
+        "ALTER TABLE app_user ADD COLUMN os_user VARCHAR(64)",
+        "ALTER TABLE app_user ADD COLUMN os_uid BIGINT",
     )),
 )
 

@@ -86,6 +86,8 @@ app_user = Table(
     _required("created_by", String(64)),
     _required("must_change_password", Boolean, server_default=false()),
     _stamp("password_changed_at", nullable=True),
+    Column("os_user", String(64)),  # the one OS account this account is used from (migration 11)
+    Column("os_uid", BigInteger),  # NULL until bound: at creation (`--os-user`) or at the first login
 )
 
 auth_session = Table(

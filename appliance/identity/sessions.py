@@ -26,7 +26,7 @@ from appliance.db.tables import auth_session as t
 from appliance.errors import PermissionDenied
 from appliance.identity import tokens
 from appliance.identity.session_file import FileSessionStore, SessionStore, session_path
-from appliance.identity.users import authenticate, user_by_id
+from appliance.identity.users import authenticate, bind_os_account, user_by_id
 
 
 def _now() -> datetime:
@@ -40,7 +40,7 @@ def secret_hash(secret: str) -> str:
 def login(ctx: Context, store: SessionStore, name: str, password: str) -> tuple[Actor, str]:
     """Authenticate and keep a session for this OS account; returns the actor and the expiry time. An account
     whose password was set by someone else gets a session that can only change it (`appliance passwd`)."""
-    user = authenticate(ctx, name, password)
+    user = bind_os_account(ctx, authenticate(ctx, name, password))
     secret = secrets.token_urlsafe(32)
     session_id = uuid.uuid4().hex
     now = _now()

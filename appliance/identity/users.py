@@ -42,11 +42,13 @@ class User:
     created_by: str
     must_change_password: bool = False
     password_changed_at: str | None = None
+    os_user: str | None = None  # the OS account this account is used from; None until its first login
+    os_uid: int | None = None
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "role", "disabled", "failed_logins", "locked_until",
                                               "created_at", "created_by", "must_change_password",
-                                              "password_changed_at")}
+                                              "password_changed_at", "os_user", "os_uid")}
 
     def actor(self, auth: str) -> Actor:
         return Actor(self.name, self.role, auth, self.must_change_password)
@@ -64,7 +66,9 @@ def _stamp(moment: datetime | None = None) -> str:
 
 
 def _user(row) -> User:
-    return User(**{f.name: row._mapping[f.name] for f in fields(User)})  # Boolean columns read back as bool
+    values = {f.name: row._mapping[f.name] for f in fields(User)}  # Boolean columns read back as bool
+    values["os_uid"] = None if values["os_uid"] is None else int(values["os_uid"])
+    return User(**values)
 
 
 def check_name(name: str) -> str:
@@ -107,22 +111,54 @@ def count_users(engine) -> int:
         return int(conn.execute(select(func.count()).select_from(t)).scalar())
 
 
-def add_user(ctx: Context, name: str, role: str, password: str) -> User:
-    """A new account whose password, chosen by the admin (or the installer), must be changed at first login."""
+def os_account(os_user: str) -> int:
+    """The uid of an OS account of this host (the directory's, where SSSD or LDAP provides it)."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(os_user).pw_uid
+    except KeyError:
+        raise InputError(f"no OS account named {os_user!r} on this host", param="os_user") from None
+
+
+def add_user(ctx: Context, name: str, role: str, password: str, os_user: str | None = None) -> User:
+    """A new account whose password, chosen by the admin (or the installer), must be changed at first login. It is
+    bound to the OS account `os_user`, or (when none is given) to the one its first login comes from."""
     check_name(name)
     check_role(role)
     require(ctx, "users.manage", "user", name)
     passwords.check_policy(name, password, ctx.settings.file.identity.min_password_length)
+    uid = os_account(os_user) if os_user else None
     pw_hash = passwords.hash_password(password)
-    user = User(uuid.uuid4().hex, name, role, False, 0, None, _stamp(), ctx.actor.user, True, None)
+    user = User(uuid.uuid4().hex, name, role, False, 0, None, _stamp(), ctx.actor.user, True, None, os_user, uid)
     with session_scope(ctx.engine) as s:
         if s.execute(select(t.c.id).where(t.c.name == name)).first():
             raise AlreadyExists(f"user {name!r} already exists")
         s.execute(insert(t).values(id=user.id, name=name, role=role, password_hash=pw_hash, disabled=False,
                                    failed_logins=0, created_at=user.created_at, created_by=user.created_by,
-                                   must_change_password=True))
-        record(ctx, s, Event("user.create", "user", name, details={"role": role, "one_time": True}))
+                                   must_change_password=True, os_user=os_user, os_uid=uid))
+        record(ctx, s, Event("user.create", "user", name, details={"role": role, "one_time": True,
+                                                                    "bound_os_user": os_user}))
     return user
+
+
+def bind_os_account(ctx: Context, user: User) -> User:
+    """The account's one OS account: refused (the one refusal text) from any other; an account created without one
+    is bound to the OS account of its first login from the command line, and that is audited."""
+    if user.os_uid is not None:
+        if user.os_uid != ctx.os.uid:
+            _refuse(ctx, user.name, f"OS account {ctx.os.describe()} is not the one {user.name} is bound to "
+                                    f"({user.os_user}, uid {user.os_uid})", user.actor("password"))
+        return user
+    with session_scope(ctx.engine) as s:
+        bound = s.execute(update(t).where(t.c.id == user.id, t.c.os_uid.is_(None))
+                          .values(os_user=ctx.os.name, os_uid=ctx.os.uid).returning(t.c.id)).first()
+        if bound is not None:
+            record(ctx, s, Event("user.bind", "user", user.name, details={"os_user": ctx.os.name, "os_uid": ctx.os.uid,
+                                                                         "how": "first login"}),
+                   user.actor("password"))
+    fresh = get_user(ctx.engine, user.name)
+    return bind_os_account(ctx, fresh) if bound is None else fresh
 
 
 def _revoke_access(s, user_id: str, *, sessions_too: bool = True, tokens_too: bool = False,
@@ -158,7 +194,9 @@ def set_role(ctx: Context, name: str, role: str) -> User:
         raise InputError("you cannot change your own role")
     with session_scope(ctx.engine) as s:
         s.execute(update(t).where(t.c.id == user.id).values(role=role))
-        record(ctx, s, Event("user.set_role", "user", name, details={"from": user.role, "to": role}))
+        _revoke_access(s, user.id, tokens_too=True)  # what they held was minted under the old role
+        record(ctx, s, Event("user.set_role", "user", name, details={
+            "from": user.role, "to": role, "revoked": "every session and API token of theirs"}))
     return get_user(ctx.engine, name)
 
 

@@ -94,13 +94,19 @@ def read(settings) -> PeopleKeys:
     return PeopleKeys(keys)
 
 
-def _append(settings, entry: dict) -> None:
+def check_writable(settings) -> None:
+    """PermissionDenied unless this process may append to the pin file: root's act, on an install."""
     path: Path = settings.people_keys_path
     if not path.parent.exists() and path.parent == settings.keys_dir:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise PermissionDenied(f"{path}: only its owner pins personal keys (root, on an install): run "
                                f"`appliance keys pin` as root")
+
+
+def _append(settings, entry: dict) -> None:
+    path: Path = settings.people_keys_path
+    check_writable(settings)
     line = (json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -1,13 +1,14 @@
 """The integration tier's shared home: one trained, evaluated and released help-desk adapter serves the
 training, release and serving tests (the serving tests run after the training module; see tests/conftest.py)."""
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSPHRASE, run_appliance, write_password_files
+from tests.conftest import PASSPHRASE, personal_env, run_appliance, write_password_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def lab_setup(tmp_path_factory):
     write_password_files(root)
     env = {"APPLIANCE_HOME": str(root / "home"), "APPLIANCE_DATABASE_URL": "", "APPLIANCE_TOKEN": "",
            "APPLIANCE_KEY_PASSPHRASE_FILE": str(root / "passphrase"), "APPLIANCE_SESSION_FILE": str(root / "session"),
-           "APPLIANCE_POLICIES": str(_canary_policies(root))}
+           "APPLIANCE_POLICIES": str(_canary_policies(root)), **personal_env(root)}
 
     def first(name):
         return [(f"{name} first login", ("login", name, "--password-file", root / f"{name}.first")),
@@ -48,6 +49,14 @@ def lab_setup(tmp_path_factory):
                       ("chat", ("chat", "smollm2", "Name three primary colours.", "--max-tokens", "40", "--json"))):
         results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
         assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
+    for name in ("oscar", "erin"):  # each enrols a personal signing key; the home's owner pins it; erin stays in
+        for key, args in ((f"{name} login", ("login", name, "--password-file", root / f"{name}.pw")),
+                          (f"{name} enroll", ("keys", "enroll"))):
+            results[key] = run_appliance(*args, env=env, prefix=OFFLINE)
+            assert results[key].returncode == 0, f"{key} failed offline:\n{results[key].stderr}"
+        fingerprint = re.search(r"personal key ([0-9a-f]{64})", results[f"{name} enroll"].stdout).group(1)
+        pinned = run_appliance("keys", "pin", fingerprint, env=env, prefix=OFFLINE)
+        assert pinned.returncode == 0, pinned.stderr
     return root, env, results
 
 

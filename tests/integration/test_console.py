@@ -1,7 +1,9 @@
 """The console on a copy of the integration home after training (a trained, evaluated and released adapter):
-its pages show the pipeline's real records, and an officer's approval through the console is the library's,
-four-eyes rule and audit event included. A copy, so the serving tests still find the home as training left it."""
+its pages show the pipeline's real records, and an officer's decision prepared in the console runs the library's
+checks (four-eyes rule and audit event included); only the officer's own key, in their own process, makes it.
+A copy, so the serving tests still find the home as training left it."""
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -82,7 +84,7 @@ def test_the_pages_show_the_pipelines_records(console):
     assert [s.value for s in at.success] == ["artifact console-one: verified"]
 
 
-def test_an_officer_approves_in_the_console_and_four_eyes_still_holds(console):
+def test_the_console_prepares_an_approval_that_only_the_officers_own_key_makes(console):
     dst, env, sign_in, page = console
     erin = page(sign_in("erin"), "Artifacts")  # an engineer sees the decision but not the buttons
     assert not [b for b in erin.button if b.key.startswith("decide_")]
@@ -94,8 +96,20 @@ def test_an_officer_approves_in_the_console_and_four_eyes_still_holds(console):
     assert [e.value for e in at.error] == ["give a reason; it is kept in the audit trail"]
     at.text_input(key="decision_reason").input("Reviewed in the console")
     at.button(key="decide_approve").click().run()
-    assert [s.value for s in at.success] == ["artifact console-one: approved by oscar"], [e.value for e in at.error]
+    assert [s.value for s in at.success] == ["Every check passes. Sign the decision with your own key from your "
+                                             "terminal:"], [e.value for e in at.error]
+    command = at.code[0].value
+    assert command == "appliance approve console-one --reason 'Reviewed in the console'"
+    assert not [e for e in _events(dst, "artifact.approve") if e[2] == "console-one"]  # prepared, not made
+    officer = {**env, "APPLIANCE_SESSION_FILE": str(dst / "oscar-session")}
+    assert run_appliance("login", "oscar", "--password-file", dst / "oscar.pw", env=officer).returncode == 0
+    made = run_appliance(*shlex.split(command)[1:], env=officer)
+    assert made.returncode == 0, made.stderr
     assert _events(dst, "artifact.approve")[-1] == ("oscar", "ok", "console-one", "Reviewed in the console")
+    at = page(at, "Artifacts")
+    at.selectbox(key="artifact_name").set_value("console-one").run()
+    signed = next(d.value for d in at.dataframe if "stands" in d.value.columns)
+    assert list(signed["decision"]) == ["package", "sign", "approve"] and set(signed["stands"]) == {"yes"}, signed
 
     # erin packaged and signed console-two; made an officer, she still may not approve it.
     alice = {**env, "APPLIANCE_SESSION_FILE": str(dst / "alice-session")}

@@ -1,5 +1,5 @@
 """The console in a real browser: `appliance console` serving a copy of the trained integration home, Debian's
-Chromium driven by Playwright. An officer signs in, walks every page and approves an artifact; an engineer
+Chromium driven by Playwright. An officer signs in, walks every page and prepares an approval; an engineer
 uploads and ingests a file, asks for advice on it, queues a run and resumes an interrupted one. Each page is
 saved as a screenshot (into $APPLIANCE_SCREENSHOTS as well when it is set: `docs/screenshots` is made so)."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -170,9 +171,15 @@ def test_an_officer_walks_every_page_and_approves_in_the_browser(console, browse
     page.get_by_label("Reason (kept in the audit trail)", exact=True).fill("Reviewed in the browser")
     page.get_by_label("Reason (kept in the audit trail)", exact=True).press("Enter")
     _settled(page)
-    page.get_by_role("button", name="Approve").click()
-    page.get_by_text("artifact browser-one: approved by oscar").wait_for()
+    page.get_by_role("button", name="Prepare approve").click()
+    page.get_by_text("Every check passes. Sign the decision with your own key").wait_for()
     page.screenshot(path=str(shots / "console-approval.png"))
+    command = page.get_by_text("appliance approve browser-one").inner_text().strip()
+    assert command == "appliance approve browser-one --reason 'Reviewed in the browser'", command
+    officer = {**env, "APPLIANCE_SESSION_FILE": str(dst / "oscar-session")}
+    assert run_appliance("login", "oscar", "--password-file", dst / "oscar.pw", env=officer).returncode == 0
+    made = run_appliance(*shlex.split(command)[1:], env=officer)
+    assert made.returncode == 0, made.stderr
     assert _events(dst, "artifact.approve")[-1] == ("oscar", "ok", "browser-one", "Reviewed in the browser")
     shown = json.loads(run_appliance("artifacts", "show", "browser-one", "--json", env=env).stdout)
     assert shown["status"] == "approved" and shown["decided_by"] == "oscar"

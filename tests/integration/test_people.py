@@ -14,6 +14,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import sqlite3
@@ -49,7 +50,8 @@ class Host:
     def run(self, person: str, *args, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
         """`appliance ARGS` as PERSON, from their home folder, with the operators' environment only."""
         base = {"PATH": "/usr/bin:/bin", "HOME": f"/home/{person}", "LANG": "C.UTF-8",
-                "APPLIANCE_HOME": str(self.home), "APPLIANCE_SOCKET": str(self.socket)}
+                "APPLIANCE_HOME": str(self.home), "APPLIANCE_SOCKET": str(self.socket),
+                "APPLIANCE_PERSONAL_PASSPHRASE_FILE": f"/home/{person}/personal.pass"}
         return subprocess.run(["runuser", "-u", person, "--", "env", "-i",
                                *[f"{k}={v}" for k, v in {**base, **(env or {})}.items()],
                                str(self.launcher), *map(str, args)],
@@ -59,6 +61,22 @@ class Host:
         done = self.run(person, *args, **kw)
         assert done.returncode == 0, f"{person} {args}: {done.stdout[-1500:]}{done.stderr[-2500:]}"
         return done.stdout
+
+    def as_root(self, *args) -> subprocess.CompletedProcess:
+        """`appliance ARGS` as root, in its own process (as `keys pin` runs on an install)."""
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "APPLIANCE_HOME": str(self.home),
+               "APPLIANCE_POLICIES": str(self.root / "etc" / "policies"), "APPLIANCE_TRUST_DIR": str(self.root / "etc")}
+        return subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], str(self.launcher), *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+
+    def enroll(self, person: str) -> str:
+        """The person enrols a personal key (made in their own process, in their home); root pins it."""
+        self.give(person, "personal.pass", f"{person}'s own key passphrase\n")
+        out = self.ok(person, "keys", "enroll")
+        fingerprint = re.search(r"enrolled personal key ([0-9a-f]{64})", out).group(1)
+        pinned = self.as_root("keys", "pin", fingerprint)
+        assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+        return fingerprint
 
     def as_user(self, person: str, *argv) -> subprocess.CompletedProcess:
         return subprocess.run(["runuser", "-u", person, "--", *map(str, argv)], capture_output=True, text=True)
@@ -114,6 +132,9 @@ def _copy_home(lab_root: Path, home: Path, uid: int, gid: int) -> None:
     shutil.copytree(source, home, ignore=shutil.ignore_patterns("appliance.db*", "run"))
     with sqlite3.connect(source / "appliance.db") as src, sqlite3.connect(home / "appliance.db") as out:
         src.backup(out)  # the driver's online backup: a consistent copy of the file, not a query
+        # The lab's accounts were used in-process by the lab's own account; here the admin's is handed to a person,
+        # as an installer hands over the first admin: bound to the OS account of its next login.
+        out.execute("UPDATE app_user SET os_user = NULL, os_uid = NULL WHERE name = 'alice'")
     for path in [home, *home.rglob("*")]:
         os.lchown(path, uid, gid)
         if not path.is_symlink():
@@ -141,6 +162,9 @@ def host(lab):
         _copy_home(lab_root, home, svc.pw_uid, svc.pw_gid)
         etc = root / "etc"
         shutil.copytree(lab_root / "policies", etc / "policies")  # root's, readable by all, writable by root only
+        for pinned, trusted in (("audit-pinned.pem", "audit-keys.pem"), ("artifact-pinned.pem", "artifact-keys.pem"),
+                                ("people-pinned.jsonl", "people-keys.jsonl")):  # what root pinned, in root's folder
+            shutil.move(home / "keys" / pinned, etc / trusted)
         for path in [etc, *etc.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         passphrase = etc / "key-passphrase"
@@ -153,7 +177,8 @@ def host(lab):
         run.chmod(0o750)
         sock = run / "control.sock"
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "APPLIANCE_HOME": str(home),
-               "APPLIANCE_POLICIES": str(etc / "policies"), "APPLIANCE_KEY_PASSPHRASE_FILE": str(passphrase)}
+               "APPLIANCE_POLICIES": str(etc / "policies"), "APPLIANCE_KEY_PASSPHRASE_FILE": str(passphrase),
+               "APPLIANCE_TRUST_DIR": str(etc)}
         log = open(root / "service.log", "w")  # noqa: SIM115
         service = subprocess.Popen(["runuser", "-u", SERVICE, "--", "env", "-i",
                                     *[f"{k}={v}" for k, v in env.items()], str(launcher), "service", "--socket",
@@ -185,6 +210,8 @@ def people(host):
         host.ok(BEN, "users", "add", account, "--role", role, "--password-file", given)
     host.first_login(ANA, "ana-e", GIVEN["ana-e"], "Chosen-by-her-1x")
     host.first_login(BEN, "ben-o", GIVEN["ben-o"], "Chosen-by-him-2y")
+    host.enroll(ANA)
+    host.enroll(BEN)
     return host
 
 
@@ -269,4 +296,53 @@ def test_one_person_with_two_accounts_cannot_approve_their_own_artifact(people):
     approved = _db_events(people, "artifact.approve", "people-triage")[-1]
     assert approved[:3] == ("ben-o", "ok", BEN)
     assert json.loads(approved[6])["os_account_rule"].startswith(f"checked: {BEN}")
+    statement = json.loads(approved[6])["statement"]  # made by ben's own process with the key in his home
+    from appliance.artifacts import decisions
+    from appliance.config import load_settings
+    from appliance.keys import people as pins
+
+    trust = load_settings({"APPLIANCE_HOME": str(people.home), "APPLIANCE_TRUST_DIR": str(people.root / "etc")})
+    found, why = decisions.check(statement, pins.read(trust), decision="approve", subject="people-triage",
+                                 digest=json.loads(people.ok(BEN, "artifacts", "show", "people-triage", "--json"))[
+                                     "manifest_digest"])
+    assert why is None and (found.key.user, found.key.os_user, found.key.os_source) == ("ben-o", BEN, "peer")
+
+
+def test_a_personal_key_lives_in_its_holders_home_and_signs_only_what_they_asked(people):
+    key = Path(f"/home/{ANA}/.local/share/appliance/keys/ana-e.key.pem")
+    assert key.stat().st_uid == pwd.getpwnam(ANA).pw_uid and key.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    for other in (SERVICE, BEN):
+        assert people.as_user(other, "cat", key).returncode != 0, other
+    enrolled = _db_events(people, "key.enroll")
+    assert [(e[0], e[2], e[4]) for e in enrolled[-2:]] == [("ana-e", ANA, "peer"), ("ben-o", BEN, "peer")]
+    refused = people.as_root("keys", "pin", "ab" * 32)
+    assert refused.returncode != 0 and "no enrolled key" in refused.stderr
+    nobody = people.run(ANA, "keys", "pin", "ab" * 32)  # not root: the pin file is root's
+    assert nobody.returncode != 0 and "only its owner pins personal keys" in nobody.stderr, nobody.stderr
     assert {g.gr_name for g in grp.getgrall() if ANA in g.gr_mem} >= {SERVICE}
+
+
+def test_the_admins_puppet_officer_approves_nothing_and_an_account_works_from_its_own_os_account_only(people):
+    """ben, as the admin, makes an officer account for himself (`users add`, first login as it, `passwd`): the
+    account is bound to ben's OS account, and what it approves is refused (appointed-by-self). Nobody uses an
+    account from another OS account, even with its password."""
+    ben = pwd.getpwnam(BEN)
+    people.ok(BEN, "login", "alice", "--password-file", f"/home/{BEN}/alice.pw")
+    given = "One-time-given-9p"
+    people.ok(BEN, "users", "add", "ben-puppet", "--role", "officer",
+              "--password-file", people.give(BEN, "puppet.given", given + "\n"))
+    people.first_login(BEN, "ben-puppet", given, "Chosen-by-the-puppet-4q")
+    people.ok(ANA, "login", "ana-e", "--password-file", f"/home/{ANA}/ana-e.pw")
+    people.ok(ANA, "package", "triage", "--name", "puppet-triage")
+    people.ok(ANA, "sign", "puppet-triage")
+    refused = people.run(BEN, "approve", "puppet-triage", "--reason", "my own officer says yes")
+    assert refused.returncode == 6, refused.stderr
+    assert (f"four-eyes rule (appointed-by-self): the account ben-puppet was created by alice from OS account "
+            f"{BEN} (uid {ben.pw_uid}), the one this approval comes from") in refused.stderr, refused.stderr
+    assert json.loads(_db_events(people, "artifact.approve", "puppet-triage")[-1][6])["rule"] == \
+        "four-eyes:appointed-by-self"
+    borrowed = people.run(ANA, "login", "ben-o", "--password-file", people.give(ANA, "ben.pw", "Chosen-by-him-2y\n"))
+    assert borrowed.returncode == 6 and "invalid user name or password" in borrowed.stderr
+    denial = _db_events(people, "user.login", "ben-o")[-1]
+    assert denial[:3] == ("ben-o", "denied", ANA) and f"is not the one ben-o is bound to ({BEN}" in denial[5]

@@ -405,7 +405,7 @@ def test_vllm_serves_base_and_adapter_through_the_same_gateway(released):
 
 
 def test_a_status_set_by_hand_is_not_served(gateway):
-    """Someone with the database marks a signed, unapproved artifact approved: the trail holds no approval event
+    """Someone with the database marks a signed, unapproved artifact approved: the trail holds no approval statement
     for it, so the gateway refuses to load it and says why."""
     root, env = gateway["root"], gateway["env"]
     _ok(run_appliance("package", "triage", "--name", "triage-flipped", env=env))
@@ -415,8 +415,33 @@ def test_a_status_set_by_hand_is_not_served(gateway):
                      .values(status="approved", decided_by="oscar"))
     denied = _wait(lambda: [e for e in _audit(root, "serve.load") if e["object"] == "triage-flipped"])
     assert denied and denied[-1]["outcome"] == "denied", denied
-    assert "no approval event for manifest" in denied[-1]["reason"]
+    assert denied[-1]["reason"] == "no approval statement by a pinned officer's key"
     assert "triage-flipped" not in [m.id for m in _client(gateway).models.list()]
+
+
+def test_an_approval_forged_with_the_appliances_own_code_is_refused_at_serve_time(gateway):
+    """The service account (anyone who can write the database) appends `artifact.approve` in the officer's name
+    with the appliance's own `record_alone`, and signs a checkpoint over it: the trail holds it, the gateway
+    refuses to load the adapter, naming the event, since no officer's own key signed it."""
+    from appliance.audit.events import Event
+    from appliance.audit.log import checkpoint_now, record_alone
+    from appliance.config import load_settings
+    from appliance.context import Actor, Context
+    from appliance.db import connect
+
+    root, env = gateway["root"], gateway["env"]
+    _ok(run_appliance("package", "triage", "--name", "triage-forged", env=env))
+    _ok(run_appliance("sign", "triage-forged", env=env))
+    shown = json.loads(_ok(run_appliance("artifacts", "show", "triage-forged", "--json", env=env)))
+    settings = load_settings({**os.environ, **env})
+    service = Context(settings, connect(settings))
+    seq = record_alone(service, Event("artifact.approve", "artifact", "triage-forged", reason="approved",
+                                      object_sha256=shown["manifest_digest"]), Actor("oscar", "officer", "session"))
+    checkpoint_now(service)
+    denied = _wait(lambda: [e for e in _audit(root, "serve.load") if e["object"] == "triage-forged"])
+    assert denied and denied[-1]["outcome"] == "denied", denied
+    assert denied[-1]["reason"] == f"the approval statement of event {seq}: the statement is malformed"
+    assert "triage-forged" not in [m.id for m in _client(gateway).models.list()]
 
 
 def test_the_gateway_serves_without_the_key_passphrase_and_signs_nothing(gateway):

@@ -161,11 +161,15 @@ def test_admin_manages_users(cli, staff):
     listed = {u["name"]: u for u in json.loads(cli("users", "list", "--json").out)}
     assert {n: u["role"] for n, u in listed.items()} == {"alice": "admin", "erin": "engineer", "oscar": "officer",
                                                         "ursula": "user"}
+    minted = json.loads(cli("tokens", "create", "--user", "ursula", "--json").out)  # under her old role
     assert cli("users", "set-role", "ursula", "engineer").code == 0
     assert cli("users", "set-role", "alice", "user").code == 2  # not your own role
     assert cli("users", "add", "erin", "--role", "user", "--password-file", pw_file(staff.home, "erin")).code == 3
     change = events(staff.home, "user.set_role")[-1]
-    assert json.loads(change["details"]) == {"from": "user", "to": "engineer"}
+    assert json.loads(change["details"]) == {"from": "user", "to": "engineer",
+                                             "revoked": "every session and API token of theirs"}
+    tokens = {t["id"]: t for t in json.loads(cli("tokens", "list", "--json").out)}
+    assert tokens[minted["id"]]["revoked_at"]  # a role change ends what was minted under the old one
 
 
 def test_api_tokens(cli, staff, monkeypatch):
@@ -422,3 +426,33 @@ def test_a_token_works_only_where_its_scope_says(cli, staff):
         tokens.resolve(engine, control)  # the gateway's default scope
     user, info = tokens.resolve(engine, control, scope=tokens.CONTROL, os_uid=os.geteuid())
     assert (user.name, info.scope) == ("erin", "control")
+
+
+def test_an_account_is_used_from_its_own_os_account_only(cli, staff, tmp_path):
+    """Bound at creation (`--os-user`), or to the OS account of its first login; a login from any other, even with
+    the right password, is refused with the one refusal text and audited."""
+    staff.login("alice")
+    given = tmp_path / "given"
+    given.write_text("One-time-given-7x\n")
+    added = cli("users", "add", "nora", "--role", "officer", "--os-user", "nobody", "--password-file", given)
+    assert added.code == 0 and "bound to OS account nobody" in added.out, added.err
+    refused = cli("login", "nora", "--password-file", given)  # this test runs as another OS account
+    assert refused.code == 6 and "invalid user name or password" in refused.err
+    login = events(staff.home, "user.login")[-1]
+    assert (login["actor"], login["outcome"]) == ("nora", "denied")
+    assert "is not the one nora is bound to (nobody, uid" in login["reason"]
+    unknown = cli("users", "add", "nina", "--role", "user", "--os-user", "no-such-account", "--password-file", given)
+    assert unknown.code == 2 and "no OS account named 'no-such-account'" in unknown.err
+    assert cli("users", "add", "otto", "--role", "user", "--password-file", given).code == 0
+    assert cli("login", "otto", "--password-file", given).code == 0
+    bound = events(staff.home, "user.bind")[-1]
+    assert bound["object_id"] == "otto" and json.loads(bound["details"])["how"] == "first login"
+    staff.login("alice")
+    shown = {u["name"]: u for u in json.loads(cli("users", "list", "--json").out)}
+    assert (shown["otto"]["os_user"], shown["nora"]["os_user"]) == (staff_os_user(), "nobody")
+
+
+def staff_os_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name

@@ -51,10 +51,16 @@ class AdapterSet:
                 self.audit.put(GATEWAY, Event("serve.trail", "audit", "log", outcome="error",
                                               reason=f"no adapter is served: {self.trail.problem}"))
             return {}
+        from appliance.artifacts import registry
+
         wanted = {}
-        for c in candidates(self.trail):
+        # What the trail approved, and (to refuse them by name) what the registry's column calls approved.
+        named = [(c.name, c.digest) for c in candidates(self.trail)]
+        named += [(a.name, a.manifest_digest) for a in registry.list_artifacts(self.ctx.engine)
+                  if a.status == "approved" and a.name not in dict(named)]
+        for name, digest in named:
             try:
-                wanted[c.name] = (c.digest, str(folder_of(self.ctx.settings, c.name)))
+                wanted[name] = (digest, str(folder_of(self.ctx.settings, name)))
             except ApplianceError:
                 continue
         keys_revoked = sum(d.action == "key.revoke" for d in self.trail.decisions)
