@@ -27,6 +27,7 @@ from typing import BinaryIO, Protocol
 from appliance.errors import InputError
 
 _CHUNK = 1 << 20
+MAX_SECRET_FILE = 4096  # a password or passphrase file is read no further
 
 
 class Channel(Protocol):
@@ -68,9 +69,14 @@ class InputFile:
         return digest.hexdigest()
 
     def first_line(self, what: str) -> str:
-        """The first line as UTF-8 text (a password or passphrase file); InputError naming the file otherwise."""
+        """The first line as UTF-8 text (a password or passphrase file, at most MAX_SECRET_FILE bytes); InputError
+        naming the file otherwise."""
+        with self.open() as fh:
+            data = fh.read(MAX_SECRET_FILE + 1)
+        if len(data) > MAX_SECRET_FILE:
+            raise InputError(f"{self.name}: over {MAX_SECRET_FILE} bytes: not a {what} file")
         try:
-            lines = self.read_bytes().decode("utf-8").splitlines()
+            lines = data.decode("utf-8").splitlines()
         except UnicodeDecodeError:
             raise InputError(f"{self.name}: {what} file is not UTF-8 text") from None
         if not lines or not lines[0]:
@@ -112,7 +118,12 @@ class PeerFile(InputFile):
         self._channel = channel
 
     def open(self) -> BinaryIO:
+        import stat
+
         _, fds = self._channel.request("read", path=self.name)
+        if not stat.S_ISREG(os.fstat(fds[0]).st_mode):  # the person's process is theirs to change: checked here too
+            os.close(fds[0])
+            raise InputError(f"{self.name}: not a regular file")
         return os.fdopen(fds[0], "rb")
 
 
@@ -196,10 +207,15 @@ class PeerTree(InputTree):
             shutil.rmtree(holder, ignore_errors=True)
 
 
+MAX_MEMBERS = 200_000  # entries in one uploaded folder
+DISK_RESERVE = 2 << 30  # bytes an upload always leaves free on the home's filesystem (the gateway, training)
+
+
 def _extract(stream: BinaryIO, target: Path, name: str) -> None:
-    """Unpack a person's tar stream into `target`: folders, regular files and relative links that stay inside,
-    written 0700/0600 and owned by this process; anything else (absolute or escaping names, devices, hard
-    links) refuses the whole upload."""
+    """Unpack a person's tar stream into `target`: folders and regular files only, written 0700/0600 and owned by
+    this process, never past the free space the home keeps (DISK_RESERVE). Anything else refuses the whole upload:
+    absolute or escaping names, any link (the person's client sends a link inside the folder as the file it names),
+    sparse members (a few bytes that unpack into a large file), devices, more than MAX_MEMBERS entries."""
     root = target.resolve()
 
     def inside(rel: str) -> Path:
@@ -210,24 +226,30 @@ def _extract(stream: BinaryIO, target: Path, name: str) -> None:
 
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    raise InputError(f"{name}: more than {MAX_MEMBERS} entries")
                 path = inside(member.name)
+                if member.issym() or member.islnk():
+                    raise InputError(f"{name}: {member.name!r} is a link; links are not accepted in an upload")
+                if member.issparse():
+                    raise InputError(f"{name}: {member.name!r} is a sparse file; send it whole")
                 if member.isdir():
                     path.mkdir(mode=0o700, parents=True, exist_ok=True)
                 elif member.isfile():
+                    free = shutil.disk_usage(root).free
+                    if member.size > free - DISK_RESERVE:
+                        raise InputError(f"{name}: {member.name!r} ({member.size:,} bytes) would leave less than "
+                                         f"{DISK_RESERVE >> 30} GiB free on the appliance's disk")
                     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    if path.parent.is_symlink() or not path.parent.resolve().is_relative_to(root):
+                        raise InputError(f"{name}: {member.name!r} would land outside the folder")
                     source = tar.extractfile(member)
-                    with open(path, "xb") as out:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as out:
                         shutil.copyfileobj(source, out, _CHUNK)
-                    os.chmod(path, 0o600)
-                elif member.issym():
-                    link = member.linkname
-                    if link.startswith("/") or not (path.parent / link).resolve(strict=False).is_relative_to(root):
-                        raise InputError(f"{name}: link {member.name!r} points outside the folder")
-                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    os.symlink(link, path)
                 else:
-                    raise InputError(f"{name}: {member.name!r} is not a file, a folder or a link")
+                    raise InputError(f"{name}: {member.name!r} is not a file or a folder")
     except (tarfile.TarError, OSError) as exc:
         raise InputError(f"{name}: could not be read whole ({exc})") from None
 

@@ -153,6 +153,8 @@ def verify(ctx: Context, ref: str | InputTree) -> Verification:
     `ref` is an artifact's name, or a folder a person names (`userfiles.InputTree`: read with their
     permissions): a copy carried elsewhere is checked against the registry's record of the same name."""
     if isinstance(ref, InputTree):
+        require(ctx, "read", "artifact", ref.basename)  # before anything of theirs is copied in
+        registry.get(ctx.engine, ctx.settings, ref.basename)  # an artifact of this appliance's, or nothing copied
         with ref.local(ctx.settings.tmp_dir) as folder:
             return _verify(ctx, folder.resolve(), ref.name.rstrip("/"))
     if "/" in ref:

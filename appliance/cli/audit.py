@@ -79,11 +79,15 @@ def audit_log(app: App, since: str | None, actor: str | None, action: str | None
     if as_json:
         emit_json(events)
         return
-    for e in events:
-        obj = f"{e['object_type']}:{e['object_id']}"
-        why = f" ({e['reason']})" if e["reason"] else ""
-        who = f"{e['actor']} ({e['os_user']}{'*' if e['os_source'] == 'peer' else ''})" if e["os_user"] else e["actor"]
-        click.echo(f"{e['seq']:>7}  {e['ts'][:19]}  {who:<28} {e['action']:<22} {e['outcome']:<6} {obj}{why}")
+    from appliance.terminal import safe
+
+    for e in events:  # what people and clients wrote is shown escaped: no escape sequence reaches the terminal
+        obj = safe(f"{e['object_type']}:{e['object_id']}")
+        why = f" ({safe(e['reason'])})" if e["reason"] else ""
+        who = safe(f"{e['actor']} ({e['os_user']}{'*' if e['os_source'] == 'peer' else ''})" if e["os_user"]
+                   else e["actor"])
+        click.echo(f"{e['seq']:>7}  {safe(e['ts'][:19])}  {who:<28} {safe(e['action']):<22} {safe(e['outcome']):<6} "
+                   f"{obj}{why}")
 
 
 @audit.command("export")

@@ -3,6 +3,7 @@ figures rounded for reading, and audit events as rows."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import streamlit as st
 
 from appliance.context import Context
 from appliance.errors import ApplianceError
+from appliance.terminal import safe
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,14 @@ class Page:
     render: Callable[[Context], None]
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def plain(text) -> str:
+    """Text for a Streamlit message, which reads markdown: shown as written, escapes and markdown alike."""
+    return _MARKDOWN.sub(r"\\\1", safe(text))
+
+
 @contextmanager
 def shown_errors():
     """A refused or invalid action becomes one error line on the page (the library has audited it)."""
@@ -27,7 +37,7 @@ def shown_errors():
         yield
     except ApplianceError as exc:
         label = exc.param.replace("_", " ").capitalize() if exc.param else None
-        st.error(exc.render(label, 1))
+        st.error(plain(exc.render(label, 1)))
 
 
 def table(rows: list[dict], key: str) -> None:
@@ -45,6 +55,6 @@ def figure(value, digits: int = 3):
 
 
 def event_rows(events: list[dict]) -> list[dict]:
-    return [{"seq": e["seq"], "time": e["ts"][:19], "actor": e["actor"], "action": e["action"],
-             "outcome": e["outcome"], "object": f"{e['object_type']}:{e['object_id']}", "reason": e["reason"] or ""}
-            for e in events]
+    return [{"seq": e["seq"], "time": e["ts"][:19], "actor": safe(e["actor"]), "action": safe(e["action"]),
+             "outcome": e["outcome"], "object": safe(f"{e['object_type']}:{e['object_id']}"),
+             "reason": safe(e["reason"])} for e in events]

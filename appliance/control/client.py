@@ -242,13 +242,20 @@ def _reason(exc: OSError) -> str:
 
 def _readable_members(root: Path) -> list[Path]:
     """Every entry under root, checked readable by the person before anything is sent, so a refusal names the
-    file instead of cutting the stream."""
+    file instead of cutting the stream. A link to a file inside the folder is sent as that file (the service takes
+    no link); a link leaving the folder, or to a folder, refuses the upload."""
     members = []
+    top = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
         here = Path(dirpath)
         for name in sorted(dirnames) + sorted(filenames):
             path = here / name
             if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(top):
+                    raise _Refusal(f"{path}: link {path.relative_to(root).as_posix()!r} points outside the folder")
+                if not target.is_file():
+                    raise _Refusal(f"{path}: a link to a folder; copy the folder instead")
                 members.append(path)
                 continue
             if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
@@ -266,8 +273,9 @@ def _raise(exc: OSError) -> None:
 def _write_tar(root: Path, members: list[Path], fd: int) -> None:
     with contextlib.suppress(OSError, tarfile.TarError), os.fdopen(fd, "wb") as out, \
             tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for path in members:
-            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
+        for path in members:  # a link (checked inside the folder) goes as the file it names
+            tar.add(path.resolve() if path.is_symlink() else path, arcname=path.relative_to(root).as_posix(),
+                    recursive=False)
 
 
 def _say(line: str) -> None:

@@ -21,7 +21,7 @@ from appliance.errors import InputError, StorageError
 from appliance.userfiles import PeerFile, PeerOutput, PeerTree
 
 _SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
-HELLO_TIMEOUT = 30
+HELLO_TIMEOUT = 5  # seconds a connection may take to say who it is; a silent one holds a slot no longer
 
 
 class Channel:

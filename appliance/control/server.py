@@ -22,6 +22,7 @@ from appliance.control import wire
 
 SD_LISTEN_FDS_START = 3
 MAX_COMMANDS = 32  # commands served at once; the next connection is told to retry
+MAX_PER_ACCOUNT = 8  # of which one OS account's (a person, or a script of theirs, cannot take every slot)
 STOP_GRACE = 30.0  # seconds the commands under way get to stop after SIGINT, when the service stops
 
 
@@ -77,7 +78,7 @@ def serve(socket_path: Path | None, ready=None) -> int:
     listener.setblocking(False)
     where = listener.getsockname() or socket_path
     _log(f"listening on {where} (pid {os.getpid()}, uid {os.geteuid()})")
-    children: dict[int, float] = {}
+    children: dict[int, tuple[float, int]] = {}  # pid -> (started, the caller's uid)
     stopping = []
 
     def stop(signum, frame):
@@ -100,9 +101,17 @@ def serve(socket_path: Path | None, ready=None) -> int:
         except (BlockingIOError, InterruptedError):
             continue
         conn.setblocking(True)
-        if len(children) >= MAX_COMMANDS:
+        try:
+            _, uid, _ = wire.peer_credentials(conn)
+        except OSError:
+            conn.close()
+            continue
+        mine = sum(1 for _, owner in children.values() if owner == uid)
+        if len(children) >= MAX_COMMANDS or mine >= MAX_PER_ACCOUNT:
+            busy = (f"your OS account already runs {MAX_PER_ACCOUNT} commands here" if mine >= MAX_PER_ACCOUNT
+                    else f"the appliance service is running {MAX_COMMANDS} commands")
             with contextlib.suppress(OSError, wire.ProtocolError):
-                _refuse_busy(conn)
+                _refuse_busy(conn, busy)
             conn.close()
             continue
         pid = os.fork()
@@ -120,10 +129,8 @@ def serve(socket_path: Path | None, ready=None) -> int:
                     _log(f"command failed in pid {os.getpid()}: {type(exc).__name__}: {exc}")
             finally:
                 os._exit(code if isinstance(code, int) else 70)
-        children[pid] = time.monotonic()
-        with contextlib.suppress(OSError):
-            _, uid, _ = wire.peer_credentials(conn)
-            _log(f"connection from uid {uid}: pid {pid}")
+        children[pid] = (time.monotonic(), uid)
+        _log(f"connection from uid {uid}: pid {pid}")
         conn.close()
     listener.close()
     if isinstance(socket_path, Path) and socket_path.is_socket():
@@ -142,16 +149,15 @@ def serve(socket_path: Path | None, ready=None) -> int:
     return 0
 
 
-def _refuse_busy(conn: socket.socket) -> None:
-    conn.settimeout(5)
+def _refuse_busy(conn: socket.socket, why: str) -> None:
+    conn.settimeout(0.5)  # the accept loop waits for no one: a caller that sends nothing at once just goes
     _, fds = wire.recv(conn)
     for fd in fds:
         os.close(fd)
-    wire.send(conn, {"op": "exit", "code": 7,
-                     "message": f"the appliance service is running {MAX_COMMANDS} commands; try again shortly"})
+    wire.send(conn, {"op": "exit", "code": 7, "message": f"{why}; try again shortly"})
 
 
-def _reap(children: dict[int, float]) -> None:
+def _reap(children: dict[int, tuple[float, int]]) -> None:
     while children:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)

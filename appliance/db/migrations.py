@@ -336,6 +336,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Each account is one person's: bound to the OS account chosen at its creation (or at its first login).
         "ALTER TABLE app_user ADD COLUMN os_user VARCHAR(64)",
         "ALTER TABLE app_user ADD COLUMN os_uid BIGINT",
+        # Failed logins back off per (account, OS account): a guesser locks out only their own attempts.
+        """CREATE TABLE login_failure (
+            user_id VARCHAR(32) NOT NULL REFERENCES app_user(id),
+            os_uid BIGINT NOT NULL,
+            failures INTEGER NOT NULL,
+            locked_until VARCHAR(32),
+            PRIMARY KEY (user_id, os_uid)
+        )""",
     )),
 )
 

@@ -316,3 +316,12 @@ personal_key = Table(
     _required("os_source", String(8)),
     _stamp("enrolled_at"),
 )
+
+# Migration 11: failed logins, per account and OS account.
+login_failure = Table(
+    "login_failure", metadata,
+    Column("user_id", String(32), ForeignKey("app_user.id"), primary_key=True),
+    Column("os_uid", BigInteger, primary_key=True, autoincrement=False),
+    _required("failures", Integer),
+    _stamp("locked_until", nullable=True),
+)

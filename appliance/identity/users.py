@@ -1,5 +1,6 @@
 """Users: create, list, disable, change role, passwords (change, reset, one-time), and authenticate with a
-lockout after repeated failures.
+lockout after repeated failures, counted per account and OS account (`login_failure`): someone guessing from their
+own OS account locks out only their own attempts, never the account's owner.
 
 A password set by someone else (`users add`, `users reset-password`, the first admin of `init`) is one-time:
 until its owner changes it the account may do nothing else. Failed logins are counted in one atomic UPDATE,
@@ -14,13 +15,13 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import false, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 
 from appliance.audit.events import Event
 from appliance.audit.log import record, record_alone
 from appliance.context import Actor, Context
 from appliance.db import session_scope
-from appliance.db.tables import api_token, auth_session
+from appliance.db.tables import api_token, auth_session, login_failure
 from appliance.db.tables import app_user as t
 from appliance.errors import AlreadyExists, InputError, NotFound, PermissionDenied
 from appliance.identity import passwords
@@ -222,6 +223,7 @@ def reset_password(ctx: Context, name: str) -> str:
     with session_scope(ctx.engine) as s:
         s.execute(update(t).where(t.c.id == user.id).values(password_hash=pw_hash, must_change_password=True,
                                                             failed_logins=0, locked_until=None))
+        s.execute(delete(login_failure).where(login_failure.c.user_id == user.id))
         _revoke_access(s, user.id, tokens_too=True)
         record(ctx, s, Event("user.reset_password", "user", name,
                              details={"revoked": "every session and API token of theirs"}))
@@ -246,6 +248,27 @@ def change_password(ctx: Context, old: str, new: str, *, keep_session: str | Non
     return get_user(ctx.engine, user.name)
 
 
+def _count_failure(s, user_id: str, os_uid: int) -> int:
+    """One more failure for (account, OS account), in one atomic statement: N parallel guesses count N."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+    f = login_failure.c
+    statement = dialect.insert(login_failure).values(user_id=user_id, os_uid=os_uid, failures=1)
+    statement = statement.on_conflict_do_update(index_elements=[f.user_id, f.os_uid],
+                                                set_={"failures": f.failures + 1}).returning(f.failures)
+    return int(s.execute(statement).scalar())
+
+
+def failures(engine, name: str, os_uid: int) -> tuple[int, str | None]:
+    """(failures counted, locked until) for this account from this OS account."""
+    f = login_failure.c
+    with engine.connect() as conn:
+        row = conn.execute(select(f.failures, f.locked_until).join_from(login_failure, t, t.c.id == f.user_id)
+                           .where(t.c.name == name, f.os_uid == os_uid)).first()
+    return (0, None) if row is None else (int(row[0]), row[1])
+
+
 def _refuse(ctx: Context, name: str, reason: str, actor: Actor, **details) -> None:
     record_alone(ctx, Event("user.login", "user", name, outcome="denied", reason=reason, details=details), actor)
     raise PermissionDenied(REFUSAL)
@@ -267,28 +290,33 @@ def authenticate(ctx: Context, name: str, password: str) -> User:
     now = _now()
     if user.disabled:
         _refuse(ctx, name, "user is disabled", actor)
-    if user.locked_until and datetime.fromisoformat(user.locked_until) > now:
-        _refuse(ctx, name, "locked out", actor, until=user.locked_until)
+    f = login_failure.c
+    mine = (f.user_id == user.id, f.os_uid == ctx.os.uid)  # failures count per account and OS account
+    with ctx.engine.connect() as conn:
+        locked_until = conn.execute(select(f.locked_until).where(*mine)).scalar()
+    if locked_until and datetime.fromisoformat(locked_until) > now:
+        _refuse(ctx, name, "locked out", actor, until=locked_until, os_uid=ctx.os.uid)
     if not matches:
         with session_scope(ctx.engine) as s:
-            failures = int(s.execute(update(t).where(t.c.id == user.id).values(failed_logins=t.c.failed_logins + 1)
-                                     .returning(t.c.failed_logins)).scalar())
+            failures = _count_failure(s, user.id, ctx.os.uid)
             record(ctx, s, Event("user.login", "user", name, outcome="denied", reason="wrong password",
                                  details={"failures": failures}), actor)
             if failures >= cfg.lockout_attempts:
                 until = _stamp(now + timedelta(minutes=cfg.lockout_minutes))
-                s.execute(update(t).where(t.c.id == user.id).values(failed_logins=0, locked_until=until))
+                s.execute(update(login_failure).where(*mine).values(failures=0, locked_until=until))
                 record(ctx, s, Event("user.lockout", "user", name, outcome="denied",
-                                     reason=f"{failures} failed logins",
-                                     details={"minutes": cfg.lockout_minutes, "until": until}), actor)
+                                     reason=f"{failures} failed logins from OS account {ctx.os.name}",
+                                     details={"minutes": cfg.lockout_minutes, "until": until,
+                                              "os_uid": ctx.os.uid}), actor)
         raise PermissionDenied(REFUSAL)
     with session_scope(ctx.engine) as s:
         # Still not locked (a parallel guess may have locked it meanwhile): the check and the reset are one step.
-        unlocked = t.c.locked_until.is_(None) | (t.c.locked_until <= _stamp(now))
-        cleared = s.execute(update(t).where(t.c.id == user.id, t.c.disabled == false(), unlocked)
-                            .values(failed_logins=0).returning(t.c.id)).first()
-        if cleared is not None and user.locked_until:
-            s.execute(update(t).where(t.c.id == user.id).values(locked_until=None))
-    if cleared is None:
+        unlocked = f.locked_until.is_(None) | (f.locked_until <= _stamp(now))
+        enabled = s.execute(select(t.c.id).where(t.c.id == user.id, t.c.disabled == false())).first()
+        held = s.execute(select(f.locked_until).where(*mine)).first()
+        cleared = enabled is not None and (held is None or s.execute(
+            update(login_failure).where(*mine, unlocked).values(failures=0, locked_until=None)
+            .returning(f.user_id)).first() is not None)
+    if not cleared:
         _refuse(ctx, name, "locked out", actor)
     return user

@@ -178,7 +178,10 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
         limited.chat.completions.create(model="triage", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     client = _client(gateway)
     with pytest.raises(openai.NotFoundError, match="not served"):
-        client.chat.completions.create(model="nonexistent", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+        client.chat.completions.create(model="nonexistent\x1b[2J", messages=[{"role": "user", "content": "x"}],
+                                       max_tokens=2)
+    asked = _wait(lambda: [e for e in _audit(root, "serve.request") if e["details"].get("model_asked")])
+    assert asked[-1]["object"] == "(not served)" and asked[-1]["details"]["model_asked"] == "nonexistent\\x1b[2J"
     with pytest.raises(openai.BadRequestError, match="'messages\\[0\\].content' must be"):
         client.chat.completions.create(model="smollm2", messages=[{"role": "user"}], max_tokens=2)
     headers = {"Authorization": f"Bearer {gateway['tokens']['all']}"}

@@ -532,14 +532,16 @@ def test_package_sign_verify_and_approve_with_four_eyes(lab, tmp_path):
         own = run_appliance("approve", "triage", "--reason", "I trained it and it is fine", env=turned)
         assert own.returncode == 6 and ("four-eyes rule (account): erin trained the run and packaged the artifact "
                                         "and signed the artifact") in own.stderr
-        # erin, made admin for a while, appoints an officer of her own
+        # erin, made admin for a while, appoints an officer of her own (a role change ends her sessions)
         assert run_appliance("users", "set-role", "erin", "admin", env=admin).returncode == 0
+        assert run_appliance("login", "erin", "--password-file", root / "erin.pw", env=turned).returncode == 0
         (tmp_path / "otto.first").write_text("Given-by-erin-1x\n")
         (tmp_path / "otto.pw").write_text("Chosen-by-him-later-2y\n")
         assert run_appliance("users", "add", "otto", "--role", "officer", "--password-file", tmp_path / "otto.first",
                              env=turned).returncode == 0
     finally:
         assert run_appliance("users", "set-role", "erin", "engineer", env=admin).returncode == 0
+        assert run_appliance("login", "erin", "--password-file", root / "erin.pw", env=env).returncode == 0
     otto = {**env, "APPLIANCE_SESSION_FILE": str(tmp_path / "otto-session")}
     assert run_appliance("login", "otto", "--password-file", tmp_path / "otto.first", env=otto).returncode == 0
     assert run_appliance("passwd", "--old-password-file", tmp_path / "otto.first", "--new-password-file",

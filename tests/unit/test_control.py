@@ -220,3 +220,119 @@ def test_a_folder_with_a_link_leaving_it_is_refused_whole(service, staff_home, t
     assert service("models", "import", model, "--name", "tiny", "--json") == 0
     imported = json.loads(capfd.readouterr().out)
     assert imported["origin"].endswith(f":{model}") and not list((staff_home / "tmp").glob("upload-*"))
+
+
+class CraftedClient(Client):
+    """A person's own client, written to attack the service: its folder uploads are a tar stream of its making."""
+
+    def __init__(self, *args, members):
+        super().__init__(*args)
+        self.members, self.asked = members, 0
+
+    def _open_tree(self, path):
+        import io
+
+        self.asked += 1
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for info, data in self.members:
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+
+        def feed():
+            with os.fdopen(write_end, "wb") as out:
+                out.write(buf.getvalue())
+
+        threading.Thread(target=feed, daemon=True).start()
+        return {"kind": "dir"}, [read_end]
+
+
+def _member(name, kind=None, data=b"", link=""):
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.type = kind or tarfile.REGTYPE
+    info.size = len(data) if data is not None else 0
+    info.linkname = link
+    return info, data
+
+
+@pytest.mark.parametrize("members, said", [
+    # a link first, then a file "through" it: a check that depends on the order of members resolves outside
+    ([_member("weights", __import__("tarfile").SYMTYPE, None, "/etc"), _member("weights/passwd", data=b"x")],
+     "'weights' is a link; links are not accepted in an upload"),
+    ([_member("config.json", __import__("tarfile").LNKTYPE, None, "/etc/shadow")],
+     "'config.json' is a link; links are not accepted in an upload"),
+    ([_member("model.safetensors", __import__("tarfile").GNUTYPE_SPARSE, b"0123456789")],
+     "'model.safetensors' is a sparse file; send it whole"),
+    ([_member("fifo", __import__("tarfile").FIFOTYPE, None)], "'fifo' is not a file or a folder"),
+])
+def test_a_crafted_upload_is_refused_whole_and_leaves_nothing(service, staff_home, tmp_path, capfd, members, said):
+    assert service("login", "erin", "--password-file", pw_file(staff_home, "erin")) == 0
+    capfd.readouterr()
+    client = CraftedClient(service.socket, dict(os.environ), service.session, members=members)
+    assert client.run(["models", "import", str(tmp_path), "--name", "crafted"]) == 2
+    assert said in capfd.readouterr().err
+    assert not list((staff_home / "tmp").glob("upload-*")) and not (staff_home / "models" / "crafted").exists()
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused_before_it_is_written(service, staff_home, tmp_path, capfd):
+    import tarfile
+
+    huge = tarfile.TarInfo("model.safetensors")
+    huge.size = 1 << 50  # what the header claims; nothing after it
+    assert service("login", "erin", "--password-file", pw_file(staff_home, "erin")) == 0
+    capfd.readouterr()
+    client = CraftedClient(service.socket, dict(os.environ), service.session, members=[(huge, None)])
+    assert client.run(["models", "import", str(tmp_path), "--name", "huge"]) == 2
+    assert "would leave less than 2 GiB free on the appliance's disk" in capfd.readouterr().err
+
+
+class PipeClient(Client):
+    """A person's own client that answers a request for a file with a pipe it never closes."""
+
+    def _open_file(self, path):
+        read_end, self._held = os.pipe2(os.O_CLOEXEC)
+        return read_end
+
+
+def test_a_descriptor_that_is_not_a_file_and_a_password_file_of_any_size_are_refused(service, staff_home, tmp_path,
+                                                                                       capfd):
+    password = tmp_path / "password"
+    client = PipeClient(service.socket, dict(os.environ), service.session)
+    assert client.run(["login", "erin", "--password-file", str(password)]) == 2
+    assert f"{password}: not a regular file" in capfd.readouterr().err
+    password.write_bytes(b"x" * (64 << 20))  # 64 MiB: read no further than a password file can be
+    assert service("login", "erin", "--password-file", password) == 2
+    assert f"{password}: over 4096 bytes: not a password file" in capfd.readouterr().err
+
+
+def test_one_os_account_cannot_take_every_slot_and_a_silent_connection_goes_soon(service, staff_home, capfd):
+    import socket
+
+    from appliance.control.request import HELLO_TIMEOUT
+    from appliance.control.server import MAX_PER_ACCOUNT
+
+    silent = []
+    for _ in range(MAX_PER_ACCOUNT):  # connect and say nothing: each holds a child until the hello deadline
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(str(service.socket))
+        silent.append(sock)
+    time.sleep(0.5)
+    assert service("whoami") == 7
+    assert f"your OS account already runs {MAX_PER_ACCOUNT} commands here; try again shortly" in capfd.readouterr().err
+    time.sleep(HELLO_TIMEOUT + 1.5)  # the silent ones are dropped at the deadline
+    assert service("whoami") == 0
+    for sock in silent:
+        sock.close()
+
+
+def test_permission_is_checked_before_anything_of_the_callers_is_copied_in(service, staff_home, tmp_path, capfd):
+    assert service("login", "ursula", "--password-file", pw_file(staff_home, "ursula")) == 0
+    capfd.readouterr()
+    client = CraftedClient(service.socket, dict(os.environ), service.session,
+                           members=[_member("model.sig", data=b"x" * 1024)])
+    assert client.run(["verify", str(tmp_path / "copies" / "triage")]) == 6
+    assert "ursula (user) may not read" in capfd.readouterr().err and client.asked == 0

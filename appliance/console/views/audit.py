@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from appliance.console.widgets import event_rows, shown_errors, table
+from appliance.console.widgets import event_rows, plain, shown_errors, table
 from appliance.context import Context
 from appliance.identity.roles import require
 
@@ -38,9 +38,9 @@ def render(ctx: Context) -> None:
                 st.success(f"verified: {report.events} events, {report.checkpoints_checked} checkpoint comparisons, "
                            f"tree head {report.root}")
             else:
-                st.error("NOT verified: " + "; ".join(report.problems)
-                         + (f" (first bad sequence number: {report.first_bad_seq})"
-                            if report.first_bad_seq is not None else ""))
+                st.error(plain("NOT verified: " + "; ".join(report.problems)
+                               + (f" (first bad sequence number: {report.first_bad_seq})"
+                                  if report.first_bad_seq is not None else "")))
     if middle.button("Prepare the evidence pack", key="audit_export"):
         with shown_errors():
             folder = Path(tempfile.mkdtemp(prefix="console-export-"))

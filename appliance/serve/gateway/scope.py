@@ -16,6 +16,9 @@ from appliance.serve.audit_writer import AuditUnavailable
 from appliance.serve.auth_failures import ANONYMOUS
 from appliance.serve.gateway.auth import Caller
 from appliance.serve.gateway.errors import ApiError
+from appliance.terminal import safe
+
+NOT_SERVED = "(not served)"  # the object of a request for a model the gateway does not serve
 
 
 @dataclass
@@ -119,5 +122,8 @@ class RequestScope:
                 details["completion"] = gateway.kept_text("".join(outcome.text))
                 details["text_kept"] = gateway.policy.audit_text
         result = "ok" if outcome.status == 200 else "denied" if outcome.status in (401, 403, 429) else "error"
-        return Event("serve.request", "model", self.model or "-", outcome=result, reason=outcome.error,
+        model = self.model if self.model and gateway.label(self.model) == self.model else NOT_SERVED
+        if model == NOT_SERVED and self.model:  # a client's free text: kept escaped and cut short, never as the name
+            details["model_asked"] = safe(self.model)[:64]
+        return Event("serve.request", "model", model, outcome=result, reason=safe(outcome.error)[:500],
                      object_sha256=self.digest, details=details)
