@@ -180,6 +180,7 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
     # Missing pins are a warning here (an upgrade pins them after its doctor); `audit verify` fails without them.
     checks.append(Check("audit keys pinned", WARN if problem else OK,
                         problem or f"{len(pinned)} in {settings.pinned_keys_path}"))
+    checks.append(_unpinned_key_files(settings))
     found, exists = anchors.read(settings)
     anchored = max((a.checkpoint.tree_size for a in found.checkpoints), default=0)
     leaves = max((run.last for run in found.leaves), default=0)
@@ -188,6 +189,25 @@ def _keys_and_audit(settings: Settings, engine) -> list[Check]:
                         f"covers {anchored} events, leaves anchored up to event {leaves}" if exists else
                         f"{settings.anchor_path} is missing"))
     return checks + _key_isolation(settings)
+
+
+def _unpinned_key_files(settings: Settings) -> Check:
+    """Public key files in the home whose keys nobody pinned: never pinned for being there (the service account can
+    write the home), reported so that whoever pins keys looks at where they came from."""
+    from appliance.keys import pins
+
+    pinned = {purpose: pins.read(settings, purpose)[0] for purpose in pins.PURPOSES}
+    strays = []
+    for path in sorted(settings.keys_dir.glob("*.pub.pem")) if settings.keys_dir.is_dir() else []:
+        purpose = path.name.split("-", 1)[0]
+        if purpose not in pinned:
+            continue
+        found = pins.parse(path.read_bytes())
+        strays += [f"{path.name} ({key_id[:16]})" for key_id in found if key_id not in pinned[purpose]]
+    if strays:
+        return Check("key files", WARN, f"not pinned: {', '.join(strays)}; a key is pinned by root from the step that "
+                                        f"created it or the inventory (appliance_pinned_keys), never for being here")
+    return Check("key files", OK, "every audit and artifact key file in the home is pinned")
 
 
 SYSTEMD_DIR = "/etc/systemd/system"

@@ -222,8 +222,7 @@ PY
   done
   echo "The gateway, which serves only on an officer's own signed statement:"
   appliance audit log --action serve.load --limit 50 | grep 'helpdesk-forged'
-  python3 -c 'import json, sys, urllib.request; print("models served:", json.load(urllib.request.urlopen(sys.argv[1]))["adapters"])' \
-    "http://127.0.0.1:$port/readyz"
+  gateway_health
 }
 service_pid=""
 stop_service() { if [ -n "$service_pid" ]; then kill "$service_pid" 2>/dev/null || true; wait "$service_pid" 2>/dev/null || true; service_pid=""; fi; }

@@ -34,7 +34,7 @@ def bootstrap_admin(app: App, name: str, password: str) -> list[str]:
     done = []
     ctx = app.system_ctx
     created = store.init_keys(ctx)
-    done += [f"created {k.purpose} key {k.key_id[:16]}" for k in created]
+    done += [f"created {k.purpose} key {k.key_id}" for k in created]  # whole: the installer pins what it created
     if users.count_users(app.engine) == 0:
         users.add_user(ctx, name, "admin", password)
         done.append(f"created admin {name!r}")

@@ -22,7 +22,7 @@ def keys_init(app: App) -> None:
 
     created = store.init_keys(app.ctx)
     for k in created:
-        click.echo(f"created {k.purpose} key {k.key_id[:16]}")
+        click.echo(f"created {k.purpose} key {k.key_id}")
     if not created:
         click.echo("keys already initialised")
 
@@ -54,7 +54,7 @@ def keys_rotate(app: App, purpose: str) -> None:
     from appliance.keys import store
 
     k = store.rotate(app.ctx, purpose)
-    click.echo(f"new {purpose} key {k.key_id[:16]}")
+    click.echo(f"new {purpose} key {k.key_id}")
 
 
 @keys.command("revoke")

@@ -55,6 +55,8 @@ def _new_password(ctx: Context) -> None:
     if submitted:
         with shown_errors():
             auth.change_password(ctx, old, new, confirm)
+            # The change ends every other session of theirs, the console's included; this one goes on.
+            st.session_state["session"] = auth.renewed(st.session_state["session"])
             st.success("Password changed.")
             st.rerun()
 

@@ -21,13 +21,15 @@ class ConsoleSession:
     id: str
     user: str
     expires_at: datetime
+    started_at: datetime | None = None
 
 
 def sign_in(ctx: Context, name: str, password: str) -> ConsoleSession:
     """Check the password (PermissionDenied on failure, lockout included) and audit the login."""
     user = authenticate(ctx, name.strip(), password)
+    now = datetime.now(UTC)
     session = ConsoleSession(uuid.uuid4().hex, user.name,
-                             datetime.now(UTC) + timedelta(hours=ctx.settings.file.identity.session_hours))
+                             now + timedelta(hours=ctx.settings.file.identity.session_hours), now)
     record_alone(ctx, Event("user.login", "user", user.name,
                             details={"session": session.id, "via": "console",
                                      "expires_at": session.expires_at.isoformat(timespec="seconds"),
@@ -46,7 +48,17 @@ def actor_of(ctx: Context, session: ConsoleSession) -> tuple[Actor | None, str]:
         return None, "Your user no longer exists."
     if user.disabled:
         return None, f"User {user.name} is disabled."
+    changed = datetime.fromisoformat(user.password_changed_at) if user.password_changed_at else None
+    if changed and session.started_at and changed > session.started_at.replace(microsecond=0):
+        return None, "Your password was changed; sign in again."  # as `passwd` ends the command line's sessions
     return user.actor("console"), ""
+
+
+def renewed(session: ConsoleSession) -> ConsoleSession:
+    """The session that changed its own password, going on after the change."""
+    import dataclasses
+
+    return dataclasses.replace(session, started_at=datetime.now(UTC))
 
 
 def change_password(ctx: Context, old: str, new: str, confirm: str):

@@ -128,6 +128,9 @@ def test_the_playbook_installs_the_bundle_offline_and_doctor_passes(target):
     pinned = target.config / "audit-keys.pem"
     assert pinned.owner() == "root" and pinned.stat().st_mode & 0o777 == 0o644
     assert pinned.read_text().count("BEGIN PUBLIC KEY") == 1 and "# BEGIN audit-" in pinned.read_text()
+    artifact_keys = target.config / "artifact-keys.pem"  # the gateway serves only what these keys signed
+    assert artifact_keys.owner() == "root" and artifact_keys.read_text().count("BEGIN PUBLIC KEY") == 1
+    assert checks["key files"]["status"] == "ok", checks["key files"]
     anchors = target.prefix / "var" / "log" / "appliance" / "checkpoints.jsonl"
     assert anchors.owner() == USER and anchors.stat().st_mode & 0o777 == 0o640
     assert '"format":"appliance audit checkpoint v1"' in anchors.read_text()  # init's checkpoint, anchored
@@ -222,13 +225,25 @@ def test_a_person_reaches_the_installed_appliance_through_the_socket_as_themselv
         subprocess.run(["userdel", "-r", PERSON], capture_output=True)
 
 
-def test_a_second_run_changes_nothing(target, bundles):
+def test_a_second_run_changes_nothing_and_pins_no_key_file_it_did_not_create(target, bundles):
     # The operators deleted the first admin's password after the first login, as the guide says: nothing
     # recreates it, and no admin is created again.
     (target.config / "initial-admin-password").unlink()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    planted = target.home / "keys" / "audit-0123456789abcdef.pub.pem"  # the service account's own key, dropped in
+    planted.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    shutil.chown(planted, USER, USER)
+    before = {name: (target.config / name).read_text() for name in ("audit-keys.pem", "artifact-keys.pem")}
     done, recap = target.play(bundles[0] / "bundle")
     assert done.returncode == 0 and recap[1] == 0 and recap[3] == 0, done.stdout[-4000:]
     assert not (target.config / "initial-admin-password").exists()
+    assert {name: (target.config / name).read_text() for name in before} == before  # nothing pinned
+    checks = {c["name"]: c for c in json.loads(target.appliance("doctor", "--json").stdout)["checks"]}
+    assert checks["key files"]["status"] == "warn" and "audit-0123456789abcdef.pub.pem" in checks["key files"]["detail"]
+    planted.unlink()
 
 
 def test_the_units_are_hardened_and_pass_systemd_analyze(target):

@@ -265,7 +265,12 @@ def test_every_request_is_one_audit_event_with_scrubbed_text(gateway):
     assert "jane.doe@example.org" not in json.dumps(event) and "<EMAIL_ADDRESS>" in details["prompt"], details
     assert hashlib.sha256(prompt.encode()).hexdigest() not in json.dumps(event)
 
-    metrics = httpx.get(gateway["url"] + "/metrics").text
+    anonymous = httpx.get(gateway["url"] + "/metrics").text  # no token: nothing names an adapter
+    assert 'model="triage"' not in anonymous and 'model="smollm2"' in anonymous
+    assert "adapters" not in httpx.get(gateway["url"] + "/readyz").json()
+    bearer = {"Authorization": f"Bearer {gateway['tokens']['all']}"}
+    assert httpx.get(gateway["url"] + "/readyz", headers=bearer).json()["adapters"] == ["triage"]
+    metrics = httpx.get(gateway["url"] + "/metrics", headers=bearer).text
     assert 'appliance_requests_total{model="triage",status="200"}' in metrics
     assert 'appliance_request_seconds_bucket{le="+Inf",model="triage"}' in metrics
     assert 'appliance_tokens_total{kind="completion",model="triage"}' in metrics

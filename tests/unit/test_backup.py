@@ -114,6 +114,7 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
     home = Path(tmp_path / "home")
     (home / "datasets" / "notes").mkdir(parents=True)
     (home / "datasets" / "notes" / "kept.txt").write_text("a file in the home\n")
+    (home / "keys" / "serve-text.key").write_bytes(b"k" * 32)  # the gateway's, in clear: it stays here
 
     archive = tmp_path / "out" / "appliance.tar"
     archive.parent.mkdir()
@@ -127,6 +128,7 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
     assert names[-1] == "backup.json" and "home/datasets/notes/kept.txt" in names
     assert not [n for n in names if n.startswith("home/appliance.db") or n.startswith("home/run/")]
     assert any(n.startswith("home/keys/") for n in names)  # the keys, encrypted at rest, travel with it
+    assert "home/keys/serve-text.key" not in names  # ... the one kept in clear does not
 
     made_event = json.loads(cli("audit", "log", "--action", "backup.create", "--json").out)
     assert [(e["actor"], e["object_id"]) for e in made_event] == [("alice", "appliance.tar")]

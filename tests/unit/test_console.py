@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from appliance.db.tables import audit_checkpoint, audit_event
 from appliance.identity.users import REFUSAL
-from tests.conftest import PASSWORDS, audit_events, home_db
+from tests.conftest import PASSWORDS, audit_events, home_db, pw_file
 
 pytestmark = pytest.mark.unit
 APP = str(Path(__file__).resolve().parents[2] / "appliance" / "console" / "app.py")
@@ -201,3 +201,18 @@ def test_a_one_time_password_signs_in_to_one_form_only(staff, tmp_path):
     at.button[0].click().run()
     assert not at.exception and "**vera** (officer)" in at.sidebar.markdown[0].value
     assert _events(staff.home, "user.passwd")[-1][:3] == ("vera", "ok", "vera")
+
+
+def test_a_password_changed_elsewhere_ends_the_console_session(staff):
+    """`passwd` on the command line ends the person's other sessions, the console's among them."""
+    at = _sign_in("oscar", PASSWORDS["oscar"])
+    assert "**oscar** (officer)" in at.sidebar.markdown[0].value
+    import time
+
+    time.sleep(1.1)  # the change's time is kept to the second
+    staff.login("oscar")
+    new = staff.home.parent / "secrets" / "oscar.new"
+    new.write_text("A-new-one-for-him-8w-kept\n")
+    assert staff.cli("passwd", "--old-password-file", pw_file(staff.home, "oscar"), "--new-password-file", new).code == 0
+    at.run()
+    assert [w.value for w in at.warning] == ["Your password was changed; sign in again."] and not at.sidebar.radio

@@ -137,17 +137,35 @@ def create_app(gateway: Gateway):
     async def healthz():
         return {"status": "ok"}
 
+    async def names_adapters(request: Request) -> bool:
+        """Which adapters are served, and their traffic, is told to a valid token only."""
+        header = request.headers.get("authorization")
+        if not header:
+            return False
+        try:
+            await gateway.caller(header)
+        except ApiError:
+            return False
+        return True
+
     @app.get("/readyz")
-    async def readyz():
+    async def readyz(request: Request):
         audit = gateway.audit.failure or "ok"
         ready = audit == "ok" and gateway.ready.is_set() and await gateway.backend.healthy(gateway.client)
         body = {"ready": ready, "backend": gateway.backend.kind, "model": gateway.model,
-                "adapters": sorted(gateway.loaded), "audit": audit}
+                "adapters_loaded": len(gateway.loaded), "audit": audit}
+        if await names_adapters(request):
+            body["adapters"] = sorted(gateway.loaded)
         return JSONResponse(body, 200 if ready else 503)
 
     @app.get("/metrics")
-    async def metrics():
-        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(request: Request):
+        text = gateway.metrics.render()
+        if not await names_adapters(request):  # the base model's series and the totals, no adapter's name
+            base = f'model="{gateway.model}"'
+            text = "".join(line for line in text.splitlines(keepends=True)
+                           if 'model="' not in line or base in line)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def listing_caller(request: Request) -> Caller:
         try:
