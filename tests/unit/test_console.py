@@ -213,6 +213,7 @@ def test_a_password_changed_elsewhere_ends_the_console_session(staff):
     staff.login("oscar")
     new = staff.home.parent / "secrets" / "oscar.new"
     new.write_text("A-new-one-for-him-8w-kept\n")
-    assert staff.cli("passwd", "--old-password-file", pw_file(staff.home, "oscar"), "--new-password-file", new).code == 0
+    changed = staff.cli("passwd", "--old-password-file", pw_file(staff.home, "oscar"), "--new-password-file", new)
+    assert changed.code == 0
     at.run()
     assert [w.value for w in at.warning] == ["Your password was changed; sign in again."] and not at.sidebar.radio
