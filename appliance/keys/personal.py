@@ -3,9 +3,9 @@
 An officer signs their approvals, rejections, revocations and gate overrides with it, an engineer their
 packaging and signing: a decision counts only when its maker's own secret made it, never because a row says so.
 The key is an ECDSA P-256 key in the person's home (APPLIANCE_PERSONAL_KEYS, default
-~/.local/share/appliance/keys/USER.key.pem, 0600 in a 0700 folder), encrypted under a passphrase of their own
-(APPLIANCE_PERSONAL_PASSPHRASE_FILE in their environment, or asked on their terminal; never on a command line and
-never sent to the appliance service). Through the control socket the service asks the person's client to sign
+~/.local/share/appliance/keys/USER.key.pem, 0600 in a 0700 folder; KEY_FORMAT), encrypted under a passphrase of
+their own (APPLIANCE_PERSONAL_PASSPHRASE_FILE in their environment, or asked on their terminal; never on a command
+line and never sent to the appliance service). Through the control socket the service asks the person's client to sign
 (`control/client.py`); the client signs only a statement of the decision the person's own command line asked for,
 and says what it signs.
 """
@@ -29,6 +29,10 @@ from appliance.errors import InputError, IntegrityError, NotFound, PermissionDen
 from appliance.keys.crypto import MIN_PASSPHRASE, key_id_of
 
 ENROL_HEADER = "appliance personal key enrolment v1"
+# The key file: the PKCS#8 key (PBES2, AES-256) under a password stretched from the person's passphrase by scrypt,
+# since PKCS#8's own PBKDF2 (2,048 rounds) is cheap to guess against; with the scrypt parameters beside it.
+KEY_FORMAT = "appliance personal key v1"
+SCRYPT_N = 1 << 15  # about 32 MiB and a tenth of a second a try
 # The command words whose decisions a person's key signs, by the decision a statement names.
 COMMANDS = {"approve": ("approve",), "reject": ("reject",), "revoke": ("revoke",), "override": ("evals", "override"),
             "package": ("package",), "sign": ("sign",)}
@@ -52,6 +56,12 @@ def keys_dir(env: Mapping[str, str]) -> Path:
         return Path(explicit)
     data = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return data / "appliance" / "keys"
+
+
+def _stretched(passphrase: bytes, salt: bytes, n: int = SCRYPT_N, r: int = 8, p: int = 1) -> bytes:
+    import hashlib
+
+    return hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, maxmem=128 << 20, dklen=32).hex().encode()
 
 
 def _sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> str:
@@ -130,11 +140,14 @@ class LocalPersonalKeys:
         key_id = key_id_of(key.public_key())
         private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(private_path.parent, 0o700)
+        salt = os.urandom(16)
         encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.BestAvailableEncryption(passphrase))
+                                      serialization.BestAvailableEncryption(_stretched(passphrase, salt)))
+        record = {"format": KEY_FORMAT, "kdf": "scrypt", "n": SCRYPT_N, "r": 8, "p": 1, "salt": salt.hex(),
+                  "key_id": key_id, "pkcs8": encrypted.decode()}
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(encrypted)
+            fh.write(json.dumps(record, indent=1).encode())
             fh.flush()
             os.fsync(fh.fileno())
         public_path.write_text(public_pem)
@@ -152,8 +165,13 @@ class LocalPersonalKeys:
         except OSError as exc:
             raise InputError(f"{private_path}: cannot read your personal key: {exc.strerror}") from None
         try:
-            return serialization.load_pem_private_key(data, password=self._passphrase(confirm=False))
-        except (ValueError, TypeError):
+            record = json.loads(data)
+            if record.get("format") != KEY_FORMAT or record.get("kdf") != "scrypt":
+                raise ValueError("format")
+            stretched = _stretched(self._passphrase(confirm=False), bytes.fromhex(record["salt"]), int(record["n"]),
+                                   int(record["r"]), int(record["p"]))
+            return serialization.load_pem_private_key(record["pkcs8"].encode(), password=stretched)
+        except (ValueError, TypeError, KeyError):
             raise IntegrityError(f"{private_path}: cannot decrypt your personal key: wrong passphrase or damaged "
                                  "file") from None
 

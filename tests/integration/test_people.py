@@ -311,7 +311,7 @@ def test_one_person_with_two_accounts_cannot_approve_their_own_artifact(people):
 def test_a_personal_key_lives_in_its_holders_home_and_signs_only_what_they_asked(people):
     key = Path(f"/home/{ANA}/.local/share/appliance/keys/ana-e.key.pem")
     assert key.stat().st_uid == pwd.getpwnam(ANA).pw_uid and key.stat().st_mode & 0o777 == 0o600
-    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    assert json.loads(key.read_text())["kdf"] == "scrypt" and "ENCRYPTED PRIVATE KEY" in key.read_text()
     for other in (SERVICE, BEN):
         assert people.as_user(other, "cat", key).returncode != 0, other
     enrolled = _db_events(people, "key.enroll")

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,17 @@ def test_a_library_banner_is_held_back_unless_the_block_fails_or_debugging(capsy
     with captured():
         print("Unsloth: a banner")
     assert capsys.readouterr().out == "Unsloth: a banner\n"
+
+
+def test_what_the_appliance_trusts_comes_from_roots_trust_dir_never_from_the_home(tmp_path):
+    """appliance.toml lies in the home, which the service account can rewrite: on an install (APPLIANCE_TRUST_DIR
+    set, by root's appliance.env) it cannot point the pinned keys at a file of its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "appliance.toml").write_text(f'[audit]\npinned_keys = "{home}/keys/mine.pem"\n')
+    dev = load_settings({"APPLIANCE_HOME": str(home)})
+    assert dev.pinned_keys_path == home / "keys" / "mine.pem"  # development: the home's owner is everyone
+    installed = load_settings({"APPLIANCE_HOME": str(home), "APPLIANCE_TRUST_DIR": "/etc/appliance"})
+    assert (installed.pinned_keys_path, installed.pinned_artifact_keys_path, installed.people_keys_path) == (
+        Path("/etc/appliance/audit-keys.pem"), Path("/etc/appliance/artifact-keys.pem"),
+        Path("/etc/appliance/people-keys.jsonl"))
