@@ -20,6 +20,7 @@ fsync'd either); a checkpoint line is fsync'd.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import syslog
@@ -73,24 +74,47 @@ def leaf_lines(first: int, leaves: list[bytes]) -> bytes:
     return b"".join(out)
 
 
+_journal_opened_by = [0]  # the process that opened the journal's identifier
+_open_files: dict[tuple[int, str], int] = {}  # (pid, path) -> descriptor: an append is on every commit's path
+
+
+def _descriptor(path: Path) -> int:
+    key = (os.getpid(), str(path))
+    fd = _open_files.get(key)
+    if fd is not None:
+        try:
+            if os.fstat(fd).st_nlink > 0:  # still the file at that path, not one removed since
+                return fd
+        except OSError:
+            pass
+        _open_files.pop(key, None)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    _open_files[key] = fd
+    return fd
+
+
 def _append(settings, data: bytes, durable: bool, what: str) -> None:
     path = settings.anchor_path
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, data)  # one write with O_APPEND: lines of concurrent appenders never interleave
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        fd = _descriptor(path)
+        os.write(fd, data)  # one write with O_APPEND: lines of concurrent appenders never interleave
+        if durable:
+            os.fsync(fd)
     except OSError as exc:
+        _open_files.pop((os.getpid(), str(path)), None)
         raise StorageError(f"{path}: cannot append the audit {what}: {exc.strerror}") from None
     if settings.file.audit.journal:
-        syslog.openlog(JOURNAL_IDENTIFIER, syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+        if _journal_opened_by[0] != os.getpid():  # once a process: the identifier stays open between lines
+            syslog.openlog(JOURNAL_IDENTIFIER, syslog.LOG_PID, syslog.LOG_AUTHPRIV)
+            _journal_opened_by[0] = os.getpid()
         for line in data.decode().splitlines():
             syslog.syslog(syslog.LOG_NOTICE, line)
-        syslog.closelog()
 
 
 def append(settings, cp: Checkpoint) -> None:
