@@ -99,6 +99,18 @@ def keys_enroll(app: App) -> None:
     click.echo(f"it signs nothing that counts until root pins it: appliance keys pin {entry.key_id}")
 
 
+def _pin_file_is_mine() -> None:
+    """Refuse at once unless this account may append to the pin file: its place comes from APPLIANCE_TRUST_DIR and
+    the home alone, so nothing of the home need be read to tell."""
+    import os
+
+    from appliance.config import FileSettings, Settings
+    from appliance.control.routing import home_of
+    from appliance.keys import people
+
+    people.check_writable(Settings(home_of(os.environ), FileSettings(), "", dict(os.environ)))
+
+
 def _keep_database_owner(settings):
     """Root opening a SQLite home in place may create its -wal/-shm files: they go back to the home's owner."""
     import contextlib
@@ -133,9 +145,9 @@ def keys_pin(app: App, fingerprint: str) -> None:
     from appliance.audit.events import Event
     from appliance.audit.log import record_alone
     from appliance.context import Actor
-    from appliance.keys import enrolment, people
+    from appliance.keys import enrolment
 
-    people.check_writable(app.settings)  # before the database is opened
+    _pin_file_is_mine()  # before the home (which only the service account reads) is opened
     with _keep_database_owner(app.settings):
         key = enrolment.pin(app.settings, app.engine, fingerprint)
         click.echo(f"pinned {key.key_id} for {key.user} ({key.role}), enrolled from OS account {key.os_user} "
@@ -157,7 +169,7 @@ def keys_unpin(app: App, fingerprint: str, reason: str) -> None:
     from appliance.context import Actor
     from appliance.keys import people
 
-    people.check_writable(app.settings)
+    _pin_file_is_mine()
     with _keep_database_owner(app.settings):
         key = people.revoke(app.settings, fingerprint, reason)
         click.echo(f"revoked personal key {key.key_id} of {key.user} in {app.settings.people_keys_path}")

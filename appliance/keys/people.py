@@ -13,6 +13,7 @@ Whoever can write the database or the home cannot add, change or revoke a line; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -97,9 +98,10 @@ def read(settings) -> PeopleKeys:
 def check_writable(settings) -> None:
     """PermissionDenied unless this process may append to the pin file: root's act, on an install."""
     path: Path = settings.people_keys_path
-    if not path.parent.exists() and path.parent == settings.keys_dir:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    with contextlib.suppress(OSError):  # a home this account may not even look into: refused below
+        if not path.parent.exists() and path.parent == settings.keys_dir:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise PermissionDenied(f"{path}: only its owner pins personal keys (root, on an install): run "
                                f"`appliance keys pin` as root")
 
@@ -111,6 +113,8 @@ def _append(settings, entry: dict) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            if os.fstat(fd).st_size == 0:
+                os.fchmod(fd, 0o644)  # readable by the services, whatever root's umask (the command's is 0077)
             os.write(fd, line)
             os.fsync(fd)
         finally:

@@ -98,7 +98,7 @@ def test_the_console_prepares_an_approval_that_only_the_officers_own_key_makes(c
     at.button(key="decide_approve").click().run()
     assert [s.value for s in at.success] == ["Every check passes. Sign the decision with your own key from your "
                                              "terminal:"], [e.value for e in at.error]
-    command = at.code[0].value
+    command = next(c.value for c in at.code if c.value.startswith("appliance "))
     assert command == "appliance approve console-one --reason 'Reviewed in the console'"
     assert not [e for e in _events(dst, "artifact.approve") if e[2] == "console-one"]  # prepared, not made
     officer = {**env, "APPLIANCE_SESSION_FILE": str(dst / "oscar-session")}

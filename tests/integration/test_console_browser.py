@@ -174,7 +174,7 @@ def test_an_officer_walks_every_page_and_approves_in_the_browser(console, browse
     page.get_by_role("button", name="Prepare approve").click()
     page.get_by_text("Every check passes. Sign the decision with your own key").wait_for()
     page.screenshot(path=str(shots / "console-approval.png"))
-    command = page.get_by_text("appliance approve browser-one").inner_text().strip()
+    command = page.get_by_test_id("stCode").filter(has_text="appliance approve").inner_text().strip()
     assert command == "appliance approve browser-one --reason 'Reviewed in the browser'", command
     officer = {**env, "APPLIANCE_SESSION_FILE": str(dst / "oscar-session")}
     assert run_appliance("login", "oscar", "--password-file", dst / "oscar.pw", env=officer).returncode == 0

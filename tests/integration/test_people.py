@@ -34,6 +34,7 @@ from tests.conftest import PASSWORDS, home_db
 pytestmark = pytest.mark.multiuser
 REPO = Path(__file__).resolve().parents[2]
 SERVICE, ANA, BEN = "apl-people-svc", "apl-people-ana", "apl-people-ben"
+IDA = "apl-people-ida"  # the admin: a person of her own, so that nobody else's account was made from their own
 PYTHON = "/usr/bin/python3"  # the host's own Python: this test's interpreter may sit where others cannot reach
 EXAMPLE = REPO / "examples" / "helpdesk.jsonl"
 GIVEN = {"ana-e": "One-time-given-1a", "ana-o": "One-time-given-2b", "ben-o": "One-time-given-3c"}
@@ -100,7 +101,7 @@ def _sh(*argv) -> None:
 
 
 def _remove_accounts() -> None:
-    for person in (ANA, BEN, SERVICE):
+    for person in (ANA, BEN, IDA, SERVICE):
         subprocess.run(["userdel", "-r", person], capture_output=True)
     subprocess.run(["groupdel", SERVICE], capture_output=True)
 
@@ -149,7 +150,7 @@ def host(lab):
     _remove_accounts()
     _sh("groupadd", "--system", SERVICE)
     _sh("useradd", "--system", "--gid", SERVICE, "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE)
-    for person in (ANA, BEN):
+    for person in (ANA, BEN, IDA):
         _sh("useradd", "--create-home", "--shell", "/bin/sh", "--groups", SERVICE, person)
         os.chmod(f"/home/{person}", 0o700)
     svc = pwd.getpwnam(SERVICE)
@@ -201,13 +202,13 @@ def host(lab):
 
 @pytest.fixture(scope="module")
 def people(host):
-    """ben signs in as the admin (alice) and gives ana an engineer and an officer account and himself an officer
+    """ida signs in as the admin (alice) and gives ana an engineer and an officer account and ben an officer
     account, each with a one-time password that its owner replaces at the first login."""
-    alice = host.give(BEN, "alice.pw", PASSWORDS["alice"] + "\n")
-    host.ok(BEN, "login", "alice", "--password-file", alice)
+    alice = host.give(IDA, "alice.pw", PASSWORDS["alice"] + "\n")
+    host.ok(IDA, "login", "alice", "--password-file", alice)
     for account, role in (("ana-e", "engineer"), ("ana-o", "officer"), ("ben-o", "officer")):
-        given = host.give(BEN, f"{account}.given", GIVEN[account] + "\n")
-        host.ok(BEN, "users", "add", account, "--role", role, "--password-file", given)
+        given = host.give(IDA, f"{account}.given", GIVEN[account] + "\n")
+        host.ok(IDA, "users", "add", account, "--role", role, "--password-file", given)
     host.first_login(ANA, "ana-e", GIVEN["ana-e"], "Chosen-by-her-1x")
     host.first_login(BEN, "ben-o", GIVEN["ben-o"], "Chosen-by-him-2y")
     host.enroll(ANA)
@@ -229,7 +230,8 @@ def test_each_person_acts_as_their_own_user_and_the_trail_names_their_os_account
     who = json.loads(people.ok(BEN, "whoami", "--json"))
     assert (who["user"], who["role"], who["os_user"], who["os_uid"]) == ("ben-o", "officer", BEN, ben.pw_uid)
     assert _db_events(people, "user.passwd", "ana-e")[-1][:5] == ("ana-e", "ok", ANA, ana.pw_uid, "peer")
-    assert _db_events(people, "user.create", "ana-o")[-1][:5] == ("alice", "ok", BEN, ben.pw_uid, "peer")
+    ida = pwd.getpwnam(IDA)
+    assert _db_events(people, "user.create", "ana-o")[-1][:5] == ("alice", "ok", IDA, ida.pw_uid, "peer")
     refused = people.run(ANA, "users", "list")  # ana's engineer account may not manage users
     assert refused.returncode == 6 and "ana-e (engineer) may not users manage" in refused.stderr
     assert _db_events(people, "users.manage")[-1][:5] == ("ana-e", "denied", ANA, ana.pw_uid, "peer")
@@ -324,22 +326,22 @@ def test_a_personal_key_lives_in_its_holders_home_and_signs_only_what_they_asked
 
 
 def test_the_admins_puppet_officer_approves_nothing_and_an_account_works_from_its_own_os_account_only(people):
-    """ben, as the admin, makes an officer account for himself (`users add`, first login as it, `passwd`): the
-    account is bound to ben's OS account, and what it approves is refused (appointed-by-self). Nobody uses an
+    """ida, the admin, makes an officer account for herself (`users add`, first login as it, `passwd`): the
+    account is bound to ida's OS account, and what it approves is refused (appointed-by-self). Nobody uses an
     account from another OS account, even with its password."""
-    ben = pwd.getpwnam(BEN)
-    people.ok(BEN, "login", "alice", "--password-file", f"/home/{BEN}/alice.pw")
+    ida = pwd.getpwnam(IDA)
+    people.ok(IDA, "login", "alice", "--password-file", f"/home/{IDA}/alice.pw")
     given = "One-time-given-9p"
-    people.ok(BEN, "users", "add", "ben-puppet", "--role", "officer",
-              "--password-file", people.give(BEN, "puppet.given", given + "\n"))
-    people.first_login(BEN, "ben-puppet", given, "Chosen-by-the-puppet-4q")
+    people.ok(IDA, "users", "add", "ida-puppet", "--role", "officer",
+              "--password-file", people.give(IDA, "puppet.given", given + "\n"))
+    people.first_login(IDA, "ida-puppet", given, "Chosen-by-the-puppet-4q")
     people.ok(ANA, "login", "ana-e", "--password-file", f"/home/{ANA}/ana-e.pw")
     people.ok(ANA, "package", "triage", "--name", "puppet-triage")
     people.ok(ANA, "sign", "puppet-triage")
-    refused = people.run(BEN, "approve", "puppet-triage", "--reason", "my own officer says yes")
+    refused = people.run(IDA, "approve", "puppet-triage", "--reason", "my own officer says yes")
     assert refused.returncode == 6, refused.stderr
-    assert (f"four-eyes rule (appointed-by-self): the account ben-puppet was created by alice from OS account "
-            f"{BEN} (uid {ben.pw_uid}), the one this approval comes from") in refused.stderr, refused.stderr
+    assert (f"four-eyes rule (appointed-by-self): the account ida-puppet was created by alice from OS account "
+            f"{IDA} (uid {ida.pw_uid}), the one this approval comes from") in refused.stderr, refused.stderr
     assert json.loads(_db_events(people, "artifact.approve", "puppet-triage")[-1][6])["rule"] == \
         "four-eyes:appointed-by-self"
     borrowed = people.run(ANA, "login", "ben-o", "--password-file", people.give(ANA, "ben.pw", "Chosen-by-him-2y\n"))

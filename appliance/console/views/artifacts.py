@@ -58,7 +58,7 @@ def render(ctx: Context) -> None:
                 st.session_state["decision_command"] = command_for(a.name, action, reason)
     if st.session_state.get("decision_command"):
         st.success("Every check passes. Sign the decision with your own key from your terminal:")
-        st.code(st.session_state.pop("decision_command"), language="bash")
+        st.code(st.session_state.pop("decision_command"), language=None)
 
 
 def _signed_decisions(ctx: Context, name: str) -> list[dict]:

@@ -161,6 +161,7 @@ def create_app(gateway: Gateway):
     @app.get("/metrics")
     async def metrics(request: Request):
         text = gateway.metrics.render()
+        text = text.decode() if isinstance(text, bytes) else text
         if not await names_adapters(request):  # the base model's series and the totals, no adapter's name
             base = f'model="{gateway.model}"'
             text = "".join(line for line in text.splitlines(keepends=True)
