@@ -22,7 +22,7 @@ class Page:
     render: Callable[[Context], None]
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")  # what makes markdown of text: links, emphasis, HTML, math
 
 
 def plain(text) -> str:

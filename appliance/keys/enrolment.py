@@ -54,6 +54,10 @@ def enroll(ctx: Context) -> Enrolment:
     key_id = key_id_of(public)
     if not verify_signature(public, proof, enrolment_text(ctx.actor.user, key_id)):
         raise PermissionDenied("the new key did not sign its own enrolment")
+    if enrolments(ctx.engine, key_id):
+        pinned = people.read(ctx.settings).get(key_id)
+        raise InputError(f"key {key_id} is enrolled already ({'pinned' if pinned else 'root has not pinned it yet'});"
+                         f" a new key is made once root revokes this one (`appliance keys unpin`)")
     entry = Enrolment(key_id, ctx.actor.user, ctx.actor.role, str(reply["public_pem"]), ctx.os.name, ctx.os.uid,
                       ctx.os.source, datetime.now(UTC).isoformat(timespec="seconds"))
     with session_scope(ctx.engine) as s:

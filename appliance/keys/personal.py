@@ -129,10 +129,15 @@ class LocalPersonalKeys:
         return value.encode("utf-8")
 
     def enroll(self, user: str) -> dict:
+        """A new key, or the one already held (an enrolment that did not land is made again with the same key:
+        nothing half-done stays behind); its public key and its signature of its own enrolment."""
         private_path, public_path = self._paths(user)
         if private_path.exists():
-            raise InputError(f"{private_path}: you already hold a personal key for {user}; an enrolled key is "
-                             "revoked by root (`appliance keys unpin`) before a new one is made")
+            key = self._load(user)
+            public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+            _say(f"your personal signing key {key_id_of(key.public_key())} is already in {private_path}")
+            return {"public_pem": public_pem, "proof": _sign(key, enrolment_text(user, key_id_of(key.public_key())))}
         passphrase = self._passphrase(confirm=True)
         key = ec.generate_private_key(ec.SECP256R1())
         public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,

@@ -489,3 +489,13 @@ def test_what_people_and_clients_wrote_reaches_the_terminal_escaped(cli, staff):
     assert r"model:x\x1b[2K\x0drevoked\u202e (fine\x1b]0;title\x07\x0aforged line)" in line
     data = cli("audit", "log", "--limit", "3", "--json").out
     assert "\x1b" not in data and "\\u001b" in data
+
+
+def test_an_enrolment_is_made_whole_or_again_with_the_same_key(cli, staff):
+    """The key is made in the person's process before the service records it: an enrolment that did not land is
+    made again with the key already held, and one that did is not made twice."""
+    staff.login("oscar")
+    again = cli("keys", "enroll")  # oscar's key is enrolled and pinned (the staff home)
+    assert again.code == 2 and "is enrolled already (pinned)" in again.err and "already in" in again.err
+    listed = json.loads(cli("keys", "people", "--json").out)
+    assert [k["user"] for k in listed["keys"]].count("oscar") == 1

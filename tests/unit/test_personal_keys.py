@@ -8,7 +8,7 @@ import json
 import pytest
 
 from appliance.artifacts import decisions
-from appliance.errors import InputError, IntegrityError, PermissionDenied
+from appliance.errors import IntegrityError, PermissionDenied
 from appliance.keys.personal import LocalPersonalKeys
 from tests.conftest import personal_env
 
@@ -34,8 +34,8 @@ def test_the_key_is_kept_encrypted_and_private_in_its_holders_folder(keys, tmp_p
     record = json.loads(private.read_text())  # PKCS#8 under a password scrypt stretched from the passphrase
     assert record["kdf"] == "scrypt" and record["n"] >= 1 << 15
     assert record["pkcs8"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-    with pytest.raises(InputError, match="already hold a personal key"):
-        LocalPersonalKeys(keys, ["keys", "enroll"]).enroll("oscar")
+    again = LocalPersonalKeys(keys, ["keys", "enroll"]).enroll("oscar")  # an enrolment made again: the same key
+    assert again["public_pem"] == (Path(keys["APPLIANCE_PERSONAL_KEYS"]) / "oscar.pub.pem").read_text()
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase at all\n")
     with pytest.raises(IntegrityError, match="wrong passphrase"):
