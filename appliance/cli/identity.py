@@ -210,7 +210,10 @@ def users_list(app: App, as_json: bool) -> None:
         state = ("disabled" if x.disabled else "locked" if x.locked_until else
                  "one-time password" if x.must_change_password else "active")
         bound = x.os_user or "(first login)"
-        click.echo(f"{x.name:<24} {x.role:<9} {state:<9} OS {bound:<14} created {x.created_at} by {x.created_by}")
+        reach = "" if x.adapters is None else f" adapters {','.join(x.adapters) or '(none)'}"
+        limited = " own limits" if x.limits else ""
+        click.echo(f"{x.name:<24} {x.role:<9} {state:<9} OS {bound:<14} created {x.created_at} by "
+                   f"{x.created_by}{reach}{limited}")
 
 
 @users.command("disable")
@@ -247,6 +250,48 @@ def users_set_role(app: App, name: str, role: str) -> None:
     click.echo(f"{name} is now {role}")
 
 
+def _limit(name: str):
+    def parse(ctx, param, value):
+        if value is None or value == "policy":
+            return value
+        try:
+            number = float(value) if name == "requests_per_minute" else int(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: a positive number, or 'policy'") from None
+        if number <= 0:
+            raise click.BadParameter(f"{value!r}: a positive number, or 'policy'")
+        return number
+    return parse
+
+
+@users.command("limit")
+@click.argument("name")
+@click.option("--adapters", help="Comma-separated adapters NAME may query at the gateway, whatever token they use; "
+                                 "'any' for every served adapter.")
+@click.option("--requests-per-minute", callback=_limit("requests_per_minute"), metavar="N|policy",
+              help="Their requests a minute, across all their tokens ('policy': the serving policy's).")
+@click.option("--burst", callback=_limit("burst"), metavar="N|policy", help="Requests they may send at once "
+                                                                            "before the rate applies.")
+@click.option("--max-concurrent", callback=_limit("max_concurrent"), metavar="N|policy",
+              help="Their requests in flight at once, across all their tokens.")
+@pass_app
+def users_limit(app: App, name: str, adapters: str | None, requests_per_minute, burst, max_concurrent) -> None:
+    """Set what NAME may use at the gateway: the adapters and their request limits (admin). They hold for the
+    user, not a token: a token can narrow its adapters, never add one, and all their tokens share one set of
+    limits. Options left out keep their current value."""
+    from appliance.identity import access
+
+    given = {"requests_per_minute": requests_per_minute, "burst": burst, "max_concurrent": max_concurrent}
+    names: list[str] | None | str = "keep"
+    if adapters is not None:
+        names = None if adapters.strip() == access.EVERY else [a for a in adapters.split(",") if a.strip()]
+    user = access.set_access(app.ctx, name, adapters=names, limits={k: v for k, v in given.items() if v is not None})
+    own = user.limits.as_dict() if user.limits else {}
+    shown = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in own.items()) or "the serving policy's"
+    reach = "any adapter" if user.adapters is None else ", ".join(user.adapters) or "no adapter"
+    click.echo(f"{user.name} may query {reach}; limits: {shown}")
+
+
 @cli.group()
 def tokens() -> None:
     """API tokens: for the gateway, or for the command line (control scope)."""
@@ -259,7 +304,8 @@ def tokens() -> None:
                    "owner's powers: for yourself, or (admin) for a service account of role user.")
 @click.option("--os-user", help="control scope, for a service account: the OS account its automation runs as "
                                 "(your own token is bound to your OS account).")
-@click.option("--adapters", help="Comma-separated adapters the token may query (default: all it may).")
+@click.option("--adapters", help="Comma-separated adapters the token may query, of those its user may (default: "
+                                 "all its user may; `users limit` sets those).")
 @click.option("--expires-days", type=int, help="Days until the token expires (default: never).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"token": ...} as JSON.')
 @pass_app

@@ -345,6 +345,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (user_id, os_uid)
         )""",
     )),
+    Migration(12, "the adapters a user may query and their gateway limits belong to the user, not the token", (
+        "ALTER TABLE app_user ADD COLUMN adapters TEXT",
+        "ALTER TABLE app_user ADD COLUMN limits TEXT",
+    )),
 )
 
 _LEDGER = schema_migrations.name

@@ -88,6 +88,8 @@ app_user = Table(
     _stamp("password_changed_at", nullable=True),
     Column("os_user", String(64)),  # the one OS account this account is used from (migration 11)
     Column("os_uid", BigInteger),  # NULL until bound: at creation (`--os-user`) or at the first login
+    Column("adapters", Text),  # migration 12: a JSON list of the adapters they may query; NULL for every one
+    Column("limits", Text),  # migration 12: a JSON object of their gateway limits; NULL for the serving policy's
 )
 
 auth_session = Table(

@@ -1,6 +1,7 @@
 """API tokens: shown once, stored as a sha256, expiring, revocable. Format: apl_<id>_<secret>.
 
-Two scopes. A gateway token (the default) only queries served models, optionally limited to some adapters;
+Two scopes. A gateway token (the default) only queries served models, optionally narrowed to some of the
+adapters its user may query (`identity.access`: what a user may query and their limits are the user's);
 an admin may issue one for anyone. A control token works the command line (APPLIANCE_TOKEN) with its owner's
 powers, so nobody can mint one for somebody else: only its owner, for themselves, or an admin for a service
 account of role `user`. A control token is bound to one OS account (the creator's own, or the one named for a
@@ -27,6 +28,7 @@ from appliance.db import session_scope
 from appliance.db.tables import api_token as t
 from appliance.db.tables import app_user
 from appliance.errors import InputError, NotFound, PermissionDenied
+from appliance.identity.access import check_token_adapters
 from appliance.identity.roles import allowed, require
 from appliance.identity.users import get_user, user_by_id
 
@@ -104,6 +106,8 @@ def create(ctx: Context, user_name: str | None = None, adapters: list[str] | Non
         raise InputError("only control tokens are bound to an OS account", param="os_user")
     elif not allowed(user.role, "serve.query"):
         raise InputError(f"user {user_name!r} ({user.role}) may not query models")
+    else:
+        check_token_adapters(user, adapters)
     token_id, secret = uuid.uuid4().hex, secrets.token_urlsafe(32)
     now = _now()
     info = TokenInfo(token_id, user.name, sorted(set(adapters)) if adapters else None,

@@ -25,6 +25,7 @@ from appliance.db.tables import api_token, auth_session, login_failure
 from appliance.db.tables import app_user as t
 from appliance.errors import AlreadyExists, InputError, NotFound, PermissionDenied
 from appliance.identity import passwords
+from appliance.identity.access import UserLimits, read_adapters
 from appliance.identity.roles import ROLES, require
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
@@ -45,11 +46,14 @@ class User:
     password_changed_at: str | None = None
     os_user: str | None = None  # the OS account this account is used from; None until its first login
     os_uid: int | None = None
+    adapters: list[str] | None = None  # the adapters they may query at the gateway; None for every one
+    limits: UserLimits | None = None  # their own gateway limits; None for the serving policy's
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "role", "disabled", "failed_logins", "locked_until",
-                                              "created_at", "created_by", "must_change_password",
-                                              "password_changed_at", "os_user", "os_uid")}
+        found = {k: getattr(self, k) for k in ("name", "role", "disabled", "failed_logins", "locked_until",
+                                               "created_at", "created_by", "must_change_password",
+                                               "password_changed_at", "os_user", "os_uid", "adapters")}
+        return {**found, "limits": self.limits.as_dict() if self.limits else None}
 
     def actor(self, auth: str) -> Actor:
         return Actor(self.name, self.role, auth, self.must_change_password)
@@ -69,6 +73,7 @@ def _stamp(moment: datetime | None = None) -> str:
 def _user(row) -> User:
     values = {f.name: row._mapping[f.name] for f in fields(User)}  # Boolean columns read back as bool
     values["os_uid"] = None if values["os_uid"] is None else int(values["os_uid"])
+    values["adapters"], values["limits"] = read_adapters(values["adapters"]), UserLimits.read(values["limits"])
     return User(**values)
 
 

@@ -1,5 +1,6 @@
-"""The serving policy (`policies/serving.yaml`): per-token limits, what the audit trail keeps of each request's
-text, and the output filter. Validated strictly; every error is reported at once."""
+"""The serving policy (`policies/serving.yaml`): per-user limits (a user's own, set with `users limit`, replace
+them field by field), what the audit trail keeps of each request's text, and the output filter. Validated
+strictly; every error is reported at once."""
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def released(lab):
     """`triage` approved (as the training tests leave it), a second artifact of it approved but tampered with
-    afterwards, and API tokens for erin: one for everything, one limited to an adapter that does not exist."""
+    afterwards, and API tokens: two for erin, one for everything and one limited to an adapter that does not
+    exist, and one for oscar (whose limits are his own)."""
     root, env = lab
     officer, admin = signed_in(root, env, "oscar"), signed_in(root, env, "alice")
     trained(root, env, officer)
@@ -53,8 +54,9 @@ def released(lab):
     card = root / "home" / "artifacts" / "triage-tampered" / "README.md"
     card.write_text(card.read_text() + "\nchanged after approval\n")
     tokens = {}
-    for key, extra in (("all", ()), ("burst", ()), ("limited", ("--adapters", "no-such-adapter"))):
-        tokens[key] = json.loads(_ok(run_appliance("tokens", "create", "--user", "erin", *extra, "--json",
+    for key, user, extra in (("all", "erin", ()), ("burst", "oscar", ()),
+                             ("limited", "erin", ("--adapters", "no-such-adapter"))):
+        tokens[key] = json.loads(_ok(run_appliance("tokens", "create", "--user", user, *extra, "--json",
                                                    env=admin)))["token"]
     return root, env, officer, admin, tokens
 
@@ -192,7 +194,7 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
                          content=b"{not json")
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
 
-    # Concurrency cap (3 in flight per token): 6 slow streams at once, some refused with Retry-After.
+    # Concurrency cap (3 in flight per user): 6 slow streams at once, some refused with Retry-After.
     statuses, retry = [], []
 
     def slow() -> None:
@@ -211,11 +213,17 @@ def test_tokens_limits_and_bad_requests_get_openai_errors(gateway):
     assert statuses.count(200) >= 3 and 429 in statuses, statuses
     assert all(r and int(r) >= 1 for s, r in zip(statuses, retry, strict=True) if s == 429)
 
-    # Rate: a burst of 30 refilled at one a second; 45 quick requests with another token run into it.
+    # Rate: a burst of 30 refilled at one a second; 45 quick requests of another user run into it, and a token
+    # they mint then draws on the same spent bucket: the limits are the user's.
     burst = {"Authorization": f"Bearer {gateway['tokens']['burst']}"}
     codes = [httpx.post(f"{url}/v1/completions", headers=burst, timeout=60,
                         json={"model": "smollm2", "prompt": "Hi", "max_tokens": 1}).status_code for _ in range(45)]
     assert 429 in codes and codes.count(200) >= 30, codes
+    fresh = json.loads(_ok(run_appliance("tokens", "create", "--user", "oscar", "--json",
+                                         env=gateway["admin"])))["token"]
+    minted = httpx.post(f"{url}/v1/completions", headers={"Authorization": f"Bearer {fresh}"}, timeout=60,
+                        json={"model": "smollm2", "prompt": "Hi", "max_tokens": 1})
+    assert minted.status_code == 429 and "across all their tokens" in minted.json()["error"]["message"]
     assert _wait(lambda: any(e["details"]["status"] == 429 for e in _audit(root, "serve.request")))
 
     secrets = [token_secret(t) for t in gateway["tokens"].values()]

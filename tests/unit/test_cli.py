@@ -26,7 +26,7 @@ def test_version(cli):
 def test_init_creates_a_private_home_and_is_idempotent(cli, home):
     first = cli("init")
     assert first.code == 0, first.err
-    assert "applied migrations 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11\n" in first.out
+    assert "applied migrations 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12\n" in first.out
     assert home.stat().st_mode & 0o777 == 0o700
     assert (home / "appliance.db").stat().st_mode & 0o077 == 0
     for sub in ("models", "datasets", "runs", "artifacts", "keys", "logs", "tmp"):

@@ -499,3 +499,51 @@ def test_an_enrolment_is_made_whole_or_again_with_the_same_key(cli, staff):
     assert again.code == 2 and "is enrolled already (pinned)" in again.err and "already in" in again.err
     listed = json.loads(cli("keys", "people", "--json").out)
     assert [k["user"] for k in listed["keys"]].count("oscar") == 1
+
+
+def test_the_adapters_a_user_may_query_and_their_limits_are_the_users_not_a_tokens(cli, staff, monkeypatch):
+    """A user who mints tokens of their own gets no adapter the admin withheld and no second share of limits."""
+    from appliance.config import load_settings
+    from appliance.db import connect
+    from appliance.serve.gateway import ApiError, RateLimiter
+    from appliance.serve.gateway.auth import Authenticator
+
+    staff.login("alice")
+    before = json.loads(cli("tokens", "create", "--user", "ursula", "--json").out)["token"]  # minted before
+    done = cli("users", "limit", "ursula", "--adapters", "triage,billing", "--max-concurrent", "2",
+               "--requests-per-minute", "30")
+    assert done.code == 0, done.err
+    assert "ursula may query billing, triage; limits: requests per minute 30, max concurrent 2" in done.out
+    assert json.loads(events(staff.home, "user.access")[-1]["details"]) == {
+        "adapters": {"from": None, "to": ["billing", "triage"]},
+        "limits": {"from": None, "to": {"requests_per_minute": 30.0, "max_concurrent": 2}}}
+    assert cli("users", "limit", "ursula", "--burst", "-3").code == 2  # a usage error, nothing changed
+    assert cli("users", "limit", "ursula").code != 0  # nothing named
+    staff.login("ursula")
+    assert cli("users", "limit", "ursula", "--adapters", "any").code == 6  # not their own to widen
+    wider = cli("tokens", "create", "--adapters", "triage,secret", "--json")
+    assert wider.code == 2 and "may query only billing, triage: a token cannot add secret" in wider.err
+    own = json.loads(cli("tokens", "create", "--json").out)["token"]
+    narrow = json.loads(cli("tokens", "create", "--adapters", "triage", "--json").out)["token"]
+
+    settings = load_settings()
+    engine = connect(settings)
+    try:
+        auth = Authenticator(engine, 0.0)
+        callers = [auth.authenticate(f"Bearer {t}") for t in (before, own, narrow)]
+        assert [c.adapters for c in callers] == [["billing", "triage"], ["billing", "triage"], ["triage"]]
+        assert all(c.limits.max_concurrent == 2 and c.limits.requests_per_minute == 30 for c in callers)
+        limiter = RateLimiter(rate_per_minute=600, burst=60, max_concurrent=8)
+        for caller in callers[:2]:  # one slot on each of two tokens: the user's two
+            limiter.acquire(caller.actor.user, caller.limits)
+        with pytest.raises(ApiError) as third:
+            limiter.acquire(callers[2].actor.user, callers[2].limits)
+        assert third.value.code == "concurrency_limit" and "across all their tokens" in third.value.message
+        limiter.acquire("erin")  # another user keeps the policy's own
+        staff.login("alice")
+        back = cli("users", "limit", "ursula", "--adapters", "any", "--max-concurrent", "policy")
+        assert back.code == 0 and "ursula may query any adapter; limits: requests per minute 30" in back.out
+        again = auth.authenticate(f"Bearer {own}")
+        assert again.adapters is None and again.limits.max_concurrent is None
+    finally:
+        engine.dispose()

@@ -14,8 +14,11 @@ def render(ctx: Context) -> None:
     from appliance.identity.roles import ROLES
 
     found = accounts.list_users(ctx)
-    table([{"user": u.name, "role": u.role, "disabled": u.disabled, "created": u.created_at[:19]} for u in found],
-          "user_table")
+    table([{"user": u.name, "role": u.role, "disabled": u.disabled, "created": u.created_at[:19],
+            "adapters": "any" if u.adapters is None else ", ".join(u.adapters) or "none",
+            "limits": ", ".join(f"{k} {v:g}" for k, v in u.limits.as_dict().items()) if u.limits else "policy"}
+           for u in found], "user_table")
+    st.caption("Adapters and limits hold for the user across all their tokens: `appliance users limit NAME`.")
     with st.form("add_user"):
         cols = st.columns(3)
         name = cols[0].text_input("New user", key="user_name")

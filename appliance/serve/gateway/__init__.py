@@ -3,7 +3,7 @@ through; httpx for the backend's health and adapter calls).
 
 Every request: bearer token (401), the model is the base or an approved, verified, loaded adapter that the
 token may use (403), the request within the whitelist of OpenAI fields (`protocol.py`, 400 naming the field),
-per-token rate and concurrency limits (429 with Retry-After), body and max_tokens limits (413, 400 or clamped),
+per-user rate and concurrency limits (429 with Retry-After), body and max_tokens limits (413, 400 or clamped),
 then the backend; one audit event per request (token owner, model, adapter digest, token counts, latency,
 outcome, and the text as the serving policy says). The adapter set follows the audit trail: an artifact whose
 release the trail proves is verified and loaded, a revoked one refused at once and unloaded, without a restart.
@@ -17,7 +17,7 @@ statements, read from the trail as the gateway verifies it against its anchors (
     app.py       routes, admission, the answer        core.py     the gateway's state and backend supervision
     scope.py     one request: limits and its event    stream.py   a streamed answer passed through
     adapters.py  the trail-following adapter set     auth.py     bearer tokens, kept for sync_seconds
-    limits.py    per-token limits                     metrics.py  Prometheus counters
+    limits.py    per-user limits                      metrics.py  Prometheus counters
     errors.py    OpenAI-style errors                  upstream.py the backend's response
 """
 

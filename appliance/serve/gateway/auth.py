@@ -1,4 +1,5 @@
-"""Who is asking: the bearer token resolved to its user, role and adapter limits, and kept for `sync_seconds`."""
+"""Who is asking: the bearer token resolved to its user, role, the adapters the user may query (narrowed by the
+token) and the user's own limits, and kept for `sync_seconds`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from appliance.serve.gateway.errors import ApiError
 class Caller:
     actor: Actor
     token_id: str
-    adapters: list[str] | None
+    adapters: list[str] | None  # the user's, narrowed by the token's; None for every adapter
+    limits: object = None  # the user's own gateway limits (identity.access.UserLimits); None for the policy's
 
 
 class Authenticator:
@@ -35,6 +37,7 @@ class Authenticator:
     def authenticate(self, header: str | None) -> Caller:
         from appliance.errors import PermissionDenied
         from appliance.identity import tokens
+        from appliance.identity.access import narrowed
         from appliance.identity.roles import allowed
 
         if not header or not header.lower().startswith("bearer "):
@@ -47,7 +50,7 @@ class Authenticator:
         actor = Actor(user.name, user.role, "token")
         if not allowed(user.role, "serve.query"):
             raise ApiError(403, f"role {user.role} may not query models", "permission_error", "forbidden")
-        caller = Caller(actor, info.id, info.adapters)
+        caller = Caller(actor, info.id, narrowed(user.adapters, info.adapters), user.limits)
         if len(self._callers) > 10_000:
             self._callers.clear()
         self._callers[hashlib.sha256(header.encode()).digest()] = (time.monotonic() + self.keep_seconds, caller)

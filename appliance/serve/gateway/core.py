@@ -186,8 +186,8 @@ class Gateway:
             raise ApiError(404, f"the model {name!r} does not exist or is not served (approved adapters only)",
                            "invalid_request_error", "model_not_found", param="model")
         if caller.adapters is not None and name not in caller.adapters:
-            raise ApiError(403, f"this token may not use adapter {name!r}", "permission_error", "adapter_not_allowed",
-                           param="model")
+            raise ApiError(403, f"{caller.actor.user} may not use adapter {name!r} (with this token)",
+                           "permission_error", "adapter_not_allowed", param="model")
         return self.loaded[name]
 
     def label(self, model: str) -> str:

@@ -57,8 +57,8 @@ class RequestScope:
         return None if self.model == self.gateway.model else self.model
 
     def acquire(self) -> None:
-        self.gateway.limits.acquire(self.caller.token_id)
-        self._slot = self.caller.token_id
+        self.gateway.limits.acquire(self.caller.actor.user, self.caller.limits)  # the user's, not the token's
+        self._slot = self.caller.actor.user
 
     def release(self) -> None:
         if self._slot is not None:
