@@ -239,11 +239,14 @@ def _restore_trust(settings: Settings, fingerprint: str | None):
 
 
 def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say = lambda _: None,
-            audit_key: str | None = None) -> dict:
+            audit_key: str | None = None, reason: str | None = None) -> dict:
     """Restore `archive` into the home of `settings` (which must be empty or absent unless `force`, which moves
     it aside first). The restored audit trail must verify against this install's pinned audit keys (or the key
     `audit_key` names) and hold at least the events the backup recorded; a PostgreSQL dump is restored into a
-    scratch database that replaces the live one only after it verifies."""
+    scratch database that replaces the live one only after it verifies. A restore that loses events the anchor
+    file witnessed needs a `reason` and leaves a signed restore marker there (`backup_loss.py`)."""
+    from appliance import backup_loss
+    from appliance.audit import anchors
     from appliance.audit.log import record_alone
     from appliance.audit.verify import verify_log
     from appliance.db import connect
@@ -253,7 +256,10 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
     if home.exists() and any(home.iterdir()) and not force:
         raise InputError(f"{home} is not empty; restore into a new home, or give --force to move this one aside")
     trust = _restore_trust(settings, audit_key)
-    scratch_url = None
+    live, live_exists = anchors.read(settings)  # the witness, read before anything moves
+    live_raw = settings.anchor_path.read_bytes() if live_exists else b""
+    live_database = (home / "appliance.db").is_file() if settings.uses_sqlite else force
+    scratch_url = marker = None
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = home.parent / f".{home.name}.restoring-{uuid.uuid4().hex[:8]}"
     staging.mkdir(mode=0o700)
@@ -287,16 +293,40 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
         engine = connect(check)
         try:
             report = verify_log(engine, trust)
-        finally:
+            wanted = manifest.get("audit", {}).get("events", 0)
+            if not report.ok or report.events < wanted:
+                raise IntegrityError("the restored audit trail does not verify: "
+                                     + ("; ".join(report.problems)[:300] or f"{report.events} events, the backup "
+                                                                             f"had {wanted}"))
+            say(f"audit trail verified against {trust.pin_source}: {report.events} events, tree head "
+                f"{report.root}")
+            lost = backup_loss.lost_by(live, report.leaves, report.events) if live_exists else None
+            if lost:
+                why = backup_loss.require_reason(reason, archive, settings.anchor_path, lost)
+                decisions = backup_loss.live_decisions(settings, lost[0]) if live_database else []
+                marker = backup_loss.signed_marker(check, engine, report, lost, archive,
+                                                   manifest.get("created_at"), why, decisions)
+                again = backup_loss.verify_with(engine, trust, live, marker, settings.anchor_path)
+                if not again.ok:
+                    raise IntegrityError(f"the restored audit trail does not verify against the anchors of "
+                                         f"{settings.anchor_path}, even with the loss of events {lost[0]}..{lost[1]} "
+                                         f"marked: {again.problems[0]}"[:400])
+        except BaseException:
             engine.dispose()
-        wanted = manifest.get("audit", {}).get("events", 0)
-        if not report.ok or report.events < wanted:
             if scratch_url:
                 _pg_drop(scratch_url)
-            raise IntegrityError("the restored audit trail does not verify: "
-                                 + ("; ".join(report.problems)[:300] or f"{report.events} events, the backup had "
-                                                                         f"{wanted}"))
-        say(f"audit trail verified against {trust.pin_source}: {report.events} events, tree head {report.root}")
+            raise
+        engine.dispose()
+        if live_exists and settings.anchor_path.is_relative_to(home):
+            # The anchor file lives in the home here: the restored home keeps witnessing what the live one
+            # witnessed (the archive's own copy ends where the backup did).
+            kept = check.anchor_path
+            kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            kept.write_bytes(live_raw)
+            os.chmod(kept, 0o640)
+        if marker is not None:
+            anchors.append_restore(check, marker)  # before the switch: a marker whose restore did not land
+            say(marker.note())                      # leaves the live trail verifying (`verify._still_held`)
         if settings.pinned_keys_path.is_relative_to(home):
             # The pins travel in the home: the restored home keeps the ones it was verified against, not the
             # archive's own.
@@ -324,10 +354,13 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
     engine = connect(final)
     record_alone(Context(final, engine), Event("backup.restore", "appliance", archive.name, details={
         "backup_created_at": manifest.get("created_at"), "audit_events": report.events,
-        "moved_aside": str(aside) if aside else None}))
+        "moved_aside": str(aside) if aside else None,
+        "lost": None if marker is None else {"from": marker.lost_from, "to": marker.lost_to,
+                                             "reason": marker.reason, "decisions": marker.lost_decisions}}))
     engine.dispose()
     return {"home": str(home), "files": len(manifest["files"]) - 1, "audit_events": report.events,
-            "audit_root": report.root, "moved_aside": str(aside) if aside else None}
+            "audit_root": report.root, "moved_aside": str(aside) if aside else None,
+            "lost": None if marker is None else [marker.lost_from, marker.lost_to]}
 
 
 def _verified_keys(check: Settings, trust) -> list:

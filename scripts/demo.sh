@@ -45,6 +45,32 @@ PY
   APPLIANCE_HOME="$copy" appliance audit verify || echo "(refused with exit status $?)"
 }
 
+restore_an_older_backup() {
+  # An older backup restored loses what happened since: here the officer's revocation. The restore says why in a
+  # signed marker beside the anchors; verify names the loss, and the gateway keeps the revoked adapter unserved.
+  local archive=var/demo-backup.tar
+  rm -rf "$archive" var/demo.before-restore-*
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance backup --out "$archive"
+  APPLIANCE_PERSONAL_PASSPHRASE_FILE="$secrets_dir/officer.key-passphrase" \
+    appliance revoke helpdesk-triage --reason "Revoked after the backup (the restore below loses this)."
+  expect_refusal appliance restore "$archive" --force
+  appliance restore "$archive" --force --reason "Drill: the live disk is taken to have failed."
+  appliance login officer --password-file "$secrets_dir/officer.password" >/dev/null
+  appliance audit verify
+  python - <<'PY'
+from appliance.artifacts.release import prove
+from appliance.audit.follow import TrailFollower
+from appliance.config import load_settings
+from appliance.db import connect
+
+settings = load_settings()
+follower = TrailFollower(settings, connect(settings))
+follower.start()
+refusal, _ = prove(settings, follower, "helpdesk-triage", "", "smollm2")
+print(f"the gateway's proof for helpdesk-triage: {refusal}")
+PY
+}
+
 serve_pid=""
 kill_and_resume() {
   # A trainer killed with kill -9 (as the out-of-memory killer does) leaves no run hanging: resume finds its
@@ -79,6 +105,8 @@ start_serving() {
     "http://127.0.0.1:$port/readyz"
 }
 side_by_side() {
+  APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance users limit engineer \
+    --adapters helpdesk-triage --max-concurrent 4
   APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user engineer --json \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' > "$secrets_dir/engineer.token"
   DEMO_URL="http://127.0.0.1:$port/v1" DEMO_TOKEN_FILE="$secrets_dir/engineer.token" python - <<'PY'
@@ -327,7 +355,8 @@ account (on an install this is how every person reaches it, as themselves)" thro
 step "20. Serve the base model and every approved adapter behind the OpenAI-compatible gateway (llama.cpp's \
 llama-server: every open request decoded together, every approved adapter preloaded and chosen per request)" \
   start_serving
-step "21. Query base and adapter with the official openai SDK, side by side (an API token for the engineer)" \
+step "21. Query base and adapter with the official openai SDK, side by side (an API token for the engineer, whose \
+adapters and limits the admin sets on the user: no token of theirs widens them)" \
   side_by_side
 step "22. What users' own clients need: a tool call, structured output, backend fields refused, many users at once" \
   what_clients_use
@@ -345,6 +374,9 @@ step "25. ... and verifies it: every event's hash, the Merkle tree, every signed
 the database, the pinned audit key" appliance audit verify --checkpoint "$secrets_dir/kept-checkpoint.json"
 step "26. Someone with the database deletes the newest events, their tree nodes and checkpoints (in a copy of the \
 home): the anchors outside the database name what is missing" cut_the_trail
+step "27. An older backup restored (the officer's revocation since is lost): refused without a reason; with one, a \
+signed restore marker that verify names, and the lost revocation still keeps the adapter unserved" \
+  restore_an_older_backup
 printf '\nDone. Everything the demo wrote is under %s; the demo credentials are in %s.\n' \
   "$APPLIANCE_HOME" "$secrets_dir/credentials.txt"
 printf '\nTo look at all of it in a browser, open the admin console:\n'

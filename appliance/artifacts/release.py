@@ -7,7 +7,8 @@ An artifact is servable when, in the trail as the gateway follows it (`audit/fol
 - an officer's pinned key signed an `approve` statement for that digest, and that key's holder is none of the
   makers' (not the same key, appliance account or kernel-known OS account), nor was their account created, reset
   or given its role from the OS account they approve from (`appointed-by-self`);
-- no accepted `artifact.revoke` names it (a revocation stops serving, signed or not: only adding one is possible).
+- no accepted `artifact.revoke` names it (a revocation stops serving, signed or not: only adding one is possible),
+  nor one a restore lost (the restore marker names it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def prove(settings, follower: TrailFollower, name: str, digest: str, model: str)
         return follower.problem, ""
     if follower.of(name, "artifact.revoke"):
         return f"revoked in the audit trail (event {follower.of(name, 'artifact.revoke')[0].seq})", ""
+    if name in follower.lost_revocations:
+        return (f"its revocation was lost at the restore at {follower.lost_revocations[name]}: it stays unserved "
+                f"(revoke it again, so that the restored trail says so)"), ""
     pinned = people.read(settings)
     makers, problems = [], []
     for event in follower.of(name, "artifact.sign", "artifact.package"):

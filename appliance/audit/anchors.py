@@ -9,6 +9,8 @@ Two kinds of line, one JSON object each:
   command or the request that made them answers. Deleting or changing any event after that, the newest
   included, disagrees with its anchored leaf.
 - checkpoints (`appliance audit checkpoint v1`): the signed tree heads (RFC 9162), at the audit policy's cadence.
+- restore markers (`appliance audit restore v1`, `restores.py`): what a restore of an older backup lost; read in
+  order, a marker supersedes what was anchored before it from its `lost_from` on.
 
 Verification reads the file back: the log must hold every anchored leaf unchanged, be at least as long as every
 anchored tree and agree with every anchored head. An officer's own copy, or the journal's
@@ -24,10 +26,11 @@ import contextlib
 import json
 import os
 import syslog
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from appliance.audit.checkpoints import CHECKPOINT_HEADER, Checkpoint
+from appliance.audit.restores import RESTORE_HEADER, RestoreMarker, marker_of
 from appliance.errors import InputError, StorageError
 
 JOURNAL_IDENTIFIER = "appliance-audit"
@@ -60,6 +63,25 @@ class AnchorFile:
     checkpoints: list[Anchor]
     leaves: list[LeafRun]
     problems: list[str]
+    restores: list[RestoreMarker] = field(default_factory=list)  # in order; each holds the trail it restored
+    lost: list[LeafRun] = field(default_factory=list)  # leaves a later restore marker superseded
+
+    def restored(self, marker: RestoreMarker) -> None:
+        """Apply `marker`: what was anchored from its lost_from on is superseded (kept in `lost`)."""
+        cut = marker.lost_from
+        kept = []
+        for run in self.leaves:
+            if run.last < cut:
+                kept.append(run)
+                continue
+            if run.first < cut:
+                kept.append(LeafRun(run.first, run.leaves[:(cut - run.first) * 32], run.where))
+            start = max(run.first, cut)
+            self.lost.append(LeafRun(start, run.leaves[(start - run.first) * 32:], run.where))
+        self.leaves = kept
+        self.checkpoints = [a for a in self.checkpoints if a.checkpoint.tree_size < cut]
+        self.restores = [m if m.tree_size < cut else replace(m, superseded=True) for m in self.restores]
+        self.restores.append(marker)
 
 
 def line_of(cp: Checkpoint) -> bytes:
@@ -123,6 +145,11 @@ def append(settings, cp: Checkpoint) -> None:
     _append(settings, line_of(cp), True, "checkpoint anchor")
 
 
+def append_restore(settings, marker: RestoreMarker) -> None:
+    """Append a restore marker (fsync'd) to the anchor file and the journal."""
+    _append(settings, marker.line(), True, "restore marker")
+
+
 def append_leaves(settings, first: int, leaves: list[bytes]) -> None:
     """Append the leaf hashes of the just committed events first.. to the anchor file and the journal."""
     if leaves:
@@ -165,6 +192,12 @@ def parse(raw: bytes, name: str) -> AnchorFile:
                 found.leaves.append(_leaf_run(data, where))
             except (KeyError, TypeError, ValueError) as exc:
                 found.problems.append(f"{where}: field {exc}: missing or malformed leaves")
+            continue
+        if kind == RESTORE_HEADER:
+            try:
+                found.restored(marker_of(data, where))
+            except (KeyError, TypeError, ValueError) as exc:
+                found.problems.append(f"{where}: field {exc}: missing or malformed restore marker")
             continue
         if kind != CHECKPOINT_HEADER:
             found.problems.append(f"{where}: field format: not an appliance audit checkpoint")

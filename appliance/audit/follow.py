@@ -54,6 +54,7 @@ class TrailFollower:
         self.pending: dict[int, set[bytes]] = {}  # anchored leaves of events not accepted yet
         self.checkpoints: list = []  # anchored checkpoints above `size`
         self.decisions: list[Accepted] = []
+        self.lost_revocations: dict[str, str] = {}  # artifact -> the restore marker that lost its revocation
         self.problem: str | None = None
         self._offset = 0
         self._waiting: tuple[int, float] | None = None  # (event, since) with no anchor yet
@@ -66,7 +67,7 @@ class TrailFollower:
         trust = Trust.of(self.settings, with_anchors=False)
         from appliance.audit.policy import cadence
 
-        trust.anchors, trust.leaves, trust.problems = found.checkpoints, found.leaves, trust.problems + found.problems
+        trust.take(found)
         trust.anchor_file, trust.anchor_file_exists = str(self.settings.anchor_path), self.settings.anchor_path.exists()
         trust.cadence = cadence()
         report = verify_log(self.engine, trust)
@@ -75,6 +76,8 @@ class TrailFollower:
             return
         self.leaves = bytearray(report.leaves)
         self.size = report.events
+        for marker in found.restores:
+            self.lost_revocations.update(dict.fromkeys(marker.lost_revocations, marker.where))
         self.frontier.extend(self.leaves[i:i + 32] for i in range(0, len(self.leaves), 32))
         self._note_anchors(found)
         with self.engine.connect() as conn:
@@ -93,7 +96,12 @@ class TrailFollower:
         """Accept what was appended since the last round; returns how many events were accepted."""
         if self.problem:
             return 0
-        self._note_anchors(anchors.parse(self._read_anchor_bytes(self._offset), str(self.settings.anchor_path)))
+        found = anchors.parse(self._read_anchor_bytes(self._offset), str(self.settings.anchor_path))
+        if found.restores:
+            self.problem = (f"the trail was restored while the gateway served ({found.restores[0].where}): start "
+                            f"the gateway again")
+            return 0
+        self._note_anchors(found)
         if self.problem:
             return 0
         accepted = 0

@@ -98,6 +98,8 @@ class Trust:
     keys: dict
     anchors: list[Anchor] = field(default_factory=list)
     leaves: list[LeafRun] = field(default_factory=list)  # every committed event's leaf, as anchored
+    restores: list = field(default_factory=list)  # restore markers (restores.RestoreMarker), in order
+    lost: list[LeafRun] = field(default_factory=list)  # anchored leaves a restore marker superseded
     problems: list[str] = field(default_factory=list)
     anchor_file: str = ""
     anchor_file_exists: bool = False
@@ -122,11 +124,16 @@ class Trust:
         trust = cls(keys, problems=[problem] if problem else [], pin_source=source, fingerprint=wanted)
         if with_anchors:
             found, trust.anchor_file_exists = anchors.read(settings)
-            trust.anchors, trust.leaves = found.checkpoints, found.leaves
-            trust.problems += found.problems
+            trust.take(found)
             trust.anchor_file = str(settings.anchor_path)
             trust.cadence = cadence()
         return trust
+
+    def take(self, found) -> None:
+        """The anchors of an anchor file as read (`anchors.AnchorFile`)."""
+        self.anchors, self.leaves, self.restores, self.lost = found.checkpoints, found.leaves, found.restores, \
+            found.lost
+        self.problems = self.problems + found.problems
 
 
 def trusted_audit_keys(conn, trust: Trust) -> tuple[dict, set[str], set[str]]:
@@ -264,9 +271,10 @@ def verify_log(engine, trust: Trust, exported: Kept | list[Checkpoint] | Checkpo
     for cp in stored:
         admit("stored checkpoint", cp)
     anchored = [a for a in trust.anchors if admit(f"the anchor at {a.where}", a.checkpoint)]
+    restored = [m for m in trust.restores if not m.superseded and admit(f"the restore marker at {m.where}", m)]
     for cp in exported or []:
         admit("exported checkpoint", cp)
-    _check_anchoring(report, trust, stored, anchored, max_seq)
+    _check_anchoring(report, trust, stored, anchored, max_seq, restored)
     targets.pop(0, None)
 
     parts = _scan_log(engine, max_seq, frozenset(targets))
@@ -303,7 +311,9 @@ def verify_log(engine, trust: Trust, exported: Kept | list[Checkpoint] | Checkpo
     matched = _check_leaves(report, trust.leaves, leaves, size, max_seq)
     if kept_leaves:
         _check_leaves(report, kept_leaves, leaves, size, max_seq)
-    head = max((a.checkpoint.tree_size for a in anchored), default=0)
+    matched += _still_held(trust.lost, leaves, size)
+    report.notes += [m.note() for m in trust.restores]
+    head = max([a.checkpoint.tree_size for a in anchored] + [m.tree_size for m in restored], default=0)
     oldest, report.unanchored = _uncovered(matched, min(head, size), size)
     report.anchored = size - report.unanchored
     if trust.cadence is not None and oldest is not None:
@@ -343,6 +353,17 @@ def _check_leaves(report: VerifyReport, runs: list[LeafRun], leaves: bytes, size
     return matched
 
 
+def _still_held(runs: list[LeafRun], leaves: bytes, size: int) -> list[tuple[int, int]]:
+    """The leaves a restore marker superseded that the log still holds as anchored (a restore that marked its
+    loss, then did not land): they cover their events as before."""
+    held = []
+    for run in runs:
+        upto = min(run.last, size)
+        if upto >= run.first and leaves[(run.first - 1) * 32:upto * 32] == run.leaves[:(upto - run.first + 1) * 32]:
+            held.append((run.first, upto))
+    return held
+
+
 def _uncovered(matched: list[tuple[int, int]], head: int, size: int) -> tuple[int | None, int]:
     """(the oldest event that neither an anchored leaf nor an anchored checkpoint covers, how many there are)."""
     oldest, count, upto = None, 0, head
@@ -358,8 +379,9 @@ def _uncovered(matched: list[tuple[int, int]], head: int, size: int) -> tuple[in
 
 
 def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint], anchored: list[Anchor],
-                     max_seq: int) -> None:
-    """Every stored checkpoint since anchoring began has its anchor, and every anchor its stored checkpoint."""
+                     max_seq: int, restored: list = ()) -> None:
+    """Every stored checkpoint since anchoring began has its anchor (those a restore brought back after what it
+    lost: the restore marker's signed head covers them), and every anchor its stored checkpoint."""
     if trust.cadence is None:
         return
     anchored_sizes = {a.checkpoint.tree_size for a in anchored}
@@ -370,7 +392,10 @@ def _check_anchoring(report: VerifyReport, trust: Trust, stored: list[Checkpoint
                         f"journalctl -t appliance-audit)")
         return
     first = min(anchored_sizes, default=None)
+    brought_back = [(m.lost_from, m.tree_size) for m in restored]
     for cp in stored:
+        if any(lo <= cp.tree_size <= hi for lo, hi in brought_back):
+            continue
         if first is not None and cp.tree_size > first and cp.tree_size not in anchored_sizes:
             report.fail(f"the stored checkpoint at size {cp.tree_size} has no anchor in {trust.anchor_file}: "
                         f"the anchor file was edited or replaced")

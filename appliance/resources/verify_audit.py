@@ -20,7 +20,11 @@ What it checks, from the raw exported events alone:
      given with --checkpoint, e.g. kept on write-once media), each signed by a key given with --key that the
      pack does not list as revoked;
   5. every leaf in a copy given with --checkpoint is the leaf of the pack's event at its number (leaves past
-     the pack's newest event are noted: a copy kept after the export goes on past it).
+     the pack's newest event are noted: a copy kept after the export goes on past it);
+  6. a restore marker in such a copy ("appliance audit restore v1": a restore of an older backup lost events
+     lost_from..lost_to) is signed by a key given with --key over its body, "appliance audit restore v1", a
+     newline and the sorted-key JSON, no spaces, of every field but "format" and "signature"; what the copy
+     anchored before it from lost_from on is then set aside (the loss is printed), and its tree head must match.
 Canonical bytes of an event: UTF-8 JSON, no spaces, of the array
   [2, seq, event_id, ts, actor, actor_role, auth_method, action, object_type, object_id, object_sha256,
    outcome, reason, correlation_id, details, os_user, os_uid, os_source]
@@ -43,6 +47,7 @@ COLUMNS = ["seq", "event_id", "ts", "actor", "actor_role", "auth_method", "actio
 OS_COLUMNS = ["os_user", "os_uid", "os_source"]
 HEADER = "appliance audit checkpoint v1"
 LEAVES = "appliance audit leaves v1"
+RESTORE = "appliance audit restore v1"
 
 
 def fold(stack):
@@ -82,6 +87,9 @@ def check_signature(cp, trusted, pack_keys):
         where = "found only in the pack" if cp["key_id"] in pack_keys else "unknown"
         return f"signed by key {cp['key_id'][:16]}, not one given with --key ({where})"
     body = f"{HEADER}\n{cp['tree_size']}\n{cp['root']}\n{cp['ts']}\n".encode()
+    if cp.get("format") == RESTORE:
+        fields = {k: v for k, v in cp.items() if k not in ("format", "signature")}
+        body = (RESTORE + "\n" + json.dumps(fields, sort_keys=True, separators=(",", ":"))).encode()
     try:
         public.verify(base64.b64decode(cp["signature"]), body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):
@@ -122,12 +130,22 @@ def main(argv):
     keys = {k["key_id"]: k for k in json.loads((pack / "audit-keys.json").read_text("utf-8"))}
     checkpoints = json.loads((pack / "checkpoints.json").read_text("utf-8"))
     anchored = {}  # seq -> leaf hex, from the leaf lines of a kept copy
-    for item in extra:
+    kept = []
+    for item in extra:  # in order: a restore marker sets aside what was anchored before it from lost_from on
         if item.get("format") == LEAVES:
             hexed = item["leaves"]
             for i in range(0, len(hexed), 64):
                 anchored.setdefault(item["from"] + i // 64, set()).add(hexed[i:i + 64])
-    checkpoints += [item for item in extra if item.get("format") != LEAVES]
+        elif item.get("format") == RESTORE:
+            cut = item["lost_from"]
+            anchored = {seq: leaf for seq, leaf in anchored.items() if seq < cut}
+            kept = [cp for cp in kept if cp["tree_size"] < cut]
+            print(f"note: events {cut}..{item['lost_to']} were lost at the restore of {item['archive']} at "
+                  f"{item['ts']} by {item['os_user']}: {item['reason']}")
+            kept.append(item)
+        else:
+            kept.append(item)
+    checkpoints += kept
     targets = {}
     for cp in checkpoints:
         bad = check_signature(cp, trusted, keys)

@@ -11,7 +11,7 @@ import sqlalchemy
 from sqlalchemy import delete, insert, select, update
 
 from appliance.db.tables import audit_checkpoint, audit_event, signing_key
-from tests.conftest import audit_events, first_login, home_db, write_password_files
+from tests.conftest import audit_events, first_login, home_db, pw_file, write_password_files
 
 pytestmark = pytest.mark.unit
 
@@ -224,7 +224,12 @@ def test_restore_refuses_a_damaged_archive_and_a_home_in_use(staff, cli, tmp_pat
     forced_resigned = cli("restore", forged, "--force")  # against the live home's own pins
     assert forced_resigned.code == 4 and "found only in the database" in forced_resigned.err
     assert not list(staff.home.parent.glob("home.before-restore-*"))  # the live home untouched
-    forced = cli("restore", archive, "--force")
+    anchored = (staff.home / "logs" / "checkpoints.jsonl").read_bytes()
+    unexplained = cli("restore", archive, "--force")  # the backup's own event came after it: it would be lost
+    assert unexplained.code == 2 and "loses events" in unexplained.err and "--reason" in unexplained.err
+    assert not list(staff.home.parent.glob("home.before-restore-*"))
+    assert (staff.home / "logs" / "checkpoints.jsonl").read_bytes() == anchored  # no marker for what did not land
+    forced = cli("restore", archive, "--force", "--reason", "drill")
     assert forced.code == 0, forced.err
     aside = list(staff.home.parent.glob("home.before-restore-*"))
     assert len(aside) == 1 and (aside[0] / "appliance.db").is_file()
@@ -232,6 +237,69 @@ def test_restore_refuses_a_damaged_archive_and_a_home_in_use(staff, cli, tmp_pat
         assert "Traceback" not in result.err and result.err.strip().splitlines()[-1].startswith("error: ")
     for result in (refused, garbage, busy):
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+    assert "Traceback" not in unexplained.err and unexplained.err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_an_older_backup_restored_leaves_a_signed_marker_that_verify_names(cli, staff, tmp_path):
+    """The events since the backup are lost for a reason the restoring person gives; verify names the loss
+    instead of reporting the trail cut short, a revocation among them keeps its adapter from being served, and a
+    marker edited afterwards (or one someone wrote without the audit key) fails."""
+    from appliance.audit.events import Event
+    from appliance.audit.follow import TrailFollower
+    from appliance.audit.log import record_alone
+    from appliance.config import load_settings
+    from appliance.context import Actor, Context
+    from appliance.db import connect
+
+    staff.login("alice")
+    archive = tmp_path / "older.tar"
+    assert cli("backup", "--out", archive).code == 0
+    settings = load_settings()
+    engine = connect(settings)
+    # a revocation after the backup (the trail's event as `artifacts revoke` leaves it, for an artifact this
+    # small home does not hold)
+    record_alone(Context(settings, engine, Actor("oscar", "officer", "session")),
+                 Event("artifact.revoke", "artifact", "triage", reason="leaks ticket numbers"))
+    engine.dispose()
+    assert cli("users", "disable", "ursula").code == 0
+    before = json.loads(cli("audit", "verify", "--json").out)["events"]
+
+    back = cli("restore", archive, "--force", "--reason", "the disk of the live home failed", "--json")
+    assert back.code == 0, back.err
+    lost = json.loads(back.out)["lost"]
+    assert lost[0] < before <= lost[1]  # to the newest event (verify records its own)
+    anchor_file = staff.home / "logs" / "checkpoints.jsonl"
+    marker = json.loads(next(line for line in anchor_file.read_text().splitlines()
+                             if '"appliance audit restore v1"' in line))
+    assert marker["reason"] == "the disk of the live home failed" and marker["os_user"]
+    assert [(d["action"], d["object"]) for d in marker["lost_decisions"]] == [("artifact.revoke", "triage")]
+    assert cli("login", "alice", "--password-file", pw_file(staff.home, "alice")).code == 0
+    verified = cli("audit", "verify", "--json")
+    report = json.loads(verified.out)
+    assert verified.code == 0 and report["ok"], verified.out + verified.err
+    note = next(n for n in report["notes"] if "were lost at the restore" in n)
+    assert f"events {lost[0]}..{lost[1]}" in note and "the disk of the live home failed" in note
+    assert "artifact.revoke triage" in note
+    assert cli("users", "disable", "ursula").code == 0  # lost with the rest: made again, the trail goes on
+    again = json.loads(cli("audit", "verify", "--json").out)
+    assert again["ok"] and again["events"] > lost[0], again
+
+    settings = load_settings()
+    engine = connect(settings)
+    follower = TrailFollower(settings, engine)
+    follower.start()
+    assert follower.problem is None and "triage" in follower.lost_revocations
+    from appliance.artifacts.release import prove
+
+    refusal, _ = prove(settings, follower, "triage", "0" * 64, "smollm2")
+    assert "its revocation was lost at the restore" in refusal
+    engine.dispose()
+
+    text = anchor_file.read_text()  # the marker's reason rewritten (a copy: the real file is append-only)
+    anchor_file.write_text(text.replace("the disk of the live home failed", "routine"))
+    edited = json.loads(cli("audit", "verify", "--json").out)
+    assert not edited["ok"] and any("restore marker" in p and "signature does not verify" in p
+                                    for p in edited["problems"])
 
 
 def test_only_an_admin_backs_up_and_never_into_the_home(staff, cli, tmp_path):
