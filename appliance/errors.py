@@ -12,6 +12,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "passwd": ("run `appliance passwd`", "set a new password on the sign-in page"),
     "init": ("run `appliance init`", "ask the operator to initialise the appliance"),
     "keys.init": ("run `appliance keys init`", "ask an admin to create the signing keys"),
+    "keys.enroll": ("run `appliance keys enroll`, then have root pin its fingerprint (`appliance keys pin`)",
+                    "enrol your personal key with `appliance keys enroll` on your terminal; root pins it"),
     "audit.checkpoint": ("run `appliance audit checkpoint`", "sign a checkpoint on the Audit page"),
     "audit.verify": ("run `appliance audit verify`", "verify the trail on the Audit page"),
     "models.list": ("see `appliance models list`", "see the Models page"),

@@ -89,8 +89,11 @@ def keys_enroll(app: App) -> None:
     """Make your personal signing key (officer, engineer), in your own process, and enrol it.
 
     The key stays in your home (APPLIANCE_PERSONAL_KEYS, default ~/.local/share/appliance/keys), encrypted under
-    a passphrase of yours (APPLIANCE_PERSONAL_PASSPHRASE_FILE, or asked on your terminal). It signs your
-    decisions once root has pinned it: read its fingerprint, printed here, to whoever runs `appliance keys pin`."""
+    a passphrase of yours (APPLIANCE_PERSONAL_PASSPHRASE_FILE, or asked on your terminal); or, with
+    APPLIANCE_PERSONAL_PKCS11 naming your token's PKCS#11 module (APPLIANCE_PERSONAL_TOKEN its label where there
+    are several), it is made on your smart card, USB key or HSM and never leaves it (its PIN from
+    APPLIANCE_PERSONAL_PIN_FILE, or asked). It signs your decisions once root has pinned it: read its
+    fingerprint, printed here, to whoever runs `appliance keys pin`."""
     from appliance.keys import enrolment
 
     entry = enrolment.enroll(app.ctx)

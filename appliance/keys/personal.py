@@ -5,7 +5,9 @@ packaging and signing: a decision counts only when its maker's own secret made i
 The key is an ECDSA P-256 key in the person's home (APPLIANCE_PERSONAL_KEYS, default
 ~/.local/share/appliance/keys/USER.key.pem, 0600 in a 0700 folder; KEY_FORMAT), encrypted under a passphrase of
 their own (APPLIANCE_PERSONAL_PASSPHRASE_FILE in their environment, or asked on their terminal; never on a command
-line and never sent to the appliance service). Through the control socket the service asks the person's client to sign
+line and never sent to the appliance service), or on their PKCS#11 token where their environment names one
+(APPLIANCE_PERSONAL_PKCS11, `token.py`: made on the token, never extractable, used with its PIN). Through the
+control socket the service asks the person's client to sign
 (`control/client.py`); the client signs only a statement of the decision the person's own command line asked for,
 and says what it signs.
 """
@@ -106,31 +108,59 @@ class LocalPersonalKeys:
         folder = keys_dir(self.env)
         return folder / f"{user}.key.pem", folder / f"{user}.pub.pem"
 
-    def _passphrase(self, confirm: bool) -> bytes:
-        path = self.env.get("APPLIANCE_PERSONAL_PASSPHRASE_FILE")
+    def _secret(self, variable: str, prompt: str, what: str, least: int, confirm: bool = False) -> str:
+        path = self.env.get(variable)
         if path:
             try:
                 with open(path, "rb") as fh:
                     value = fh.read(4097).decode("utf-8").splitlines()[0] if os.fstat(fh.fileno()).st_size else ""
             except (OSError, UnicodeDecodeError, IndexError) as exc:
-                raise InputError(f"{path}: cannot read your personal key passphrase: "
+                raise InputError(f"{path}: cannot read your {what}: "
                                  f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
             source = path
         else:
             if not os.isatty(0) and not os.path.exists("/dev/tty"):
-                raise InputError("no personal key passphrase: set APPLIANCE_PERSONAL_PASSPHRASE_FILE, or run "
-                                 "interactively")
-            value = getpass.getpass("Passphrase of your personal signing key: ")
+                raise InputError(f"no {what}: set {variable}, or run interactively")
+            value = getpass.getpass(prompt)
             if confirm and getpass.getpass("Again: ") != value:
-                raise InputError("the two passphrases differ")
-            source = "your passphrase"
-        if len(value) < MIN_PASSPHRASE:
-            raise InputError(f"{source}: a personal key passphrase has at least {MIN_PASSPHRASE} characters")
-        return value.encode("utf-8")
+                raise InputError(f"the two {what}s differ")
+            source = f"your {what}"
+        if len(value) < least:
+            raise InputError(f"{source}: a {what} has at least {least} characters")
+        return value
+
+    def _passphrase(self, confirm: bool) -> bytes:
+        return self._secret("APPLIANCE_PERSONAL_PASSPHRASE_FILE", "Passphrase of your personal signing key: ",
+                            "personal key passphrase", MIN_PASSPHRASE, confirm).encode("utf-8")
+
+    def _token(self):
+        """The person's PKCS#11 token (`token.py`), where their environment names one; None for the key file."""
+        module = self.env.get("APPLIANCE_PERSONAL_PKCS11")
+        if not module:
+            return None
+        from appliance.keys.token import TokenKey
+
+        return TokenKey(module, self.env.get("APPLIANCE_PERSONAL_TOKEN"),
+                        lambda label: self._secret("APPLIANCE_PERSONAL_PIN_FILE", f"PIN of token {label!r}: ",
+                                                   "token PIN", 4))
+
+    def _enroll_on(self, token, user: str) -> dict:
+        der, made = token.public_der(user, create=True)
+        public = serialization.load_der_public_key(der)
+        key_id = key_id_of(public)
+        public_pem = public.public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        _say(f"your personal signing key {key_id} {'was made on' if made else 'is already on'} your PKCS#11 token "
+             f"(label {token.label(user)!r}; it never leaves the token)")
+        return {"public_pem": public_pem, "proof": token.sign(user, enrolment_text(user, key_id))}
 
     def enroll(self, user: str) -> dict:
         """A new key, or the one already held (an enrolment that did not land is made again with the same key:
-        nothing half-done stays behind); its public key and its signature of its own enrolment."""
+        nothing half-done stays behind); its public key and its signature of its own enrolment. On the person's
+        PKCS#11 token where their environment names one (APPLIANCE_PERSONAL_PKCS11), else in their key file."""
+        token = self._token()
+        if token is not None:
+            return self._enroll_on(token, user)
         private_path, public_path = self._paths(user)
         if private_path.exists():
             key = self._load(user)
@@ -190,11 +220,17 @@ class LocalPersonalKeys:
             differs = f"it names another signer than {user}"
         if differs:
             raise PermissionDenied(f"refused to sign what the appliance service asked: {differs}")
-        key = self._load(user)
         subject = statement["subject"][0]
-        _say(f"signing with your personal key {key_id_of(key.public_key())[:16]}: "
+        token = self._token()
+        if token is not None:
+            key_id = key_id_of(serialization.load_der_public_key(token.public_der(user)[0]))
+        else:
+            key = self._load(user)
+            key_id = key_id_of(key.public_key())
+        _say(f"signing with your personal key {key_id[:16]}{' on your token' if token else ''}: "
              f"{statement['predicate']['decision']} {subject['name']} (sha256 {subject['digest']['sha256'][:16]}...)")
-        return {"key_id": key_id_of(key.public_key()), "sig": _sign(key, payload_to_sign(payload))}
+        return {"key_id": key_id, "sig": token.sign(user, payload_to_sign(payload)) if token is not None
+                else _sign(key, payload_to_sign(payload))}
 
 
 def payload_to_sign(payload: bytes, payload_type: str = "application/vnd.in-toto+json") -> bytes:

@@ -75,3 +75,95 @@ def test_what_it_signs_is_a_dsse_envelope_any_in_toto_tool_reads(keys):
     public.verify(base64.b64decode(reply["sig"]), pae, ec.ECDSA(hashes.SHA256()))  # raises if it does not verify
     body = json.loads(payload)
     assert body["_type"] == "https://in-toto.io/Statement/v1" and body["subject"][0]["digest"] == {"sha256": "ab" * 32}
+
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "20261207"
+
+
+@pytest.fixture(scope="session")
+def token_env(tmp_path_factory) -> dict[str, str]:
+    """A SoftHSM token labelled `officer` (one for the session: a PKCS#11 module is initialised once a process) and
+    the environment of a person who keeps their key on it, its user PIN in a file their process reads."""
+    import os
+    import subprocess
+
+    root = tmp_path_factory.mktemp("softhsm")
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    made = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "officer", "--pin", PIN,
+                           "--so-pin", "87654321"], capture_output=True, text=True)  # a throwaway test token
+    assert made.returncode == 0, made.stderr
+    (root / "pin").write_text(PIN + "\n")
+    return {"APPLIANCE_PERSONAL_PKCS11": SOFTHSM, "APPLIANCE_PERSONAL_TOKEN": "officer",
+            "APPLIANCE_PERSONAL_PIN_FILE": str(root / "pin"), "APPLIANCE_PERSONAL_KEYS": str(root / "no-key-files")}
+
+
+def test_a_key_made_on_a_pkcs11_token_signs_there_and_never_leaves_it(token_env, tmp_path):
+    import base64
+    from pathlib import Path
+
+    import pkcs11
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from pkcs11 import Attribute, ObjectClass
+
+    from appliance.errors import InputError
+    from appliance.keys.crypto import key_id_of
+    from appliance.keys.personal import enrolment_text, payload_to_sign
+
+    made = LocalPersonalKeys(token_env, ["keys", "enroll"]).enroll("olga")
+    public = serialization.load_pem_public_key(made["public_pem"].encode())
+    public.verify(base64.b64decode(made["proof"]), enrolment_text("olga", key_id_of(public)),
+                  ec.ECDSA(hashes.SHA256()))  # the token proved it holds the key
+    assert not Path(token_env["APPLIANCE_PERSONAL_KEYS"]).exists()  # no key file anywhere
+    assert LocalPersonalKeys(token_env, ["keys", "enroll"]).enroll("olga")["public_pem"] == made["public_pem"]
+    with pkcs11.lib(SOFTHSM).get_token(token_label="officer").open(user_pin=PIN) as session:
+        private = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label="appliance olga")
+        assert private[Attribute.SENSITIVE] and not private[Attribute.EXTRACTABLE]
+
+    payload = _statement(signer="olga")
+    reply = LocalPersonalKeys(token_env, ["approve", "triage", "--reason", "reviewed the card"]).sign("olga", payload)
+    assert reply["key_id"] == key_id_of(public)
+    public.verify(base64.b64decode(reply["sig"]), payload_to_sign(payload), ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(PermissionDenied, match="it states 'revoke'"):  # the token signs only what was asked
+        LocalPersonalKeys(token_env, ["approve", "triage"]).sign("olga", _statement("revoke", signer="olga"))
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("00000000\n")
+    with pytest.raises(IntegrityError, match="wrong PIN"):
+        LocalPersonalKeys({**token_env, "APPLIANCE_PERSONAL_PIN_FILE": str(wrong)},
+                          ["approve", "triage", "--reason", "reviewed the card"]).sign("olga", payload)
+    with pytest.raises(InputError, match="no token labelled 'elsewhere'.*'officer'"):
+        LocalPersonalKeys({**token_env, "APPLIANCE_PERSONAL_TOKEN": "elsewhere"}, ["keys", "enroll"]).enroll("olga")
+    with pytest.raises(InputError, match="not a PKCS#11 module"):
+        LocalPersonalKeys({**token_env, "APPLIANCE_PERSONAL_PKCS11": str(tmp_path / "none.so")},
+                          ["keys", "enroll"]).enroll("olga")
+
+
+def test_a_decision_signed_on_a_token_counts_once_root_pins_its_key(database_url, token_env):
+    import dataclasses
+
+    from appliance.config import load_settings
+    from appliance.context import Actor, Context
+    from appliance.db import connect, migrate
+    from appliance.keys import enrolment, people, store
+
+    settings = load_settings()
+    engine = connect(settings, create=True)
+    migrate(engine)
+    system = Context(settings, engine)
+    store.init_keys(system)
+    oscar = system.acting_as(Actor("oscar", "officer", "session"))
+    entry = enrolment.enroll(dataclasses.replace(oscar, personal=LocalPersonalKeys(token_env, ["keys", "enroll"])))
+    asked = dataclasses.replace(oscar, personal=LocalPersonalKeys(
+        token_env, ["approve", "triage", "--reason", "reviewed the card"]))
+    with pytest.raises(PermissionDenied, match="your signed approve"):  # enrolled, not pinned yet: it counts not
+        decisions.signed(asked, "approve", "triage", "ab" * 32, "reviewed the card")
+    enrolment.pin(settings, engine, entry.key_id)
+    envelope = decisions.signed(asked, "approve", "triage", "ab" * 32, "reviewed the card")
+    found, problem = decisions.check(envelope, people.read(settings), decision="approve", subject="triage",
+                                     digest="ab" * 32)
+    assert problem is None and found.key.key_id == entry.key_id and found.signer == "oscar"
+    engine.dispose()
