@@ -313,3 +313,39 @@ def test_only_an_admin_backs_up_and_never_into_the_home(staff, cli, tmp_path):
     assert taken.code == 2 and "already exists" in taken.err
     denials = audit_events(staff.home, "backup", "actor", "outcome")
     assert denials == [("erin", "denied")]  # the refusal is in the trail
+
+
+def test_an_older_backup_restored_on_an_install_marks_the_loss_in_the_anchor_file_outside_the_home(
+        database_url, cli, tmp_path, monkeypatch):
+    """As on an install: the anchor file lies outside the home (/var/log/appliance there), so a restore cannot
+    bring back an older copy of it; the marker goes into the live file, on SQLite and PostgreSQL alike."""
+    monkeypatch.setenv("APPLIANCE_SESSION_FILE", str(tmp_path / "session"))
+    anchor_file = tmp_path / "var-log-appliance" / "checkpoints.jsonl"
+    home = tmp_path / "home"
+    (home / "appliance.toml").write_text(f'[audit]\nanchor_file = "{anchor_file}"\n')
+    assert cli("init", "--admin", "alice", "--password-file", _pw(tmp_path, "alice", "first")).code == 0
+    first_login(cli, tmp_path, "alice")
+    archive = tmp_path / "out" / "older.tar"
+    archive.parent.mkdir()
+    assert cli("backup", "--out", archive).code == 0
+    assert cli("users", "add", "erin", "--role", "engineer", "--password-file", _pw(tmp_path, "erin", "first")).code \
+        == 0
+    witnessed = anchor_file.read_bytes()
+
+    refused = cli("restore", archive, "--force")
+    assert refused.code == 2 and f"which {anchor_file} anchored: say why with --reason" in refused.err
+    assert anchor_file.read_bytes() == witnessed and not list(tmp_path.glob("home.before-restore-*"))
+    back = cli("restore", archive, "--force", "--reason", "rolled back a bad upgrade", "--json")
+    assert back.code == 0, back.err
+    lines = anchor_file.read_bytes()
+    assert lines.startswith(witnessed)  # appended to, never replaced
+    marker = json.loads(lines[len(witnessed):].splitlines()[0])
+    assert marker["format"] == "appliance audit restore v1" and marker["reason"] == "rolled back a bad upgrade"
+    assert not (home / "logs" / "checkpoints.jsonl").exists()
+    assert cli("login", "alice", "--password-file", _pw(tmp_path, "alice")).code == 0
+    assert cli("users", "list").out.count("erin") == 0  # the restored trail: erin was added after the backup
+    verified = cli("audit", "verify", "--json")
+    report = json.loads(verified.out)
+    assert verified.code == 0 and report["ok"], verified.out + verified.err
+    assert any("were lost at the restore of older.tar" in n and "rolled back a bad upgrade" in n
+               for n in report["notes"])
