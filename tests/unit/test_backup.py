@@ -295,6 +295,26 @@ def test_an_older_backup_restored_leaves_a_signed_marker_that_verify_names(cli, 
     assert "its revocation was lost at the restore" in refusal
     engine.dispose()
 
+    # the auditor's own verifier, away from the appliance, with a copy of the anchor file: the same loss, named
+    import subprocess
+    import sys
+    import zipfile
+
+    pack = tmp_path / "evidence.zip"
+    assert cli("audit", "export", "--out", pack).code == 0
+    script = tmp_path / "verify_audit.py"
+    script.write_bytes(zipfile.ZipFile(pack).read("verify_audit.py"))
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text(anchor_file.read_text())
+    alone = subprocess.run([sys.executable, script, pack, "--key", staff.home / "keys" / "audit-pinned.pem",
+                            "--checkpoint", kept], capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stdout
+    assert f"note: events {lost[0]}..{lost[1]} were lost at the restore of older.tar" in alone.stdout
+    kept.write_text(anchor_file.read_text().replace("the disk of the live home failed", "routine"))
+    edited_copy = subprocess.run([sys.executable, script, pack, "--key", staff.home / "keys" / "audit-pinned.pem",
+                                  "--checkpoint", kept], capture_output=True, text=True)
+    assert edited_copy.returncode == 1 and "signature does not verify" in edited_copy.stdout
+
     text = anchor_file.read_text()  # the marker's reason rewritten (a copy: the real file is append-only)
     anchor_file.write_text(text.replace("the disk of the live home failed", "routine"))
     edited = json.loads(cli("audit", "verify", "--json").out)
