@@ -145,14 +145,14 @@ class LocalPersonalKeys:
                                                    "token PIN", 4))
 
     def _enroll_on(self, token, user: str) -> dict:
-        der, made = token.public_der(user, create=True)
+        der, made, proof = token.enroll(user, lambda der: enrolment_text(
+            user, key_id_of(serialization.load_der_public_key(der))))
         public = serialization.load_der_public_key(der)
-        key_id = key_id_of(public)
         public_pem = public.public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        _say(f"your personal signing key {key_id} {'was made on' if made else 'is already on'} your PKCS#11 token "
-             f"(label {token.label(user)!r}; it never leaves the token)")
-        return {"public_pem": public_pem, "proof": token.sign(user, enrolment_text(user, key_id))}
+        _say(f"your personal signing key {key_id_of(public)} {'was made on' if made else 'is already on'} your "
+             f"PKCS#11 token (label {token.label(user)!r}; it never leaves the token)")
+        return {"public_pem": public_pem, "proof": proof}
 
     def enroll(self, user: str) -> dict:
         """A new key, or the one already held (an enrolment that did not land is made again with the same key:
@@ -221,16 +221,17 @@ class LocalPersonalKeys:
         if differs:
             raise PermissionDenied(f"refused to sign what the appliance service asked: {differs}")
         subject = statement["subject"][0]
+        said = f"{statement['predicate']['decision']} {subject['name']} (sha256 {subject['digest']['sha256'][:16]}...)"
         token = self._token()
         if token is not None:
-            key_id = key_id_of(serialization.load_der_public_key(token.public_der(user)[0]))
-        else:
-            key = self._load(user)
-            key_id = key_id_of(key.public_key())
-        _say(f"signing with your personal key {key_id[:16]}{' on your token' if token else ''}: "
-             f"{statement['predicate']['decision']} {subject['name']} (sha256 {subject['digest']['sha256'][:16]}...)")
-        return {"key_id": key_id, "sig": token.sign(user, payload_to_sign(payload)) if token is not None
-                else _sign(key, payload_to_sign(payload))}
+            der, sig = token.sign(user, payload_to_sign(payload))
+            key_id = key_id_of(serialization.load_der_public_key(der))
+            _say(f"signed on your token with your personal key {key_id[:16]}: {said}")
+            return {"key_id": key_id, "sig": sig}
+        key = self._load(user)
+        key_id = key_id_of(key.public_key())
+        _say(f"signing with your personal key {key_id[:16]}: {said}")
+        return {"key_id": key_id, "sig": _sign(key, payload_to_sign(payload))}
 
 
 def payload_to_sign(payload: bytes, payload_type: str = "application/vnd.in-toto+json") -> bytes:

@@ -64,41 +64,51 @@ class TokenKey:
     def label(user: str) -> str:
         return f"appliance {user}"
 
-    def public_der(self, user: str, *, create: bool = False) -> tuple[bytes, bool]:
-        """The DER public key of `user`'s key pair on the token (made there when `create` and absent), and
-        whether it was made now."""
+    def enroll(self, user: str, proof_of: Callable[[bytes], bytes]) -> tuple[bytes, bool, str]:
+        """(the DER public key of `user`'s key pair on the token, made there now if absent; whether it was made
+        now; its signature of proof_of(that DER key)), in one session with the token (one PIN)."""
         pkcs11 = _library()
         from pkcs11 import Attribute, KeyType, ObjectClass
         from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
-        token, session = self._open(rw=create)
+        _, session = self._open(rw=True)
         with session:
+            made = False
             try:
-                return encode_ec_public_key(session.get_key(object_class=ObjectClass.PUBLIC_KEY,
-                                                            label=self.label(user))), False
+                public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=self.label(user))
+                private = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=self.label(user))
             except pkcs11.NoSuchKey:
-                if not create:
-                    raise NotFound(f"token {token.label!r} holds no key labelled {self.label(user)!r}",
-                                   hint="keys.enroll") from None
-            params = session.create_domain_parameters(
-                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
-            public, _ = params.generate_keypair(
-                store=True, label=self.label(user),
-                private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True})
-            return encode_ec_public_key(public), True
+                params = session.create_domain_parameters(
+                    KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+                public, private = params.generate_keypair(
+                    store=True, label=self.label(user),
+                    private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True})
+                made = True
+            der = encode_ec_public_key(public)
+            return der, made, _signed(private, proof_of(der))
 
-    def sign(self, user: str, data: bytes) -> str:
-        """A base64 DER ECDSA-SHA256 signature of `data`, made on the token (SHA-256 here, ECDSA there)."""
+    def sign(self, user: str, data: bytes) -> tuple[bytes, str]:
+        """(the DER public key, a base64 DER ECDSA-SHA256 signature of `data`), both from one session with the
+        token (one PIN): SHA-256 here, ECDSA on the token."""
         pkcs11 = _library()
-        from pkcs11 import Mechanism, ObjectClass
-        from pkcs11.util.ec import encode_ecdsa_signature
+        from pkcs11 import ObjectClass
+        from pkcs11.util.ec import encode_ec_public_key
 
         token, session = self._open()
         with session:
             try:
                 key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=self.label(user))
+                public = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=self.label(user))
             except pkcs11.NoSuchKey:
                 raise NotFound(f"token {token.label!r} holds no key labelled {self.label(user)!r}",
                                hint="keys.enroll") from None
-            raw = key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
-        return base64.b64encode(encode_ecdsa_signature(raw)).decode()
+            return encode_ec_public_key(public), _signed(key, data)
+
+
+def _signed(private, data: bytes) -> str:
+    """A base64 DER ECDSA-SHA256 signature of `data`: SHA-256 here, ECDSA on the token."""
+    from pkcs11 import Mechanism
+    from pkcs11.util.ec import encode_ecdsa_signature
+
+    raw = private.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
+    return base64.b64encode(encode_ecdsa_signature(raw)).decode()
