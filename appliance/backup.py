@@ -305,7 +305,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
                 why = backup_loss.require_reason(reason, archive, settings.anchor_path, lost)
                 decisions = backup_loss.live_decisions(settings, lost[0]) if live_database else []
                 marker = backup_loss.signed_marker(check, engine, report, lost, archive,
-                                                   manifest.get("created_at"), why, decisions)
+                                                   manifest.get("created_at"), why, decisions, settings.anchor_path)
                 again = backup_loss.verify_with(engine, trust, live, marker, settings.anchor_path)
                 if not again.ok:
                     raise IntegrityError(f"the restored audit trail does not verify against the anchors of "

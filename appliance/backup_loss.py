@@ -66,7 +66,7 @@ def _digest(path: Path) -> str:
 
 
 def signed_marker(check_settings, engine, report, lost: tuple[int, int], archive: Path, created_at: str | None,
-                  reason: str, decisions: list[dict]) -> RestoreMarker:
+                  reason: str, decisions: list[dict], anchor_file: Path) -> RestoreMarker:
     """The marker for restoring `archive` (verified as `report`), signed with the restored trail's audit key."""
     from appliance.audit.log import _active_audit_key
     from appliance.keys.crypto import sign
@@ -81,7 +81,7 @@ def signed_marker(check_settings, engine, report, lost: tuple[int, int], archive
         key_id=key.key_id, signature="", lost_from=lost[0], lost_to=lost[1], archive=archive.name,
         archive_sha256=_digest(archive), backup_created_at=created_at,
         os_user=pwd.getpwuid(os.geteuid()).pw_name, sudo_user=os.environ.get("SUDO_USER") or None,
-        reason=reason, lost_decisions=decisions, where=f"the end of {check_settings.anchor_path}")
+        reason=reason, lost_decisions=decisions, where=f"the end of {anchor_file}")
     signature = base64.b64encode(sign(check_settings, key, unsigned.body())).decode()
     return RestoreMarker(**{**unsigned.__dict__, "signature": signature})
 

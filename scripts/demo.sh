@@ -106,7 +106,7 @@ start_serving() {
 }
 side_by_side() {
   APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance users limit engineer \
-    --adapters helpdesk-triage --max-concurrent 4
+    --adapters helpdesk-triage --max-concurrent 8
   APPLIANCE_SESSION_FILE="$secrets_dir/admin-session.json" appliance tokens create --user engineer --json \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' > "$secrets_dir/engineer.token"
   DEMO_URL="http://127.0.0.1:$port/v1" DEMO_TOKEN_FILE="$secrets_dir/engineer.token" python - <<'PY'
