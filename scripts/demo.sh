@@ -69,6 +69,7 @@ follower.start()
 refusal, _ = prove(settings, follower, "helpdesk-triage", "", "smollm2")
 print(f"the gateway's proof for helpdesk-triage: {refusal}")
 PY
+  rm -f "$archive"  # a copy of the whole home (about 1 GB); the home it replaced stays beside it, moved aside
 }
 
 serve_pid=""
