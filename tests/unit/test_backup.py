@@ -174,7 +174,7 @@ def test_a_backup_restores_into_a_new_home_with_its_audit_trail_verified(databas
 
 @pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_postgresql_target_holding_only_a_view_is_not_empty(empty_postgres):
-    from appliance.backup import _pg_check_target
+    from appliance.backup_pg import check_target as _pg_check_target
     from appliance.errors import InputError
 
     _pg_check_target(empty_postgres, force=False)  # empty: accepted
