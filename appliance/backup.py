@@ -34,6 +34,7 @@ from appliance.config import Settings
 from appliance.context import Context
 from appliance.errors import InputError, IntegrityError, StorageError
 from appliance.identity.roles import require
+from appliance.keys.crypto import pem_of
 
 FORMAT = 1
 MANIFEST = "backup.json"
@@ -311,7 +312,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
             restored_pins.unlink(missing_ok=True)
             for key in _verified_keys(check, trust):
                 pins.pin(Settings(home=restored_home, file=settings.file, database_url=url, env=settings.env),
-                         _pem(key))
+                         pem_of(key))
         if scratch_url:
             backup_pg.switch(url, scratch_url, keep_old=force)
         aside = None
@@ -350,9 +351,3 @@ def _verified_keys(check: Settings, trust) -> list:
             return list(trusted_audit_keys(conn, trust)[0].values())
     finally:
         engine.dispose()
-
-
-def _pem(key) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

@@ -112,9 +112,10 @@ _WORDS = {"user.create": "created", "user.set_role": "given its role", "user.res
 
 def _folder_problem(settings, follower: TrailFollower, name: str, digest: str, model: str) -> str | None:
     from appliance.artifacts.package import SIGNATURE, file_digests
-    from appliance.artifacts.signing import _differences, _statement, _verifies, pem_of
+    from appliance.artifacts.signing import _differences, _statement, _verifies
     from appliance.digests import manifest_digest
     from appliance.keys import pins
+    from appliance.keys.crypto import pem_of
 
     try:
         directory = folder_of(settings, name)

@@ -125,13 +125,6 @@ def _statement(signature: Path) -> dict:
         raise ValueError(str(exc) or type(exc).__name__) from None
 
 
-def pem_of(public_key) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    return public_key.public_bytes(serialization.Encoding.PEM,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 def _verifies(directory: Path, signature: Path, public_pem: str) -> bool:
     from model_signing import verifying
 
@@ -200,7 +193,7 @@ def _verify(ctx: Context, directory: Path, shown: str) -> Verification:
     stored = {k.key_id: k for k in store.list_keys(ctx.engine) if k.purpose == "artifact"}
     signer = None
     if not changed:
-        signer = next((k for k in pinned if _verifies(directory, signature, pem_of(pinned[k]))), None) or \
+        signer = next((k for k in pinned if _verifies(directory, signature, crypto.pem_of(pinned[k]))), None) or \
             next((k for k, rec in stored.items() if _verifies(directory, signature, rec.public_pem)), None)
     if signer is None and not changed:
         result.add("key", False, "the signature verifies with no pinned artifact key (unknown key, or the "

@@ -40,6 +40,12 @@ def key_id_of(public_key: ec.EllipticCurvePublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def pem_of(public_key) -> str:
+    """A public key as PEM SubjectPublicKeyInfo text."""
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 def passphrase(settings: Settings) -> bytes:
     """The passphrase that encrypts private keys: APPLIANCE_KEY_PASSPHRASE, or a file named by
     APPLIANCE_KEY_PASSPHRASE_FILE, or the systemd credential `key-passphrase` (an install gives it to the signer

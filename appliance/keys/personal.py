@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.errors import InputError, IntegrityError, NotFound, PermissionDenied
-from appliance.keys.crypto import MIN_PASSPHRASE, key_id_of
+from appliance.keys.crypto import MIN_PASSPHRASE, key_id_of, pem_of
 
 ENROL_HEADER = "appliance personal key enrolment v1"
 # The key file: the PKCS#8 key (PBES2, AES-256) under a password stretched from the person's passphrase by scrypt,
@@ -148,11 +148,9 @@ class LocalPersonalKeys:
         der, made, proof = token.enroll(user, lambda der: enrolment_text(
             user, key_id_of(serialization.load_der_public_key(der))))
         public = serialization.load_der_public_key(der)
-        public_pem = public.public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         _say(f"your personal signing key {key_id_of(public)} {'was made on' if made else 'is already on'} your "
              f"PKCS#11 token (label {token.label(user)!r}; it never leaves the token)")
-        return {"public_pem": public_pem, "proof": proof}
+        return {"public_pem": pem_of(public), "proof": proof}
 
     def enroll(self, user: str) -> dict:
         """A new key, or the one already held (an enrolment that did not land is made again with the same key:
@@ -164,14 +162,12 @@ class LocalPersonalKeys:
         private_path, public_path = self._paths(user)
         if private_path.exists():
             key = self._load(user)
-            public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
             _say(f"your personal signing key {key_id_of(key.public_key())} is already in {private_path}")
-            return {"public_pem": public_pem, "proof": _sign(key, enrolment_text(user, key_id_of(key.public_key())))}
+            return {"public_pem": pem_of(key.public_key()),
+                    "proof": _sign(key, enrolment_text(user, key_id_of(key.public_key())))}
         passphrase = self._passphrase(confirm=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        public_pem = pem_of(key.public_key())
         key_id = key_id_of(key.public_key())
         private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(private_path.parent, 0o700)
