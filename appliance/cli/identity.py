@@ -251,16 +251,14 @@ def users_set_role(app: App, name: str, role: str) -> None:
 
 
 def _limit(name: str):
+    """The option's text as a number (`identity.access` checks it is a positive one), or "policy"."""
     def parse(ctx, param, value):
         if value is None or value == "policy":
             return value
         try:
-            number = float(value) if name == "requests_per_minute" else int(value)
+            return float(value) if name == "requests_per_minute" else int(value)
         except ValueError:
             raise click.BadParameter(f"{value!r}: a positive number, or 'policy'") from None
-        if number <= 0:
-            raise click.BadParameter(f"{value!r}: a positive number, or 'policy'")
-        return number
     return parse
 
 
