@@ -38,11 +38,10 @@ class TokenKey:
         except (RuntimeError, OSError) as exc:
             raise InputError(f"APPLIANCE_PERSONAL_PKCS11={self.module}: not a PKCS#11 module this process can "
                              f"load ({exc})") from None
-        tokens = [t for t in lib.get_tokens() if t.label]
-        if self.token_label:
-            tokens = [t for t in tokens if t.label == self.token_label]
+        present = [t for t in lib.get_tokens() if t.label]
+        tokens = [t for t in present if t.label == self.token_label] if self.token_label else present
         if len(tokens) != 1:
-            named = ", ".join(repr(t.label) for t in lib.get_tokens() if t.label) or "none"
+            named = ", ".join(repr(t.label) for t in present) or "none"
             raise InputError(f"{self.module}: {'no token' if not tokens else 'more than one token'} "
                              f"{'labelled ' + repr(self.token_label) if self.token_label else 'present'} (tokens: "
                              f"{named}); set APPLIANCE_PERSONAL_TOKEN to its label")
