@@ -233,8 +233,9 @@ def restore(settings: Settings, archive: Path, *, force: bool = False, say: Say 
     if home.exists() and any(home.iterdir()) and not force:
         raise InputError(f"{home} is not empty; restore into a new home, or give --force to move this one aside")
     trust = _restore_trust(settings, audit_key)
-    live, live_exists = anchors.read(settings)  # the witness, read before anything moves
-    live_raw = settings.anchor_path.read_bytes() if live_exists else b""
+    live, live_exists, live_raw = anchors.read_with_bytes(settings)  # the witness, read once before anything moves
+    if live_exists and not live_raw and live.problems:
+        raise StorageError(live.problems[0])  # unreadable: nothing to carry on, nothing to measure a loss against
     live_database = (home / "appliance.db").is_file() if settings.uses_sqlite else force
     scratch_url = marker = None
     home.parent.mkdir(parents=True, exist_ok=True)

@@ -214,11 +214,17 @@ def parse(raw: bytes, name: str) -> AnchorFile:
 
 def read(settings) -> tuple[AnchorFile, bool]:
     """The install's anchors, and whether the file exists."""
+    found, exists, _ = read_with_bytes(settings)
+    return found, exists
+
+
+def read_with_bytes(settings) -> tuple[AnchorFile, bool, bytes]:
+    """The install's anchors, whether the file exists, and its bytes as read (b"" when it cannot be)."""
     path: Path = settings.anchor_path
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return AnchorFile([], [], []), False
+        return AnchorFile([], [], []), False, b""
     except OSError as exc:
-        return AnchorFile([], [], [f"{path}: cannot read the anchor file: {exc.strerror}"]), True
-    return parse(raw, str(path)), True
+        return AnchorFile([], [], [f"{path}: cannot read the anchor file: {exc.strerror}"]), True, b""
+    return parse(raw, str(path)), True, raw
