@@ -10,9 +10,9 @@ with the restored trail's audit key, and checks that the restored trail verifies
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import pwd
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from appliance.audit.restores import RestoreMarker, lost_range
+from appliance.digests import sha256_file
 from appliance.errors import ApplianceError, InputError, NotFound
 
 
@@ -57,14 +58,6 @@ def live_decisions(settings, first: int) -> list[dict]:
     return [{"seq": int(r.seq), "action": r.action, "object": r.object_id} for r in rows]
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def signed_marker(check_settings, engine, report, lost: tuple[int, int], archive: Path, created_at: str | None,
                   reason: str, decisions: list[dict], anchor_file: Path) -> RestoreMarker:
     """The marker for restoring `archive` (verified as `report`), signed with the restored trail's audit key."""
@@ -79,11 +72,11 @@ def signed_marker(check_settings, engine, report, lost: tuple[int, int], archive
     unsigned = RestoreMarker(
         tree_size=report.events, root=report.root, ts=datetime.now(UTC).isoformat(timespec="seconds"),
         key_id=key.key_id, signature="", lost_from=lost[0], lost_to=lost[1], archive=archive.name,
-        archive_sha256=_digest(archive), backup_created_at=created_at,
+        archive_sha256=sha256_file(archive), backup_created_at=created_at,
         os_user=pwd.getpwuid(os.geteuid()).pw_name, sudo_user=os.environ.get("SUDO_USER") or None,
         reason=reason, lost_decisions=decisions, where=f"the end of {anchor_file}")
     signature = base64.b64encode(sign(check_settings, key, unsigned.body())).decode()
-    return RestoreMarker(**{**unsigned.__dict__, "signature": signature})
+    return replace(unsigned, signature=signature)
 
 
 def verify_with(engine, trust, live, marker: RestoreMarker, anchor_file: Path):
